@@ -1,0 +1,1 @@
+//! Benchmark harness for shmlane (work in progress: see issue 7).

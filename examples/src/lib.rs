@@ -1,0 +1,1 @@
+//! Example programs for shmlane live in `examples/examples/`.
