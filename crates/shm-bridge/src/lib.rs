@@ -1,2 +1,10 @@
-//! Named shared-memory channels between processes (work in progress: see issue 6).
+//! What a service links to talk to other processes through shared memory.
+//!
+//! This crate is being built up (see issue 6): so far it holds the [`fork`] helpers and the
+//! [`Error`] type; named channels, liveness and the `shmlane` command-line tool follow.
 #![deny(unsafe_op_in_unsafe_fn)]
+
+mod error;
+pub mod fork;
+
+pub use error::{Error, Result};
