@@ -1,0 +1,88 @@
+//! The fork helpers: exit codes, panics with their message, signals, deadlines, and the
+//! refusal to fork a multi-threaded process.
+
+use std::time::{Duration, Instant};
+
+use shm_bridge::fork::{fork_child, fork_child_unchecked, thread_count};
+use shm_bridge::Error;
+use shm_region::Region;
+
+/// The test harness runs tests on their own threads, so the checked helper must refuse.
+#[test]
+fn refuses_a_multi_threaded_process() {
+    let _extra = std::thread::spawn(|| std::thread::sleep(Duration::from_millis(200)));
+    assert!(thread_count() > 1);
+    match fork_child(|| 0) {
+        Err(e @ Error::MultiThreaded { threads }) => {
+            assert!(threads > 1);
+            assert!(
+                e.to_string().contains("fork before starting threads"),
+                "{e}"
+            );
+        }
+        other => panic!("expected MultiThreaded, got {other:?}"),
+    }
+}
+
+#[test]
+fn child_shares_the_region_and_exits_zero() {
+    let region = Region::anonymous(4096).unwrap();
+    // SAFETY: the child only writes the shared region and returns.
+    let child =
+        unsafe { fork_child_unchecked(|| region.write_at(0, b"child").map_or(1, |_| 0)) }.unwrap();
+    assert!(child.pid() > 0);
+    child.wait_timeout(Duration::from_secs(10)).unwrap();
+    let mut buf = [0u8; 5];
+    region.read_at(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"child");
+}
+
+#[test]
+fn exit_codes_panics_and_signals_are_reported() {
+    // SAFETY (all three): the children only return, panic, or abort.
+    let c = unsafe { fork_child_unchecked(|| 7) }.unwrap();
+    let pid = c.pid();
+    match c.wait() {
+        Err(Error::ChildFailed { pid: p, code: 7 }) => assert_eq!(p, pid),
+        other => panic!("expected ChildFailed(7), got {other:?}"),
+    }
+    let c = unsafe { fork_child_unchecked(|| panic!("boom {}", 42)) }.unwrap();
+    match c.wait() {
+        Err(Error::ChildPanicked { message, .. }) => {
+            assert!(message.contains("boom 42"), "{message}")
+        }
+        other => panic!("expected ChildPanicked, got {other:?}"),
+    }
+    let c = unsafe { fork_child_unchecked(|| std::process::abort()) }.unwrap();
+    match c.wait() {
+        Err(Error::ChildKilled { signal, .. }) => assert_eq!(signal, "SIGABRT"),
+        other => panic!("expected ChildKilled, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_hung_child_is_killed_at_the_deadline() {
+    // SAFETY: the child only sleeps.
+    let c = unsafe {
+        fork_child_unchecked(|| {
+            std::thread::sleep(Duration::from_secs(60));
+            0
+        })
+    }
+    .unwrap();
+    let start = Instant::now();
+    match c.wait_timeout(Duration::from_millis(100)) {
+        Err(Error::ChildTimeout { waited, .. }) => assert_eq!(waited, Duration::from_millis(100)),
+        other => panic!("expected ChildTimeout, got {other:?}"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(10));
+    // kill() works too, and dropping an unwaited child reaps it.
+    let c = unsafe {
+        fork_child_unchecked(|| {
+            std::thread::sleep(Duration::from_secs(60));
+            0
+        })
+    }
+    .unwrap();
+    c.kill().unwrap();
+}
