@@ -23,7 +23,7 @@ fn wait_for(word: &AtomicU64, value: u64, start: Instant) -> bool {
     let mut spins = 0u32;
     while word.load(Ordering::Acquire) != value {
         spins = spins.wrapping_add(1);
-        if spins % 4096 == 0 && start.elapsed() > DEADLINE {
+        if spins.is_multiple_of(4096) && start.elapsed() > DEADLINE {
             return false;
         }
         std::hint::spin_loop();

@@ -392,7 +392,7 @@ impl Region {
     }
 
     fn aligned_ptr(&self, offset: usize, size: usize) -> Result<NonNull<u8>> {
-        if offset % size != 0 {
+        if !offset.is_multiple_of(size) {
             return Err(Error::Misaligned {
                 region: self.desc.clone(),
                 offset,
@@ -499,7 +499,7 @@ impl Region {
     pub fn advise_range(&self, offset: usize, len: usize, advice: Advice) -> Result<()> {
         let p = self.ptr_at(offset, len)?;
         let page = sys::page_size();
-        if offset % page != 0 {
+        if !offset.is_multiple_of(page) {
             return Err(Error::Misaligned {
                 region: self.desc.clone(),
                 offset,
@@ -612,7 +612,7 @@ impl Drop for Region {
 unsafe fn volatile_copy_in(dst: *mut u8, src: &[u8]) {
     let n = src.len();
     let mut i = 0;
-    while i < n && (dst as usize + i) % 8 != 0 {
+    while i < n && !(dst as usize + i).is_multiple_of(8) {
         // SAFETY: i < n, inside the range the caller vouched for.
         unsafe { dst.add(i).write_volatile(src[i]) };
         i += 1;
@@ -643,7 +643,7 @@ unsafe fn volatile_copy_in(dst: *mut u8, src: &[u8]) {
 unsafe fn volatile_copy_out(src: *const u8, dst: &mut [u8]) {
     let n = dst.len();
     let mut i = 0;
-    while i < n && (src as usize + i) % 8 != 0 {
+    while i < n && !(src as usize + i).is_multiple_of(8) {
         // SAFETY: i < n, inside the range the caller vouched for.
         dst[i] = unsafe { src.add(i).read_volatile() };
         i += 1;
