@@ -39,13 +39,14 @@ fn child_shares_the_region_and_exits_zero() {
 
 #[test]
 fn exit_codes_panics_and_signals_are_reported() {
-    // SAFETY (all three): the children only return, panic, or abort.
+    // SAFETY: the child only returns.
     let c = unsafe { fork_child_unchecked(|| 7) }.unwrap();
     let pid = c.pid();
     match c.wait() {
         Err(Error::ChildFailed { pid: p, code: 7 }) => assert_eq!(p, pid),
         other => panic!("expected ChildFailed(7), got {other:?}"),
     }
+    // SAFETY: the child only panics.
     let c = unsafe { fork_child_unchecked(|| panic!("boom {}", 42)) }.unwrap();
     match c.wait() {
         Err(Error::ChildPanicked { message, .. }) => {
@@ -53,6 +54,7 @@ fn exit_codes_panics_and_signals_are_reported() {
         }
         other => panic!("expected ChildPanicked, got {other:?}"),
     }
+    // SAFETY: the child only aborts.
     let c = unsafe { fork_child_unchecked(|| std::process::abort()) }.unwrap();
     match c.wait() {
         Err(Error::ChildKilled { signal, .. }) => assert_eq!(signal, "SIGABRT"),
@@ -76,7 +78,8 @@ fn a_hung_child_is_killed_at_the_deadline() {
         other => panic!("expected ChildTimeout, got {other:?}"),
     }
     assert!(start.elapsed() < Duration::from_secs(10));
-    // kill() works too, and dropping an unwaited child reaps it.
+    // kill() works too.
+    // SAFETY: the child only sleeps.
     let c = unsafe {
         fork_child_unchecked(|| {
             std::thread::sleep(Duration::from_secs(60));

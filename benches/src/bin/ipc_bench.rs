@@ -1,0 +1,161 @@
+//! `ipc-bench`: the cross-process suite. Each figure is printed beside its baseline from the
+//! same run and the ratio between them.
+//!
+//! ```text
+//! cargo run --release -p shmlane-benches --bin ipc-bench            # full run
+//! cargo run --release -p shmlane-benches --bin ipc-bench -- --quick # fewer samples
+//! cargo run --release -p shmlane-benches --bin ipc-bench -- --json  # one JSON object a line
+//! ```
+
+use std::process::ExitCode;
+
+use shmlane_benches::report::{Better, Report};
+use shmlane_benches::run::{median_of, Res};
+use shmlane_benches::{inproc, rings, transports};
+
+struct Opts {
+    quick: bool,
+    json: bool,
+    only: Option<String>,
+}
+
+fn parse() -> Result<Opts, String> {
+    let mut o = Opts {
+        quick: false,
+        json: false,
+        only: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--json" => o.json = true,
+            "--only" => o.only = Some(args.next().ok_or("--only needs latency or throughput")?),
+            "-h" | "--help" => {
+                println!("usage: ipc-bench [--quick] [--json] [--only latency|throughput]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?}; try --help")),
+        }
+    }
+    Ok(o)
+}
+
+fn main() -> ExitCode {
+    let o = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("ipc-bench: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut r = Report::new();
+    let want = |g: &str| o.only.as_deref().is_none_or(|x| x == g);
+    let result = (|| -> Res<()> {
+        if want("latency") {
+            latency(&mut r, o.quick)?;
+        }
+        if want("throughput") {
+            throughput(&mut r, o.quick)?;
+        }
+        Ok(())
+    })();
+    if o.json {
+        println!("{}", r.json_lines());
+    } else {
+        print!("{}", r.table());
+        println!(
+            "\n{} CPUs; sides pinned to CPUs 0 and 1; latency ratios < 1 and rate ratios > 1 favour the figure",
+            shmlane_benches::run::available_cpus()
+        );
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipc-bench: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn latency(r: &mut Report, quick: bool) -> Res<()> {
+    let (rounds, warmup) = if quick {
+        (20_000, 2_000)
+    } else {
+        (200_000, 20_000)
+    };
+    let slow = rounds / 10;
+    r.latency(
+        "rtt/floor-atomics",
+        transports::floor_rtt(rounds, warmup)?,
+        None,
+    );
+    rings::spsc_rtt(r, rounds, warmup, "rtt/floor-atomics")?;
+    for size in [8usize, 1024] {
+        r.latency(
+            &format!("rtt/pipe/{size}B"),
+            transports::pipe_rtt(slow, warmup / 10, size)?,
+            None,
+        );
+        r.latency(
+            &format!("rtt/unix-socket/{size}B"),
+            transports::unix_rtt(slow, warmup / 10, size)?,
+            Some(&format!("rtt/pipe/{size}B")),
+        );
+    }
+    r.latency(
+        "rtt/eventfd",
+        transports::eventfd_rtt(slow, warmup / 10)?,
+        Some("rtt/pipe/8B"),
+    );
+    Ok(())
+}
+
+fn throughput(r: &mut Report, quick: bool) -> Res<()> {
+    let n: u64 = if quick { 5_000_000 } else { 50_000_000 };
+    let runs = if quick { 1 } else { 3 };
+    let cap = 4096;
+    let m = |x: f64| x / 1e6;
+    r.base(
+        "tput/rtrb-inproc/u64/item",
+        m(median_of(runs, || inproc::rtrb_per_item(n, cap))?),
+        "Mmsg/s",
+        Better::Higher,
+    );
+    r.base(
+        "tput/rtrb-inproc/u64/chunk256",
+        m(median_of(runs, || inproc::rtrb_chunked(n, cap, 256))?),
+        "Mmsg/s",
+        Better::Higher,
+    );
+    r.base(
+        "tput/crossbeam-arrayqueue/1p1c",
+        m(median_of(runs, || {
+            inproc::crossbeam_array_queue(n / 2, cap, 1, 1)
+        })?),
+        "Mmsg/s",
+        Better::Higher,
+    );
+    rings::spsc_rate(r, n, runs, cap)?;
+    let kn = n / 20;
+    r.base(
+        "tput/pipe/8B",
+        m(median_of(runs, || transports::pipe_rate(kn, 8))?),
+        "Mmsg/s",
+        Better::Higher,
+    );
+    r.vs(
+        "tput/unix-socket/8B",
+        m(median_of(runs, || transports::unix_rate(kn, 8))?),
+        "Mmsg/s",
+        Better::Higher,
+        "tput/pipe/8B",
+    );
+    r.base(
+        "bw/memcpy/64KiB",
+        inproc::memcpy_bandwidth(64 << 10, 4 << 30) / 1e9,
+        "GB/s",
+        Better::Higher,
+    );
+    Ok(())
+}

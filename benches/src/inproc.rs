@@ -1,0 +1,197 @@
+//! In-process references: rtrb and crossbeam with two threads, and `memcpy` bandwidth.
+
+use std::time::Instant;
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::run::{pin, unpin, Res, DEADLINE};
+
+fn two_threads(
+    producer: impl FnOnce() + Send,
+    consumer: impl FnOnce() -> Res<()> + Send,
+) -> Res<f64> {
+    let t = Instant::now();
+    std::thread::scope(|sc| {
+        let p = sc.spawn(|| {
+            pin(1);
+            producer();
+        });
+        pin(0);
+        let r = consumer();
+        unpin();
+        p.join()
+            .map_err(|_| "producer thread panicked".to_string())?;
+        r
+    })?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// rtrb, one `push`/`pop` per item: items per second.
+pub fn rtrb_per_item(n: u64, capacity: usize) -> Res<f64> {
+    let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(capacity);
+    let secs = two_threads(
+        move || {
+            for i in 0..n {
+                let mut v = i;
+                loop {
+                    match p.push(v) {
+                        Ok(()) => break,
+                        Err(rtrb::PushError::Full(back)) => {
+                            v = back;
+                            std::hint::spin_loop();
+                        }
+                    }
+                }
+            }
+        },
+        move || {
+            let start = Instant::now();
+            let mut expect = 0;
+            while expect < n {
+                match c.pop() {
+                    Ok(v) if v == expect => expect += 1,
+                    Ok(v) => return Err(format!("rtrb gave {v}, expected {expect}")),
+                    Err(_) => {
+                        if start.elapsed() > DEADLINE {
+                            return Err("rtrb consumer timed out".into());
+                        }
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(n as f64 / secs)
+}
+
+/// rtrb with chunks of `chunk` items on both sides: items per second.
+pub fn rtrb_chunked(n: u64, capacity: usize, chunk: usize) -> Res<f64> {
+    let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(capacity);
+    let secs = two_threads(
+        move || {
+            let mut next = 0u64;
+            while next < n {
+                let want = chunk.min((n - next) as usize);
+                if let Ok(w) = p.write_chunk_uninit(want) {
+                    let start = next;
+                    let k = w.fill_from_iter(start..start + want as u64);
+                    next += k as u64;
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        },
+        move || {
+            let start = Instant::now();
+            let mut expect = 0u64;
+            while expect < n {
+                let avail = c.slots().min(chunk);
+                if avail == 0 {
+                    if start.elapsed() > DEADLINE {
+                        return Err("rtrb consumer timed out".into());
+                    }
+                    std::hint::spin_loop();
+                    continue;
+                }
+                let r = c.read_chunk(avail).map_err(|e| e.to_string())?;
+                let (a, b) = r.as_slices();
+                for v in a.iter().chain(b) {
+                    if *v != expect {
+                        return Err(format!("rtrb gave {v}, expected {expect}"));
+                    }
+                    expect += 1;
+                }
+                r.commit_all();
+            }
+            Ok(())
+        },
+    )?;
+    Ok(n as f64 / secs)
+}
+
+/// crossbeam `ArrayQueue` with `producers` and `consumers` threads: items per second.
+/// Each consumer stops at a sentinel the producers push after their items, so no shared
+/// counter adds contention the queue itself does not have.
+pub fn crossbeam_array_queue(
+    n: u64,
+    capacity: usize,
+    producers: usize,
+    consumers: usize,
+) -> Res<f64> {
+    const STOP: u64 = u64::MAX;
+    let q = ArrayQueue::<u64>::new(capacity);
+    let q = &q;
+    let producers = producers.max(1);
+    let consumers = consumers.max(1);
+    let per_p = n / producers as u64;
+    let push = move |v: u64| {
+        let mut v = v;
+        while let Err(back) = q.push(v) {
+            v = back;
+            std::hint::spin_loop();
+        }
+    };
+    let t = Instant::now();
+    let received = std::thread::scope(|sc| -> Res<u64> {
+        let ps: Vec<_> = (0..producers)
+            .map(|_| {
+                sc.spawn(move || {
+                    for i in 0..per_p {
+                        push(i);
+                    }
+                })
+            })
+            .collect();
+        let cs: Vec<_> = (0..consumers)
+            .map(|_| {
+                sc.spawn(move || {
+                    let start = Instant::now();
+                    let mut mine = 0u64;
+                    loop {
+                        match q.pop() {
+                            Some(STOP) => return Ok(mine),
+                            Some(_) => mine += 1,
+                            None if start.elapsed() > DEADLINE => {
+                                return Err("crossbeam consumer timed out".to_string())
+                            }
+                            None => std::hint::spin_loop(),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for p in ps {
+            p.join().map_err(|_| "producer panicked".to_string())?;
+        }
+        for _ in 0..consumers {
+            push(STOP);
+        }
+        let mut total = 0;
+        for c in cs {
+            total += c.join().map_err(|_| "consumer panicked".to_string())??;
+        }
+        Ok(total)
+    })?;
+    if received != per_p * producers as u64 {
+        return Err(format!(
+            "crossbeam delivered {received} of {}",
+            per_p * producers as u64
+        ));
+    }
+    Ok(received as f64 / t.elapsed().as_secs_f64())
+}
+
+/// Single-thread `memcpy` bandwidth for `size`-byte copies, in bytes per second.
+pub fn memcpy_bandwidth(size: usize, total_bytes: u64) -> f64 {
+    let src = vec![0x5au8; size];
+    let mut dst = vec![0u8; size];
+    let iters = (total_bytes / size as u64).max(1);
+    let t = Instant::now();
+    for i in 0..iters {
+        dst.copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(&mut dst);
+        dst[0] = i as u8;
+    }
+    (iters * size as u64) as f64 / t.elapsed().as_secs_f64()
+}

@@ -1,0 +1,151 @@
+//! Running one measurement across two processes: pinning, the fork, the start signal, the
+//! deadline, and the histogram.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use nix::sched::{sched_setaffinity, CpuSet};
+use nix::unistd::Pid;
+use shm_region::Region;
+
+use crate::report::Latency;
+
+/// How long any single measurement may take before it is abandoned.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Error text; the harness reports and moves on.
+pub type Res<T> = Result<T, String>;
+
+/// Pins the calling process (thread) to `cpu`, if the machine has it. Returns whether it
+/// did.
+pub fn pin(cpu: usize) -> bool {
+    let mut set = CpuSet::new();
+    if cpu >= CpuSet::count() || set.set(cpu).is_err() {
+        return false;
+    }
+    cpu < available_cpus() && sched_setaffinity(Pid::from_raw(0), &set).is_ok()
+}
+
+/// Undoes [`pin`]: lets the process run on every CPU again.
+pub fn unpin() {
+    let mut set = CpuSet::new();
+    for cpu in 0..available_cpus().min(CpuSet::count()) {
+        let _ = set.set(cpu);
+    }
+    let _ = sched_setaffinity(Pid::from_raw(0), &set);
+}
+
+/// CPUs online (not the affinity mask, which [`pin`] narrows).
+pub fn available_cpus() -> usize {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
+        .ok()
+        .flatten()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1)
+}
+
+/// Spins until `word` equals `want`, giving up at `deadline`.
+pub fn spin_until(word: &AtomicU64, want: u64, deadline: Instant) -> Res<()> {
+    let mut spins = 0u32;
+    while word.load(Ordering::Acquire) != want {
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(1 << 14) && Instant::now() > deadline {
+            return Err("timed out waiting for the peer".into());
+        }
+        std::hint::spin_loop();
+    }
+    Ok(())
+}
+
+/// Runs `child` in a forked child pinned to CPU 1 and `parent` here pinned to CPU 0, then
+/// waits for the child. Both get a shared "go" word the parent may use to start the child.
+pub fn two_processes<T>(
+    child: impl FnOnce(&AtomicU64) -> Res<()>,
+    parent: impl FnOnce(&AtomicU64) -> Res<T>,
+) -> Res<T> {
+    let sync = Region::anonymous(4096).map_err(|e| e.to_string())?;
+    let go = sync.atomic_u64(0).map_err(|e| e.to_string())?;
+    let proc = shm_bridge::fork::fork_child(|| {
+        pin(1);
+        match child(go) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("bench child: {e}");
+                1
+            }
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    pin(0);
+    let out = parent(go);
+    unpin();
+    let waited = proc.wait_timeout(DEADLINE).map_err(|e| e.to_string());
+    let out = out?;
+    waited?;
+    Ok(out)
+}
+
+/// Ping-pong latency: the parent calls `round(i)` for `warmup + rounds` rounds (it must
+/// send `i` and wait for the echo, returning what came back), timing each of the last
+/// `rounds`. `child(total)` must echo `total` messages.
+pub fn pingpong(
+    rounds: u64,
+    warmup: u64,
+    child: impl FnOnce(u64) -> Res<()>,
+    mut round: impl FnMut(u64) -> Res<u64>,
+) -> Res<Latency> {
+    let total = rounds + warmup;
+    two_processes(
+        |_| child(total),
+        |_| {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+                .map_err(|e| e.to_string())?;
+            for i in 0..total {
+                let t = Instant::now();
+                let echoed = round(i)?;
+                let ns = t.elapsed().as_nanos() as u64;
+                if echoed != i {
+                    return Err(format!("round {i}: the echo carried {echoed}"));
+                }
+                if i >= warmup {
+                    h.saturating_record(ns.max(1));
+                }
+            }
+            Ok(Latency::from_histogram(&h))
+        },
+    )
+}
+
+/// Streaming throughput: the child runs `produce(n)` after the parent says go, the parent
+/// runs `consume(n)`; returns messages per second measured by the parent from go to the
+/// last message.
+pub fn stream(
+    n: u64,
+    produce: impl FnOnce(u64) -> Res<()>,
+    consume: impl FnOnce(u64) -> Res<()>,
+) -> Res<f64> {
+    two_processes(
+        |go| {
+            spin_until(go, 1, Instant::now() + DEADLINE)?;
+            produce(n)
+        },
+        |go| {
+            let t = Instant::now();
+            go.store(1, Ordering::Release);
+            consume(n)?;
+            Ok(n as f64 / t.elapsed().as_secs_f64())
+        },
+    )
+}
+
+/// The median of `runs` repetitions of a throughput measurement.
+pub fn median_of(runs: usize, mut f: impl FnMut() -> Res<f64>) -> Res<f64> {
+    let mut v = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        v.push(f()?);
+    }
+    v.sort_by(f64::total_cmp);
+    Ok(v[v.len() / 2])
+}
