@@ -1,14 +1,201 @@
-//! shmlane's own rings, measured across processes (filled in as the rings land).
+//! shmlane's own rings, measured across processes with the same harness as the baselines.
 
-use crate::report::Report;
-use crate::run::Res;
+use std::sync::Arc;
+use std::time::Instant;
 
-/// SPSC round trip, compared to the floor.
-pub fn spsc_rtt(_r: &mut Report, _rounds: u64, _warmup: u64, _floor: &str) -> Res<()> {
+use bytemuck::Pod;
+use shm_queue::spsc::{Consumer, Producer, Ring};
+use shm_queue::Error;
+use shm_region::Region;
+
+use crate::report::{Better, Report};
+use crate::run::{median_of, pingpong, stream, Res, DEADLINE};
+
+fn s<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// A fresh SPSC ring of at least `capacity` elements in its own anonymous region.
+fn spsc_pair<T: Pod>(capacity: usize) -> Res<(Producer<T>, Consumer<T>)> {
+    let bytes = Ring::<T>::required_bytes(capacity).map_err(s)?;
+    let region = Arc::new(Region::anonymous(bytes).map_err(s)?);
+    region.prefault().map_err(s)?;
+    Ring::<T>::create(region, capacity)
+        .map_err(s)?
+        .split()
+        .map_err(s)
+}
+
+/// Spins on `try_pop` until an element arrives or the deadline passes.
+fn pop_spin<T: Pod>(rx: &mut Consumer<T>, deadline: Instant) -> Res<T> {
+    let mut spins = 0u32;
+    loop {
+        match rx.try_pop() {
+            Ok(v) => return Ok(v),
+            Err(Error::Empty { .. }) => {}
+            Err(e) => return Err(s(e)),
+        }
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(1 << 14) && Instant::now() > deadline {
+            return Err("timed out waiting for the peer".into());
+        }
+        std::hint::spin_loop();
+    }
+}
+
+/// Spins on `try_push` until there is room or the deadline passes.
+fn push_spin<T: Pod>(tx: &mut Producer<T>, v: T, deadline: Instant) -> Res<()> {
+    let mut spins = 0u32;
+    loop {
+        match tx.try_push(v) {
+            Ok(()) => return Ok(()),
+            Err(Error::Full { .. }) => {}
+            Err(e) => return Err(s(e)),
+        }
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(1 << 14) && Instant::now() > deadline {
+            return Err("timed out waiting for room".into());
+        }
+        std::hint::spin_loop();
+    }
+}
+
+/// Round trip of one element of `T` over two SPSC rings (one each way).
+fn spsc_rtt_of<T: Pod>(
+    rounds: u64,
+    warmup: u64,
+    make: fn(u64) -> T,
+    seq: fn(&T) -> u64,
+) -> Res<crate::report::Latency> {
+    let (mut tx1, mut rx1) = spsc_pair::<T>(1024)?;
+    let (mut tx2, mut rx2) = spsc_pair::<T>(1024)?;
+    pingpong(
+        rounds,
+        warmup,
+        move |total| {
+            let deadline = Instant::now() + DEADLINE;
+            for _ in 0..total {
+                let v = pop_spin(&mut rx1, deadline)?;
+                push_spin(&mut tx2, v, deadline)?;
+            }
+            Ok(())
+        },
+        move |i| {
+            let deadline = Instant::now() + DEADLINE;
+            push_spin(&mut tx1, make(i), deadline)?;
+            Ok(seq(&pop_spin(&mut rx2, deadline)?))
+        },
+    )
+}
+
+/// SPSC round trips (8 B and 1 KiB elements), compared to the floor.
+pub fn spsc_rtt(r: &mut Report, rounds: u64, warmup: u64, floor: &str) -> Res<()> {
+    let l = spsc_rtt_of::<u64>(rounds, warmup, |i| i, |v| *v)?;
+    r.latency("rtt/shmlane-spsc/8B", l, Some(floor));
+    let l = spsc_rtt_of::<[u64; 128]>(
+        rounds / 2,
+        warmup / 2,
+        |i| {
+            let mut a = [0u64; 128];
+            a[0] = i;
+            a
+        },
+        |a| a[0],
+    )?;
+    r.latency("rtt/shmlane-spsc/1KiB", l, Some(floor));
     Ok(())
 }
 
-/// SPSC throughput, compared to rtrb in-process.
-pub fn spsc_rate(_r: &mut Report, _n: u64, _runs: usize, _cap: usize) -> Res<()> {
+/// One `u64` at a time through a cross-process SPSC ring: messages per second.
+pub fn spsc_per_item(n: u64, cap: usize) -> Res<f64> {
+    let (mut tx, mut rx) = spsc_pair::<u64>(cap)?;
+    stream(
+        n,
+        move |n| {
+            let deadline = Instant::now() + DEADLINE;
+            for i in 0..n {
+                push_spin(&mut tx, i, deadline)?;
+            }
+            Ok(())
+        },
+        move |n| {
+            let deadline = Instant::now() + DEADLINE;
+            for i in 0..n {
+                let v = pop_spin(&mut rx, deadline)?;
+                if v != i {
+                    return Err(format!("element {i} carried {v}"));
+                }
+            }
+            Ok(())
+        },
+    )
+}
+
+/// `u64`s in chunks of up to `chunk`, written and read in place: messages per second.
+pub fn spsc_chunked(n: u64, cap: usize, chunk: usize) -> Res<f64> {
+    let (mut tx, mut rx) = spsc_pair::<u64>(cap)?;
+    stream(
+        n,
+        move |n| {
+            let start = Instant::now();
+            let mut next = 0u64;
+            while next < n {
+                let want = chunk.min((n - next) as usize);
+                let mut c = tx.write_chunk_up_to(want).map_err(s)?;
+                if c.is_empty() {
+                    if start.elapsed() > DEADLINE {
+                        return Err("timed out waiting for room".into());
+                    }
+                    std::hint::spin_loop();
+                    continue;
+                }
+                let k = c.fill_from_iter(next..);
+                c.commit_all();
+                next += k as u64;
+            }
+            Ok(())
+        },
+        move |n| {
+            let start = Instant::now();
+            let mut expect = 0u64;
+            while expect < n {
+                let c = rx.read_chunk_up_to(chunk).map_err(s)?;
+                if c.is_empty() {
+                    if start.elapsed() > DEADLINE {
+                        return Err("timed out waiting for data".into());
+                    }
+                    std::hint::spin_loop();
+                    continue;
+                }
+                for v in &c {
+                    if v != expect {
+                        return Err(format!("element {expect} carried {v}"));
+                    }
+                    expect += 1;
+                }
+                c.commit_all();
+            }
+            Ok(())
+        },
+    )
+}
+
+/// SPSC throughput, compared to rtrb between two threads of one process.
+pub fn spsc_rate(r: &mut Report, n: u64, runs: usize, cap: usize) -> Res<()> {
+    let m = |x: f64| x / 1e6;
+    r.vs(
+        "tput/shmlane-spsc/u64/item",
+        m(median_of(runs, || spsc_per_item(n, cap))?),
+        "Mmsg/s",
+        Better::Higher,
+        "tput/rtrb-inproc/u64/item",
+    );
+    r.vs(
+        "tput/shmlane-spsc/u64/chunk256",
+        m(median_of(runs, || spsc_chunked(n, cap, 256))?),
+        "Mmsg/s",
+        Better::Higher,
+        "tput/rtrb-inproc/u64/chunk256",
+    );
     Ok(())
 }

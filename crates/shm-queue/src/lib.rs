@@ -1,2 +1,49 @@
-//! Lock-free rings laid out in shared memory (work in progress: see issue 3).
+//! Lock-free rings laid out in shared memory, for passing messages between processes on
+//! one Linux host.
+//!
+//! A ring lives in a [`shm_region::Region`]: a [`header`] of fixed-width fields that any
+//! process can validate, followed by the ring's slots. One process creates the ring, any other
+//! mapping the same memory attaches to it, and each side takes its handle:
+//!
+//! ```
+//! use shm_queue::spsc::Ring;
+//! use shm_region::Region;
+//! use std::sync::Arc;
+//!
+//! let region = Arc::new(Region::anonymous(Ring::<u64>::required_bytes(1024)?)?);
+//! let mut tx = Ring::<u64>::create(region.clone(), 1024)?.producer()?;
+//! // ... in the other process, over the same memory:
+//! let mut rx = Ring::<u64>::attach(region)?.consumer()?;
+//!
+//! tx.try_push(7)?;
+//! assert_eq!(rx.try_pop()?, 7);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! | module | what |
+//! |---|---|
+//! | [`spsc`] | single producer, single consumer, fixed-size `T: bytemuck::Pod` elements |
+//! | [`header`] | the shared header, its constants and the element-type fingerprint |
+//! | [`Error`] | the one error type |
+//!
+//! Everything read from shared memory is validated: a broken or hostile peer process can
+//! garble the messages it sends, but never make this crate read or write outside the ring,
+//! panic, or hand out a reference to memory that might change under it.
+//!
+//! Under `cfg(loom)` the same ring code runs over heap memory with loom's atomics and cells
+//! (see `tests/loom_spsc.rs`); the region-based constructors are then absent and
+//! `spsc::Ring::new_model` builds rings instead.
 #![deny(unsafe_op_in_unsafe_fn)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod error;
+pub mod header;
+pub mod spsc;
+mod storage;
+mod sync;
+
+pub use error::Error;

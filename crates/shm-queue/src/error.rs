@@ -1,0 +1,214 @@
+//! The one error type of this crate.
+//!
+//! Every variant carries the numbers involved and its message says what to do. Bad input
+//! from the caller or garbage written by a peer process is always reported as a value of
+//! this type, never as a panic.
+
+/// Everything that can go wrong creating, attaching to or using a ring.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The region is shorter than the ring needs (the header alone, or header plus slots).
+    #[error(
+        "the region is {len} bytes but the ring needs {need}; make the region at least {need} \
+         bytes (the ring type's `required_bytes` computes it)"
+    )]
+    RegionTooSmall {
+        /// Length of the region in bytes.
+        len: u64,
+        /// Bytes the ring needs.
+        need: u64,
+    },
+
+    /// The region does not start with a shmlane ring header.
+    #[error(
+        "no shmlane ring here: magic is {found:#018x}, expected {expected:#018x}; attach to \
+         the region a ring was created in, or create one first"
+    )]
+    BadMagic {
+        /// The magic word found.
+        found: u64,
+        /// The magic word of every shmlane ring.
+        expected: u64,
+    },
+
+    /// The ring was laid out by a different version of this crate.
+    #[error(
+        "the ring has layout version {found}, this build understands version {expected}; \
+         build both processes against the same shm-queue version"
+    )]
+    VersionMismatch {
+        /// Layout version in the header.
+        found: u32,
+        /// Layout version of this build.
+        expected: u32,
+    },
+
+    /// The ring is of another kind (for example a byte-message ring, not an SPSC ring).
+    #[error(
+        "the ring is of kind {found}, expected kind {expected} (1 = spsc, 2 = bytes, 3 = mpmc); \
+         attach with the ring type it was created as"
+    )]
+    KindMismatch {
+        /// Ring kind in the header.
+        found: u32,
+        /// Ring kind the caller asked for.
+        expected: u32,
+    },
+
+    /// The ring carries another element type than the caller's `T`.
+    #[error(
+        "the ring holds elements of size {found_size}, align {found_align}, type hash \
+         {found_hash:#018x}, but `{type_name}` has size {expected_size}, align {expected_align}, \
+         hash {expected_hash:#018x}; use the same element type (built with the same compiler) \
+         in both processes"
+    )]
+    TypeMismatch {
+        /// `core::any::type_name` of the caller's type.
+        type_name: &'static str,
+        /// Size of the caller's type.
+        expected_size: u32,
+        /// Alignment of the caller's type.
+        expected_align: u32,
+        /// Fingerprint of the caller's type.
+        expected_hash: u64,
+        /// Element size in the header.
+        found_size: u64,
+        /// Element alignment in the header.
+        found_align: u64,
+        /// Element-type fingerprint in the header.
+        found_hash: u64,
+    },
+
+    /// The element type cannot be stored in a ring.
+    #[error(
+        "`{type_name}` (size {size}, align {align}) cannot be a ring element: {reason}; wrap it \
+         in a type with size 1..=2^30 and alignment at most 64"
+    )]
+    UnsupportedType {
+        /// `core::any::type_name` of the type.
+        type_name: &'static str,
+        /// Its size.
+        size: usize,
+        /// Its alignment.
+        align: usize,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+
+    /// The requested or recorded capacity is unusable.
+    #[error(
+        "capacity of {blocks} blocks is invalid: {reason} (at most {max_blocks} blocks); \
+         ask for a capacity between 1 and the maximum"
+    )]
+    BadCapacity {
+        /// Number of blocks requested or found in the header.
+        blocks: u64,
+        /// The largest number of blocks a ring may have.
+        max_blocks: u64,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A layout field of the header disagrees with what the element type and block count
+    /// imply.
+    #[error(
+        "header field `{field}` is {found}, expected {expected}; the region holds a ring built \
+         differently (or was damaged): recreate it"
+    )]
+    LayoutMismatch {
+        /// Name of the header field.
+        field: &'static str,
+        /// Value found.
+        found: u64,
+        /// Value expected.
+        expected: u64,
+    },
+
+    /// The creator has not finished initialising the ring (or died while doing so).
+    #[error(
+        "the ring is not ready (ready word {ready:#018x}); retry until the creator has \
+         finished, or recreate it with `reinitialize` if the creator died"
+    )]
+    NotReady {
+        /// The ready word found.
+        ready: u64,
+    },
+
+    /// `create` found a ring (or a creation in progress) already in the region.
+    #[error(
+        "the region already holds a ring (ready word {ready:#018x}); attach to it instead, or \
+         create with `reinitialize(true)` if you are sure no process is using it"
+    )]
+    AlreadyInitialized {
+        /// The ready word found.
+        ready: u64,
+    },
+
+    /// Another handle holds the producer side.
+    #[error(
+        "the producer side is already taken (claim {holder:#018x}, pid {}); drop the other \
+         producer, or force-release the claim once its process is known to be dead",
+        holder >> 32
+    )]
+    ProducerClaimed {
+        /// The claim word: the holder's pid in the high 32 bits, a counter in the low.
+        holder: u64,
+    },
+
+    /// Another handle holds the consumer side.
+    #[error(
+        "the consumer side is already taken (claim {holder:#018x}, pid {}); drop the other \
+         consumer, or force-release the claim once its process is known to be dead",
+        holder >> 32
+    )]
+    ConsumerClaimed {
+        /// The claim word: the holder's pid in the high 32 bits, a counter in the low.
+        holder: u64,
+    },
+
+    /// Not enough free slots for the requested write.
+    #[error("the ring is full: {requested} slots requested, {available} free; retry after the consumer pops")]
+    Full {
+        /// Slots asked for.
+        requested: usize,
+        /// Slots free.
+        available: usize,
+    },
+
+    /// Not enough elements for the requested read.
+    #[error("the ring is empty: {requested} elements requested, {available} ready; retry after the producer pushes")]
+    Empty {
+        /// Elements asked for.
+        requested: usize,
+        /// Elements ready.
+        available: usize,
+    },
+
+    /// An index or count passed to a chunk is past its end.
+    #[error("index or count {index} is out of range for a chunk of {len} elements")]
+    OutOfRange {
+        /// The index or count given.
+        index: usize,
+        /// The chunk length.
+        len: usize,
+    },
+
+    /// A word read from shared memory is impossible: the peer is broken or hostile, or the
+    /// memory was overwritten.
+    #[error(
+        "shared ring state is corrupted: {what} is {value}, outside the possible range \
+         {min}..={max}; the peer process is broken or the region was overwritten, recreate \
+         the ring"
+    )]
+    Corrupted {
+        /// Which word.
+        what: &'static str,
+        /// The value read.
+        value: u64,
+        /// The smallest value that would have been possible.
+        min: u64,
+        /// The largest value that would have been possible.
+        max: u64,
+    },
+}
