@@ -212,3 +212,13 @@ pub enum Error {
         max: u64,
     },
 }
+
+/// Shorthand for [`Error::Corrupted`].
+pub(crate) fn corrupted(what: &'static str, value: u64, min: u64, max: u64) -> Error {
+    Error::Corrupted {
+        what,
+        value,
+        min,
+        max,
+    }
+}

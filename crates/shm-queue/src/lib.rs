@@ -40,6 +40,7 @@
 )]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod claim;
 mod error;
 pub mod header;
 pub mod spsc;

@@ -73,10 +73,11 @@ use core::ops::Range;
 
 use bytemuck::Pod;
 
-use crate::error::Error;
+use crate::claim;
+use crate::error::{corrupted, Error};
 use crate::header::{Geometry, Header, RingKind, MAX_POSITION};
 use crate::storage::Storage;
-use crate::sync::{Arc, AtomicU64, Ordering};
+use crate::sync::{Arc, Ordering};
 
 #[cfg(not(loom))]
 use {crate::storage::header_of, shm_region::Region};
@@ -303,7 +304,7 @@ impl<T: Pod> Ring<T> {
     /// [`Error::Corrupted`] if the shared positions are impossible.
     pub fn producer(&self) -> Result<Producer<T>, Error> {
         let header = self.storage.header();
-        let token = claim(&header.control.producer_claim)
+        let token = claim::take(&header.control.producer_claim)
             .map_err(|holder| Error::ProducerClaimed { holder })?;
         match self.recover_tail() {
             Ok((head, tail)) => Ok(Producer {
@@ -316,7 +317,7 @@ impl<T: Pod> Ring<T> {
                 token,
             }),
             Err(e) => {
-                release(&header.control.producer_claim, token);
+                claim::release(&header.control.producer_claim, token);
                 Err(e)
             }
         }
@@ -330,7 +331,7 @@ impl<T: Pod> Ring<T> {
     /// [`Error::Corrupted`] if the shared positions are impossible.
     pub fn consumer(&self) -> Result<Consumer<T>, Error> {
         let header = self.storage.header();
-        let token = claim(&header.control.consumer_claim)
+        let token = claim::take(&header.control.consumer_claim)
             .map_err(|holder| Error::ConsumerClaimed { holder })?;
         match check_positions(header, &self.storage.geom) {
             Ok((head, _)) => Ok(Consumer {
@@ -343,7 +344,7 @@ impl<T: Pod> Ring<T> {
                 token,
             }),
             Err(e) => {
-                release(&header.control.consumer_claim, token);
+                claim::release(&header.control.consumer_claim, token);
                 Err(e)
             }
         }
@@ -361,25 +362,13 @@ impl<T: Pod> Ring<T> {
     /// The claim token of the current producer handle, if any: the holder's pid in the high
     /// 32 bits (informative only, pids are reused), a per-process counter in the low 32.
     pub fn producer_holder(&self) -> Option<u64> {
-        nonzero(
-            self.storage
-                .header()
-                .control
-                .producer_claim
-                .load(Ordering::Acquire),
-        )
+        claim::holder(&self.storage.header().control.producer_claim)
     }
 
     /// The claim token of the current consumer handle, if any; see
     /// [`Ring::producer_holder`].
     pub fn consumer_holder(&self) -> Option<u64> {
-        nonzero(
-            self.storage
-                .header()
-                .control
-                .consumer_claim
-                .load(Ordering::Acquire),
-        )
+        claim::holder(&self.storage.header().control.consumer_claim)
     }
 
     /// Frees the producer claim held by `holder` (as read from [`Ring::producer_holder`]),
@@ -396,7 +385,7 @@ impl<T: Pod> Ring<T> {
     /// The handle that holds the claim must never be used again: it must belong to a process
     /// that has died. Two live producers on one ring write the same slots concurrently.
     pub unsafe fn force_release_producer(&self, holder: u64) -> bool {
-        force_release(&self.storage.header().control.producer_claim, holder)
+        claim::force_release(&self.storage.header().control.producer_claim, holder)
     }
 
     /// Frees the consumer claim held by `holder`; see [`Ring::force_release_producer`]. The
@@ -407,7 +396,7 @@ impl<T: Pod> Ring<T> {
     ///
     /// The handle that holds the claim must never be used again (its process has died).
     pub unsafe fn force_release_consumer(&self, holder: u64) -> bool {
-        force_release(&self.storage.header().control.consumer_claim, holder)
+        claim::force_release(&self.storage.header().control.consumer_claim, holder)
     }
 
     /// The position a new producer resumes at, repairing what a producer that died
@@ -463,47 +452,6 @@ fn check_positions(header: &Header, g: &Geometry) -> Result<(u64, u64), Error> {
         return Err(corrupted("producer position (tail)", tail, min, max));
     }
     Ok((head, tail))
-}
-
-fn corrupted(what: &'static str, value: u64, min: u64, max: u64) -> Error {
-    Error::Corrupted {
-        what,
-        value,
-        min,
-        max,
-    }
-}
-
-fn nonzero(x: u64) -> Option<u64> {
-    (x != 0).then_some(x)
-}
-
-/// A fresh claim token: our pid in the high half, a per-process counter in the low half.
-fn new_token() -> u64 {
-    static NEXT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(1);
-    let n = NEXT
-        .fetch_add(1, core::sync::atomic::Ordering::Relaxed)
-        .max(1);
-    (u64::from(std::process::id()) << 32) | u64::from(n)
-}
-
-/// Takes a free claim word; on failure returns the holder's token.
-fn claim(word: &AtomicU64) -> Result<u64, u64> {
-    let token = new_token();
-    word.compare_exchange(0, token, Ordering::AcqRel, Ordering::Acquire)
-        .map(|_| token)
-}
-
-/// Frees the claim word if we still hold it (a force-release may have handed it on).
-fn release(word: &AtomicU64, token: u64) {
-    let _ = word.compare_exchange(token, 0, Ordering::AcqRel, Ordering::Relaxed);
-}
-
-fn force_release(word: &AtomicU64, holder: u64) -> bool {
-    holder != 0
-        && word
-            .compare_exchange(holder, 0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
 }
 
 /// A position as (block, index in block), advanced incrementally so the hot path never
@@ -591,7 +539,7 @@ impl<T: Pod> fmt::Debug for Producer<T> {
 
 impl<T: Pod> Drop for Producer<T> {
     fn drop(&mut self) {
-        release(&self.storage.header().control.producer_claim, self.token);
+        claim::release(&self.storage.header().control.producer_claim, self.token);
     }
 }
 
@@ -943,7 +891,7 @@ impl<T: Pod> fmt::Debug for Consumer<T> {
 
 impl<T: Pod> Drop for Consumer<T> {
     fn drop(&mut self) {
-        release(&self.storage.header().control.consumer_claim, self.token);
+        claim::release(&self.storage.header().control.consumer_claim, self.token);
     }
 }
 
@@ -1361,13 +1309,5 @@ mod tests {
                 assert_eq!(seen, want);
             }
         }
-    }
-
-    #[test]
-    fn tokens_are_unique_and_nonzero() {
-        let (a, b) = (new_token(), new_token());
-        assert_ne!(a, b);
-        assert_ne!(a, 0);
-        assert_eq!(a >> 32, u64::from(std::process::id()));
     }
 }

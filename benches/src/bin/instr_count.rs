@@ -1,0 +1,45 @@
+//! Single-threaded push/pop loops for instruction counting under
+//! `valgrind --tool=callgrind` (stable on a noisy machine):
+//! `valgrind --tool=callgrind target/release/instr-count shmlane|rtrb [N]`.
+
+use std::hint::black_box;
+
+fn main() {
+    let which = std::env::args().nth(1).unwrap_or_default();
+    let n: u64 = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let mut sum = 0u64;
+    match which.as_str() {
+        "shmlane" => {
+            let region = shm_region::Region::anonymous(
+                shm_queue::spsc::Ring::<u64>::required_bytes(4096).unwrap_or(1 << 20),
+            );
+            let Ok(region) = region else { return };
+            let Ok(ring) = shm_queue::spsc::Ring::<u64>::create(region, 4096) else {
+                return;
+            };
+            let Ok((mut tx, mut rx)) = ring.split() else {
+                return;
+            };
+            for i in 0..n {
+                let _ = tx.try_push(black_box(i));
+                if let Ok(v) = rx.try_pop() {
+                    sum += v;
+                }
+            }
+        }
+        "rtrb" => {
+            let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(4096);
+            for i in 0..n {
+                let _ = tx.push(black_box(i));
+                if let Ok(v) = rx.pop() {
+                    sum += v;
+                }
+            }
+        }
+        _ => eprintln!("usage: instr-count shmlane|rtrb [N]"),
+    }
+    println!("{sum}");
+}
