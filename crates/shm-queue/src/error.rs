@@ -194,6 +194,53 @@ pub enum Error {
         len: usize,
     },
 
+    /// A byte ring's data area size is unusable.
+    #[error(
+        "byte ring capacity {capacity} is invalid: {reason}; ask for 64 bytes to 1 TiB (it is \
+         rounded up to a power of two)"
+    )]
+    BadByteCapacity {
+        /// The capacity asked for or found in the header.
+        capacity: u64,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A byte ring's maximum message size is unusable.
+    #[error(
+        "maximum message size {max} is invalid for a byte ring of {capacity} bytes: it must be \
+         1 to {limit}; ask for a bigger ring (a record may take at most half of it)"
+    )]
+    BadMaxMessage {
+        /// The maximum asked for or found in the header.
+        max: u64,
+        /// The largest allowed for this capacity.
+        limit: u64,
+        /// The ring's data area size.
+        capacity: u64,
+    },
+
+    /// A message is larger than the ring's maximum message size.
+    #[error(
+        "message of {len} bytes exceeds this ring's maximum of {max}; split it, or create the \
+         ring with a larger maximum"
+    )]
+    MessageTooLarge {
+        /// The message length.
+        len: usize,
+        /// The ring's maximum.
+        max: usize,
+    },
+
+    /// The caller's buffer is too small for the next message (which stays in the ring).
+    #[error("the next message is {needed} bytes but the buffer holds {len}; pass a buffer of at least the ring's maximum message size")]
+    BufferTooSmall {
+        /// The message length.
+        needed: usize,
+        /// The buffer length.
+        len: usize,
+    },
+
     /// A word read from shared memory is impossible: the peer is broken or hostile, or the
     /// memory was overwritten.
     #[error(

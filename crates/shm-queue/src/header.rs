@@ -58,6 +58,23 @@ pub const MAX_BLOCKS: u64 = 1 << 36;
 /// keeping it far below `u64::MAX` means no sum of a position and a capacity can overflow.
 pub const MAX_POSITION: u64 = 1 << 62;
 
+/// Smallest data area of a byte-message ring, in bytes.
+pub const BYTES_MIN_CAPACITY: u64 = 64;
+
+/// Largest data area of a byte-message ring, in bytes (1 TiB).
+pub const BYTES_MAX_CAPACITY: u64 = 1 << 40;
+
+/// The largest message a byte ring with a data area of `capacity` bytes can carry: its
+/// record (8-byte header plus payload, padded to 8) takes at most half the area, so one
+/// always fits after a padding record at the wrap.
+///
+/// ```
+/// assert_eq!(shm_queue::header::bytes_max_message_for(4096), 2040);
+/// ```
+pub fn bytes_max_message_for(capacity: usize) -> usize {
+    (capacity / 2).saturating_sub(8).min(u32::MAX as usize)
+}
+
 /// What kind of ring a header describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
@@ -65,7 +82,7 @@ pub const MAX_POSITION: u64 = 1 << 62;
 pub enum RingKind {
     /// Single producer, single consumer, fixed-size `Pod` elements ([`crate::spsc`]).
     Spsc = 1,
-    /// Single producer, single consumer, variable-length byte messages (reserved).
+    /// Single producer, single consumer, variable-length byte messages ([`crate::bytes`]).
     Bytes = 2,
     /// Many producers, many consumers (reserved).
     Mpmc = 3,
@@ -136,8 +153,8 @@ pub(crate) struct ConfigLine {
     pub requested_capacity: AtomicU64,
     /// Process id of the creator (informative only: pids are reused).
     pub creator_pid: AtomicU32,
-    /// Reserved, 0.
-    pub reserved0: AtomicU32,
+    /// Byte rings: the largest message accepted, in bytes. 0 for other ring kinds.
+    pub max_message: AtomicU32,
     /// Reserved, 0.
     pub reserved1: [AtomicU64; 3],
     /// [`READY`] once the creator is done; written last, with `Release`.
@@ -205,7 +222,7 @@ const _: () = {
     assert!(offset_of!(ConfigLine, area_size) == 72);
     assert!(offset_of!(ConfigLine, requested_capacity) == 80);
     assert!(offset_of!(ConfigLine, creator_pid) == 88);
-    assert!(offset_of!(ConfigLine, reserved0) == 92);
+    assert!(offset_of!(ConfigLine, max_message) == 92);
     assert!(offset_of!(ConfigLine, reserved1) == 96);
     assert!(offset_of!(ConfigLine, ready) == 120);
     assert!(size_of::<ControlLine>() == 128);
@@ -246,7 +263,7 @@ impl Header {
                 area_size: z64(),
                 requested_capacity: z64(),
                 creator_pid: z32(),
-                reserved0: z32(),
+                max_message: z32(),
                 reserved1: [z64(), z64(), z64()],
                 ready: z64(),
             },
@@ -284,7 +301,7 @@ impl Header {
         c.area_size.store(g.area_size() as u64, r);
         c.requested_capacity.store(requested_capacity, r);
         c.creator_pid.store(std::process::id(), r);
-        c.reserved0.store(0, r);
+        c.max_message.store(0, r);
         for w in &c.reserved1 {
             w.store(0, r);
         }
@@ -329,39 +346,9 @@ impl Header {
         kind: RingKind,
         region_len: u64,
     ) -> Result<Geometry, Error> {
+        self.check_identity(kind)?;
         let c = &self.config;
         let r = Ordering::Relaxed;
-        let ready = c.ready.load(Ordering::Acquire);
-        let magic = c.magic.load(r);
-        if ready != READY {
-            if magic == MAGIC || ready == 0 || ready == INITIALIZING {
-                return Err(Error::NotReady { ready });
-            }
-            return Err(Error::BadMagic {
-                found: magic,
-                expected: MAGIC,
-            });
-        }
-        if magic != MAGIC {
-            return Err(Error::BadMagic {
-                found: magic,
-                expected: MAGIC,
-            });
-        }
-        let version = c.version.load(r);
-        if version != LAYOUT_VERSION {
-            return Err(Error::VersionMismatch {
-                found: version,
-                expected: LAYOUT_VERSION,
-            });
-        }
-        let found_kind = c.kind.load(r);
-        if found_kind != kind as u32 {
-            return Err(Error::KindMismatch {
-                found: found_kind,
-                expected: kind as u32,
-            });
-        }
         let shape = BlockShape::for_type::<T>()?;
         let (size, align, hash) = (
             c.elem_size.load(r),
@@ -404,6 +391,7 @@ impl Header {
         expect_field("capacity", c.capacity.load(r), g.capacity() as u64)?;
         expect_field("area_size", c.area_size.load(r), g.area_size() as u64)?;
         expect_field("flags", c.flags.load(r).into(), 0)?;
+        expect_field("max_message", c.max_message.load(r).into(), 0)?;
         if (g.area_size() as u64) > region_len {
             return Err(Error::RegionTooSmall {
                 len: region_len,
@@ -411,6 +399,105 @@ impl Header {
             });
         }
         Ok(g)
+    }
+
+    /// Checks `ready` (with `Acquire`, first), magic, version and kind: what every ring
+    /// kind's validation starts with.
+    #[cfg_attr(loom, allow(dead_code))]
+    fn check_identity(&self, kind: RingKind) -> Result<(), Error> {
+        let c = &self.config;
+        let r = Ordering::Relaxed;
+        let ready = c.ready.load(Ordering::Acquire);
+        let magic = c.magic.load(r);
+        if ready != READY {
+            if magic == MAGIC || ready == 0 || ready == INITIALIZING {
+                return Err(Error::NotReady { ready });
+            }
+            return Err(Error::BadMagic {
+                found: magic,
+                expected: MAGIC,
+            });
+        }
+        if magic != MAGIC {
+            return Err(Error::BadMagic {
+                found: magic,
+                expected: MAGIC,
+            });
+        }
+        let version = c.version.load(r);
+        if version != LAYOUT_VERSION {
+            return Err(Error::VersionMismatch {
+                found: version,
+                expected: LAYOUT_VERSION,
+            });
+        }
+        let found_kind = c.kind.load(r);
+        if found_kind != kind as u32 {
+            return Err(Error::KindMismatch {
+                found: found_kind,
+                expected: kind as u32,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks every configuration field of a byte-message ring against the length of the
+    /// memory the header sits in; returns the data area size and the largest message.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn validate_bytes(&self, region_len: u64) -> Result<(usize, usize), Error> {
+        self.check_identity(RingKind::Bytes)?;
+        let c = &self.config;
+        let r = Ordering::Relaxed;
+        let cap = c.capacity.load(r);
+        if !(BYTES_MIN_CAPACITY..=BYTES_MAX_CAPACITY).contains(&cap) || !cap.is_power_of_two() {
+            return Err(Error::BadByteCapacity {
+                capacity: cap,
+                reason: "not a power of two between 64 bytes and 1 TiB",
+            });
+        }
+        let g = Geometry::for_bytes(cap as usize)?;
+        expect_field("header_size", c.header_size.load(r), HEADER_SIZE as u64)?;
+        expect_field("block_count", c.block_count.load(r), g.block_count as u64)?;
+        expect_field(
+            "block_size",
+            c.block_size.load(r).into(),
+            g.block_size as u64,
+        )?;
+        expect_field(
+            "elems_per_block",
+            c.elems_per_block.load(r).into(),
+            g.elems_per_block as u64,
+        )?;
+        expect_field(
+            "elem_offset",
+            c.elem_offset.load(r).into(),
+            g.elem_offset as u64,
+        )?;
+        expect_field("elem_size", c.elem_size.load(r).into(), g.elem_size as u64)?;
+        expect_field(
+            "elem_align",
+            c.elem_align.load(r).into(),
+            g.elem_align as u64,
+        )?;
+        expect_field("type_hash", c.type_hash.load(r), g.type_hash)?;
+        expect_field("area_size", c.area_size.load(r), g.area_size() as u64)?;
+        expect_field("flags", c.flags.load(r).into(), 0)?;
+        let max = u64::from(c.max_message.load(r));
+        let limit = bytes_max_message_for(cap as usize) as u64;
+        if max == 0 || max > limit {
+            return Err(Error::BadMaxMessage {
+                max,
+                limit,
+                capacity: cap,
+            });
+        }
+        if (g.area_size() as u64) > region_len {
+            return Err(Error::RegionTooSmall {
+                len: region_len,
+                need: g.area_size() as u64,
+            });
+        }
+        Ok((cap as usize, max as usize))
     }
 }
 
@@ -549,6 +636,30 @@ impl Geometry {
         }
         check_block_count(blocks)?;
         Ok(Self::from_shape(shape, blocks as usize))
+    }
+
+    /// The geometry a byte-message ring records: `cap` one-byte "elements" in 64-byte
+    /// blocks, so every shared header field keeps a meaning and the same checks apply.
+    /// `cap` must be a power of two between [`BYTES_MIN_CAPACITY`] and
+    /// [`BYTES_MAX_CAPACITY`].
+    pub(crate) fn for_bytes(cap: usize) -> Result<Self, Error> {
+        if !(BYTES_MIN_CAPACITY as usize..=BYTES_MAX_CAPACITY as usize).contains(&cap)
+            || !cap.is_power_of_two()
+        {
+            return Err(Error::BadByteCapacity {
+                capacity: cap as u64,
+                reason: "not a power of two between 64 bytes and 1 TiB",
+            });
+        }
+        Ok(Geometry {
+            elem_size: 1,
+            elem_align: 8,
+            type_hash: type_fingerprint::<u8>(),
+            elem_offset: 0,
+            block_size: BLOCK_BYTES,
+            elems_per_block: BLOCK_BYTES,
+            block_count: cap / BLOCK_BYTES,
+        })
     }
 
     /// A geometry with a chosen number of elements per block, for loom models, which need

@@ -23,6 +23,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`spsc`] | single producer, single consumer, fixed-size `T: bytemuck::Pod` elements |
+//! | [`bytes`] | single producer, single consumer, variable-length byte messages, zero-copy claims and reads |
 //! | [`header`] | the shared header, its constants and the element-type fingerprint |
 //! | [`Error`] | the one error type |
 //!
@@ -40,6 +41,7 @@
 )]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod bytes;
 mod claim;
 mod error;
 pub mod header;

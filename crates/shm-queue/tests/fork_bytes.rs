@@ -1,0 +1,144 @@
+//! Cross-process test of the byte ring: a `fork()`ed child sends sequence-numbered messages
+//! of varying length (empty to the maximum, through `try_send` and zero-copy claims), the
+//! parent checks each one's length and every byte, and that none is lost, duplicated or
+//! reordered. Over an anonymous and a named region. Both sides have deadlines.
+#![cfg(not(loom))]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult};
+use shm_queue::bytes::{ByteConsumer, ByteProducer, ByteRing};
+use shm_queue::Error;
+use shm_region::{Region, ShmOptions};
+
+const MESSAGES: u64 = if cfg!(debug_assertions) {
+    200_000
+} else {
+    10_000_000
+};
+const MAX: usize = 200;
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn produce(tx: &mut ByteProducer, n: u64) -> i32 {
+    let deadline = Instant::now() + DEADLINE;
+    let mut buf = [0u8; MAX];
+    let mut spins = 0u32;
+    let mut seq = 0;
+    while seq < n {
+        let len = common::length(seq, MAX);
+        common::payload(seq, len, &mut buf);
+        let r = if seq % 2 == 0 {
+            tx.try_send(&buf[..len])
+        } else {
+            tx.claim(len).and_then(|mut c| {
+                c.write_at(0, &buf[..len])?;
+                c.commit();
+                Ok(())
+            })
+        };
+        match r {
+            Ok(()) => seq += 1,
+            Err(Error::Full { .. }) => {
+                spins += 1;
+                if spins & 1023 == 0 && Instant::now() > deadline {
+                    return 2;
+                }
+                std::hint::spin_loop();
+            }
+            Err(_) => return 3,
+        }
+    }
+    0
+}
+
+fn consume(rx: &mut ByteConsumer, n: u64) -> Result<(), String> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut got = [0u8; MAX];
+    let mut want = [0u8; MAX];
+    let mut spins = 0u32;
+    let mut seq = 0;
+    while seq < n {
+        let r = if seq % 3 == 0 {
+            rx.read().map(|g| {
+                let len = g.len();
+                g.copy_to(&mut got).map(|()| len)
+            })
+        } else {
+            Ok(rx.try_recv(&mut got))
+        };
+        match r.and_then(|x| x) {
+            Ok(len) => {
+                let expect = common::length(seq, MAX);
+                if len != expect {
+                    return Err(format!("message {seq}: length {len}, expected {expect}"));
+                }
+                common::payload(seq, len, &mut want);
+                if got[..len] != want[..len] {
+                    return Err(format!("message {seq}: payload differs"));
+                }
+                seq += 1;
+            }
+            Err(Error::Empty { .. }) => {
+                spins += 1;
+                if spins & 1023 == 0 && Instant::now() > deadline {
+                    return Err(format!("timed out after {seq} messages"));
+                }
+                std::hint::spin_loop();
+            }
+            Err(e) => return Err(format!("message {seq}: {e}")),
+        }
+    }
+    match rx.try_recv(&mut got) {
+        Err(Error::Empty { .. }) => Ok(()),
+        other => Err(format!("extra message after the last: {other:?}")),
+    }
+}
+
+fn run(region: Arc<Region>) {
+    let ring = ByteRing::create(region.clone(), 64 * 1024, MAX).unwrap();
+    let mut tx = ring.producer().unwrap();
+    // SAFETY: the child only drives the producer handle it inherits and then _exits.
+    match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            let code = produce(&mut tx, MESSAGES);
+            // SAFETY: leave without running the test harness's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop(tx); // the child owns the producer side now
+            let mut rx = ByteRing::attach(region).unwrap().consumer().unwrap();
+            let result = consume(&mut rx, MESSAGES);
+            if result.is_err() {
+                let _ = kill(child, Signal::SIGKILL);
+            }
+            let status = waitpid(child, None).unwrap();
+            result.unwrap();
+            assert!(
+                matches!(status, WaitStatus::Exited(_, 0)),
+                "child: {status:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn forked_producer_over_anonymous_memory() {
+    run(Arc::new(
+        Region::anonymous(ByteRing::required_bytes(64 * 1024).unwrap()).unwrap(),
+    ));
+}
+
+#[test]
+fn forked_producer_over_named_memory() {
+    let name = format!("shmq-test-bytes-{}", std::process::id());
+    let region = ShmOptions::new()
+        .create(&name, ByteRing::required_bytes(64 * 1024).unwrap())
+        .unwrap();
+    run(Arc::new(region));
+}

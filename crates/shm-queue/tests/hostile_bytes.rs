@@ -1,0 +1,158 @@
+//! A hostile peer against the byte ring: random bytes scribbled over the header, the record
+//! headers and the payload of an attached ring, then every method called. Each must return
+//! an error or data, never panic (overflow checks are on in debug builds), hang, or touch
+//! memory outside the region (a `PROT_NONE` guard page follows it where the kernel allows).
+#![cfg(not(loom))]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::Rng;
+use shm_queue::bytes::{ByteConsumer, ByteProducer, ByteRing};
+use shm_queue::header::HEADER_SIZE;
+use shm_region::Region;
+
+fn nasty(rng: &mut Rng, near: u64, cap: u64) -> u64 {
+    match rng.below(7) {
+        0 => 0,
+        1 => u64::MAX - rng.below(4),
+        2 => near + rng.below(2 * cap + 2),
+        3 => near.saturating_sub(rng.below(2 * cap + 2)),
+        4 => 1 << rng.below(64),
+        // A plausible record header: the right tag, any kind and length.
+        5 => (0x5a1e << 48) | (rng.below(4) << 32) | rng.below(2 * cap),
+        _ => rng.next(),
+    }
+}
+
+fn exercise(
+    ring: &ByteRing,
+    tx: &mut Option<ByteProducer>,
+    rx: &mut Option<ByteConsumer>,
+    rng: &mut Rng,
+) -> usize {
+    let mut ok = 0;
+    let mut buf = vec![0u8; ring.max_message() + 16];
+    if let Some(tx) = tx.as_mut() {
+        let n = rng.below(ring.max_message() as u64 + 2) as usize;
+        ok += usize::from(tx.try_send(&buf[..n.min(buf.len())]).is_ok());
+        if let Ok(mut c) = tx.claim(rng.below(ring.max_message() as u64 + 1) as usize) {
+            let _ = c.write_at(rng.below(8) as usize, &[1, 2, 3]);
+            if rng.below(2) == 0 {
+                c.commit();
+            } else {
+                let _ = c.commit_len(rng.below(50) as usize);
+            }
+        }
+        let _ = (
+            tx.used_bytes(),
+            tx.position(),
+            tx.capacity(),
+            tx.max_message(),
+        );
+    }
+    if let Some(rx) = rx.as_mut() {
+        let n = rng.below(buf.len() as u64) as usize;
+        ok += usize::from(rx.try_recv(&mut buf[..n]).is_ok());
+        if let Ok(g) = rx.read() {
+            let _ = g.to_vec();
+            let mut two = [0u8; 2];
+            let _ = g.read_at(rng.below(g.len() as u64 + 2) as usize, &mut two);
+        }
+        let mut v = Vec::new();
+        let _ = rx.try_recv_vec(&mut v);
+        let _ = (rx.has_message(), rx.position(), rx.capacity());
+    }
+    if rng.below(8) == 0 {
+        *tx = None;
+        *rx = None;
+        let r = ByteRing::attach(ring.region().clone()).unwrap_or_else(|_| ring.clone());
+        for _ in 0..2 {
+            match r.producer() {
+                Ok(p) => *tx = Some(p),
+                Err(shm_queue::Error::ProducerClaimed { holder }) => {
+                    // SAFETY: this test holds no producer now, so the claim is garbage.
+                    unsafe { r.force_release_producer(holder) };
+                    continue;
+                }
+                Err(_) => {}
+            }
+            break;
+        }
+        for _ in 0..2 {
+            match r.consumer() {
+                Ok(c) => *rx = Some(c),
+                Err(shm_queue::Error::ConsumerClaimed { holder }) => {
+                    // SAFETY: as above.
+                    unsafe { r.force_release_consumer(holder) };
+                    continue;
+                }
+                Err(_) => {}
+            }
+            break;
+        }
+    }
+    ok
+}
+
+fn scribble(region: Arc<Region>, capacity: usize, max: usize, seed: u64, rounds: usize) {
+    let ring = ByteRing::create(region.clone(), capacity, max).unwrap();
+    let cap = ring.capacity() as u64;
+    let attached = ByteRing::attach(region.clone()).unwrap();
+    let (mut tx, mut rx) = (
+        Some(ring.producer().unwrap()),
+        Some(attached.consumer().unwrap()),
+    );
+    let area = HEADER_SIZE + ring.capacity();
+    let mut rng = Rng(seed);
+    let mut ok = 0;
+    for _ in 0..rounds {
+        for _ in 0..=rng.below(3) {
+            let near = tx.as_ref().map_or(0, |t| t.position());
+            let off = match rng.below(4) {
+                0 => rng.below(area as u64) as usize,               // any byte
+                1 => (rng.below(HEADER_SIZE as u64) & !7) as usize, // a header word
+                _ => HEADER_SIZE + (rng.below(cap) & !7) as usize,  // a record header slot
+            };
+            if rng.below(5) == 0 {
+                region.write_at(off, &[rng.next() as u8]).unwrap();
+            } else {
+                region
+                    .write_at(off, &nasty(&mut rng, near, cap).to_le_bytes())
+                    .unwrap();
+            }
+        }
+        ok += exercise(&ring, &mut tx, &mut rx, &mut rng);
+    }
+    assert!(
+        ok > 0,
+        "seed {seed}: nothing ever succeeded, the test tests nothing"
+    );
+}
+
+/// The guard page catches any access past the region; accesses past the ring's data area
+/// but inside the region are caught by the debug assertions on every data access (this test
+/// runs in debug builds under `cargo test`).
+#[test]
+fn scribbled_byte_ring_never_panics_or_escapes() {
+    let rounds = if cfg!(debug_assertions) {
+        3_000
+    } else {
+        30_000
+    };
+    for seed in 1..=8u64 {
+        let (region, guarded) = common::guarded_region(1);
+        if !guarded {
+            eprintln!("seed {seed}: no guard page could be placed behind the region");
+        }
+        // 512 header bytes and a 2048-byte data area in one page.
+        scribble(region, 2048, 512, seed, rounds);
+    }
+    for seed in 100..104u64 {
+        let (region, _) = common::guarded_region(2);
+        // The largest messages a 4 KiB area allows, so records span most of it.
+        scribble(region, 4096, 2040, seed, rounds / 2);
+    }
+}
