@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
 
+use crate::report::Latency;
 use crate::run::{pin, unpin, Res, DEADLINE};
 
 fn two_threads(
@@ -194,4 +195,68 @@ pub fn memcpy_bandwidth(size: usize, total_bytes: u64) -> f64 {
         dst[0] = i as u8;
     }
     (iters * size as u64) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Round trip between two threads of one process over two rtrb rings (one each way), each
+/// side spinning: the in-process reference for the SPSC round trip.
+pub fn rtrb_rtt(rounds: u64, warmup: u64) -> Res<Latency> {
+    let (mut tx1, mut rx1) = rtrb::RingBuffer::<u64>::new(1024);
+    let (mut tx2, mut rx2) = rtrb::RingBuffer::<u64>::new(1024);
+    let total = rounds + warmup;
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+        .map_err(|e| e.to_string())?;
+    std::thread::scope(|sc| -> Res<()> {
+        let echo = sc.spawn(move || {
+            pin(1);
+            let start = Instant::now();
+            for _ in 0..total {
+                let v = loop {
+                    if let Ok(v) = rx1.pop() {
+                        break v;
+                    }
+                    if start.elapsed() > DEADLINE {
+                        return;
+                    }
+                    std::hint::spin_loop();
+                };
+                while tx2.push(v).is_err() {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        pin(0);
+        let start = Instant::now();
+        let mut result = Ok(());
+        for i in 0..total {
+            let t = Instant::now();
+            while tx1.push(i).is_err() {
+                std::hint::spin_loop();
+            }
+            let v = loop {
+                if let Ok(v) = rx2.pop() {
+                    break Some(v);
+                }
+                if start.elapsed() > DEADLINE {
+                    break None;
+                }
+                std::hint::spin_loop();
+            };
+            let ns = t.elapsed().as_nanos() as u64;
+            match v {
+                Some(v) if v == i => {}
+                other => {
+                    result = Err(format!("rtrb round {i}: got {other:?}"));
+                    break;
+                }
+            }
+            if i >= warmup {
+                h.saturating_record(ns.max(1));
+            }
+        }
+        unpin();
+        echo.join()
+            .map_err(|_| "echo thread panicked".to_string())?;
+        result
+    })?;
+    Ok(Latency::from_histogram(&h))
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytemuck::Pod;
+use shm_queue::bytes::{ByteConsumer, ByteProducer, ByteRing};
 use shm_queue::spsc::{Consumer, Producer, Ring};
 use shm_queue::Error;
 use shm_region::Region;
@@ -198,4 +199,180 @@ pub fn spsc_rate(r: &mut Report, n: u64, runs: usize, cap: usize) -> Res<()> {
         "tput/rtrb-inproc/u64/chunk256",
     );
     Ok(())
+}
+
+/// A fresh byte ring with a data area of `capacity` bytes in its own anonymous region.
+fn bytes_pair(capacity: usize, max: usize) -> Res<(ByteProducer, ByteConsumer)> {
+    let region =
+        Arc::new(Region::anonymous(ByteRing::required_bytes(capacity).map_err(s)?).map_err(s)?);
+    region.prefault().map_err(s)?;
+    ByteRing::create(region, capacity, max)
+        .map_err(s)?
+        .split()
+        .map_err(s)
+}
+
+fn send_spin(tx: &mut ByteProducer, msg: &[u8], deadline: Instant) -> Res<()> {
+    let mut spins = 0u32;
+    loop {
+        match tx.try_send(msg) {
+            Ok(()) => return Ok(()),
+            Err(Error::Full { .. }) => {}
+            Err(e) => return Err(s(e)),
+        }
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(1 << 14) && Instant::now() > deadline {
+            return Err("timed out waiting for room".into());
+        }
+        std::hint::spin_loop();
+    }
+}
+
+fn recv_spin(rx: &mut ByteConsumer, buf: &mut [u8], deadline: Instant) -> Res<usize> {
+    let mut spins = 0u32;
+    loop {
+        match rx.try_recv(buf) {
+            Ok(n) => return Ok(n),
+            Err(Error::Empty { .. }) => {}
+            Err(e) => return Err(s(e)),
+        }
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(1 << 14) && Instant::now() > deadline {
+            return Err("timed out waiting for the peer".into());
+        }
+        std::hint::spin_loop();
+    }
+}
+
+fn seq_of(buf: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&buf[..8]);
+    u64::from_le_bytes(b)
+}
+
+/// Round trip of a `size`-byte message over two byte rings.
+fn bytes_rtt_of(rounds: u64, warmup: u64, size: usize) -> Res<crate::report::Latency> {
+    let size = size.max(8);
+    let (mut tx1, mut rx1) = bytes_pair(64 * 1024, size)?;
+    let (mut tx2, mut rx2) = bytes_pair(64 * 1024, size)?;
+    let mut pbuf = vec![0u8; size];
+    let mut msg = vec![0xabu8; size];
+    pingpong(
+        rounds,
+        warmup,
+        move |total| {
+            let deadline = Instant::now() + DEADLINE;
+            let mut buf = vec![0u8; size];
+            for _ in 0..total {
+                let n = recv_spin(&mut rx1, &mut buf, deadline)?;
+                send_spin(&mut tx2, &buf[..n], deadline)?;
+            }
+            Ok(())
+        },
+        move |i| {
+            let deadline = Instant::now() + DEADLINE;
+            msg[..8].copy_from_slice(&i.to_le_bytes());
+            send_spin(&mut tx1, &msg, deadline)?;
+            recv_spin(&mut rx2, &mut pbuf, deadline)?;
+            Ok(seq_of(&pbuf))
+        },
+    )
+}
+
+/// Byte-ring round trips (8 B and 1 KiB), compared to the floor.
+pub fn bytes_rtt(r: &mut Report, rounds: u64, warmup: u64, floor: &str) -> Res<()> {
+    for (size, tag) in [(8usize, "8B"), (1024, "1KiB")] {
+        let l = bytes_rtt_of(rounds, warmup, size)?;
+        r.latency(&format!("rtt/shmlane-bytes/{tag}"), l, Some(floor));
+    }
+    Ok(())
+}
+
+/// `size`-byte messages through a cross-process byte ring: messages per second. With
+/// `zero_copy`, the producer writes each message in place through a claim and the consumer
+/// reads it in place through a guard (only its sequence number is copied out).
+pub fn bytes_rate(n: u64, size: usize, zero_copy: bool) -> Res<f64> {
+    let size = size.max(8);
+    let cap = (size * 64).next_power_of_two().max(1 << 20);
+    let (mut tx, mut rx) = bytes_pair(cap, size)?;
+    stream(
+        n,
+        move |n| {
+            let deadline = Instant::now() + DEADLINE;
+            let mut msg = vec![0x5au8; size];
+            let mut spins = 0u32;
+            let mut i = 0;
+            while i < n {
+                if zero_copy {
+                    match tx.claim(size) {
+                        Ok(mut c) => {
+                            c.write_at(0, &i.to_le_bytes()).map_err(s)?;
+                            c.write_at(8, &msg[8..]).map_err(s)?;
+                            c.commit();
+                            i += 1;
+                        }
+                        Err(Error::Full { .. }) => {
+                            spins = spins.wrapping_add(1);
+                            if spins.is_multiple_of(1 << 14) && Instant::now() > deadline {
+                                return Err("timed out waiting for room".into());
+                            }
+                            std::hint::spin_loop();
+                        }
+                        Err(e) => return Err(s(e)),
+                    }
+                } else {
+                    msg[..8].copy_from_slice(&i.to_le_bytes());
+                    send_spin(&mut tx, &msg, deadline)?;
+                    i += 1;
+                }
+            }
+            Ok(())
+        },
+        move |n| {
+            let deadline = Instant::now() + DEADLINE;
+            let mut buf = vec![0u8; size];
+            let mut spins = 0u32;
+            let mut i = 0;
+            while i < n {
+                let seq = if zero_copy {
+                    match rx.read() {
+                        Ok(g) => {
+                            // Read every byte in place, as a consumer processing the
+                            // message would, through a small buffer that stays in L1.
+                            let mut piece = [0u8; 4096];
+                            let mut first = [0u8; 8];
+                            let mut off = 0;
+                            while off < g.len() {
+                                let k = (g.len() - off).min(piece.len());
+                                g.read_at(off, &mut piece[..k]).map_err(s)?;
+                                if off == 0 {
+                                    first.copy_from_slice(&piece[..8]);
+                                }
+                                std::hint::black_box(&piece);
+                                off += k;
+                            }
+                            u64::from_le_bytes(first)
+                        }
+                        Err(Error::Empty { .. }) => {
+                            spins = spins.wrapping_add(1);
+                            if spins.is_multiple_of(1 << 14) && Instant::now() > deadline {
+                                return Err("timed out waiting for data".into());
+                            }
+                            std::hint::spin_loop();
+                            continue;
+                        }
+                        Err(e) => return Err(s(e)),
+                    }
+                } else {
+                    recv_spin(&mut rx, &mut buf, deadline)?;
+                    seq_of(&buf)
+                };
+                if seq != i {
+                    return Err(format!("message {i} carried {seq}"));
+                }
+                i += 1;
+            }
+            Ok(())
+        },
+    )
 }

@@ -90,7 +90,13 @@ fn latency(r: &mut Report, quick: bool) -> Res<()> {
         transports::floor_rtt(rounds, warmup)?,
         None,
     );
+    r.latency(
+        "rtt/rtrb-inproc/8B",
+        inproc::rtrb_rtt(rounds, warmup)?,
+        Some("rtt/floor-atomics"),
+    );
     rings::spsc_rtt(r, rounds, warmup, "rtt/floor-atomics")?;
+    rings::bytes_rtt(r, rounds / 2, warmup / 2, "rtt/floor-atomics")?;
     for size in [8usize, 1024] {
         r.latency(
             &format!("rtt/pipe/{size}B"),
@@ -138,24 +144,53 @@ fn throughput(r: &mut Report, quick: bool) -> Res<()> {
     );
     rings::spsc_rate(r, n, runs, cap)?;
     let kn = n / 20;
+    for size in [8usize, 64, 1024] {
+        let pipe = format!("tput/pipe/{size}B");
+        let rate = median_of(runs, || transports::pipe_rate(kn, size))?;
+        r.base(&pipe, m(rate), "Mmsg/s", Better::Higher);
+        let rate = median_of(runs, || transports::unix_rate(kn, size))?;
+        r.vs(
+            format!("tput/unix-socket/{size}B"),
+            m(rate),
+            "Mmsg/s",
+            Better::Higher,
+            &pipe,
+        );
+        let rate = median_of(runs, || rings::bytes_rate(n / 4, size, false))?;
+        r.vs(
+            format!("tput/shmlane-bytes/{size}B"),
+            m(rate),
+            "Mmsg/s",
+            Better::Higher,
+            &pipe,
+        );
+    }
+    // Large messages: bandwidth against a single-thread memcpy of the same size.
+    let big = 64 << 10;
+    let memcpy = "bw/memcpy/64KiB";
     r.base(
-        "tput/pipe/8B",
-        m(median_of(runs, || transports::pipe_rate(kn, 8))?),
-        "Mmsg/s",
-        Better::Higher,
-    );
-    r.vs(
-        "tput/unix-socket/8B",
-        m(median_of(runs, || transports::unix_rate(kn, 8))?),
-        "Mmsg/s",
-        Better::Higher,
-        "tput/pipe/8B",
-    );
-    r.base(
-        "bw/memcpy/64KiB",
-        inproc::memcpy_bandwidth(64 << 10, 4 << 30) / 1e9,
+        memcpy,
+        inproc::memcpy_bandwidth(big, 4 << 30) / 1e9,
         "GB/s",
         Better::Higher,
+    );
+    let k = if quick { 20_000 } else { 200_000 };
+    let gbs = |rate: f64| rate * big as f64 / 1e9;
+    let rate = median_of(runs, || rings::bytes_rate(k, big, false))?;
+    r.vs(
+        "bw/shmlane-bytes/64KiB/copy",
+        gbs(rate),
+        "GB/s",
+        Better::Higher,
+        memcpy,
+    );
+    let rate = median_of(runs, || rings::bytes_rate(k, big, true))?;
+    r.vs(
+        "bw/shmlane-bytes/64KiB/zero-copy",
+        gbs(rate),
+        "GB/s",
+        Better::Higher,
+        memcpy,
     );
     Ok(())
 }
