@@ -71,6 +71,8 @@ use crate::claim;
 use crate::error::{corrupted, Error};
 use crate::header::{bytes_max_message_for, Geometry, Header, RingKind, MAX_POSITION};
 use crate::sync::{Arc, AtomicU64, Ordering};
+use crate::wait::WaitStrategy;
+use std::time::Instant;
 
 #[cfg(not(loom))]
 use {
@@ -458,6 +460,8 @@ impl ByteRing {
                 tail,
                 head_cache: head,
                 token,
+                strategy: WaitStrategy::default(),
+                sleeper: false,
             }),
             Err(e) => {
                 claim::release(&header.control.producer_claim, token);
@@ -481,6 +485,8 @@ impl ByteRing {
                 storage: self.storage.clone(),
                 head,
                 token,
+                strategy: WaitStrategy::default(),
+                sleeper: false,
             }),
             Err(e) => {
                 claim::release(&header.control.consumer_claim, token);
@@ -634,6 +640,9 @@ pub struct ByteProducer {
     /// Last `head` loaded from shared memory.
     head_cache: u64,
     token: u64,
+    strategy: WaitStrategy,
+    /// Whether this handle is counted in the header's `producer_sleepers`.
+    sleeper: bool,
 }
 
 impl fmt::Debug for ByteProducer {
@@ -647,7 +656,9 @@ impl fmt::Debug for ByteProducer {
 
 impl Drop for ByteProducer {
     fn drop(&mut self) {
-        claim::release(&self.storage.header().control.producer_claim, self.token);
+        let header = self.storage.header();
+        header.space_signal().unregister(&mut self.sleeper);
+        claim::release(&header.control.producer_claim, self.token);
     }
 }
 
@@ -747,6 +758,7 @@ impl ByteProducer {
             .store(encode(KIND_MESSAGE, len), Ordering::Release);
         self.tail = end;
         s.header().producer.pos.store(end, Ordering::Release);
+        s.header().data_signal().notify();
     }
 
     /// Size of the data area in bytes.
@@ -757,6 +769,78 @@ impl ByteProducer {
     /// The largest message the ring accepts.
     pub fn max_message(&self) -> usize {
         self.storage.max_message
+    }
+
+    /// How this handle waits in the blocking calls (default [`WaitStrategy::spin_then_yield`]).
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.strategy
+    }
+
+    /// Sets how this handle waits in the blocking calls.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.storage
+            .header()
+            .space_signal()
+            .set_strategy(&mut self.sleeper, strategy);
+        self.strategy = strategy;
+    }
+
+    /// Like [`ByteProducer::claim`], but waits for space as the handle's
+    /// [`WaitStrategy`] says, until `deadline` (`None`: no limit).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] at the deadline, [`Error::Closed`] if the ring is closed while
+    /// waiting; otherwise as [`ByteProducer::claim`].
+    pub fn claim_blocking(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<WriteClaim<'_>, Error> {
+        let max = self.storage.max_message;
+        if len > max {
+            return Err(Error::MessageTooLarge { len, max });
+        }
+        // Room for the record, a padding record before it and the terminator after it.
+        let need = (record_size(len) * 2 + RECORD_HEADER).min(self.storage.cap);
+        let storage = self.storage.clone();
+        let waited = storage.header().space_signal().wait(
+            self.strategy,
+            deadline,
+            "space in the ring",
+            || match self.ensure_free(need, len) {
+                Ok(()) => Ok(Some(())),
+                Err(Error::Full { .. }) => Ok(None),
+                Err(e) => Err(e),
+            },
+        );
+        waited?;
+        self.claim(len)
+    }
+
+    /// Like [`ByteProducer::try_send`], but waits for space; see
+    /// [`ByteProducer::claim_blocking`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteProducer::claim_blocking`].
+    pub fn send_blocking(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), Error> {
+        let mut c = self.claim_blocking(msg.len(), deadline)?;
+        c.write_at(0, msg)?;
+        c.commit();
+        Ok(())
+    }
+
+    /// Closes the ring: the consumer drains what was sent, then its blocking calls return
+    /// [`Error::Closed`]; every sleeper on both sides is woken. Returns `false` if the ring
+    /// was already closed.
+    pub fn close(&self) -> bool {
+        self.storage.header().close(1)
+    }
+
+    /// `true` once either side (or liveness code) has closed the ring.
+    pub fn is_closed(&self) -> bool {
+        self.storage.header().data_signal().is_closed()
     }
 
     /// Bytes the consumer has not released yet, as far as this side knows (records,
@@ -871,6 +955,9 @@ pub struct ByteConsumer {
     storage: Arc<ByteStorage>,
     head: u64,
     token: u64,
+    strategy: WaitStrategy,
+    /// Whether this handle is counted in the header's `consumer_sleepers`.
+    sleeper: bool,
 }
 
 impl fmt::Debug for ByteConsumer {
@@ -883,7 +970,9 @@ impl fmt::Debug for ByteConsumer {
 
 impl Drop for ByteConsumer {
     fn drop(&mut self) {
-        claim::release(&self.storage.header().control.consumer_claim, self.token);
+        let header = self.storage.header();
+        header.data_signal().unregister(&mut self.sleeper);
+        claim::release(&header.control.consumer_claim, self.token);
     }
 }
 
@@ -905,6 +994,7 @@ impl ByteConsumer {
                 Record::Padding { size } => {
                     self.head += size as u64;
                     s.header().consumer.pos.store(self.head, Ordering::Release);
+                    s.header().space_signal().notify();
                 }
             }
         }
@@ -914,11 +1004,9 @@ impl ByteConsumer {
     /// Frees `size` bytes at `head`.
     fn release(&mut self, size: usize) {
         self.head += size as u64;
-        self.storage
-            .header()
-            .consumer
-            .pos
-            .store(self.head, Ordering::Release);
+        let header = self.storage.header();
+        header.consumer.pos.store(self.head, Ordering::Release);
+        header.space_signal().notify();
     }
 
     /// Copies the next message into `buf` and returns its length.
@@ -978,6 +1066,98 @@ impl ByteConsumer {
                 available: 0,
             }),
         }
+    }
+
+    /// How this handle waits in the blocking calls (default [`WaitStrategy::spin_then_yield`]).
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.strategy
+    }
+
+    /// Sets how this handle waits in the blocking calls.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.storage
+            .header()
+            .data_signal()
+            .set_strategy(&mut self.sleeper, strategy);
+        self.strategy = strategy;
+    }
+
+    /// Waits as the handle's [`WaitStrategy`] says until a message is ready; returns its
+    /// offset and length.
+    fn wait_message(&mut self, deadline: Option<Instant>) -> Result<(usize, usize), Error> {
+        let storage = self.storage.clone();
+        storage
+            .header()
+            .data_signal()
+            .wait(self.strategy, deadline, "a message", || self.next())
+    }
+
+    /// Like [`ByteConsumer::try_recv`], but waits for a message until `deadline` (`None`: no
+    /// limit).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] at the deadline; [`Error::Closed`] once the ring is closed and
+    /// every message sent before has been received; otherwise as [`ByteConsumer::try_recv`].
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use shm_queue::{bytes::ByteRing, Error};
+    ///
+    /// let region = shm_region::Region::anonymous(ByteRing::required_bytes(1024)?)?;
+    /// let (mut tx, mut rx) = ByteRing::create(region, 1024, 100)?.split()?;
+    /// let mut buf = [0u8; 100];
+    /// let soon = Some(Instant::now() + Duration::from_millis(10));
+    /// assert!(matches!(rx.recv_blocking(&mut buf, soon), Err(Error::Timeout { .. })));
+    /// tx.try_send(b"last words")?;
+    /// tx.close();
+    /// assert_eq!(rx.recv_blocking(&mut buf, None)?, 10); // drained first
+    /// assert!(matches!(rx.recv_blocking(&mut buf, None), Err(Error::Closed { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_blocking(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, Error> {
+        let (offset, len) = self.wait_message(deadline)?;
+        if buf.len() < len {
+            return Err(Error::BufferTooSmall {
+                needed: len,
+                len: buf.len(),
+            });
+        }
+        // SAFETY: as in try_recv: decode checked the record lies inside the area, and it is
+        // committed and ours until released.
+        unsafe { self.storage.read(offset + RECORD_HEADER, &mut buf[..len]) };
+        self.release(record_size(len));
+        Ok(len)
+    }
+
+    /// Like [`ByteConsumer::read`], but waits for a message; see
+    /// [`ByteConsumer::recv_blocking`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteConsumer::recv_blocking`].
+    pub fn read_blocking(&mut self, deadline: Option<Instant>) -> Result<ReadGuard<'_>, Error> {
+        let (offset, len) = self.wait_message(deadline)?;
+        Ok(ReadGuard {
+            consumer: self,
+            offset,
+            len,
+        })
+    }
+
+    /// Closes the ring from the consumer side: a producer blocked for space wakes with
+    /// [`Error::Closed`]. Returns `false` if it was already closed.
+    pub fn close(&self) -> bool {
+        self.storage.header().close(2)
+    }
+
+    /// `true` once either side (or liveness code) has closed the ring.
+    pub fn is_closed(&self) -> bool {
+        self.storage.header().data_signal().is_closed()
     }
 
     /// `true` if a message (or padding) is committed at `head`.

@@ -241,6 +241,22 @@ pub enum Error {
         len: usize,
     },
 
+    /// A blocking call reached its deadline.
+    #[error("timed out after {waited:?} waiting for {what}; the peer may be slow, hung or gone: retry, or check it")]
+    Timeout {
+        /// What was awaited (for example "data" or "space").
+        what: &'static str,
+        /// How long the call waited.
+        waited: std::time::Duration,
+    },
+
+    /// The ring was closed and what was awaited can never come.
+    #[error("the ring is closed (waiting for {what}); everything sent before closing has been delivered")]
+    Closed {
+        /// What was awaited.
+        what: &'static str,
+    },
+
     /// A word read from shared memory is impossible: the peer is broken or hostile, or the
     /// memory was overwritten.
     #[error(

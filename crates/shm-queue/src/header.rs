@@ -176,6 +176,13 @@ pub(crate) struct ControlLine {
     pub consumer_waiters: AtomicU32,
     /// Reserved for the number of sleeping producers (0 in layout version 1).
     pub producer_waiters: AtomicU32,
+    /// Nonzero once the ring is closed (see [`crate::wait`]): 1 by the producer side, 2 by
+    /// the consumer side, 3 by anyone else (for example liveness code).
+    pub closed: AtomicU32,
+    /// Consumer handles whose wait strategy may sleep (the producer wakes them).
+    pub consumer_sleepers: AtomicU32,
+    /// Producer handles whose wait strategy may sleep (the consumer wakes them).
+    pub producer_sleepers: AtomicU32,
 }
 
 /// Lines 2 and 3: one position word alone on its 128-byte line.
@@ -232,6 +239,9 @@ const _: () = {
     assert!(offset_of!(ControlLine, space_futex) == 20);
     assert!(offset_of!(ControlLine, consumer_waiters) == 24);
     assert!(offset_of!(ControlLine, producer_waiters) == 28);
+    assert!(offset_of!(ControlLine, closed) == 32);
+    assert!(offset_of!(ControlLine, consumer_sleepers) == 36);
+    assert!(offset_of!(ControlLine, producer_sleepers) == 40);
     assert!(size_of::<PositionLine>() == 128);
     assert!(offset_of!(PositionLine, pos) == 0);
     // The block words are `AtomicU64`s at the start of 64-byte-aligned blocks.
@@ -274,6 +284,9 @@ impl Header {
                 space_futex: z32(),
                 consumer_waiters: z32(),
                 producer_waiters: z32(),
+                closed: z32(),
+                consumer_sleepers: z32(),
+                producer_sleepers: z32(),
             },
             producer: PositionLine { pos: z64() },
             consumer: PositionLine { pos: z64() },
@@ -312,8 +325,46 @@ impl Header {
         k.space_futex.store(0, r);
         k.consumer_waiters.store(0, r);
         k.producer_waiters.store(0, r);
+        k.closed.store(0, r);
+        k.consumer_sleepers.store(0, r);
+        k.producer_sleepers.store(0, r);
         self.producer.pos.store(0, r);
         self.consumer.pos.store(0, r);
+    }
+
+    /// The words a consumer waits on for data, and the producer signals.
+    pub(crate) fn data_signal(&self) -> crate::wait::Signal<'_> {
+        let k = &self.control;
+        crate::wait::Signal {
+            event: &k.data_futex,
+            waiters: &k.consumer_waiters,
+            sleepers: &k.consumer_sleepers,
+            closed: &k.closed,
+        }
+    }
+
+    /// The words a producer waits on for space, and the consumer signals.
+    pub(crate) fn space_signal(&self) -> crate::wait::Signal<'_> {
+        let k = &self.control;
+        crate::wait::Signal {
+            event: &k.space_futex,
+            waiters: &k.producer_waiters,
+            sleepers: &k.producer_sleepers,
+            closed: &k.closed,
+        }
+    }
+
+    /// Closes the ring and wakes every sleeper on both sides. `by`: 1 producer, 2 consumer,
+    /// 3 anyone else. Returns `false` if it was already closed.
+    pub(crate) fn close(&self, by: u32) -> bool {
+        let first = self
+            .control
+            .closed
+            .compare_exchange(0, by.max(1), Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
+        self.data_signal().wake_all();
+        self.space_signal().wake_all();
+        first
     }
 
     /// Marks the ring usable: the `Release` that publishes every earlier store of the creator.

@@ -24,6 +24,7 @@
 //! |---|---|
 //! | [`spsc`] | single producer, single consumer, fixed-size `T: bytemuck::Pod` elements |
 //! | [`bytes`] | single producer, single consumer, variable-length byte messages, zero-copy claims and reads |
+//! | [`wait`] | wait strategies: spin, yield, then futex sleep, with deadlines; no syscall when nobody sleeps |
 //! | [`header`] | the shared header, its constants and the element-type fingerprint |
 //! | [`Error`] | the one error type |
 //!
@@ -48,5 +49,6 @@ pub mod header;
 pub mod spsc;
 mod storage;
 mod sync;
+pub mod wait;
 
 pub use error::Error;

@@ -1,0 +1,334 @@
+//! Waiting for data or space across processes: spin, then yield, then sleep on a futex, always
+//! with a deadline, and no system call on the publishing side when nobody sleeps.
+//!
+//! # The handshake
+//!
+//! Each direction of a ring has four words in header line 1: a futex word (`event`), the
+//! number of sleeping waiters (`waiters`), the number of handles whose strategy may sleep
+//! (`sleepers`), and the ring's `closed` word. A waiter that runs out of spins and yields:
+//!
+//! 1. reads `event`,
+//! 2. announces itself: `waiters += 1`, then `fence(SeqCst)`,
+//! 3. re-checks its condition (data ready, space free, ring closed) and leaves if it holds,
+//! 4. sleeps with `FUTEX_WAIT(event, value read in 1)`, which returns at once if `event`
+//!    changed since step 1,
+//! 5. on waking: `waiters -= 1`, and goes back to checking.
+//!
+//! After publishing (data for the consumer, space for the producer) the other side runs
+//! `notify`: if any handle of the waiting side uses a sleeping strategy (`sleepers != 0`),
+//! `fence(SeqCst)`, then if `waiters != 0` it bumps `event` and calls `FUTEX_WAKE`. The two `SeqCst` fences order "announce, then
+//! re-check" against "publish, then check for waiters": either the waiter's re-check sees the
+//! publication, or the publisher sees the announced waiter and wakes it (and the bump of
+//! `event` makes a wait that had not started yet return at once). So no wake-up is lost, and
+//! when nobody sleeps the publisher pays one fence and one load, never a system call. When no
+//! handle of the other side uses [`WaitStrategy::Blocking`] it pays only one load of a
+//! read-mostly word: a handle counts itself in `sleepers` when it is given a sleeping
+//! strategy, and leaves on drop or when it switches to one that does not sleep. (A
+//! publication concurrent with that switch may be noticed only at the end of the first sleep
+//! slice; the loom models set strategies before the other side starts.)
+//!
+//! Sleeps are sliced (at most [`SLEEP_SLICE`] each) so that a waiter re-checks its deadline,
+//! the `closed` word and its condition at least that often, whatever a peer does or fails to
+//! do: a peer that dies without waking us, a hostile peer that rewrites the words, or a
+//! strategy switched on at the very moment of a publication costs at most one slice of
+//! latency, never a hang.
+//!
+//! The futex words are shared between processes, so the calls use plain `FUTEX_WAIT` and
+//! `FUTEX_WAKE`, never `FUTEX_PRIVATE_FLAG`. Under `cfg(loom)` the futex is replaced by a
+//! stand-in that sleeps until `event` changes, with no time-out, so that a lost wake-up shows
+//! up in the model as a deadlock.
+
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::sync::{fence, AtomicU32, Ordering};
+
+/// Longest single sleep: a waiter re-checks everything at least this often.
+pub const SLEEP_SLICE: Duration = Duration::from_millis(20);
+
+/// How a handle waits when the ring is empty (consumer) or full (producer).
+///
+/// Set per handle with `set_wait_strategy`; the non-blocking `try_*` methods never wait. The
+/// default is [`WaitStrategy::spin_then_yield`], which never sleeps, so a handle that does not
+/// ask for [`WaitStrategy::Blocking`] costs the other side nothing on its hot path.
+///
+/// # Example
+///
+/// ```
+/// use shm_queue::wait::WaitStrategy;
+///
+/// // Lowest latency, burns a core while waiting:
+/// let busy = WaitStrategy::BusySpin;
+/// // A sleeping consumer that wakes within microseconds and uses no CPU while idle:
+/// let blocking = WaitStrategy::blocking();
+/// assert!(blocking.may_sleep() && !busy.may_sleep());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitStrategy {
+    /// Spin with a CPU pause hint until the condition holds or the deadline passes.
+    BusySpin,
+    /// Spin `spins` times, then yield the CPU (`sched_yield`) between checks.
+    SpinThenYield {
+        /// Checks before the first yield.
+        spins: u32,
+    },
+    /// Spin `spins` times, yield `yields` times, then sleep on a futex until woken.
+    Blocking {
+        /// Checks before the first yield.
+        spins: u32,
+        /// Yields before the first sleep.
+        yields: u32,
+    },
+}
+
+impl WaitStrategy {
+    /// [`WaitStrategy::Blocking`] with defaults that cost about 10 µs of spinning and
+    /// yielding before the first sleep.
+    pub const fn blocking() -> Self {
+        WaitStrategy::Blocking {
+            spins: 2000,
+            yields: 20,
+        }
+    }
+
+    /// [`WaitStrategy::SpinThenYield`] with a default spin count.
+    pub const fn spin_then_yield() -> Self {
+        WaitStrategy::SpinThenYield { spins: 2000 }
+    }
+
+    /// `true` if a handle with this strategy may sleep, so the other side must wake it.
+    pub const fn may_sleep(self) -> bool {
+        matches!(self, WaitStrategy::Blocking { .. })
+    }
+}
+
+impl Default for WaitStrategy {
+    /// [`WaitStrategy::spin_then_yield`]: never sleeps, so the other side never needs to
+    /// wake this handle (choose [`WaitStrategy::blocking`] to stop burning CPU while idle).
+    fn default() -> Self {
+        Self::spin_then_yield()
+    }
+}
+
+/// The words of one direction of a ring (data for the consumer, or space for the producer).
+#[derive(Clone, Copy)]
+pub(crate) struct Signal<'a> {
+    /// The futex word; bumped by every wake.
+    pub event: &'a AtomicU32,
+    /// Waiters currently asleep (or about to be).
+    pub waiters: &'a AtomicU32,
+    /// Handles of the waiting side whose strategy may sleep.
+    pub sleepers: &'a AtomicU32,
+    /// Nonzero once the ring is closed.
+    pub closed: &'a AtomicU32,
+}
+
+impl Signal<'_> {
+    /// Called by the publishing side after it published (data or space): wakes sleepers,
+    /// with no system call when there are none.
+    #[inline]
+    pub(crate) fn notify(&self) {
+        if self.sleepers.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
+            self.wake_all();
+        }
+    }
+
+    /// Bumps the event word and wakes every sleeper.
+    pub(crate) fn wake_all(&self) {
+        self.event.fetch_add(1, Ordering::Release);
+        futex::wake(self.event);
+    }
+
+    /// Counts a handle in `sleepers` (once) or takes it out, as its new strategy says.
+    /// `registered` is the handle's own record of whether it is counted.
+    pub(crate) fn set_strategy(&self, registered: &mut bool, strategy: WaitStrategy) {
+        if strategy.may_sleep() && !*registered {
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            *registered = true;
+        } else if !strategy.may_sleep() && *registered {
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            *registered = false;
+        }
+    }
+
+    /// Takes a handle out of `sleepers` if it is counted (on drop).
+    pub(crate) fn unregister(&self, registered: &mut bool) {
+        if core::mem::take(registered) {
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// `true` once the ring has been closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Waits, as `strategy` says, until `check` returns `Some`, the ring is closed (then
+    /// [`Error::Closed`], but only after `check` found nothing), or `deadline` passes (then
+    /// [`Error::Timeout`]). `check` is called at least once; its errors end the wait.
+    pub(crate) fn wait<R>(
+        &self,
+        strategy: WaitStrategy,
+        deadline: Option<Instant>,
+        what: &'static str,
+        mut check: impl FnMut() -> Result<Option<R>, Error>,
+    ) -> Result<R, Error> {
+        let start = Instant::now();
+        let (spins, yields) = match strategy {
+            WaitStrategy::BusySpin => (u32::MAX, 0),
+            WaitStrategy::SpinThenYield { spins } => (spins, u32::MAX),
+            WaitStrategy::Blocking { spins, yields } => (spins, yields),
+        };
+        let mut round: u64 = 0;
+        loop {
+            if let Some(r) = check()? {
+                return Ok(r);
+            }
+            if self.is_closed() {
+                return Err(Error::Closed { what });
+            }
+            // Reading the clock costs ~20 ns: while spinning, do it every 64 rounds only.
+            let now = if round < u64::from(spins) && !round.is_multiple_of(64) {
+                None
+            } else {
+                Some(Instant::now())
+            };
+            if let (Some(now), Some(d)) = (now, deadline) {
+                if now >= d {
+                    return Err(Error::Timeout {
+                        what,
+                        waited: now.duration_since(start),
+                    });
+                }
+            }
+            if round < u64::from(spins) {
+                spin_hint();
+            } else if round < u64::from(spins) + u64::from(yields) {
+                yield_now();
+            } else {
+                let slice = match deadline {
+                    Some(d) => d.saturating_duration_since(Instant::now()).min(SLEEP_SLICE),
+                    None => SLEEP_SLICE,
+                };
+                if let Some(r) = self.sleep(slice, &mut check)? {
+                    return Ok(r);
+                }
+            }
+            round = round.saturating_add(1);
+        }
+    }
+
+    /// One sleep of at most `slice`, with the announce-then-re-check handshake.
+    fn sleep<R>(
+        &self,
+        slice: Duration,
+        check: &mut impl FnMut() -> Result<Option<R>, Error>,
+    ) -> Result<Option<R>, Error> {
+        let seen = self.event.load(Ordering::Acquire);
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let found = match check() {
+            Ok(None) if !self.is_closed() => {
+                futex::wait(self.event, seen, slice);
+                Ok(None)
+            }
+            other => other,
+        };
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        found
+    }
+}
+
+#[cfg(not(loom))]
+fn spin_hint() {
+    std::hint::spin_loop();
+}
+
+#[cfg(loom)]
+fn spin_hint() {
+    loom::thread::yield_now();
+}
+
+#[cfg(not(loom))]
+fn yield_now() {
+    std::thread::yield_now();
+}
+
+#[cfg(loom)]
+fn yield_now() {
+    loom::thread::yield_now();
+}
+
+/// The futex calls, and their loom stand-in.
+#[cfg(not(loom))]
+mod futex {
+    use std::time::Duration;
+
+    use crate::sync::AtomicU32;
+
+    /// `FUTEX_WAIT` on a word shared between processes: sleeps while `*word == expected`, for
+    /// at most `timeout`. Returns on a wake, a time-out, a signal, or at once if the word
+    /// already differs; the caller re-checks its condition in every case.
+    pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+        if timeout.is_zero() {
+            return;
+        }
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+        };
+        // SAFETY: `word` is a live, aligned 32-bit atomic (in shared memory or ours) for the
+        // duration of the call; FUTEX_WAIT only reads it; `ts` outlives the call. The result
+        // (0, EAGAIN, ETIMEDOUT, EINTR) needs no handling: the caller re-checks.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT,
+                expected,
+                &ts as *const libc::timespec,
+                std::ptr::null::<u32>(),
+                0u32,
+            );
+        }
+    }
+
+    /// `FUTEX_WAKE` for every waiter on `word`, in any process.
+    pub(super) fn wake(word: &AtomicU32) {
+        // SAFETY: `word` is a live, aligned 32-bit atomic; FUTEX_WAKE does not access it
+        // beyond using its address as the key.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAKE,
+                i32::MAX,
+                std::ptr::null::<libc::timespec>(),
+                std::ptr::null::<u32>(),
+                0u32,
+            );
+        }
+    }
+}
+
+#[cfg(loom)]
+mod futex {
+    use std::time::Duration;
+
+    use crate::sync::{AtomicU32, Ordering};
+
+    /// Sleeps until the word changes, without a time-out, so that a lost wake-up deadlocks
+    /// the model and loom reports it.
+    pub(super) fn wait(word: &AtomicU32, expected: u32, _timeout: Duration) {
+        while word.load(Ordering::Acquire) == expected {
+            loom::thread::yield_now();
+        }
+    }
+
+    /// Nothing to do: the event bump before it is what `wait` watches.
+    pub(super) fn wake(_word: &AtomicU32) {}
+}

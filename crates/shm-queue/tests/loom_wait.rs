@@ -1,0 +1,80 @@
+//! loom models of the sleep/wake handshake (`shm_queue::wait`): no wake-up is lost when the
+//! other side publishes between a waiter's check and its sleep. Under loom the futex is a
+//! stand-in that sleeps until the event word changes, with no time-out, so a lost wake-up
+//! deadlocks the model and fails it.
+//!
+//! Run with:
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p shm-queue --release --test loom_wait`
+#![cfg(loom)]
+#![allow(clippy::unwrap_used)]
+
+use loom::thread;
+use shm_queue::bytes::ByteRing;
+use shm_queue::wait::WaitStrategy;
+use shm_queue::Error;
+
+/// Straight to sleep: no spinning or yielding first, so every wait exercises the handshake.
+const SLEEP_AT_ONCE: WaitStrategy = WaitStrategy::Blocking {
+    spins: 0,
+    yields: 0,
+};
+
+/// A consumer that sleeps for data, a producer that sends once.
+#[test]
+fn consumer_sleeping_for_data_is_woken() {
+    loom::model(|| {
+        let (mut tx, mut rx) = ByteRing::new_model(64, 24).unwrap().split().unwrap();
+        rx.set_wait_strategy(SLEEP_AT_ONCE);
+        let t = thread::spawn(move || {
+            tx.try_send(&[7; 8]).unwrap();
+            tx
+        });
+        let mut buf = [0u8; 24];
+        assert_eq!(rx.recv_blocking(&mut buf, None).unwrap(), 8);
+        assert_eq!(&buf[..8], &[7; 8]);
+        drop(t.join().unwrap());
+    });
+}
+
+/// A producer that sleeps for space on a full ring, a consumer that frees it.
+#[test]
+fn producer_sleeping_for_space_is_woken() {
+    loom::model(|| {
+        let (mut tx, mut rx) = ByteRing::new_model(64, 24).unwrap().split().unwrap();
+        tx.set_wait_strategy(SLEEP_AT_ONCE);
+        // Two 32-byte records fill the 64-byte area with its terminator: the second send
+        // must wait for the first to be received.
+        tx.try_send(&[1; 24]).unwrap();
+        let t = thread::spawn(move || {
+            let mut buf = [0u8; 24];
+            loop {
+                match rx.try_recv(&mut buf) {
+                    Ok(_) => return rx,
+                    Err(Error::Empty { .. }) => thread::yield_now(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        });
+        tx.send_blocking(&[2; 24], None).unwrap();
+        drop(t.join().unwrap());
+    });
+}
+
+/// Closing wakes a consumer asleep on an empty ring.
+#[test]
+fn close_wakes_a_sleeping_consumer() {
+    loom::model(|| {
+        let (tx, mut rx) = ByteRing::new_model(64, 24).unwrap().split().unwrap();
+        rx.set_wait_strategy(SLEEP_AT_ONCE);
+        let t = thread::spawn(move || {
+            tx.close();
+            tx
+        });
+        let mut buf = [0u8; 24];
+        assert!(matches!(
+            rx.recv_blocking(&mut buf, None),
+            Err(Error::Closed { .. })
+        ));
+        drop(t.join().unwrap());
+    });
+}

@@ -1,0 +1,196 @@
+//! Blocking waits across processes with the byte ring: a sleeping consumer uses no CPU and
+//! wakes when a message arrives, deadlines return `Timeout` on time, closing wakes sleepers,
+//! and a producer blocked on a full ring wakes when the consumer frees space.
+#![cfg(not(loom))]
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use shm_queue::bytes::{ByteConsumer, ByteRing};
+use shm_queue::wait::WaitStrategy;
+use shm_queue::Error;
+use shm_region::Region;
+
+fn ring() -> (ByteRing, Arc<Region>) {
+    let region = Arc::new(Region::anonymous(ByteRing::required_bytes(4096).unwrap()).unwrap());
+    (ByteRing::create(region.clone(), 4096, 512).unwrap(), region)
+}
+
+/// Runs `f` with the consumer in a forked child; returns the child's pid. The child exits
+/// with `f`'s code.
+fn child_consumer(ring: &ByteRing, f: impl FnOnce(&mut ByteConsumer) -> i32) -> Pid {
+    let mut rx = ring.consumer().unwrap();
+    // SAFETY: the child only uses the ring handle it inherits, then _exits.
+    match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            let code = f(&mut rx);
+            // SAFETY: leave without running the harness's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            std::mem::forget(rx); // the child owns the consumer side
+            child
+        }
+    }
+}
+
+/// Waits for `child` to exit, at most `limit`; kills it and fails past that.
+fn exit_code(child: Pid, limit: Duration) -> i32 {
+    let end = Instant::now() + limit;
+    loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)).unwrap() {
+            WaitStatus::Exited(_, code) => return code,
+            WaitStatus::Signaled(_, sig, _) => panic!("child killed by {sig:?}"),
+            _ => {}
+        }
+        if Instant::now() > end {
+            let _ = kill(child, Signal::SIGKILL);
+            let _ = waitpid(child, None);
+            panic!("child still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// CPU time the process has used, in nanoseconds (`/proc/PID/schedstat`, first field).
+fn cpu_ns(pid: Pid) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
+    s.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_sleeping_consumer_uses_no_cpu_and_wakes_on_a_message() {
+    let (ring, _region) = ring();
+    let mut tx = ring.producer().unwrap();
+    let child = child_consumer(&ring, |rx| {
+        rx.set_wait_strategy(WaitStrategy::blocking());
+        let mut buf = [0u8; 512];
+        match rx.recv_blocking(&mut buf, Some(Instant::now() + Duration::from_secs(20))) {
+            Ok(5) if &buf[..5] == b"wake!" => 0,
+            _ => 1,
+        }
+    });
+    // Let it reach its sleep, then watch its CPU time for 500 ms.
+    std::thread::sleep(Duration::from_millis(100));
+    let (t0, c0) = (Instant::now(), cpu_ns(child));
+    std::thread::sleep(Duration::from_millis(500));
+    let (wall, cpu) = (t0.elapsed().as_nanos() as u64, cpu_ns(child) - c0);
+    tx.try_send(b"wake!").unwrap();
+    assert_eq!(exit_code(child, Duration::from_secs(10)), 0);
+    assert!(
+        cpu * 20 < wall,
+        "the blocked consumer used {cpu} ns of CPU in {wall} ns (must be under 5%)"
+    );
+}
+
+#[test]
+fn a_deadline_returns_timeout_on_time() {
+    let (ring, _region) = ring();
+    let (_tx, mut rx) = ring.split().unwrap();
+    for strategy in [
+        WaitStrategy::BusySpin,
+        WaitStrategy::spin_then_yield(),
+        WaitStrategy::blocking(),
+    ] {
+        rx.set_wait_strategy(strategy);
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(200);
+        let err = rx
+            .recv_blocking(&mut [0u8; 512], Some(deadline))
+            .unwrap_err();
+        let late = Instant::now().saturating_duration_since(deadline);
+        match err {
+            Error::Timeout { waited, what } => {
+                // Measured from the start of the call, a little after `start`.
+                assert!(
+                    waited > Duration::from_millis(190),
+                    "{strategy:?}: {waited:?}"
+                );
+                assert_eq!(what, "a message");
+            }
+            other => panic!("{strategy:?}: expected Timeout, got {other:?}"),
+        }
+        assert!(Instant::now() >= deadline);
+        // The contract is ±50 ms under load; allow twice that on a shared 2-core machine.
+        assert!(
+            late < Duration::from_millis(100),
+            "{strategy:?}: {late:?} late"
+        );
+    }
+}
+
+#[test]
+fn closing_wakes_a_sleeper_after_it_drained() {
+    let (ring, _region) = ring();
+    let tx = ring.producer().unwrap();
+    let child = child_consumer(&ring, |rx| {
+        let mut buf = [0u8; 512];
+        // First the message sent before closing, then Closed.
+        match rx.recv_blocking(&mut buf, None) {
+            Ok(3) => {}
+            _ => return 1,
+        }
+        match rx.recv_blocking(&mut buf, None) {
+            Err(Error::Closed { .. }) => 0,
+            _ => 2,
+        }
+    });
+    let mut tx = tx;
+    tx.try_send(b"bye").unwrap();
+    std::thread::sleep(Duration::from_millis(100)); // the child is asleep by now
+    assert!(tx.close());
+    assert!(!tx.close(), "closing twice reports the first close only");
+    assert!(tx.is_closed());
+    assert_eq!(exit_code(child, Duration::from_secs(10)), 0);
+}
+
+#[test]
+fn a_producer_blocked_on_a_full_ring_wakes_when_space_frees() {
+    let (ring, _region) = ring();
+    let (mut tx, mut rx) = ring.split().unwrap();
+    while tx.try_send(&[1u8; 500]).is_ok() {}
+    let t = std::thread::spawn(move || {
+        tx.set_wait_strategy(WaitStrategy::Blocking {
+            spins: 10,
+            yields: 1,
+        });
+        tx.send_blocking(&[2u8; 500], Some(Instant::now() + Duration::from_secs(10)))
+            .map(|()| tx)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut buf = [0u8; 512];
+    let mut n = 0;
+    loop {
+        match rx.try_recv(&mut buf) {
+            Ok(len) => {
+                n += 1;
+                if buf[..len] == [2u8; 500] {
+                    break;
+                }
+            }
+            Err(Error::Empty { .. }) => std::thread::sleep(Duration::from_millis(1)),
+            Err(e) => panic!("{e}"),
+        }
+        assert!(n < 100, "the blocked message never arrived");
+    }
+    t.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_producer_blocked_on_a_full_ring_sees_the_consumer_close() {
+    let (ring, _region) = ring();
+    let (mut tx, rx) = ring.split().unwrap();
+    while tx.try_send(&[1u8; 500]).is_ok() {}
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        rx.close();
+        rx
+    });
+    let err = tx.send_blocking(&[2u8; 500], None).unwrap_err();
+    assert!(matches!(err, Error::Closed { .. }), "{err}");
+    closer.join().unwrap();
+}
