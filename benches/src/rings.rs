@@ -6,6 +6,7 @@ use std::time::Instant;
 use bytemuck::Pod;
 use shm_queue::bytes::{ByteConsumer, ByteProducer, ByteRing};
 use shm_queue::spsc::{Consumer, Producer, Ring};
+use shm_queue::wait::WaitStrategy;
 use shm_queue::Error;
 use shm_region::Region;
 
@@ -373,6 +374,39 @@ pub fn bytes_rate(n: u64, size: usize, zero_copy: bool) -> Res<f64> {
                 i += 1;
             }
             Ok(())
+        },
+    )
+}
+
+/// Round trip of an 8-byte message over two byte rings whose consumers wait with
+/// `strategy` (`recv_blocking`), so the figure includes the wake-up when they sleep.
+pub fn bytes_rtt_blocking(
+    rounds: u64,
+    warmup: u64,
+    strategy: WaitStrategy,
+) -> Res<crate::report::Latency> {
+    let (mut tx1, mut rx1) = bytes_pair(64 * 1024, 64)?;
+    let (mut tx2, mut rx2) = bytes_pair(64 * 1024, 64)?;
+    rx1.set_wait_strategy(strategy);
+    rx2.set_wait_strategy(strategy);
+    let mut pbuf = [0u8; 64];
+    pingpong(
+        rounds,
+        warmup,
+        move |total| {
+            let deadline = Some(Instant::now() + DEADLINE);
+            let mut buf = [0u8; 64];
+            for _ in 0..total {
+                let n = rx1.recv_blocking(&mut buf, deadline).map_err(s)?;
+                tx2.try_send(&buf[..n]).map_err(s)?;
+            }
+            Ok(())
+        },
+        move |i| {
+            let deadline = Some(Instant::now() + DEADLINE);
+            tx1.try_send(&i.to_le_bytes()).map_err(s)?;
+            rx2.recv_blocking(&mut pbuf, deadline).map_err(s)?;
+            Ok(seq_of(&pbuf))
         },
     )
 }

@@ -9,6 +9,7 @@
 
 use std::process::ExitCode;
 
+use shm_queue::wait::WaitStrategy;
 use shmlane_benches::report::{Better, Report};
 use shmlane_benches::run::{median_of, Res};
 use shmlane_benches::{inproc, rings, transports};
@@ -114,6 +115,14 @@ fn latency(r: &mut Report, quick: bool) -> Res<()> {
         transports::eventfd_rtt(slow, warmup / 10)?,
         Some("rtt/pipe/8B"),
     );
+    let l = rings::bytes_rtt_blocking(slow, warmup / 10, WaitStrategy::blocking())?;
+    r.latency("rtt/shmlane-bytes-blocking/8B", l, Some("rtt/eventfd"));
+    let sleep_at_once = WaitStrategy::Blocking {
+        spins: 0,
+        yields: 0,
+    };
+    let l = rings::bytes_rtt_blocking(slow, warmup / 10, sleep_at_once)?;
+    r.latency("rtt/shmlane-bytes-sleeping/8B", l, Some("rtt/eventfd"));
     Ok(())
 }
 

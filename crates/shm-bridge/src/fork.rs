@@ -155,6 +155,11 @@ pub fn thread_count() -> usize {
 /// The child shares every `MAP_SHARED` mapping of the parent (anonymous and memfd regions,
 /// named ones too) and has a copy of everything else.
 ///
+/// `f` and everything it captures belong to the child: the parent never drops its copy (it
+/// is forgotten, not destroyed), because destructors that touch shared memory, such as a
+/// ring handle releasing its claim, must run once, in the process that owns the handle.
+/// Keep what the parent needs outside the closure, or clone it before moving it in.
+///
 /// # Errors
 ///
 /// [`Error::MultiThreaded`] if this process has more than one thread, [`Error::Sys`] if
@@ -225,6 +230,11 @@ pub unsafe fn fork_child_unchecked<F: FnOnce() -> i32>(f: F) -> Result<Child> {
             unsafe { libc::_exit(code) }
         }
         ForkResult::Parent { child } => {
+            // The closure and what it captured now belong to the child. Dropping the
+            // parent's copy would run their destructors twice, once per process: a ring
+            // handle moved into the child would release its claim (and its sleeper
+            // registration) in shared memory while the child still uses it.
+            std::mem::forget(f);
             drop(write_end);
             debug_assert!(read_end.as_raw_fd() >= 0);
             Ok(Child {

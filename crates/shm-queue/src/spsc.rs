@@ -17,7 +17,10 @@
 //!
 //! - **Push.** The producer writes one element, or a whole batch, into the slots after
 //!   `tail`, then stores the new `tail` with `Release` into `P` of every block the batch
-//!   touched (last block first), and into the `tail` word of the header. It checks space
+//!   touched (last block first). A batch also stores it into the `tail` word of the header;
+//!   single pushes do that only when they leave a block, so the word lags the real `tail` by
+//!   less than a block (it is informative: `len()`, attach and recovery take the block words
+//!   into account). It checks space
 //!   against its cached copy of `head` and reloads the shared `head` (with `Acquire`) only when
 //!   that cache says the ring is full.
 //! - **Pop.** The consumer at position `h` loads `P` of the block holding `h` with `Acquire`.
@@ -76,7 +79,7 @@ use bytemuck::Pod;
 use crate::claim;
 use crate::error::{corrupted, Error};
 use crate::header::{Geometry, Header, RingKind, MAX_POSITION};
-use crate::storage::Storage;
+use crate::storage::{Block, Storage};
 use crate::sync::{Arc, Ordering};
 
 #[cfg(not(loom))]
@@ -307,15 +310,19 @@ impl<T: Pod> Ring<T> {
         let token = claim::take(&header.control.producer_claim)
             .map_err(|holder| Error::ProducerClaimed { holder })?;
         match self.recover_tail() {
-            Ok((head, tail)) => Ok(Producer {
-                storage: self.storage.clone(),
-                geom: self.storage.geom,
-                tail,
-                cursor: Cursor::of(tail, &self.storage.geom),
-                head_cache: head,
-                capacity: self.capacity() as u64,
-                token,
-            }),
+            Ok((head, tail)) => {
+                let cursor = Cursor::of(tail, &self.storage.geom);
+                Ok(Producer {
+                    storage: self.storage.clone(),
+                    geom: self.storage.geom,
+                    tail,
+                    cursor,
+                    blk: self.storage.block(cursor.block),
+                    head_cache: head,
+                    capacity: self.capacity() as u64,
+                    token,
+                })
+            }
             Err(e) => {
                 claim::release(&header.control.producer_claim, token);
                 Err(e)
@@ -334,15 +341,19 @@ impl<T: Pod> Ring<T> {
         let token = claim::take(&header.control.consumer_claim)
             .map_err(|holder| Error::ConsumerClaimed { holder })?;
         match check_positions(header, &self.storage.geom) {
-            Ok((head, _)) => Ok(Consumer {
-                storage: self.storage.clone(),
-                geom: self.storage.geom,
-                head,
-                cursor: Cursor::of(head, &self.storage.geom),
-                tail_cache: head,
-                capacity: self.capacity() as u64,
-                token,
-            }),
+            Ok((head, _)) => {
+                let cursor = Cursor::of(head, &self.storage.geom);
+                Ok(Consumer {
+                    storage: self.storage.clone(),
+                    geom: self.storage.geom,
+                    head,
+                    cursor,
+                    blk: self.storage.block(cursor.block),
+                    tail_cache: head,
+                    capacity: self.capacity() as u64,
+                    token,
+                })
+            }
             Err(e) => {
                 claim::release(&header.control.consumer_claim, token);
                 Err(e)
@@ -521,6 +532,8 @@ pub struct Producer<T: Pod> {
     tail: u64,
     /// Where `tail` lives.
     cursor: Cursor,
+    /// The block of `cursor`, located once per block.
+    blk: Block,
     /// The consumer's `head` as last read; only ever behind the real one.
     head_cache: u64,
     capacity: u64,
@@ -589,6 +602,21 @@ impl<T: Pod> Producer<T> {
             .store(end, Ordering::Release);
         self.tail = end;
         self.cursor = self.cursor.offset(n, g);
+        self.blk = self.storage.block(self.cursor.block);
+    }
+
+    /// Moves on to the next block after filling this one, and records `tail` in the header's
+    /// `tail` word (which single pushes update only here, once per block).
+    #[inline]
+    fn next_block(&mut self) {
+        self.cursor.index = 0;
+        self.cursor.block = (self.cursor.block + 1) & (self.geom.block_count - 1);
+        self.blk = self.storage.block(self.cursor.block);
+        self.storage
+            .header()
+            .producer
+            .pos
+            .store(self.tail, Ordering::Release);
     }
 
     /// Pushes one element.
@@ -619,18 +647,18 @@ impl<T: Pod> Producer<T> {
                 available: 0,
             });
         }
-        let Cursor { block, index } = self.cursor;
-        // SAFETY: index < elems_per_block (Cursor invariant); the slot is free: tail <
-        // head + capacity, so the consumer has finished with whatever it held.
-        unsafe { self.storage.write(block, index, value) };
+        let index = self.cursor.index;
+        // SAFETY: `blk` is the storage's block of `cursor` and index < elems_per_block
+        // (Cursor invariant); the slot is free: tail < head + capacity, so the consumer has
+        // finished with whatever it held.
+        unsafe { self.storage.write_in(self.blk, index, value) };
         self.tail += 1;
-        self.storage.word(block).store(self.tail, Ordering::Release);
-        self.storage
-            .header()
-            .producer
-            .pos
-            .store(self.tail, Ordering::Release);
-        self.cursor.step(1, &self.geom);
+        // SAFETY: `blk` was made by this storage.
+        unsafe { self.storage.word_in(self.blk) }.store(self.tail, Ordering::Release);
+        self.cursor.index = index + 1;
+        if self.cursor.index == self.geom.elems_per_block {
+            self.next_block();
+        }
         Ok(())
     }
 
@@ -648,7 +676,7 @@ impl<T: Pod> Producer<T> {
         let storage = &*self.storage;
         runs(self.cursor, n, &self.geom, |block, index, range| {
             // SAFETY: the run lies in one block (runs); the n slots after tail are free.
-            unsafe { storage.write_run(block, index, &src[range]) }
+            unsafe { storage.write_run_in(storage.block(block), index, &src[range]) }
         });
         self.publish(n);
         Ok(n)
@@ -789,9 +817,9 @@ impl<T: Pod> WriteChunk<'_, T> {
         }
         let p = &*self.producer;
         let c = p.cursor.offset(i, &p.geom);
-        // SAFETY: c.index < elems_per_block (Cursor::offset); the slot is one of the chunk's
-        // reserved free slots.
-        unsafe { p.storage.write(c.block, c.index, value) };
+        // SAFETY: c.index < elems_per_block (Cursor::offset), the block is the storage's
+        // own; the slot is one of the chunk's reserved free slots.
+        unsafe { p.storage.write_in(p.storage.block(c.block), c.index, value) };
         Ok(())
     }
 
@@ -816,7 +844,7 @@ impl<T: Pod> WriteChunk<'_, T> {
             &p.geom,
             |block, index, range| {
                 // SAFETY: the run lies in one block (runs) and within the reserved slots.
-                unsafe { storage.write_run(block, index, &src[range]) }
+                unsafe { storage.write_run_in(storage.block(block), index, &src[range]) }
             },
         );
         Ok(())
@@ -826,13 +854,21 @@ impl<T: Pod> WriteChunk<'_, T> {
     /// many were written.
     pub fn fill_from_iter(&mut self, iter: impl IntoIterator<Item = T>) -> usize {
         let p = &*self.producer;
-        let mut c = p.cursor;
+        let storage = &*p.storage;
+        let epb = p.geom.elems_per_block;
+        let (mut c, mut blk) = (p.cursor, p.blk);
         let mut n = 0;
         for value in iter.into_iter().take(self.len) {
-            // SAFETY: c walks the reserved slots one by one (n < len), index < elems_per_block.
-            unsafe { p.storage.write(c.block, c.index, value) };
-            c.step(1, &p.geom);
+            // SAFETY: c walks the reserved slots one by one (n < len), index < elems_per_block,
+            // and `blk` is the storage's block of `c`.
+            unsafe { storage.write_in(blk, c.index, value) };
             n += 1;
+            c.index += 1;
+            if c.index == epb {
+                c.index = 0;
+                c.block = (c.block + 1) & (p.geom.block_count - 1);
+                blk = storage.block(c.block);
+            }
         }
         n
     }
@@ -873,6 +909,8 @@ pub struct Consumer<T: Pod> {
     head: u64,
     /// Where `head` lives.
     cursor: Cursor,
+    /// The block of `cursor`, located once per block.
+    blk: Block,
     /// The highest published position seen; everything below it is ready to read.
     tail_cache: u64,
     capacity: u64,
@@ -907,38 +945,62 @@ impl<T: Pod> Consumer<T> {
     }
 
     /// Ready elements, learning more from the block words if fewer than `want` are known.
-    ///
-    /// Loads `P` of the block holding the first position not known to be ready, and follows
-    /// on to the block of each new value until `want` are known or a word brings nothing new.
-    /// Every line it touches is one the reader needs for the payload anyway.
     #[inline]
     fn refresh(&mut self, want: usize) -> Result<usize, Error> {
-        let mut avail = (self.tail_cache - self.head) as usize;
+        let avail = (self.tail_cache - self.head) as usize;
         if avail >= want {
             return Ok(avail);
         }
-        let mut at = self.cursor.offset(avail, &self.geom);
+        self.tail_cache = self.learn(self.tail_cache, want)?;
+        Ok((self.tail_cache - self.head) as usize)
+    }
+
+    /// The highest published position known from `known` on: loads `P` of the block holding
+    /// position `known` (the first not known to be ready) and follows on to the block of each
+    /// new value until `want` elements after `head` are known or a word brings nothing new.
+    /// Every line it touches is one the reader needs for the payload anyway.
+    fn learn(&self, mut known: u64, want: usize) -> Result<u64, Error> {
+        let mut at = self.cursor.offset((known - self.head) as usize, &self.geom);
         for _ in 0..=self.geom.block_count {
             let p = self.storage.word(at.block).load(Ordering::Acquire);
-            if p <= self.tail_cache {
+            if p <= known {
                 break;
             }
             let p = self.check(p, "block published position")?;
-            let gained = (p - self.tail_cache) as usize;
-            self.tail_cache = p;
-            avail += gained;
-            if avail >= want {
+            let gained = (p - known) as usize;
+            known = p;
+            if (known - self.head) as usize >= want {
                 break;
             }
             at = at.offset(gained, &self.geom);
         }
-        Ok(avail)
+        Ok(known)
+    }
+
+    /// Loads `P` of the current block: `true` if it shows elements beyond `head` (cached in
+    /// `tail_cache`). Called only when `head == tail_cache`.
+    #[inline]
+    fn poll(&mut self) -> Result<bool, Error> {
+        // SAFETY: `blk` is the storage's block of `cursor`.
+        let p = unsafe { self.storage.word_in(self.blk) }.load(Ordering::Acquire);
+        if p <= self.tail_cache {
+            return Ok(false);
+        }
+        self.tail_cache = self.check(p, "block published position")?;
+        Ok(true)
     }
 
     /// Consumes `n <= ready` elements: one `Release` store of the new `head`.
     fn advance(&mut self, n: usize) {
         self.head += n as u64;
         self.cursor = self.cursor.offset(n, &self.geom);
+        self.blk = self.storage.block(self.cursor.block);
+        self.publish_head();
+    }
+
+    /// Stores `head` with `Release`, handing the slots before it back to the producer.
+    #[inline]
+    fn publish_head(&self) {
         self.storage
             .header()
             .consumer
@@ -965,24 +1027,25 @@ impl<T: Pod> Consumer<T> {
     /// ```
     #[inline]
     pub fn try_pop(&mut self) -> Result<T, Error> {
-        if self.head == self.tail_cache && self.refresh(1)? == 0 {
+        if self.head == self.tail_cache && !self.poll()? {
             return Err(Error::Empty {
                 requested: 1,
                 available: 0,
             });
         }
-        let Cursor { block, index } = self.cursor;
-        // SAFETY: index < elems_per_block (Cursor invariant); head < tail_cache, a published
-        // position we acquired, so the slot was written and the producer cannot reuse it
-        // until we store a head beyond it.
-        let value = unsafe { self.storage.read(block, index) };
+        let index = self.cursor.index;
+        // SAFETY: `blk` is the storage's block of `cursor`, index < elems_per_block (Cursor
+        // invariant); head < tail_cache, a published position we acquired, so the slot was
+        // written and the producer cannot reuse it until we store a head beyond it.
+        let value = unsafe { self.storage.read_in(self.blk, index) };
         self.head += 1;
-        self.storage
-            .header()
-            .consumer
-            .pos
-            .store(self.head, Ordering::Release);
-        self.cursor.step(1, &self.geom);
+        self.publish_head();
+        self.cursor.index = index + 1;
+        if self.cursor.index == self.geom.elems_per_block {
+            self.cursor.index = 0;
+            self.cursor.block = (self.cursor.block + 1) & (self.geom.block_count - 1);
+            self.blk = self.storage.block(self.cursor.block);
+        }
         Ok(value)
     }
 
@@ -998,9 +1061,8 @@ impl<T: Pod> Consumer<T> {
                 available: 0,
             });
         }
-        let Cursor { block, index } = self.cursor;
         // SAFETY: as in try_pop.
-        Ok(unsafe { self.storage.read(block, index) })
+        Ok(unsafe { self.storage.read_in(self.blk, self.cursor.index) })
     }
 
     /// Pops as many elements as are ready, up to `dst.len()`, into `dst`; returns how many.
@@ -1018,7 +1080,7 @@ impl<T: Pod> Consumer<T> {
         runs(self.cursor, n, &self.geom, |block, index, range| {
             // SAFETY: the run lies in one block (runs), below tail_cache (ready) and not yet
             // released to the producer.
-            unsafe { storage.read_run(block, index, &mut dst[range]) }
+            unsafe { storage.read_run_in(storage.block(block), index, &mut dst[range]) }
         });
         self.advance(n);
         Ok(n)
@@ -1058,18 +1120,16 @@ impl<T: Pod> Consumer<T> {
         })
     }
 
-    /// Elements ready to read now: reads the producer's position word and the block word of
-    /// the next element (the latter only while the former says nothing new).
+    /// Elements ready to read now: reads the producer's `tail` word, then follows the block
+    /// words from there.
     pub fn slots(&self) -> usize {
         let mut tail = self.tail_cache;
-        for p in [
-            self.storage.header().producer.pos.load(Ordering::Acquire),
-            self.storage.word(self.cursor.block).load(Ordering::Acquire),
-        ] {
-            if let Ok(p) = self.check(p, "") {
-                tail = tail.max(p);
-            }
+        let word = self.storage.header().producer.pos.load(Ordering::Acquire);
+        if let Ok(p) = self.check(word, "") {
+            tail = tail.max(p);
         }
+        // The `tail` word lags single pushes by up to a block; the block words have the rest.
+        let tail = self.learn(tail, usize::MAX).unwrap_or(tail);
         (tail - self.head) as usize
     }
 
@@ -1131,9 +1191,9 @@ impl<T: Pod> ReadChunk<'_, T> {
         }
         let c = &*self.consumer;
         let at = c.cursor.offset(i, &c.geom);
-        // SAFETY: at.index < elems_per_block (Cursor::offset); the element is ready and not
-        // released (i < len <= ready).
-        Some(unsafe { c.storage.read(at.block, at.index) })
+        // SAFETY: at.index < elems_per_block (Cursor::offset), the block is the storage's
+        // own; the element is ready and not released (i < len <= ready).
+        Some(unsafe { c.storage.read_in(c.storage.block(at.block), at.index) })
     }
 
     /// Copies elements `offset .. offset + dst.len()` into `dst`.
@@ -1157,7 +1217,7 @@ impl<T: Pod> ReadChunk<'_, T> {
             &c.geom,
             |block, index, range| {
                 // SAFETY: the run lies in one block (runs), within the chunk's ready elements.
-                unsafe { storage.read_run(block, index, &mut dst[range]) }
+                unsafe { storage.read_run_in(storage.block(block), index, &mut dst[range]) }
             },
         );
         Ok(())
@@ -1169,6 +1229,7 @@ impl<T: Pod> ReadChunk<'_, T> {
             storage: &self.consumer.storage,
             geom: &self.consumer.geom,
             cursor: self.consumer.cursor,
+            blk: self.consumer.blk,
             remaining: self.len,
         }
     }
@@ -1213,6 +1274,8 @@ pub struct ChunkIter<'c, T: Pod> {
     storage: &'c Storage<T>,
     geom: &'c Geometry,
     cursor: Cursor,
+    /// The block of `cursor`.
+    blk: Block,
     remaining: usize,
 }
 
@@ -1232,11 +1295,16 @@ impl<T: Pod> Iterator for ChunkIter<'_, T> {
         if self.remaining == 0 {
             return None;
         }
-        let Cursor { block, index } = self.cursor;
-        // SAFETY: index < elems_per_block; the element is one of the chunk's ready elements.
-        let value = unsafe { self.storage.read(block, index) };
-        self.cursor.step(1, self.geom);
+        // SAFETY: `blk` is the storage's block of `cursor`, index < elems_per_block; the
+        // element is one of the chunk's ready elements.
+        let value = unsafe { self.storage.read_in(self.blk, self.cursor.index) };
         self.remaining -= 1;
+        self.cursor.index += 1;
+        if self.cursor.index == self.geom.elems_per_block {
+            self.cursor.index = 0;
+            self.cursor.block = (self.cursor.block + 1) & (self.geom.block_count - 1);
+            self.blk = self.storage.block(self.cursor.block);
+        }
         Some(value)
     }
 

@@ -16,6 +16,11 @@
 //! Invariant: `geom` was validated against the memory (`geom.area_size()` bytes exist), so
 //! any block number masked with `block_count - 1` and any index below `elems_per_block`
 //! addresses memory inside the ring.
+//!
+//! The hot paths locate a block once, as a [`Block`], and keep it in the handle until their
+//! cursor leaves the block: an element access is then one add from the block's address,
+//! with the element offset and size known at compile time (`size_of::<T>()`), and no
+//! reload of the storage or the geometry.
 
 use core::marker::PhantomData;
 
@@ -26,7 +31,11 @@ use crate::sync::AtomicU64;
 
 #[cfg(not(loom))]
 use {
-    crate::{error::Error, header::HEADER_SIZE, sync::Arc},
+    crate::{
+        error::Error,
+        header::{round_up, HEADER_SIZE},
+        sync::Arc,
+    },
     core::ptr::NonNull,
     shm_region::Region,
 };
@@ -52,6 +61,24 @@ struct ModelBlock<T> {
     word: AtomicU64,
     cells: Box<[crate::sync::PayloadCell<T>]>,
 }
+
+/// A block located by [`Storage::block`]: its address in a mapping, its number under loom.
+///
+/// Only meaningful with the storage that made it; the accessors that take one are `unsafe`
+/// and their callers promise that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Block {
+    #[cfg(not(loom))]
+    base: NonNull<u8>,
+    #[cfg(loom)]
+    number: usize,
+}
+
+// SAFETY: a `Block` is an address, not access: every use goes through an `unsafe` storage
+// method whose caller vouches that the storage (kept alive by the handle) made it.
+unsafe impl Send for Block {}
+// SAFETY: as for `Send`; a shared `Block` gives no access by itself.
+unsafe impl Sync for Block {}
 
 // SAFETY: the storage is shared between one producer and one consumer handle, possibly on
 // different threads; the header and block words are atomics and every element access is
@@ -90,6 +117,13 @@ impl<T: Pod> Storage<T> {
                 need: geom.area_size() as u64,
             });
         }
+        if geom.elem_offset != Self::ELEM_OFFSET || geom.elem_size != core::mem::size_of::<T>() {
+            return Err(Error::LayoutMismatch {
+                field: "elem_offset",
+                found: geom.elem_offset as u64,
+                expected: Self::ELEM_OFFSET as u64,
+            });
+        }
         Ok(Storage {
             base: region.as_ptr(),
             region,
@@ -112,68 +146,96 @@ impl<T: Pod> Storage<T> {
         unsafe { self.base.cast::<Header>().as_ref() }
     }
 
-    /// First byte of block `block & mask`.
+    /// Offset of element 0 in a block: `round_up(8, align_of::<T>())`, as `BlockShape`
+    /// computes it (`in_region` checks the geometry agrees).
+    const ELEM_OFFSET: usize = round_up(8, core::mem::align_of::<T>());
+
+    /// Block `b & mask`.
     #[inline]
-    fn block_ptr(&self, block: usize) -> *mut u8 {
-        let offset = HEADER_SIZE + (block & self.mask) * self.geom.block_size;
-        // SAFETY: (block & mask) < block_count, so offset + block_size <= area_size <= the
-        // region's length, which `in_region` checked.
-        unsafe { self.base.as_ptr().add(offset) }
+    pub(crate) fn block(&self, b: usize) -> Block {
+        let offset = HEADER_SIZE + (b & self.mask) * self.geom.block_size;
+        // SAFETY: (b & mask) < block_count, so offset + block_size <= area_size <= the
+        // region's length, which `in_region` checked; the result is inside the mapping and
+        // so not null.
+        let base = unsafe { self.base.add(offset) };
+        Block { base }
     }
 
-    /// The published-position word of block `block & mask`.
+    /// The published-position word of `blk`.
+    ///
+    /// # Safety
+    ///
+    /// `blk` was made by `self.block`.
     #[inline]
-    pub(crate) fn word(&self, block: usize) -> &AtomicU64 {
-        // SAFETY: the block lies inside the region (see `block_ptr`), starts 64-byte aligned
-        // (the region is page aligned, HEADER_SIZE and block_size are multiples of 64), and
-        // its first 8 bytes are only ever accessed atomically.
-        unsafe { &*self.block_ptr(block).cast::<AtomicU64>() }
+    pub(crate) unsafe fn word_in(&self, blk: Block) -> &AtomicU64 {
+        // SAFETY: the block lies inside the region (caller), starts 64-byte aligned (the
+        // region is page aligned, HEADER_SIZE and block_size are multiples of 64), and its
+        // first 8 bytes are only ever accessed atomically.
+        unsafe { blk.base.cast::<AtomicU64>().as_ref() }
     }
 
-    /// Pointer to element `index` of block `block & mask`.
+    /// The published-position word of block `b & mask`.
     #[inline]
-    fn elem_ptr(&self, block: usize, index: usize) -> *mut T {
-        debug_assert!(index < self.geom.elems_per_block);
-        let offset = self.geom.elem_offset + index * self.geom.elem_size;
-        // SAFETY: callers pass index < elems_per_block, so the element lies inside the block
+    pub(crate) fn word(&self, b: usize) -> &AtomicU64 {
+        // SAFETY: the block comes from `self.block`.
+        unsafe { self.word_in(self.block(b)) }
+    }
+
+    /// Pointer to element `index` of `blk`.
+    ///
+    /// # Safety
+    ///
+    /// `blk` was made by `self.block` and `index < elems_per_block`.
+    #[inline]
+    unsafe fn elem_ptr(blk: Block, index: usize) -> *mut T {
+        // SAFETY: index < elems_per_block (caller), so the element lies inside the block
         // (BlockShape guarantees elem_offset + elems_per_block * size <= block_size); the
-        // address is aligned because the block is 64-aligned and elem_offset and size are
+        // address is aligned because the block is 64-aligned and ELEM_OFFSET and size are
         // multiples of align_of::<T>() <= 64.
-        unsafe { self.block_ptr(block).add(offset).cast::<T>() }
+        unsafe {
+            blk.base
+                .as_ptr()
+                .add(Self::ELEM_OFFSET + index * core::mem::size_of::<T>())
+                .cast::<T>()
+        }
     }
 
-    /// Reads element `index` of `block`.
+    /// Reads element `index` of `blk`.
     ///
     /// # Safety
     ///
-    /// `index < elems_per_block`, and the protocol gives the caller read access to the slot
-    /// (an honest peer does not write it meanwhile).
+    /// `blk` was made by `self.block`, `index < elems_per_block`, and the protocol gives the
+    /// caller read access to the slot (an honest peer does not write it meanwhile).
     #[inline]
-    pub(crate) unsafe fn read(&self, block: usize, index: usize) -> T {
-        // SAFETY: the pointer is in bounds and aligned (elem_ptr); any bytes are a valid T
-        // (Pod); the volatile read copies the slot once, so the value cannot change after we
-        // return even if a hostile peer writes the slot.
-        unsafe { self.elem_ptr(block, index).read_volatile() }
+    pub(crate) unsafe fn read_in(&self, blk: Block, index: usize) -> T {
+        debug_assert!(index < self.geom.elems_per_block);
+        // SAFETY: the pointer is in bounds and aligned (elem_ptr, caller); any bytes are a
+        // valid T (Pod); the volatile read copies the slot once, so the value cannot change
+        // after we return even if a hostile peer writes the slot.
+        unsafe { Self::elem_ptr(blk, index).read_volatile() }
     }
 
-    /// Writes element `index` of `block`.
+    /// Writes element `index` of `blk`.
     ///
     /// # Safety
     ///
-    /// `index < elems_per_block`, and the protocol gives the caller write access to the slot.
+    /// `blk` was made by `self.block`, `index < elems_per_block`, and the protocol gives the
+    /// caller write access to the slot.
     #[inline]
-    pub(crate) unsafe fn write(&self, block: usize, index: usize, value: T) {
-        // SAFETY: in bounds and aligned (elem_ptr); the caller owns the slot.
-        unsafe { self.elem_ptr(block, index).write_volatile(value) }
+    pub(crate) unsafe fn write_in(&self, blk: Block, index: usize, value: T) {
+        debug_assert!(index < self.geom.elems_per_block);
+        // SAFETY: in bounds and aligned (elem_ptr, caller); the caller owns the slot.
+        unsafe { Self::elem_ptr(blk, index).write_volatile(value) }
     }
 
-    /// Copies elements `index .. index + dst.len()` of `block` into `dst`.
+    /// Copies elements `index .. index + dst.len()` of `blk` into `dst`.
     ///
     /// # Safety
     ///
-    /// `index + dst.len() <= elems_per_block`, and the caller has read access to the slots.
+    /// `blk` was made by `self.block`, `index + dst.len() <= elems_per_block`, and the
+    /// caller has read access to the slots.
     #[inline]
-    pub(crate) unsafe fn read_run(&self, block: usize, index: usize, dst: &mut [T]) {
+    pub(crate) unsafe fn read_run_in(&self, blk: Block, index: usize, dst: &mut [T]) {
         if dst.is_empty() {
             return;
         }
@@ -181,17 +243,18 @@ impl<T: Pod> Storage<T> {
         // SAFETY: the run lies inside one block (caller's bound), `dst` is process memory
         // that cannot overlap the mapping's slots, and any bytes are a valid T.
         unsafe {
-            core::ptr::copy_nonoverlapping(self.elem_ptr(block, index), dst.as_mut_ptr(), dst.len())
+            core::ptr::copy_nonoverlapping(Self::elem_ptr(blk, index), dst.as_mut_ptr(), dst.len())
         }
     }
 
-    /// Copies `src` into elements `index .. index + src.len()` of `block`.
+    /// Copies `src` into elements `index .. index + src.len()` of `blk`.
     ///
     /// # Safety
     ///
-    /// `index + src.len() <= elems_per_block`, and the caller has write access to the slots.
+    /// `blk` was made by `self.block`, `index + src.len() <= elems_per_block`, and the
+    /// caller has write access to the slots.
     #[inline]
-    pub(crate) unsafe fn write_run(&self, block: usize, index: usize, src: &[T]) {
+    pub(crate) unsafe fn write_run_in(&self, blk: Block, index: usize, src: &[T]) {
         if src.is_empty() {
             return;
         }
@@ -199,7 +262,7 @@ impl<T: Pod> Storage<T> {
         // SAFETY: the run lies inside one block (caller's bound), the caller owns the slots,
         // and `src` is a Rust slice, which cannot alias slots nobody holds references to.
         unsafe {
-            core::ptr::copy_nonoverlapping(src.as_ptr(), self.elem_ptr(block, index), src.len())
+            core::ptr::copy_nonoverlapping(src.as_ptr(), Self::elem_ptr(blk, index), src.len())
         }
     }
 }
@@ -231,48 +294,63 @@ impl<T: Pod> Storage<T> {
     }
 
     #[inline]
-    pub(crate) fn word(&self, block: usize) -> &AtomicU64 {
-        &self.blocks[block & self.mask].word
-    }
-
-    #[inline]
-    fn cell(&self, block: usize, index: usize) -> &crate::sync::PayloadCell<T> {
-        &self.blocks[block & self.mask].cells[index]
-    }
-
-    /// # Safety
-    ///
-    /// As in the mapped implementation.
-    pub(crate) unsafe fn read(&self, block: usize, index: usize) -> T {
-        // SAFETY: loom checks that the protocol ordered this read after the slot's write.
-        self.cell(block, index).with(|p| unsafe { *p })
-    }
-
-    /// # Safety
-    ///
-    /// As in the mapped implementation.
-    pub(crate) unsafe fn write(&self, block: usize, index: usize, value: T) {
-        // SAFETY: loom checks that no read or write of the slot races with this one.
-        self.cell(block, index).with_mut(|p| unsafe { *p = value })
-    }
-
-    /// # Safety
-    ///
-    /// As in the mapped implementation.
-    pub(crate) unsafe fn read_run(&self, block: usize, index: usize, dst: &mut [T]) {
-        for (k, d) in dst.iter_mut().enumerate() {
-            // SAFETY: forwarded from the caller.
-            *d = unsafe { self.read(block, index + k) };
+    pub(crate) fn block(&self, b: usize) -> Block {
+        Block {
+            number: b & self.mask,
         }
     }
 
     /// # Safety
     ///
     /// As in the mapped implementation.
-    pub(crate) unsafe fn write_run(&self, block: usize, index: usize, src: &[T]) {
+    #[inline]
+    pub(crate) unsafe fn word_in(&self, blk: Block) -> &AtomicU64 {
+        &self.blocks[blk.number].word
+    }
+
+    #[inline]
+    pub(crate) fn word(&self, b: usize) -> &AtomicU64 {
+        &self.blocks[b & self.mask].word
+    }
+
+    #[inline]
+    fn cell(&self, blk: Block, index: usize) -> &crate::sync::PayloadCell<T> {
+        &self.blocks[blk.number].cells[index]
+    }
+
+    /// # Safety
+    ///
+    /// As in the mapped implementation.
+    pub(crate) unsafe fn read_in(&self, blk: Block, index: usize) -> T {
+        // SAFETY: loom checks that the protocol ordered this read after the slot's write.
+        self.cell(blk, index).with(|p| unsafe { *p })
+    }
+
+    /// # Safety
+    ///
+    /// As in the mapped implementation.
+    pub(crate) unsafe fn write_in(&self, blk: Block, index: usize, value: T) {
+        // SAFETY: loom checks that no read or write of the slot races with this one.
+        self.cell(blk, index).with_mut(|p| unsafe { *p = value })
+    }
+
+    /// # Safety
+    ///
+    /// As in the mapped implementation.
+    pub(crate) unsafe fn read_run_in(&self, blk: Block, index: usize, dst: &mut [T]) {
+        for (k, d) in dst.iter_mut().enumerate() {
+            // SAFETY: forwarded from the caller.
+            *d = unsafe { self.read_in(blk, index + k) };
+        }
+    }
+
+    /// # Safety
+    ///
+    /// As in the mapped implementation.
+    pub(crate) unsafe fn write_run_in(&self, blk: Block, index: usize, src: &[T]) {
         for (k, s) in src.iter().enumerate() {
             // SAFETY: forwarded from the caller.
-            unsafe { self.write(block, index + k, *s) };
+            unsafe { self.write_in(blk, index + k, *s) };
         }
     }
 }

@@ -373,3 +373,34 @@ fn handles_resume_where_the_last_stopped() {
         assert_eq!(rx.position(), (round + 1) * 9);
     }
 }
+
+#[test]
+fn tail_word_lags_single_pushes_by_less_than_a_block() {
+    // 4 blocks of 7: single pushes store the tail word only when they leave a block.
+    let (region, ring) = fresh(20);
+    let tail_word = || region.atomic_u64(TAIL).unwrap().load(Ordering::SeqCst);
+    let mut tx = ring.producer().unwrap();
+    let mut rx = ring.consumer().unwrap();
+    for i in 0..10 {
+        tx.try_push(i).unwrap();
+    }
+    assert_eq!(tail_word(), 7, "stored once, on leaving block 0");
+    // Every reader still sees all 10: they follow the block words from the tail word.
+    assert_eq!(rx.len(), 10);
+    assert_eq!(tx.len(), 10);
+    let attached = Ring::<u64>::attach(region.clone()).unwrap();
+    assert!(format!("{attached:?}").contains("tail: 7"));
+    // The consumer drains past the lagging word; attach and a new producer still accept it.
+    let mut got = vec![0; 10];
+    assert_eq!(rx.pop_into(&mut got).unwrap(), 10);
+    assert_eq!(got, (0..10).collect::<Vec<u64>>());
+    assert_eq!(region.atomic_u64(HEAD).unwrap().load(Ordering::SeqCst), 10);
+    drop(tx);
+    let again = Ring::<u64>::attach(region.clone()).unwrap();
+    let mut tx = again.producer().unwrap();
+    assert_eq!(tx.position(), 10, "recovered from the block words");
+    assert_eq!(tail_word(), 10, "and re-recorded");
+    tx.try_push(10).unwrap();
+    assert_eq!(rx.try_pop().unwrap(), 10);
+    assert!(rx.is_empty() && tx.is_empty());
+}
