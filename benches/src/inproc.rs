@@ -5,7 +5,7 @@ use std::time::Instant;
 use crossbeam_queue::ArrayQueue;
 
 use crate::report::Latency;
-use crate::run::{pin, unpin, Res, DEADLINE};
+use crate::run::{pin, unpin, Patience, Res};
 
 fn two_threads(
     producer: impl FnOnce() + Send,
@@ -46,18 +46,16 @@ pub fn rtrb_per_item(n: u64, capacity: usize) -> Res<f64> {
             }
         },
         move || {
-            let start = Instant::now();
+            // The same loop shape as the shmlane consumer: spin, and read the clock only
+            // every 2^14 empty polls (reading it on every poll would act as a back-off).
+            let mut patience = Patience::new();
             let mut expect = 0;
             while expect < n {
                 match c.pop() {
                     Ok(v) if v == expect => expect += 1,
                     Ok(v) => return Err(format!("rtrb gave {v}, expected {expect}")),
-                    Err(_) => {
-                        if start.elapsed() > DEADLINE {
-                            return Err("rtrb consumer timed out".into());
-                        }
-                        std::hint::spin_loop();
-                    }
+                    Err(_) if !patience.spin() => return Err("rtrb consumer timed out".into()),
+                    Err(_) => {}
                 }
             }
             Ok(())
@@ -84,15 +82,14 @@ pub fn rtrb_chunked(n: u64, capacity: usize, chunk: usize) -> Res<f64> {
             }
         },
         move || {
-            let start = Instant::now();
+            let mut patience = Patience::new();
             let mut expect = 0u64;
             while expect < n {
                 let avail = c.slots().min(chunk);
                 if avail == 0 {
-                    if start.elapsed() > DEADLINE {
+                    if !patience.spin() {
                         return Err("rtrb consumer timed out".into());
                     }
-                    std::hint::spin_loop();
                     continue;
                 }
                 let r = c.read_chunk(avail).map_err(|e| e.to_string())?;
@@ -147,16 +144,16 @@ pub fn crossbeam_array_queue(
         let cs: Vec<_> = (0..consumers)
             .map(|_| {
                 sc.spawn(move || {
-                    let start = Instant::now();
+                    let mut patience = Patience::new();
                     let mut mine = 0u64;
                     loop {
                         match q.pop() {
                             Some(STOP) => return Ok(mine),
                             Some(_) => mine += 1,
-                            None if start.elapsed() > DEADLINE => {
+                            None if !patience.spin() => {
                                 return Err("crossbeam consumer timed out".to_string())
                             }
-                            None => std::hint::spin_loop(),
+                            None => {}
                         }
                     }
                 })
@@ -208,16 +205,15 @@ pub fn rtrb_rtt(rounds: u64, warmup: u64) -> Res<Latency> {
     std::thread::scope(|sc| -> Res<()> {
         let echo = sc.spawn(move || {
             pin(1);
-            let start = Instant::now();
+            let mut patience = Patience::new();
             for _ in 0..total {
                 let v = loop {
                     if let Ok(v) = rx1.pop() {
                         break v;
                     }
-                    if start.elapsed() > DEADLINE {
+                    if !patience.spin() {
                         return;
                     }
-                    std::hint::spin_loop();
                 };
                 while tx2.push(v).is_err() {
                     std::hint::spin_loop();
@@ -225,7 +221,7 @@ pub fn rtrb_rtt(rounds: u64, warmup: u64) -> Res<Latency> {
             }
         });
         pin(0);
-        let start = Instant::now();
+        let mut patience = Patience::new();
         let mut result = Ok(());
         for i in 0..total {
             let t = Instant::now();
@@ -236,10 +232,9 @@ pub fn rtrb_rtt(rounds: u64, warmup: u64) -> Res<Latency> {
                 if let Ok(v) = rx2.pop() {
                     break Some(v);
                 }
-                if start.elapsed() > DEADLINE {
+                if !patience.spin() {
                     break None;
                 }
-                std::hint::spin_loop();
             };
             let ns = t.elapsed().as_nanos() as u64;
             match v {

@@ -29,6 +29,7 @@ fn spsc_pair<T: Pod>(capacity: usize) -> Res<(Producer<T>, Consumer<T>)> {
 }
 
 /// Spins on `try_pop` until an element arrives or the deadline passes.
+#[inline]
 fn pop_spin<T: Pod>(rx: &mut Consumer<T>, deadline: Instant) -> Res<T> {
     let mut spins = 0u32;
     loop {
@@ -46,6 +47,7 @@ fn pop_spin<T: Pod>(rx: &mut Consumer<T>, deadline: Instant) -> Res<T> {
 }
 
 /// Spins on `try_push` until there is room or the deadline passes.
+#[inline]
 fn push_spin<T: Pod>(tx: &mut Producer<T>, v: T, deadline: Instant) -> Res<()> {
     let mut spins = 0u32;
     loop {
@@ -139,13 +141,15 @@ pub fn spsc_chunked(n: u64, cap: usize, chunk: usize) -> Res<f64> {
     stream(
         n,
         move |n| {
-            let start = Instant::now();
+            let deadline = Instant::now() + DEADLINE;
             let mut next = 0u64;
+            let mut spins = 0u32;
             while next < n {
                 let want = chunk.min((n - next) as usize);
                 let mut c = tx.write_chunk_up_to(want).map_err(s)?;
                 if c.is_empty() {
-                    if start.elapsed() > DEADLINE {
+                    spins = spins.wrapping_add(1);
+                    if spins.is_multiple_of(1 << 14) && Instant::now() > deadline {
                         return Err("timed out waiting for room".into());
                     }
                     std::hint::spin_loop();
@@ -158,12 +162,14 @@ pub fn spsc_chunked(n: u64, cap: usize, chunk: usize) -> Res<f64> {
             Ok(())
         },
         move |n| {
-            let start = Instant::now();
+            let deadline = Instant::now() + DEADLINE;
             let mut expect = 0u64;
+            let mut spins = 0u32;
             while expect < n {
                 let c = rx.read_chunk_up_to(chunk).map_err(s)?;
                 if c.is_empty() {
-                    if start.elapsed() > DEADLINE {
+                    spins = spins.wrapping_add(1);
+                    if spins.is_multiple_of(1 << 14) && Instant::now() > deadline {
                         return Err("timed out waiting for data".into());
                     }
                     std::hint::spin_loop();

@@ -46,6 +46,42 @@ pub fn available_cpus() -> usize {
         .unwrap_or(1)
 }
 
+/// A spin-wait budget: [`Patience::spin`] hints the CPU and reads the clock only every 2^14
+/// calls, so every contender's wait loop costs the same and none gets a clock read as an
+/// accidental back-off.
+#[derive(Debug)]
+pub struct Patience {
+    spins: u32,
+    deadline: Instant,
+}
+
+impl Patience {
+    /// A budget that runs out [`DEADLINE`] from now.
+    pub fn new() -> Self {
+        Patience {
+            spins: 0,
+            deadline: Instant::now() + DEADLINE,
+        }
+    }
+
+    /// One empty poll: returns `false` once the deadline has passed.
+    #[inline]
+    pub fn spin(&mut self) -> bool {
+        self.spins = self.spins.wrapping_add(1);
+        if self.spins.is_multiple_of(1 << 14) && Instant::now() > self.deadline {
+            return false;
+        }
+        std::hint::spin_loop();
+        true
+    }
+}
+
+impl Default for Patience {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Spins until `word` equals `want`, giving up at `deadline`.
 pub fn spin_until(word: &AtomicU64, want: u64, deadline: Instant) -> Res<()> {
     let mut spins = 0u32;

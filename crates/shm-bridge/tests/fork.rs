@@ -89,3 +89,31 @@ fn a_hung_child_is_killed_at_the_deadline() {
     .unwrap();
     c.kill().unwrap();
 }
+
+/// What the closure captured belongs to the child: its destructors run once, in the child,
+/// never again in the parent (where they could, for example, release a ring claim the child
+/// still holds).
+#[test]
+fn the_closure_is_dropped_in_the_child_only() {
+    use std::sync::atomic::Ordering;
+    struct CountsDrops<'a>(&'a Region);
+    impl Drop for CountsDrops<'_> {
+        fn drop(&mut self) {
+            if let Ok(n) = self.0.atomic_u64(0) {
+                n.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+    let region = Region::anonymous(4096).unwrap();
+    let token = CountsDrops(&region);
+    // SAFETY: the child only touches the shared region.
+    let child = unsafe {
+        fork_child_unchecked(move || {
+            let _owned = token;
+            0
+        })
+    }
+    .unwrap();
+    child.wait().unwrap();
+    assert_eq!(region.atomic_u64(0).unwrap().load(Ordering::Acquire), 1);
+}
