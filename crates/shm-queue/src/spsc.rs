@@ -81,6 +81,8 @@ use crate::error::{corrupted, Error};
 use crate::header::{Geometry, Header, RingKind, MAX_POSITION};
 use crate::storage::{Block, Storage};
 use crate::sync::{Arc, Ordering};
+use crate::wait::WaitStrategy;
+use std::time::Instant;
 
 #[cfg(not(loom))]
 use {crate::storage::header_of, shm_region::Region};
@@ -321,6 +323,8 @@ impl<T: Pod> Ring<T> {
                     head_cache: head,
                     capacity: self.capacity() as u64,
                     token,
+                    strategy: WaitStrategy::default(),
+                    sleeper: false,
                 })
             }
             Err(e) => {
@@ -352,6 +356,8 @@ impl<T: Pod> Ring<T> {
                     tail_cache: head,
                     capacity: self.capacity() as u64,
                     token,
+                    strategy: WaitStrategy::default(),
+                    sleeper: false,
                 })
             }
             Err(e) => {
@@ -538,6 +544,9 @@ pub struct Producer<T: Pod> {
     head_cache: u64,
     capacity: u64,
     token: u64,
+    strategy: WaitStrategy,
+    /// Whether this handle is counted in the header's `producer_sleepers`.
+    sleeper: bool,
 }
 
 impl<T: Pod> fmt::Debug for Producer<T> {
@@ -552,7 +561,9 @@ impl<T: Pod> fmt::Debug for Producer<T> {
 
 impl<T: Pod> Drop for Producer<T> {
     fn drop(&mut self) {
-        claim::release(&self.storage.header().control.producer_claim, self.token);
+        let header = self.storage.header();
+        header.space_signal().unregister(&mut self.sleeper);
+        claim::release(&header.control.producer_claim, self.token);
     }
 }
 
@@ -603,6 +614,7 @@ impl<T: Pod> Producer<T> {
         self.tail = end;
         self.cursor = self.cursor.offset(n, g);
         self.blk = self.storage.block(self.cursor.block);
+        self.storage.header().data_signal().notify();
     }
 
     /// Moves on to the next block after filling this one, and records `tail` in the header's
@@ -659,6 +671,7 @@ impl<T: Pod> Producer<T> {
         if self.cursor.index == self.geom.elems_per_block {
             self.next_block();
         }
+        self.storage.header().data_signal().notify();
         Ok(())
     }
 
@@ -737,6 +750,84 @@ impl<T: Pod> Producer<T> {
     }
 
     /// The current `head` if it is valid, else the cached one.
+    /// How this handle waits in the blocking calls (default [`WaitStrategy::spin_then_yield`]).
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.strategy
+    }
+
+    /// Sets how this handle waits in the blocking calls.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.storage
+            .header()
+            .space_signal()
+            .set_strategy(&mut self.sleeper, strategy);
+        self.strategy = strategy;
+    }
+
+    /// Pushes one element, waiting for a free slot as the handle's [`WaitStrategy`] says,
+    /// until `deadline` (`None`: no limit).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] at the deadline; [`Error::Closed`] if the ring is closed while
+    /// waiting; [`Error::Corrupted`] as [`Producer::try_push`].
+    pub fn push_blocking(&mut self, value: T, deadline: Option<Instant>) -> Result<(), Error> {
+        match self.try_push(value) {
+            Err(Error::Full { .. }) => {}
+            done => return done,
+        }
+        let storage = self.storage.clone();
+        storage
+            .header()
+            .space_signal()
+            .wait(self.strategy, deadline, "a free slot", || {
+                match self.try_push(value) {
+                    Ok(()) => Ok(Some(())),
+                    Err(Error::Full { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+    }
+
+    /// Pushes all of `src`, in batches as room appears, waiting as the handle's
+    /// [`WaitStrategy`] says, until `deadline`. Returns how many were pushed when it stops
+    /// early with an error.
+    ///
+    /// # Errors
+    ///
+    /// `(pushed, error)` with [`Error::Timeout`], [`Error::Closed`] or [`Error::Corrupted`].
+    pub fn push_slice_blocking(
+        &mut self,
+        src: &[T],
+        deadline: Option<Instant>,
+    ) -> Result<(), (usize, Error)> {
+        let mut done = self.push_slice(src).map_err(|e| (0, e))?;
+        if done == src.len() {
+            return Ok(());
+        }
+        let storage = self.storage.clone();
+        storage
+            .header()
+            .space_signal()
+            .wait(self.strategy, deadline, "free slots", || {
+                done += self.push_slice(&src[done..])?;
+                Ok((done == src.len()).then_some(()))
+            })
+            .map_err(|e| (done, e))
+    }
+
+    /// Closes the ring: the consumer drains what was pushed, then its blocking calls return
+    /// [`Error::Closed`]; every sleeper on both sides is woken. Returns `false` if it was
+    /// already closed.
+    pub fn close(&self) -> bool {
+        self.storage.header().close(1)
+    }
+
+    /// `true` once either side (or liveness code) has closed the ring.
+    pub fn is_closed(&self) -> bool {
+        self.storage.header().data_signal().is_closed()
+    }
+
     fn head_now(&self) -> u64 {
         self.load_head().unwrap_or(self.head_cache)
     }
@@ -915,6 +1006,9 @@ pub struct Consumer<T: Pod> {
     tail_cache: u64,
     capacity: u64,
     token: u64,
+    strategy: WaitStrategy,
+    /// Whether this handle is counted in the header's `consumer_sleepers`.
+    sleeper: bool,
 }
 
 impl<T: Pod> fmt::Debug for Consumer<T> {
@@ -929,7 +1023,9 @@ impl<T: Pod> fmt::Debug for Consumer<T> {
 
 impl<T: Pod> Drop for Consumer<T> {
     fn drop(&mut self) {
-        claim::release(&self.storage.header().control.consumer_claim, self.token);
+        let header = self.storage.header();
+        header.data_signal().unregister(&mut self.sleeper);
+        claim::release(&header.control.consumer_claim, self.token);
     }
 }
 
@@ -998,14 +1094,110 @@ impl<T: Pod> Consumer<T> {
         self.publish_head();
     }
 
-    /// Stores `head` with `Release`, handing the slots before it back to the producer.
+    /// Stores `head` with `Release`, handing the slots before it back to the producer, and
+    /// wakes a producer sleeping for space.
     #[inline]
     fn publish_head(&self) {
+        let header = self.storage.header();
+        header.consumer.pos.store(self.head, Ordering::Release);
+        header.space_signal().notify();
+    }
+
+    /// How this handle waits in the blocking calls (default [`WaitStrategy::spin_then_yield`]).
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.strategy
+    }
+
+    /// Sets how this handle waits in the blocking calls.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
         self.storage
             .header()
-            .consumer
-            .pos
-            .store(self.head, Ordering::Release);
+            .data_signal()
+            .set_strategy(&mut self.sleeper, strategy);
+        self.strategy = strategy;
+    }
+
+    /// Pops one element, waiting as the handle's [`WaitStrategy`] says until one is ready
+    /// or `deadline` passes (`None`: no limit).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] at the deadline; [`Error::Closed`] once the ring is closed and
+    /// everything pushed before has been popped; [`Error::Corrupted`] as
+    /// [`Consumer::try_pop`].
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use shm_queue::{spsc::Ring, wait::WaitStrategy, Error};
+    ///
+    /// let region = shm_region::Region::anonymous(4096)?;
+    /// let (mut tx, mut rx) = Ring::<u64>::create(region, 64)?.split()?;
+    /// rx.set_wait_strategy(WaitStrategy::blocking()); // sleep on a futex when idle
+    /// let soon = Some(Instant::now() + Duration::from_millis(10));
+    /// assert!(matches!(rx.pop_blocking(soon), Err(Error::Timeout { .. })));
+    /// tx.try_push(5)?;
+    /// tx.close();
+    /// assert_eq!(rx.pop_blocking(None)?, 5);
+    /// assert!(matches!(rx.pop_blocking(None), Err(Error::Closed { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pop_blocking(&mut self, deadline: Option<Instant>) -> Result<T, Error> {
+        match self.try_pop() {
+            Err(Error::Empty { .. }) => {}
+            done => return done,
+        }
+        let storage = self.storage.clone();
+        storage
+            .header()
+            .data_signal()
+            .wait(self.strategy, deadline, "an element", || {
+                match self.try_pop() {
+                    Ok(v) => Ok(Some(v)),
+                    Err(Error::Empty { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+    }
+
+    /// Waits like [`Consumer::pop_blocking`] until at least one element is ready, then pops
+    /// as many as are ready, up to `dst.len()`; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// As [`Consumer::pop_blocking`].
+    pub fn pop_into_blocking(
+        &mut self,
+        dst: &mut [T],
+        deadline: Option<Instant>,
+    ) -> Result<usize, Error> {
+        if dst.is_empty() {
+            return Ok(0);
+        }
+        match self.pop_into(dst)? {
+            0 => {}
+            n => return Ok(n),
+        }
+        let storage = self.storage.clone();
+        storage
+            .header()
+            .data_signal()
+            .wait(self.strategy, deadline, "elements", || {
+                Ok(match self.pop_into(dst)? {
+                    0 => None,
+                    n => Some(n),
+                })
+            })
+    }
+
+    /// Closes the ring from the consumer side: a producer blocked for space wakes with
+    /// [`Error::Closed`]. Returns `false` if it was already closed.
+    pub fn close(&self) -> bool {
+        self.storage.header().close(2)
+    }
+
+    /// `true` once either side (or liveness code) has closed the ring.
+    pub fn is_closed(&self) -> bool {
+        self.storage.header().data_signal().is_closed()
     }
 
     /// Pops one element.

@@ -78,3 +78,23 @@ fn close_wakes_a_sleeping_consumer() {
         drop(t.join().unwrap());
     });
 }
+
+/// The same handshake on the SPSC ring, both directions: the consumer sleeps for data
+/// while the producer, sleeping for space on a one-element ring, waits for it.
+#[test]
+fn spsc_sleepers_on_both_sides_are_woken() {
+    use shm_queue::spsc::Ring;
+    loom::model(|| {
+        let (mut tx, mut rx) = Ring::<u64>::new_model(1, 1).unwrap().split().unwrap();
+        tx.set_wait_strategy(SLEEP_AT_ONCE);
+        rx.set_wait_strategy(SLEEP_AT_ONCE);
+        let t = thread::spawn(move || {
+            tx.push_blocking(1, None).unwrap();
+            tx.push_blocking(2, None).unwrap();
+            tx
+        });
+        assert_eq!(rx.pop_blocking(None).unwrap(), 1);
+        assert_eq!(rx.pop_blocking(None).unwrap(), 2);
+        drop(t.join().unwrap());
+    });
+}

@@ -4,11 +4,11 @@
 #![cfg(not(loom))]
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use shm_queue::bytes::{ByteConsumer, ByteRing};
 use shm_queue::wait::WaitStrategy;
@@ -38,29 +38,7 @@ fn child_consumer(ring: &ByteRing, f: impl FnOnce(&mut ByteConsumer) -> i32) -> 
     }
 }
 
-/// Waits for `child` to exit, at most `limit`; kills it and fails past that.
-fn exit_code(child: Pid, limit: Duration) -> i32 {
-    let end = Instant::now() + limit;
-    loop {
-        match waitpid(child, Some(WaitPidFlag::WNOHANG)).unwrap() {
-            WaitStatus::Exited(_, code) => return code,
-            WaitStatus::Signaled(_, sig, _) => panic!("child killed by {sig:?}"),
-            _ => {}
-        }
-        if Instant::now() > end {
-            let _ = kill(child, Signal::SIGKILL);
-            let _ = waitpid(child, None);
-            panic!("child still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// CPU time the process has used, in nanoseconds (`/proc/PID/schedstat`, first field).
-fn cpu_ns(pid: Pid) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
-    s.split_whitespace().next().unwrap().parse().unwrap()
-}
+use common::{cpu_ns, exit_code};
 
 #[test]
 fn a_sleeping_consumer_uses_no_cpu_and_wakes_on_a_message() {

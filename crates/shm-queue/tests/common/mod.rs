@@ -74,3 +74,54 @@ pub fn length(seq: u64, max: usize) -> usize {
         _ => ((seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize) % (max + 1),
     }
 }
+
+/// Waits for `child` to exit, at most `limit`; kills it and panics past that.
+pub fn exit_code(child: nix::unistd::Pid, limit: std::time::Duration) -> i32 {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let end = std::time::Instant::now() + limit;
+    loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)).unwrap() {
+            WaitStatus::Exited(_, code) => return code,
+            WaitStatus::Signaled(_, sig, _) => panic!("child killed by {sig:?}"),
+            _ => {}
+        }
+        if std::time::Instant::now() > end {
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            let _ = waitpid(child, None);
+            panic!("child still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// CPU time a process has used, in nanoseconds (`/proc/PID/schedstat`, first field).
+pub fn cpu_ns(pid: nix::unistd::Pid) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
+    s.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Runs `f` in a forked child, which exits with `f`'s return value; returns its pid. The
+/// child must only do ring work (no locks another thread of the harness might hold).
+/// What `f` captures is moved to the child and never dropped in the parent.
+pub fn in_child(f: impl FnOnce() -> i32) -> nix::unistd::Pid {
+    // SAFETY: the child runs only `f`, then _exits.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let code = f();
+            // SAFETY: leave without running the harness's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            // `f` and what it captured belong to the child: dropping the parent's copy would
+            // release ring claims and sleeper registrations the child still relies on.
+            std::mem::forget(f);
+            child
+        }
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: comparable between processes, unlike `Instant`.
+pub fn mono_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}
