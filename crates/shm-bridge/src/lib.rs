@@ -8,3 +8,8 @@ mod error;
 pub mod fork;
 
 pub use error::{Error, Result};
+
+/// The README's Rust examples run as doctests (this crate depends on both libraries).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -66,8 +66,3 @@ pub use memfd::{recv_fd, send_fd, MemfdOptions};
 pub use posix::{shm_unlink, validate_name, ShmOptions, MAX_NAME_LEN, SHM_DIR};
 pub use region::{Advice, Backend, Prefault, Region, Residency};
 pub use sysv::{sysv_remove, SysVOptions};
-
-/// The README's Rust example runs as a doctest.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;
