@@ -274,6 +274,49 @@ pub enum Error {
         /// The largest value that would have been possible.
         max: u64,
     },
+
+    /// An MPMC ring's owner table has no free entry for a new handle.
+    #[error(
+        "all {entries} owner entries of the MPMC ring are taken; drop handles you no longer \
+         use, call `reclaim_dead_owners` with your liveness check to free the entries of \
+         dead processes, or create the ring with more owner entries"
+    )]
+    OwnerTableFull {
+        /// Number of entries in the table.
+        entries: u64,
+    },
+
+    /// The requested or recorded number of MPMC owner-table entries is unusable.
+    #[error(
+        "an MPMC owner table of {owners} entries is invalid: ask for 1 to {max} (or recreate \
+         the ring if this number was read from its header)"
+    )]
+    BadOwnerCount {
+        /// Entries asked for or found in the header.
+        owners: u64,
+        /// The largest table allowed.
+        max: u64,
+    },
+
+    /// An owner token of 0, which marks a free owner entry.
+    #[error("owner token 0 is reserved for free owner entries; pass a non-zero token")]
+    InvalidOwnerToken,
+
+    /// A peer's liveness check declared this handle's process dead and recovered some of
+    /// its claims, while it was in fact still running.
+    #[error(
+        "{revoked} claimed element(s) were recovered by a peer that judged this process dead \
+         ({completed} completed normally): pushed elements were not delivered, popped ones \
+         may be torn and were dropped; resend them if needed, and fix the liveness check or \
+         the patience, which declared a live process dead"
+    )]
+    ClaimRevoked {
+        /// Elements whose claim was recovered by a peer.
+        revoked: usize,
+        /// Elements of the same call that completed (pushed, or popped to the front of the
+        /// caller's buffer).
+        completed: usize,
+    },
 }
 
 /// Shorthand for [`Error::Corrupted`].

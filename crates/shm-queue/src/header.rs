@@ -552,6 +552,77 @@ impl Header {
     }
 }
 
+impl Header {
+    /// Checks every configuration field of an MPMC ring against the caller's element type
+    /// and the length of the memory the header sits in; returns its layout.
+    ///
+    /// For kind 3 the common fields mean: `capacity == block_count` slots (a power of two,
+    /// at least 2), `elems_per_block == 1`, `block_size` the slot stride, and the first
+    /// reserved word (offset 96) the number of owner-table entries; the other two reserved
+    /// words are 0. See the MPMC section of `docs/layout.md`.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn validate_mpmc<T: Pod>(
+        &self,
+        region_len: u64,
+    ) -> Result<crate::mpmc::mem::Layout, Error> {
+        use crate::mpmc::mem::{check_capacity, check_owners, Layout};
+        self.check_identity(RingKind::Mpmc)?;
+        let c = &self.config;
+        let r = Ordering::Relaxed;
+        let shape = BlockShape::for_type::<T>()?;
+        let (size, align, hash) = (
+            c.elem_size.load(r),
+            c.elem_align.load(r),
+            c.type_hash.load(r),
+        );
+        if size as usize != shape.elem_size
+            || align as usize != shape.elem_align
+            || hash != shape.type_hash
+        {
+            return Err(Error::TypeMismatch {
+                type_name: core::any::type_name::<T>(),
+                expected_size: shape.elem_size as u32,
+                expected_align: shape.elem_align as u32,
+                expected_hash: shape.type_hash,
+                found_size: size.into(),
+                found_align: align.into(),
+                found_hash: hash,
+            });
+        }
+        let cap = c.capacity.load(r);
+        check_capacity(cap)?;
+        let owners = c.reserved1[0].load(r);
+        check_owners(owners)?;
+        let layout = Layout::new::<T>(cap as usize, owners as usize)?;
+        let g = &layout.geom;
+        expect_field("header_size", c.header_size.load(r), HEADER_SIZE as u64)?;
+        expect_field("block_count", c.block_count.load(r), cap)?;
+        expect_field(
+            "block_size",
+            c.block_size.load(r).into(),
+            g.block_size as u64,
+        )?;
+        expect_field("elems_per_block", c.elems_per_block.load(r).into(), 1)?;
+        expect_field(
+            "elem_offset",
+            c.elem_offset.load(r).into(),
+            g.elem_offset as u64,
+        )?;
+        expect_field("area_size", c.area_size.load(r), layout.area_size() as u64)?;
+        expect_field("flags", c.flags.load(r).into(), 0)?;
+        expect_field("max_message", c.max_message.load(r).into(), 0)?;
+        expect_field("reserved1[1]", c.reserved1[1].load(r), 0)?;
+        expect_field("reserved1[2]", c.reserved1[2].load(r), 0)?;
+        if (layout.area_size() as u64) > region_len {
+            return Err(Error::RegionTooSmall {
+                len: region_len,
+                need: layout.area_size() as u64,
+            });
+        }
+        Ok(layout)
+    }
+}
+
 #[cfg_attr(loom, allow(dead_code))]
 fn expect_field(field: &'static str, found: u64, expected: u64) -> Result<(), Error> {
     if found == expected {

@@ -24,6 +24,7 @@
 //! |---|---|
 //! | [`spsc`] | single producer, single consumer, fixed-size `T: bytemuck::Pod` elements |
 //! | [`bytes`] | single producer, single consumer, variable-length byte messages, zero-copy claims and reads |
+//! | [`mpmc`] | any number of producers and consumers in any number of processes, `T: bytemuck::Pod`, recovery of claims left by dead processes |
 //! | [`wait`] | wait strategies: spin, yield, then futex sleep, with deadlines; no syscall when nobody sleeps |
 //! | [`header`] | the shared header, its constants and the element-type fingerprint |
 //! | [`Error`] | the one error type |
@@ -46,6 +47,7 @@ pub mod bytes;
 mod claim;
 mod error;
 pub mod header;
+pub mod mpmc;
 pub mod spsc;
 mod storage;
 mod sync;

@@ -1,0 +1,362 @@
+//! The MPMC ring against a `VecDeque` model in one thread (random sequences of every
+//! operation, through several handles, on rings small enough that every batch wraps), and a
+//! multi-threaded test with per-producer sequence numbers.
+#![cfg(not(loom))]
+#![allow(clippy::unwrap_used)]
+
+use std::collections::VecDeque;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytemuck::{Pod, Zeroable};
+use proptest::prelude::*;
+use shm_queue::mpmc::{MpmcOptions, MpmcRing};
+use shm_queue::Error;
+use shm_region::Region;
+
+trait Elem: Pod + PartialEq + Debug {
+    fn make(v: u64) -> Self;
+}
+
+impl Elem for u64 {
+    fn make(v: u64) -> Self {
+        v
+    }
+}
+
+/// 72 bytes: a 128-byte slot.
+#[derive(Clone, Copy, PartialEq, Debug, Zeroable, Pod)]
+#[repr(C)]
+struct Wide {
+    a: [u64; 8],
+    b: u64,
+}
+
+impl Elem for Wide {
+    fn make(v: u64) -> Self {
+        Wide { a: [v; 8], b: !v }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Push(usize),
+    PushSlice(usize, usize),
+    Pop(usize),
+    PopInto(usize, usize),
+    Len,
+    Reattach,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..3usize).prop_map(Op::Push),
+        2 => (0..3usize, 0..12usize).prop_map(|(h, n)| Op::PushSlice(h, n)),
+        4 => (0..3usize).prop_map(Op::Pop),
+        2 => (0..3usize, 0..12usize).prop_map(|(h, n)| Op::PopInto(h, n)),
+        1 => Just(Op::Len),
+        1 => Just(Op::Reattach),
+    ]
+}
+
+fn run<T: Elem>(capacity: usize, ops: &[Op]) {
+    let region =
+        Arc::new(Region::anonymous(MpmcRing::<T>::required_bytes(capacity).unwrap()).unwrap());
+    let mut ring = MpmcRing::<T>::create(region.clone(), capacity).unwrap();
+    let cap = ring.capacity();
+    assert_eq!(cap, capacity.next_power_of_two().max(2));
+    let first = ring.producer().unwrap();
+    let mut txs = [first.clone(), first.clone(), first];
+    let rx = ring.consumer().unwrap();
+    let mut rxs = [rx.clone(), rx.clone(), rx];
+    let mut model = VecDeque::new();
+    let mut next = 0u64;
+    for op in ops {
+        match *op {
+            Op::Push(h) => {
+                let r = txs[h].try_push(T::make(next));
+                if model.len() < cap {
+                    r.unwrap();
+                    model.push_back(next);
+                    next += 1;
+                } else {
+                    assert!(matches!(r, Err(Error::Full { .. })), "{r:?}");
+                }
+            }
+            Op::PushSlice(h, n) => {
+                let src: Vec<T> = (0..n as u64).map(|i| T::make(next + i)).collect();
+                let r = txs[h].push_slice(&src);
+                let free = cap - model.len();
+                if n == 0 {
+                    assert_eq!(r, Ok(0));
+                } else if free == 0 {
+                    assert!(matches!(r, Err(Error::Full { .. })), "{r:?}");
+                } else {
+                    let k = n.min(free);
+                    assert_eq!(r, Ok(k));
+                    model.extend(next..next + k as u64);
+                    next += k as u64;
+                }
+            }
+            Op::Pop(h) => match model.pop_front() {
+                Some(v) => assert_eq!(rxs[h].try_pop(), Ok(T::make(v))),
+                None => assert!(matches!(rxs[h].try_pop(), Err(Error::Empty { .. }))),
+            },
+            Op::PopInto(h, n) => {
+                let mut dst = vec![T::zeroed(); n];
+                let r = rxs[h].pop_into(&mut dst);
+                if n == 0 {
+                    assert_eq!(r, Ok(0));
+                } else if model.is_empty() {
+                    assert!(matches!(r, Err(Error::Empty { .. })), "{r:?}");
+                } else {
+                    let k = n.min(model.len());
+                    assert_eq!(r, Ok(k));
+                    for d in &dst[..k] {
+                        assert_eq!(*d, T::make(model.pop_front().unwrap()));
+                    }
+                }
+            }
+            Op::Len => {
+                assert_eq!(ring.len(), model.len());
+                assert_eq!(txs[0].len(), model.len());
+                assert_eq!(rxs[0].is_empty(), model.is_empty());
+            }
+            Op::Reattach => {
+                ring = MpmcRing::<T>::attach(region.clone()).unwrap();
+                txs[2] = ring.producer().unwrap();
+                rxs[2] = ring.consumer().unwrap();
+            }
+        }
+    }
+    assert_eq!(ring.stats(), Default::default());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(debug_assertions) { 256 } else { 2048 }))]
+
+    #[test]
+    fn u64_ring_matches_a_vecdeque(cap in prop_oneof![Just(2usize), Just(3), Just(4), Just(8)],
+                                   ops in proptest::collection::vec(op(), 1..120)) {
+        run::<u64>(cap, &ops);
+    }
+
+    #[test]
+    fn wide_ring_matches_a_vecdeque(cap in prop_oneof![Just(2usize), Just(4)],
+                                    ops in proptest::collection::vec(op(), 1..80)) {
+        run::<Wide>(cap, &ops);
+    }
+}
+
+#[test]
+fn owner_table_fills_and_frees() {
+    let opts = MpmcOptions::new(4).owners(2);
+    let region = Region::anonymous(MpmcRing::<u64>::required_bytes_with(opts).unwrap()).unwrap();
+    let ring = MpmcRing::<u64>::create_with(region, opts).unwrap();
+    let a = ring.producer().unwrap();
+    let mut b = ring.consumer().unwrap();
+    assert_eq!(
+        ring.producer().unwrap_err(),
+        Error::OwnerTableFull { entries: 2 }
+    );
+    // A clone registers on first use, and says so when it cannot.
+    let mut a2 = a.clone();
+    assert_eq!(a2.try_push(1), Err(Error::OwnerTableFull { entries: 2 }));
+    drop(a);
+    a2.try_push(1).unwrap();
+    assert_eq!(b.try_pop(), Ok(1));
+    assert!(matches!(
+        ring.producer_with_token(0),
+        Err(Error::InvalidOwnerToken)
+    ));
+    // A dead owner's resolved entry is reclaimed; a live one is not.
+    let t = a2.token();
+    std::mem::forget(a2); // as if its process died without dropping it
+    assert_eq!(ring.reclaim_dead_owners(&|x: u64| x == t + 1), 0);
+    assert_eq!(ring.reclaim_dead_owners(&|x: u64| x == t), 1);
+    ring.producer().unwrap();
+}
+
+/// Three producer threads send sequence-numbered elements (some one by one, some in
+/// batches) through a small ring to three consumer threads. Each consumer sees each
+/// producer's elements in increasing order, and together they receive exactly what was
+/// sent: no loss, no duplicate.
+#[test]
+fn threads_keep_per_producer_order_and_lose_nothing() {
+    const PRODUCERS: u64 = 3;
+    const CONSUMERS: usize = 3;
+    let per: u64 = if cfg!(debug_assertions) {
+        20_000
+    } else {
+        300_000
+    };
+    let region = Region::anonymous(MpmcRing::<u64>::required_bytes(16).unwrap()).unwrap();
+    let ring = MpmcRing::<u64>::create(region, 16).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let consumed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let total = PRODUCERS * per;
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let mut tx = ring.producer().unwrap();
+            std::thread::spawn(move || {
+                let mut seq = 0;
+                while seq < per {
+                    let r = if seq % 3 == 0 {
+                        let n = (per - seq).min(1 + seq % 5);
+                        let batch: Vec<u64> = (seq..seq + n).map(|s| (p << 32) | s).collect();
+                        tx.push_slice(&batch)
+                    } else {
+                        tx.try_push((p << 32) | seq).map(|()| 1)
+                    };
+                    match r {
+                        Ok(n) => seq += n as u64,
+                        Err(Error::Full { .. }) => {
+                            assert!(Instant::now() < deadline, "producer {p} timed out");
+                            std::thread::yield_now();
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = (0..CONSUMERS)
+        .map(|c| {
+            let mut rx = ring.consumer().unwrap();
+            let consumed = consumed.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let mut buf = [0u64; 4];
+                while consumed.load(std::sync::atomic::Ordering::Relaxed) < total {
+                    let r = if c == 0 {
+                        rx.pop_into(&mut buf)
+                    } else {
+                        rx.try_pop().map(|v| {
+                            buf[0] = v;
+                            1
+                        })
+                    };
+                    match r {
+                        Ok(n) => {
+                            got.extend_from_slice(&buf[..n]);
+                            consumed.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(Error::Empty { .. }) => {
+                            assert!(Instant::now() < deadline, "consumer {c} timed out");
+                            std::thread::yield_now();
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    let mut seen = vec![vec![false; per as usize]; PRODUCERS as usize];
+    for c in consumers {
+        let got = c.join().unwrap();
+        let mut last = vec![None::<u64>; PRODUCERS as usize];
+        for v in got {
+            let (p, s) = ((v >> 32) as usize, v & 0xffff_ffff);
+            assert!(
+                last[p].is_none_or(|l| l < s),
+                "producer {p}: {s} after {last:?}"
+            );
+            last[p] = Some(s);
+            assert!(!seen[p][s as usize], "duplicate {p}/{s}");
+            seen[p][s as usize] = true;
+        }
+    }
+    assert!(seen.iter().flatten().all(|&b| b), "lost elements");
+    assert_eq!(ring.len(), 0);
+    assert_eq!(ring.stats(), Default::default());
+}
+
+#[test]
+fn attach_checks_every_field() {
+    let region = Arc::new(Region::anonymous(MpmcRing::<u64>::required_bytes(8).unwrap()).unwrap());
+    assert!(matches!(
+        MpmcRing::<u64>::attach(region.clone()),
+        Err(Error::NotReady { .. })
+    ));
+    MpmcRing::<u64>::create(region.clone(), 8).unwrap();
+    MpmcRing::<u64>::attach(region.clone()).unwrap();
+    assert!(matches!(
+        MpmcRing::<i64>::attach(region.clone()),
+        Err(Error::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        shm_queue::spsc::Ring::<u64>::attach(region.clone()),
+        Err(Error::KindMismatch {
+            found: 3,
+            expected: 1
+        })
+    ));
+    // Each layout field, garbled, has its own report.
+    type Case<'a> = (usize, &'a [u8], fn(&Error) -> bool);
+    let fields: [Case; 6] = [
+        (16, &3u64.to_le_bytes(), |e| {
+            matches!(e, Error::BadCapacity { .. })
+        }),
+        (96, &0u64.to_le_bytes(), |e| {
+            matches!(e, Error::BadOwnerCount { owners: 0, .. })
+        }),
+        (96, &5000u64.to_le_bytes(), |e| {
+            matches!(e, Error::BadOwnerCount { .. })
+        }),
+        (32, &65u32.to_le_bytes(), |e| {
+            matches!(
+                e,
+                Error::LayoutMismatch {
+                    field: "block_size",
+                    ..
+                }
+            )
+        }),
+        (72, &1u64.to_le_bytes(), |e| {
+            matches!(
+                e,
+                Error::LayoutMismatch {
+                    field: "area_size",
+                    ..
+                }
+            )
+        }),
+        (104, &1u64.to_le_bytes(), |e| {
+            matches!(
+                e,
+                Error::LayoutMismatch {
+                    field: "reserved1[1]",
+                    ..
+                }
+            )
+        }),
+    ];
+    for (off, bytes, check) in fields {
+        let mut saved = vec![0u8; bytes.len()];
+        region.read_at(off, &mut saved).unwrap();
+        region.write_at(off, bytes).unwrap();
+        let e = MpmcRing::<u64>::attach(region.clone()).unwrap_err();
+        assert!(check(&e), "offset {off}: {e}");
+        region.write_at(off, &saved).unwrap();
+    }
+    // More owners recorded than the region holds.
+    region.write_at(96, &1000u64.to_le_bytes()).unwrap();
+    assert!(MpmcRing::<u64>::attach(region.clone()).is_err());
+    region.write_at(96, &64u64.to_le_bytes()).unwrap();
+    MpmcRing::<u64>::attach(region.clone()).unwrap();
+    // A short region.
+    let small = Region::anonymous(4096).unwrap();
+    assert!(matches!(
+        MpmcRing::<u64>::create(small, 1024),
+        Err(Error::RegionTooSmall { .. })
+    ));
+    assert!(matches!(
+        MpmcRing::<u64>::required_bytes(usize::MAX),
+        Err(Error::BadCapacity { .. })
+    ));
+}
