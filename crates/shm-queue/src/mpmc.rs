@@ -127,6 +127,7 @@ use bytemuck::Pod;
 use crate::error::{corrupted, Error};
 use crate::header::{RingKind, MAX_POSITION};
 use crate::sync::{Arc, Ordering};
+use crate::wait::{Signal, WaitStrategy};
 use mem::{Layout, Mem, ROLE_CONSUMER, ROLE_PRODUCER};
 
 #[cfg(not(loom))]
@@ -657,6 +658,10 @@ struct Handle<T: Pod> {
     /// The `claim_len` last stored in our entry, to skip storing it again (single-element
     /// claims store only `claim_start`).
     recorded_len: Cell<u64>,
+    /// How the blocking calls wait.
+    strategy: WaitStrategy,
+    /// Whether this handle is counted among its side's sleepers.
+    sleeper: bool,
 }
 
 impl<T: Pod> Handle<T> {
@@ -672,9 +677,39 @@ impl<T: Pod> Handle<T> {
             recovery: None,
             stuck: Cell::default(),
             recorded_len: Cell::new(0),
+            strategy: WaitStrategy::default(),
+            sleeper: false,
         };
         h.entry()?;
         Ok(h)
+    }
+
+    /// The words this handle waits on: space for a producer, data for a consumer.
+    fn own_signal(&self) -> Signal<'_> {
+        let header = self.mem.header();
+        if self.role == ROLE_PRODUCER {
+            header.space_signal()
+        } else {
+            header.data_signal()
+        }
+    }
+
+    /// The words the other side waits on, which this handle's publications signal.
+    #[inline]
+    fn peer_signal(&self) -> Signal<'_> {
+        let header = self.mem.header();
+        if self.role == ROLE_PRODUCER {
+            header.data_signal()
+        } else {
+            header.space_signal()
+        }
+    }
+
+    fn set_strategy(&mut self, strategy: WaitStrategy) {
+        let mut sleeper = self.sleeper;
+        self.own_signal().set_strategy(&mut sleeper, strategy);
+        self.sleeper = sleeper;
+        self.strategy = strategy;
     }
 
     /// Our owner entry's index, registering first if needed.
@@ -817,7 +852,7 @@ impl<T: Pod> Handle<T> {
 
 impl<T: Pod> Clone for Handle<T> {
     fn clone(&self) -> Self {
-        Handle {
+        let mut h = Handle {
             mem: self.mem.clone(),
             token: self.token,
             role: self.role,
@@ -825,12 +860,20 @@ impl<T: Pod> Clone for Handle<T> {
             recovery: self.recovery.clone(),
             stuck: Cell::default(),
             recorded_len: Cell::new(0),
-        }
+            strategy: self.strategy,
+            sleeper: false,
+        };
+        // A clone that may sleep counts itself, so publishers keep waking it.
+        let strategy = h.strategy;
+        h.set_strategy(strategy);
+        h
     }
 }
 
 impl<T: Pod> Drop for Handle<T> {
     fn drop(&mut self) {
+        let mut sleeper = self.sleeper;
+        self.own_signal().unregister(&mut sleeper);
         if let Some(e) = self.entry.and_then(|i| self.mem.owner(i)) {
             e.claim_len.store(0, Ordering::Relaxed);
             // Only if still ours: a peer may have reclaimed it (judging us dead) and handed
@@ -970,7 +1013,9 @@ impl<T: Pod> Producer<T> {
         // SAFETY: we claimed `t` (tail moved past it by our swap) after seeing its slot free
         // for `t` with Acquire, so no consumer reads it until we publish.
         unsafe { self.h.mem.write(t, value) };
-        if self.publish(t) {
+        let published = self.publish(t);
+        self.h.peer_signal().notify();
+        if published {
             Ok(())
         } else {
             Err(Error::ClaimRevoked {
@@ -1030,6 +1075,7 @@ impl<T: Pod> Producer<T> {
                         unsafe { m.write(p, *v) };
                         revoked += usize::from(!self.publish(p));
                     }
+                    self.h.peer_signal().notify();
                     return if revoked == 0 {
                         Ok(k as usize)
                     } else {
@@ -1047,6 +1093,52 @@ impl<T: Pod> Producer<T> {
         }
         // Nothing free at the tail (or a stale tail): the single path sorts it out.
         self.try_push(src[0]).map(|()| 1)
+    }
+
+    /// How this handle waits in the blocking calls (default [`WaitStrategy::spin_then_yield`]).
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.h.strategy
+    }
+
+    /// Sets how this handle waits in the blocking calls. Clones made afterwards inherit it.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.h.set_strategy(strategy);
+    }
+
+    /// Pushes one element, waiting for a free slot as the handle's [`WaitStrategy`] says,
+    /// until `deadline` (`None`: no limit).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] at the deadline; [`Error::Closed`] if the ring is closed while
+    /// waiting; the other errors of [`Producer::try_push`].
+    pub fn push_blocking(&mut self, value: T, deadline: Option<Instant>) -> Result<(), Error> {
+        match self.try_push(value) {
+            Err(Error::Full { .. }) => {}
+            done => return done,
+        }
+        let mem = self.h.mem.clone();
+        let strategy = self.h.strategy;
+        mem.header()
+            .space_signal()
+            .wait(strategy, deadline, "a free slot", || {
+                match self.try_push(value) {
+                    Ok(()) => Ok(Some(())),
+                    Err(Error::Full { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+    }
+
+    /// Closes the ring: consumers drain what was pushed, then their blocking calls return
+    /// [`Error::Closed`]; every sleeper is woken. Returns `false` if it was already closed.
+    pub fn close(&self) -> bool {
+        self.h.mem.header().close(1)
+    }
+
+    /// `true` once the ring has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.h.mem.header().data_signal().is_closed()
     }
 
     /// Approximate number of elements in the ring: `tail - head` from two loads that other
@@ -1252,7 +1344,9 @@ impl<T: Pod> Consumer<T> {
         // SAFETY: we claimed `h` (head moved past it by our swap) after seeing it published
         // with Acquire; no producer writes the slot until we release it.
         let v = unsafe { self.h.mem.read(h) };
-        if self.release(h) {
+        let released = self.release(h);
+        self.h.peer_signal().notify();
+        if released {
             Ok(v)
         } else {
             Err(Error::ClaimRevoked {
@@ -1316,6 +1410,7 @@ impl<T: Pod> Consumer<T> {
                             n += 1;
                         }
                     }
+                    self.h.peer_signal().notify();
                     return if n as u64 == k {
                         Ok(n)
                     } else {
@@ -1333,6 +1428,66 @@ impl<T: Pod> Consumer<T> {
         }
         dst[0] = self.try_pop()?;
         Ok(1)
+    }
+
+    /// How this handle waits in the blocking calls (default [`WaitStrategy::spin_then_yield`]).
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.h.strategy
+    }
+
+    /// Sets how this handle waits in the blocking calls. Clones made afterwards inherit it.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.h.set_strategy(strategy);
+    }
+
+    /// Pops one element, waiting as the handle's [`WaitStrategy`] says until one is ready
+    /// or `deadline` passes (`None`: no limit).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] at the deadline; [`Error::Closed`] once the ring is closed and
+    /// empty; the other errors of [`Consumer::try_pop`].
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use shm_queue::{mpmc::MpmcRing, wait::WaitStrategy, Error};
+    ///
+    /// let region = shm_region::Region::anonymous(MpmcRing::<u32>::required_bytes(8)?)?;
+    /// let ring = MpmcRing::<u32>::create(region, 8)?;
+    /// let mut rx = ring.consumer()?;
+    /// rx.set_wait_strategy(WaitStrategy::blocking());
+    /// let soon = Some(Instant::now() + Duration::from_millis(10));
+    /// assert!(matches!(rx.pop_blocking(soon), Err(Error::Timeout { .. })));
+    /// let tx = ring.producer()?;
+    /// tx.close();
+    /// assert!(matches!(rx.pop_blocking(None), Err(Error::Closed { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pop_blocking(&mut self, deadline: Option<Instant>) -> Result<T, Error> {
+        match self.try_pop() {
+            Err(Error::Empty { .. }) => {}
+            done => return done,
+        }
+        let mem = self.h.mem.clone();
+        let strategy = self.h.strategy;
+        mem.header()
+            .data_signal()
+            .wait(strategy, deadline, "an element", || match self.try_pop() {
+                Ok(v) => Ok(Some(v)),
+                Err(Error::Empty { .. }) => Ok(None),
+                Err(e) => Err(e),
+            })
+    }
+
+    /// Closes the ring from a consumer: producers blocked for space wake with
+    /// [`Error::Closed`]. Returns `false` if it was already closed.
+    pub fn close(&self) -> bool {
+        self.h.mem.header().close(2)
+    }
+
+    /// `true` once the ring has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.h.mem.header().data_signal().is_closed()
     }
 
     /// Approximate number of elements in the ring; see [`Producer::len`].

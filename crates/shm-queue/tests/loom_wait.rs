@@ -98,3 +98,21 @@ fn spsc_sleepers_on_both_sides_are_woken() {
         drop(t.join().unwrap());
     });
 }
+
+/// The handshake on the MPMC ring: a consumer that sleeps at once is woken by a push.
+#[test]
+fn mpmc_consumer_sleeping_for_data_is_woken() {
+    use shm_queue::mpmc::MpmcRing;
+    loom::model(|| {
+        let ring = MpmcRing::<u64>::new_model(2, 2).unwrap();
+        let mut rx = ring.consumer().unwrap();
+        rx.set_wait_strategy(SLEEP_AT_ONCE);
+        let mut tx = ring.producer().unwrap();
+        let t = thread::spawn(move || {
+            tx.try_push(5).unwrap();
+            tx
+        });
+        assert_eq!(rx.pop_blocking(None).unwrap(), 5);
+        drop(t.join().unwrap());
+    });
+}

@@ -1,0 +1,135 @@
+//! Blocking waits with the MPMC ring across `fork()`: sleeping consumers use no CPU and
+//! every push wakes one of them promptly, closing wakes them all, deadlines return.
+#![cfg(not(loom))]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{cpu_ns, exit_code, in_child, mono_ns};
+use shm_queue::mpmc::MpmcRing;
+use shm_queue::wait::WaitStrategy;
+use shm_queue::Error;
+use shm_region::Region;
+
+fn ring() -> MpmcRing<u64> {
+    let region = Arc::new(Region::anonymous(MpmcRing::<u64>::required_bytes(64).unwrap()).unwrap());
+    MpmcRing::<u64>::create(region, 64).unwrap()
+}
+
+#[test]
+fn sleeping_consumers_use_no_cpu_and_each_push_wakes_one_promptly() {
+    let ring = ring();
+    let mut rx = ring.consumer().unwrap();
+    rx.set_wait_strategy(WaitStrategy::Blocking {
+        spins: 0,
+        yields: 0,
+    });
+    let lat = Arc::new(Region::anonymous(4096).unwrap());
+    const PER_CHILD: usize = 10;
+    let children: Vec<_> = (0..2)
+        .map(|c| {
+            let mut rx = rx.clone();
+            let lat = lat.clone();
+            in_child(move || {
+                for i in 0..PER_CHILD {
+                    let Ok(sent) = rx.pop_blocking(Some(Instant::now() + Duration::from_secs(20)))
+                    else {
+                        return 1;
+                    };
+                    let Ok(slot) = lat.atomic_u64(8 * (c * PER_CHILD + i)) else {
+                        return 2;
+                    };
+                    slot.store(
+                        mono_ns().saturating_sub(sent),
+                        std::sync::atomic::Ordering::Release,
+                    );
+                }
+                0
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let c0: u64 = children.iter().map(|c| cpu_ns(*c)).sum();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu: u64 = children.iter().map(|c| cpu_ns(*c)).sum::<u64>() - c0;
+    let wall = t0.elapsed().as_nanos() as u64;
+    assert!(
+        cpu * 20 < wall,
+        "two blocked consumers used {cpu} ns of CPU in {wall} ns"
+    );
+    let mut tx = ring.producer().unwrap();
+    for _ in 0..2 * PER_CHILD {
+        std::thread::sleep(Duration::from_millis(3));
+        tx.push_blocking(mono_ns(), Some(Instant::now() + Duration::from_secs(5)))
+            .unwrap();
+    }
+    for c in children {
+        assert_eq!(exit_code(c, Duration::from_secs(20)), 0);
+    }
+    let mut v: Vec<u64> = (0..2 * PER_CHILD)
+        .map(|i| {
+            lat.atomic_u64(8 * i)
+                .unwrap()
+                .load(std::sync::atomic::Ordering::Acquire)
+        })
+        .collect();
+    v.sort_unstable();
+    assert!(
+        v[v.len() / 2] < 5_000_000,
+        "median wake-up {} ns: wake-ups are being lost",
+        v[v.len() / 2]
+    );
+}
+
+#[test]
+fn close_wakes_every_sleeper_and_deadlines_return() {
+    let ring = ring();
+    let mut rx = ring.consumer().unwrap();
+    rx.set_wait_strategy(WaitStrategy::blocking());
+    let soon = Instant::now() + Duration::from_millis(100);
+    assert!(matches!(
+        rx.pop_blocking(Some(soon)),
+        Err(Error::Timeout { .. })
+    ));
+    assert!(Instant::now().saturating_duration_since(soon) < Duration::from_millis(100));
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            let mut rx = rx.clone();
+            in_child(move || match rx.pop_blocking(None) {
+                Err(Error::Closed { .. }) => 0,
+                _ => 1,
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(ring.producer().unwrap().close());
+    for c in children {
+        assert_eq!(exit_code(c, Duration::from_secs(10)), 0);
+    }
+    // A producer blocked on a full ring sees the close too.
+    let ring2 = ring_full();
+    let mut tx = ring2.producer().unwrap();
+    tx.set_wait_strategy(WaitStrategy::blocking());
+    let rx2 = ring2.consumer().unwrap();
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        rx2.close();
+        rx2
+    });
+    assert!(matches!(
+        tx.push_blocking(1, None),
+        Err(Error::Closed { .. })
+    ));
+    closer.join().unwrap();
+}
+
+fn ring_full() -> MpmcRing<u64> {
+    let r = ring();
+    let mut tx = r.producer().unwrap();
+    while tx.try_push(0).is_ok() {}
+    r
+}
