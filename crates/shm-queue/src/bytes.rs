@@ -71,7 +71,7 @@ use crate::claim;
 use crate::error::{corrupted, Error};
 use crate::header::{bytes_max_message_for, Geometry, Header, RingKind, MAX_POSITION};
 use crate::sync::{Arc, AtomicU64, Ordering};
-use crate::wait::WaitStrategy;
+use crate::wait::{ReadinessFd, WaitStrategy};
 use std::time::Instant;
 
 #[cfg(not(loom))]
@@ -462,6 +462,7 @@ impl ByteRing {
                 token,
                 strategy: WaitStrategy::default(),
                 sleeper: false,
+                readiness: None,
             }),
             Err(e) => {
                 claim::release(&header.control.producer_claim, token);
@@ -643,6 +644,8 @@ pub struct ByteProducer {
     strategy: WaitStrategy,
     /// Whether this handle is counted in the header's `producer_sleepers`.
     sleeper: bool,
+    /// The consumer's readiness descriptor, if installed.
+    readiness: ReadinessFd,
 }
 
 impl fmt::Debug for ByteProducer {
@@ -758,7 +761,7 @@ impl ByteProducer {
             .store(encode(KIND_MESSAGE, len), Ordering::Release);
         self.tail = end;
         s.header().producer.pos.store(end, Ordering::Release);
-        s.header().data_signal().notify();
+        crate::wait::fire(&self.readiness, s.header().data_signal().notify());
     }
 
     /// Size of the data area in bytes.
@@ -829,6 +832,13 @@ impl ByteProducer {
         c.write_at(0, msg)?;
         c.commit();
         Ok(())
+    }
+
+    /// Installs (or removes) the consumer's readiness descriptor (see
+    /// [`crate::wait::readiness_fd`]): after the consumer arms it, the next commit writes
+    /// to it.
+    pub fn set_readiness_fd(&mut self, fd: Option<std::os::fd::OwnedFd>) {
+        self.readiness = fd.map(std::sync::Arc::new);
     }
 
     /// Closes the ring: the consumer drains what was sent, then its blocking calls return
@@ -1147,6 +1157,15 @@ impl ByteConsumer {
             offset,
             len,
         })
+    }
+
+    /// Arms the readiness descriptor the producer holds (see
+    /// [`crate::wait::readiness_fd`]). Returns `true` if a record is already committed:
+    /// then do not wait for the descriptor, receive now. Otherwise the next commit signals
+    /// it.
+    pub fn arm_readiness(&mut self) -> bool {
+        self.storage.header().data_signal().arm();
+        self.has_message()
     }
 
     /// Closes the ring from the consumer side: a producer blocked for space wakes with

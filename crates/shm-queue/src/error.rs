@@ -241,6 +241,15 @@ pub enum Error {
         len: usize,
     },
 
+    /// A readiness file descriptor could not be made or used.
+    #[error("{op} failed for the readiness descriptor (errno {errno}); check the process's descriptor limit (ulimit -n)")]
+    ReadinessFd {
+        /// The call that failed.
+        op: &'static str,
+        /// Its errno.
+        errno: i32,
+    },
+
     /// A blocking call reached its deadline.
     #[error("timed out after {waited:?} waiting for {what}; the peer may be slow, hung or gone: retry, or check it")]
     Timeout {

@@ -183,6 +183,9 @@ pub(crate) struct ControlLine {
     pub consumer_sleepers: AtomicU32,
     /// Producer handles whose wait strategy may sleep (the consumer wakes them).
     pub producer_sleepers: AtomicU32,
+    /// Non-zero while a consumer has armed its readiness file descriptor (see
+    /// [`crate::wait::readiness_fd`]): the next publication signals it and clears this.
+    pub data_armed: AtomicU32,
 }
 
 /// Lines 2 and 3: one position word alone on its 128-byte line.
@@ -242,6 +245,7 @@ const _: () = {
     assert!(offset_of!(ControlLine, closed) == 32);
     assert!(offset_of!(ControlLine, consumer_sleepers) == 36);
     assert!(offset_of!(ControlLine, producer_sleepers) == 40);
+    assert!(offset_of!(ControlLine, data_armed) == 44);
     assert!(size_of::<PositionLine>() == 128);
     assert!(offset_of!(PositionLine, pos) == 0);
     // The block words are `AtomicU64`s at the start of 64-byte-aligned blocks.
@@ -287,6 +291,7 @@ impl Header {
                 closed: z32(),
                 consumer_sleepers: z32(),
                 producer_sleepers: z32(),
+                data_armed: z32(),
             },
             producer: PositionLine { pos: z64() },
             consumer: PositionLine { pos: z64() },
@@ -328,6 +333,7 @@ impl Header {
         k.closed.store(0, r);
         k.consumer_sleepers.store(0, r);
         k.producer_sleepers.store(0, r);
+        k.data_armed.store(0, r);
         self.producer.pos.store(0, r);
         self.consumer.pos.store(0, r);
     }
@@ -340,6 +346,7 @@ impl Header {
             waiters: &k.consumer_waiters,
             sleepers: &k.consumer_sleepers,
             closed: &k.closed,
+            armed: Some(&k.data_armed),
         }
     }
 
@@ -351,6 +358,7 @@ impl Header {
             waiters: &k.producer_waiters,
             sleepers: &k.producer_sleepers,
             closed: &k.closed,
+            armed: None,
         }
     }
 

@@ -81,7 +81,7 @@ use crate::error::{corrupted, Error};
 use crate::header::{Geometry, Header, RingKind, MAX_POSITION};
 use crate::storage::{Block, Storage};
 use crate::sync::{Arc, Ordering};
-use crate::wait::WaitStrategy;
+use crate::wait::{ReadinessFd, WaitStrategy};
 use std::time::Instant;
 
 #[cfg(not(loom))]
@@ -325,6 +325,7 @@ impl<T: Pod> Ring<T> {
                     token,
                     strategy: WaitStrategy::default(),
                     sleeper: false,
+                    readiness: None,
                 })
             }
             Err(e) => {
@@ -547,6 +548,8 @@ pub struct Producer<T: Pod> {
     strategy: WaitStrategy,
     /// Whether this handle is counted in the header's `producer_sleepers`.
     sleeper: bool,
+    /// The consumer's readiness descriptor, if installed.
+    readiness: ReadinessFd,
 }
 
 impl<T: Pod> fmt::Debug for Producer<T> {
@@ -614,7 +617,10 @@ impl<T: Pod> Producer<T> {
         self.tail = end;
         self.cursor = self.cursor.offset(n, g);
         self.blk = self.storage.block(self.cursor.block);
-        self.storage.header().data_signal().notify();
+        crate::wait::fire(
+            &self.readiness,
+            self.storage.header().data_signal().notify(),
+        );
     }
 
     /// Moves on to the next block after filling this one, and records `tail` in the header's
@@ -671,7 +677,10 @@ impl<T: Pod> Producer<T> {
         if self.cursor.index == self.geom.elems_per_block {
             self.next_block();
         }
-        self.storage.header().data_signal().notify();
+        crate::wait::fire(
+            &self.readiness,
+            self.storage.header().data_signal().notify(),
+        );
         Ok(())
     }
 
@@ -814,6 +823,13 @@ impl<T: Pod> Producer<T> {
                 Ok((done == src.len()).then_some(()))
             })
             .map_err(|e| (done, e))
+    }
+
+    /// Installs (or removes) the consumer's readiness descriptor (see
+    /// [`crate::wait::readiness_fd`]): after the consumer arms it, the next publication
+    /// writes to it.
+    pub fn set_readiness_fd(&mut self, fd: Option<std::os::fd::OwnedFd>) {
+        self.readiness = fd.map(std::sync::Arc::new);
     }
 
     /// Closes the ring: the consumer drains what was pushed, then its blocking calls return
@@ -1187,6 +1203,18 @@ impl<T: Pod> Consumer<T> {
                     n => Some(n),
                 })
             })
+    }
+
+    /// Arms the readiness descriptor the producer holds (see
+    /// [`crate::wait::readiness_fd`]). Returns `true` if elements are already ready: then
+    /// do not wait for the descriptor, pop them now. Otherwise the next push signals it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupted`] if a published position in shared memory is impossible.
+    pub fn arm_readiness(&mut self) -> Result<bool, Error> {
+        self.storage.header().data_signal().arm();
+        Ok(self.refresh(1)? > 0)
     }
 
     /// Closes the ring from the consumer side: a producer blocked for space wakes with

@@ -121,19 +121,36 @@ pub(crate) struct Signal<'a> {
     pub sleepers: &'a AtomicU32,
     /// Nonzero once the ring is closed.
     pub closed: &'a AtomicU32,
+    /// Non-zero while a readiness file descriptor is armed (data direction only).
+    pub armed: Option<&'a AtomicU32>,
 }
 
 impl Signal<'_> {
     /// Called by the publishing side after it published (data or space): wakes sleepers,
     /// with no system call when there are none.
+    /// Returns `true` if an armed readiness descriptor must be signalled (the arming is
+    /// consumed: the caller writes to its descriptor).
     #[inline]
-    pub(crate) fn notify(&self) {
-        if self.sleepers.load(Ordering::Relaxed) == 0 {
-            return;
+    pub(crate) fn notify(&self) -> bool {
+        let armed = self.armed.is_some_and(|a| a.load(Ordering::Relaxed) != 0);
+        if !armed && self.sleepers.load(Ordering::Relaxed) == 0 {
+            return false;
         }
         fence(Ordering::SeqCst);
         if self.waiters.load(Ordering::Relaxed) != 0 {
             self.wake_all();
+        }
+        self.armed
+            .is_some_and(|a| a.load(Ordering::Relaxed) != 0 && a.swap(0, Ordering::AcqRel) != 0)
+    }
+
+    /// Arms the readiness descriptor (the handshake of `sleep`, with the descriptor in place
+    /// of the futex): marks it armed, `fence(SeqCst)`, then the caller re-checks its
+    /// condition; if the condition already holds it must not wait for the descriptor.
+    pub(crate) fn arm(&self) {
+        if let Some(a) = self.armed {
+            a.store(1, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
         }
     }
 
@@ -241,6 +258,77 @@ impl Signal<'_> {
         self.waiters.fetch_sub(1, Ordering::Relaxed);
         found
     }
+}
+
+/// Creates a readiness file descriptor (an `eventfd`, non-blocking, close-on-exec) for a
+/// consumer that waits in `epoll`, `poll` or an async runtime instead of a blocking call.
+///
+/// The protocol: give a duplicate of the descriptor to the producer process (it is
+/// inherited across `fork()`, or send it with `shm_region::send_fd`) and install it with the
+/// producer's `set_readiness_fd`. The consumer calls its `arm_readiness()`: if that returns
+/// `true`, data is already there; otherwise it waits until the descriptor is readable,
+/// reads it with [`clear_readiness`], and drains the ring with the `try_*` calls before
+/// arming again. The producer writes to the descriptor only on the first publication after
+/// an arming, so an idle consumer costs it nothing and a busy stream one write per wake.
+///
+/// # Errors
+///
+/// [`Error::ReadinessFd`] with the errno if `eventfd` fails.
+#[cfg(not(loom))]
+pub fn readiness_fd() -> Result<std::os::fd::OwnedFd, Error> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: eventfd takes plain integers; on success it returns a new descriptor that
+    // nobody else owns.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(Error::ReadinessFd {
+            op: "eventfd",
+            errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        });
+    }
+    // SAFETY: fd is a fresh descriptor returned to us alone.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reads (and so resets) a readiness descriptor after it polled readable; returns how many
+/// signals it had counted (0 if it was not readable).
+#[cfg(not(loom))]
+pub fn clear_readiness(fd: std::os::fd::BorrowedFd<'_>) -> u64 {
+    use std::os::fd::AsRawFd;
+    let mut v = 0u64;
+    // SAFETY: reads 8 bytes into a local u64; an eventfd read is exactly that.
+    let n = unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+    if n == 8 {
+        v
+    } else {
+        0
+    }
+}
+
+/// A producer's readiness descriptor, shared by its clones.
+pub(crate) type ReadinessFd = Option<std::sync::Arc<std::os::fd::OwnedFd>>;
+
+/// Signals the readiness descriptor, if any, when `notify` said an arming was consumed.
+#[inline]
+pub(crate) fn fire(fd: &ReadinessFd, consumed: bool) {
+    if consumed {
+        if let Some(fd) = fd {
+            #[cfg(not(loom))]
+            signal_readiness(fd);
+            #[cfg(loom)]
+            let _ = fd;
+        }
+    }
+}
+
+/// Adds one to a readiness descriptor (the producer's signal); errors are ignored: a full
+/// counter (`EAGAIN`) is already readable.
+#[cfg(not(loom))]
+fn signal_readiness(fd: &std::os::fd::OwnedFd) {
+    use std::os::fd::AsRawFd;
+    let one = 1u64;
+    // SAFETY: writes 8 bytes from a local u64 to a descriptor we own.
+    let _ = unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
 }
 
 #[cfg(not(loom))]

@@ -39,6 +39,10 @@ fn a_sleeping_consumer_uses_no_cpu_and_wakes_on_an_element() {
     let (wall, cpu) = (t0.elapsed().as_nanos() as u64, cpu_ns(child) - c0);
     tx.try_push(99).unwrap();
     assert_eq!(exit_code(child, Duration::from_secs(10)), 0);
+    eprintln!(
+        "idle consumer CPU: {cpu} ns in {wall} ns ({:.3}%)",
+        cpu as f64 * 100.0 / wall as f64
+    );
     assert!(
         cpu * 20 < wall,
         "blocked consumer used {cpu} ns of CPU in {wall} ns"
