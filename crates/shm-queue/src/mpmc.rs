@@ -127,7 +127,7 @@ use bytemuck::Pod;
 use crate::error::{corrupted, Error};
 use crate::header::{RingKind, MAX_POSITION};
 use crate::sync::{Arc, Ordering};
-use crate::wait::{Signal, WaitStrategy};
+use crate::wait::{ReadinessFd, Signal, WaitStrategy};
 use mem::{Layout, Mem, ROLE_CONSUMER, ROLE_PRODUCER};
 
 #[cfg(not(loom))]
@@ -662,6 +662,8 @@ struct Handle<T: Pod> {
     strategy: WaitStrategy,
     /// Whether this handle is counted among its side's sleepers.
     sleeper: bool,
+    /// Producers: the consumers' readiness descriptor, if installed (shared by clones).
+    readiness: ReadinessFd,
 }
 
 impl<T: Pod> Handle<T> {
@@ -679,6 +681,7 @@ impl<T: Pod> Handle<T> {
             recorded_len: Cell::new(0),
             strategy: WaitStrategy::default(),
             sleeper: false,
+            readiness: None,
         };
         h.entry()?;
         Ok(h)
@@ -862,6 +865,7 @@ impl<T: Pod> Clone for Handle<T> {
             recorded_len: Cell::new(0),
             strategy: self.strategy,
             sleeper: false,
+            readiness: self.readiness.clone(),
         };
         // A clone that may sleep counts itself, so publishers keep waking it.
         let strategy = h.strategy;
@@ -1014,7 +1018,7 @@ impl<T: Pod> Producer<T> {
         // for `t` with Acquire, so no consumer reads it until we publish.
         unsafe { self.h.mem.write(t, value) };
         let published = self.publish(t);
-        self.h.peer_signal().notify();
+        crate::wait::fire(&self.h.readiness, self.h.peer_signal().notify());
         if published {
             Ok(())
         } else {
@@ -1075,7 +1079,7 @@ impl<T: Pod> Producer<T> {
                         unsafe { m.write(p, *v) };
                         revoked += usize::from(!self.publish(p));
                     }
-                    self.h.peer_signal().notify();
+                    crate::wait::fire(&self.h.readiness, self.h.peer_signal().notify());
                     return if revoked == 0 {
                         Ok(k as usize)
                     } else {
@@ -1128,6 +1132,49 @@ impl<T: Pod> Producer<T> {
                     Err(e) => Err(e),
                 }
             })
+    }
+
+    /// Pushes all of `src`, in batches as slots free up, waiting as the handle's
+    /// [`WaitStrategy`] says, until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// `(pushed, error)`: how many were pushed before [`Error::Timeout`], [`Error::Closed`]
+    /// or another error of [`Producer::push_slice`] stopped it.
+    pub fn push_slice_blocking(
+        &mut self,
+        src: &[T],
+        deadline: Option<Instant>,
+    ) -> Result<(), (usize, Error)> {
+        let mut done = 0;
+        let mut step = |this: &mut Self| -> Result<Option<()>, Error> {
+            while done < src.len() {
+                match this.push_slice(&src[done..]) {
+                    Ok(k) => done += k,
+                    Err(Error::Full { .. }) => return Ok(None),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(Some(()))
+        };
+        let first = step(self);
+        match first {
+            Ok(Some(())) => return Ok(()),
+            Ok(None) => {}
+            Err(e) => return Err((done, e)),
+        }
+        let mem = self.h.mem.clone();
+        let strategy = self.h.strategy;
+        mem.header()
+            .space_signal()
+            .wait(strategy, deadline, "free slots", || step(self))
+            .map_err(|e| (done, e))
+    }
+
+    /// Installs (or removes) the consumers' readiness descriptor (see
+    /// [`crate::wait::readiness_fd`]); clones made afterwards share it.
+    pub fn set_readiness_fd(&mut self, fd: Option<std::os::fd::OwnedFd>) {
+        self.h.readiness = fd.map(std::sync::Arc::new);
     }
 
     /// Closes the ring: consumers drain what was pushed, then their blocking calls return
@@ -1477,6 +1524,47 @@ impl<T: Pod> Consumer<T> {
                 Err(Error::Empty { .. }) => Ok(None),
                 Err(e) => Err(e),
             })
+    }
+
+    /// Waits like [`Consumer::pop_blocking`] until at least one element is ready, then pops
+    /// the run ready at the head, up to `dst.len()`; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// As [`Consumer::pop_blocking`] and [`Consumer::pop_into`].
+    pub fn pop_into_blocking(
+        &mut self,
+        dst: &mut [T],
+        deadline: Option<Instant>,
+    ) -> Result<usize, Error> {
+        if dst.is_empty() {
+            return Ok(0);
+        }
+        match self.pop_into(dst) {
+            Err(Error::Empty { .. }) => {}
+            done => return done,
+        }
+        let mem = self.h.mem.clone();
+        let strategy = self.h.strategy;
+        mem.header()
+            .data_signal()
+            .wait(strategy, deadline, "elements", || {
+                match self.pop_into(dst) {
+                    Ok(n) => Ok(Some(n)),
+                    Err(Error::Empty { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+    }
+
+    /// Arms the readiness descriptor the producers hold (see
+    /// [`crate::wait::readiness_fd`]). Returns `true` if the element at the head is already
+    /// published: then do not wait for the descriptor, pop now.
+    pub fn arm_readiness(&mut self) -> bool {
+        let m = &*self.h.mem;
+        m.header().data_signal().arm();
+        let h = m.header().consumer.pos.load(Ordering::Acquire);
+        h <= MAX_POSITION && m.seq(h).load(Ordering::Acquire) == h + 1
     }
 
     /// Closes the ring from a consumer: producers blocked for space wake with

@@ -133,3 +133,57 @@ fn ring_full() -> MpmcRing<u64> {
     while tx.try_push(0).is_ok() {}
     r
 }
+
+#[test]
+fn batches_wait_for_room_and_data_across_processes() {
+    let region = Arc::new(Region::anonymous(MpmcRing::<u64>::required_bytes(8).unwrap()).unwrap());
+    let ring = MpmcRing::<u64>::create(region, 8).unwrap();
+    let mut tx = ring.producer().unwrap();
+    tx.set_wait_strategy(WaitStrategy::blocking());
+    let mut rx = ring.consumer().unwrap();
+    rx.set_wait_strategy(WaitStrategy::blocking());
+    let n = 5_000u64;
+    let child = in_child(move || {
+        let src: Vec<u64> = (0..n).collect();
+        let deadline = Some(Instant::now() + Duration::from_secs(30));
+        i32::from(
+            src.chunks(50)
+                .any(|part| tx.push_slice_blocking(part, deadline).is_err()),
+        )
+    });
+    let mut buf = [0u64; 6];
+    let mut expect = 0;
+    let deadline = Some(Instant::now() + Duration::from_secs(30));
+    while expect < n {
+        let k = rx.pop_into_blocking(&mut buf, deadline).unwrap();
+        for v in &buf[..k] {
+            assert_eq!(*v, expect);
+            expect += 1;
+        }
+    }
+    assert_eq!(exit_code(child, Duration::from_secs(10)), 0);
+}
+
+#[test]
+fn mpmc_readiness_descriptor_is_signalled_once_per_arming() {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use shm_queue::wait::{clear_readiness, readiness_fd};
+    use std::os::fd::AsFd;
+    let ring = ring();
+    let mut rx = ring.consumer().unwrap();
+    let mut tx = ring.producer().unwrap();
+    let fd = readiness_fd().unwrap();
+    tx.set_readiness_fd(Some(fd.try_clone().unwrap()));
+    assert!(!rx.arm_readiness());
+    let child = in_child(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        i32::from(tx.push_slice(&[1, 2]).is_err() || tx.try_push(3).is_err())
+    });
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    assert_eq!(poll(&mut fds, PollTimeout::from(5000u16)).unwrap(), 1);
+    assert_eq!(exit_code(child, Duration::from_secs(10)), 0);
+    assert_eq!(clear_readiness(fd.as_fd()), 1);
+    let mut buf = [0u64; 4];
+    assert_eq!(rx.pop_into(&mut buf).unwrap(), 3);
+    assert!(!rx.arm_readiness());
+}
