@@ -408,26 +408,7 @@ impl Header {
         self.check_identity(kind)?;
         let c = &self.config;
         let r = Ordering::Relaxed;
-        let shape = BlockShape::for_type::<T>()?;
-        let (size, align, hash) = (
-            c.elem_size.load(r),
-            c.elem_align.load(r),
-            c.type_hash.load(r),
-        );
-        if size as usize != shape.elem_size
-            || align as usize != shape.elem_align
-            || hash != shape.type_hash
-        {
-            return Err(Error::TypeMismatch {
-                type_name: core::any::type_name::<T>(),
-                expected_size: shape.elem_size as u32,
-                expected_align: shape.elem_align as u32,
-                expected_hash: shape.type_hash,
-                found_size: size.into(),
-                found_align: align.into(),
-                found_hash: hash,
-            });
-        }
+        let shape = self.check_element_type::<T>()?;
         let blocks = c.block_count.load(r);
         check_block_count(blocks)?;
         let g = Geometry::from_shape(shape, blocks as usize);
@@ -462,6 +443,35 @@ impl Header {
 
     /// Checks `ready` (with `Acquire`, first), magic, version and kind: what every ring
     /// kind's validation starts with.
+    /// Checks the recorded element size, alignment and type fingerprint against `T`;
+    /// returns `T`'s block shape.
+    #[cfg_attr(loom, allow(dead_code))]
+    fn check_element_type<T>(&self) -> Result<BlockShape, Error> {
+        let c = &self.config;
+        let r = Ordering::Relaxed;
+        let shape = BlockShape::for_type::<T>()?;
+        let (size, align, hash) = (
+            c.elem_size.load(r),
+            c.elem_align.load(r),
+            c.type_hash.load(r),
+        );
+        if size as usize != shape.elem_size
+            || align as usize != shape.elem_align
+            || hash != shape.type_hash
+        {
+            return Err(Error::TypeMismatch {
+                type_name: core::any::type_name::<T>(),
+                expected_size: shape.elem_size as u32,
+                expected_align: shape.elem_align as u32,
+                expected_hash: shape.type_hash,
+                found_size: size.into(),
+                found_align: align.into(),
+                found_hash: hash,
+            });
+        }
+        Ok(shape)
+    }
+
     #[cfg_attr(loom, allow(dead_code))]
     fn check_identity(&self, kind: RingKind) -> Result<(), Error> {
         let c = &self.config;
@@ -577,26 +587,7 @@ impl Header {
         self.check_identity(RingKind::Mpmc)?;
         let c = &self.config;
         let r = Ordering::Relaxed;
-        let shape = BlockShape::for_type::<T>()?;
-        let (size, align, hash) = (
-            c.elem_size.load(r),
-            c.elem_align.load(r),
-            c.type_hash.load(r),
-        );
-        if size as usize != shape.elem_size
-            || align as usize != shape.elem_align
-            || hash != shape.type_hash
-        {
-            return Err(Error::TypeMismatch {
-                type_name: core::any::type_name::<T>(),
-                expected_size: shape.elem_size as u32,
-                expected_align: shape.elem_align as u32,
-                expected_hash: shape.type_hash,
-                found_size: size.into(),
-                found_align: align.into(),
-                found_hash: hash,
-            });
-        }
+        let shape = self.check_element_type::<T>()?;
         let cap = c.capacity.load(r);
         check_capacity(cap)?;
         let owners = c.reserved1[0].load(r);
