@@ -587,7 +587,7 @@ impl Header {
         self.check_identity(RingKind::Mpmc)?;
         let c = &self.config;
         let r = Ordering::Relaxed;
-        let shape = self.check_element_type::<T>()?;
+        self.check_element_type::<T>()?;
         let cap = c.capacity.load(r);
         check_capacity(cap)?;
         let owners = c.reserved1[0].load(r);
