@@ -8,7 +8,7 @@
 //! | bytes | line | written by | read by |
 //! |---|---|---|---|
 //! | 0..128 | configuration, `ready` at 120 | the creator, once | every attacher, once |
-//! | 128..256 | claims, reserved wait words | handle creation and drop | handle creation |
+//! | 128..256 | claims, wait words (futex, waiters, sleepers, closed, readiness) | handles; blocking calls; publishers | handles; publishers; sleepers |
 //! | 256..384 | producer position (`tail`) | the producer, per publish | the consumer's `len`, attach |
 //! | 384..512 | consumer position (`head`) | the consumer, per pop | the producer, when its cache runs out |
 //!
@@ -84,7 +84,7 @@ pub enum RingKind {
     Spsc = 1,
     /// Single producer, single consumer, variable-length byte messages ([`crate::bytes`]).
     Bytes = 2,
-    /// Many producers, many consumers (reserved).
+    /// Many producers, many consumers ([`crate::mpmc`]).
     Mpmc = 3,
 }
 
@@ -155,26 +155,27 @@ pub(crate) struct ConfigLine {
     pub creator_pid: AtomicU32,
     /// Byte rings: the largest message accepted, in bytes. 0 for other ring kinds.
     pub max_message: AtomicU32,
-    /// Reserved, 0.
+    /// Kind-specific words, 0 unless the kind defines them (MPMC: `[0]` is the number of
+    /// owner-table entries).
     pub reserved1: [AtomicU64; 3],
     /// [`READY`] once the creator is done; written last, with `Release`.
     pub ready: AtomicU64,
 }
 
-/// Line 1: claims of the two sides, and words reserved for the wait strategies.
+/// Line 1: claims of the two sides, and the words of the wait strategies ([`crate::wait`]).
 #[repr(C, align(128))]
 pub(crate) struct ControlLine {
     /// 0 when free, else the token of the producer handle that holds the side.
     pub producer_claim: AtomicU64,
     /// 0 when free, else the token of the consumer handle that holds the side.
     pub consumer_claim: AtomicU64,
-    /// Reserved for a futex word the consumer sleeps on (0 in layout version 1).
+    /// Futex word consumers sleep on for data; bumped by every wake.
     pub data_futex: AtomicU32,
-    /// Reserved for a futex word the producer sleeps on (0 in layout version 1).
+    /// Futex word producers sleep on for space; bumped by every wake.
     pub space_futex: AtomicU32,
-    /// Reserved for the number of sleeping consumers (0 in layout version 1).
+    /// Consumers asleep (or about to be) on `data_futex`.
     pub consumer_waiters: AtomicU32,
-    /// Reserved for the number of sleeping producers (0 in layout version 1).
+    /// Producers asleep (or about to be) on `space_futex`.
     pub producer_waiters: AtomicU32,
     /// Nonzero once the ring is closed (see [`crate::wait`]): 1 by the producer side, 2 by
     /// the consumer side, 3 by anyone else (for example liveness code).
