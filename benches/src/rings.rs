@@ -28,14 +28,15 @@ fn spsc_pair<T: Pod>(capacity: usize) -> Res<(Producer<T>, Consumer<T>)> {
         .map_err(s)
 }
 
-/// Spins on `try_pop` until an element arrives or the deadline passes.
+/// Calls `f` until it succeeds, spinning while it reports a full or empty ring, until
+/// `deadline`: the one wait loop of every shmlane contender.
 #[inline]
-fn pop_spin<T: Pod>(rx: &mut Consumer<T>, deadline: Instant) -> Res<T> {
+fn spin<R>(deadline: Instant, mut f: impl FnMut() -> Result<R, Error>) -> Res<R> {
     let mut spins = 0u32;
     loop {
-        match rx.try_pop() {
+        match f() {
             Ok(v) => return Ok(v),
-            Err(Error::Empty { .. }) => {}
+            Err(e) if e.is_retryable() => {}
             Err(e) => return Err(s(e)),
         }
         spins = spins.wrapping_add(1);
@@ -46,22 +47,16 @@ fn pop_spin<T: Pod>(rx: &mut Consumer<T>, deadline: Instant) -> Res<T> {
     }
 }
 
+/// Spins on `try_pop` until an element arrives or the deadline passes.
+#[inline]
+fn pop_spin<T: Pod>(rx: &mut Consumer<T>, deadline: Instant) -> Res<T> {
+    spin(deadline, || rx.try_pop())
+}
+
 /// Spins on `try_push` until there is room or the deadline passes.
 #[inline]
 fn push_spin<T: Pod>(tx: &mut Producer<T>, v: T, deadline: Instant) -> Res<()> {
-    let mut spins = 0u32;
-    loop {
-        match tx.try_push(v) {
-            Ok(()) => return Ok(()),
-            Err(Error::Full { .. }) => {}
-            Err(e) => return Err(s(e)),
-        }
-        spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(1 << 14) && Instant::now() > deadline {
-            return Err("timed out waiting for room".into());
-        }
-        std::hint::spin_loop();
-    }
+    spin(deadline, || tx.try_push(v))
 }
 
 /// Round trip of one element of `T` over two SPSC rings (one each way).
@@ -220,35 +215,11 @@ fn bytes_pair(capacity: usize, max: usize) -> Res<(ByteProducer, ByteConsumer)> 
 }
 
 fn send_spin(tx: &mut ByteProducer, msg: &[u8], deadline: Instant) -> Res<()> {
-    let mut spins = 0u32;
-    loop {
-        match tx.try_send(msg) {
-            Ok(()) => return Ok(()),
-            Err(Error::Full { .. }) => {}
-            Err(e) => return Err(s(e)),
-        }
-        spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(1 << 14) && Instant::now() > deadline {
-            return Err("timed out waiting for room".into());
-        }
-        std::hint::spin_loop();
-    }
+    spin(deadline, || tx.try_send(msg))
 }
 
 fn recv_spin(rx: &mut ByteConsumer, buf: &mut [u8], deadline: Instant) -> Res<usize> {
-    let mut spins = 0u32;
-    loop {
-        match rx.try_recv(buf) {
-            Ok(n) => return Ok(n),
-            Err(Error::Empty { .. }) => {}
-            Err(e) => return Err(s(e)),
-        }
-        spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(1 << 14) && Instant::now() > deadline {
-            return Err("timed out waiting for the peer".into());
-        }
-        std::hint::spin_loop();
-    }
+    spin(deadline, || rx.try_recv(buf))
 }
 
 fn seq_of(buf: &[u8]) -> u64 {

@@ -811,11 +811,7 @@ impl ByteProducer {
             self.strategy,
             deadline,
             "space in the ring",
-            || match self.ensure_free(need, len) {
-                Ok(()) => Ok(Some(())),
-                Err(Error::Full { .. }) => Ok(None),
-                Err(e) => Err(e),
-            },
+            || crate::wait::pending(self.ensure_free(need, len)),
         );
         waited?;
         self.claim(len)

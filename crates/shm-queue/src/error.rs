@@ -328,6 +328,21 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// `true` for [`Error::Full`] and [`Error::Empty`]: the ring is fine and the same call
+    /// may succeed later (after the peer pops or pushes). Every other error is not cured by
+    /// retrying.
+    ///
+    /// ```
+    /// use shm_queue::Error;
+    /// assert!(Error::Empty { requested: 1, available: 0 }.is_retryable());
+    /// assert!(!Error::NotReady { ready: 0 }.is_retryable());
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Full { .. } | Error::Empty { .. })
+    }
+}
+
 /// Shorthand for [`Error::Corrupted`].
 pub(crate) fn corrupted(what: &'static str, value: u64, min: u64, max: u64) -> Error {
     Error::Corrupted {

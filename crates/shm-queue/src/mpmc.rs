@@ -1126,11 +1126,7 @@ impl<T: Pod> Producer<T> {
         mem.header()
             .space_signal()
             .wait(strategy, deadline, "a free slot", || {
-                match self.try_push(value) {
-                    Ok(()) => Ok(Some(())),
-                    Err(Error::Full { .. }) => Ok(None),
-                    Err(e) => Err(e),
-                }
+                crate::wait::pending(self.try_push(value))
             })
     }
 
@@ -1519,10 +1515,8 @@ impl<T: Pod> Consumer<T> {
         let strategy = self.h.strategy;
         mem.header()
             .data_signal()
-            .wait(strategy, deadline, "an element", || match self.try_pop() {
-                Ok(v) => Ok(Some(v)),
-                Err(Error::Empty { .. }) => Ok(None),
-                Err(e) => Err(e),
+            .wait(strategy, deadline, "an element", || {
+                crate::wait::pending(self.try_pop())
             })
     }
 
@@ -1549,11 +1543,7 @@ impl<T: Pod> Consumer<T> {
         mem.header()
             .data_signal()
             .wait(strategy, deadline, "elements", || {
-                match self.pop_into(dst) {
-                    Ok(n) => Ok(Some(n)),
-                    Err(Error::Empty { .. }) => Ok(None),
-                    Err(e) => Err(e),
-                }
+                crate::wait::pending(self.pop_into(dst))
             })
     }
 

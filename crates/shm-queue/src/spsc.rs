@@ -790,11 +790,7 @@ impl<T: Pod> Producer<T> {
             .header()
             .space_signal()
             .wait(self.strategy, deadline, "a free slot", || {
-                match self.try_push(value) {
-                    Ok(()) => Ok(Some(())),
-                    Err(Error::Full { .. }) => Ok(None),
-                    Err(e) => Err(e),
-                }
+                crate::wait::pending(self.try_push(value))
             })
     }
 
@@ -1167,11 +1163,7 @@ impl<T: Pod> Consumer<T> {
             .header()
             .data_signal()
             .wait(self.strategy, deadline, "an element", || {
-                match self.try_pop() {
-                    Ok(v) => Ok(Some(v)),
-                    Err(Error::Empty { .. }) => Ok(None),
-                    Err(e) => Err(e),
-                }
+                crate::wait::pending(self.try_pop())
             })
     }
 

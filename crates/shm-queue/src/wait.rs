@@ -110,6 +110,16 @@ impl Default for WaitStrategy {
     }
 }
 
+/// A non-blocking call's result as a wait condition: `Full` and `Empty` mean "not yet"
+/// (`Ok(None)`), anything else ends the wait.
+pub(crate) fn pending<R>(r: Result<R, Error>) -> Result<Option<R>, Error> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_retryable() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The words of one direction of a ring (data for the consumer, or space for the producer).
 #[derive(Clone, Copy)]
 pub(crate) struct Signal<'a> {
