@@ -413,37 +413,11 @@ impl Header {
         let blocks = c.block_count.load(r);
         check_block_count(blocks)?;
         let g = Geometry::from_shape(shape, blocks as usize);
-        expect_field("header_size", c.header_size.load(r), HEADER_SIZE as u64)?;
-        expect_field(
-            "block_size",
-            c.block_size.load(r).into(),
-            g.block_size as u64,
-        )?;
-        expect_field(
-            "elems_per_block",
-            c.elems_per_block.load(r).into(),
-            g.elems_per_block as u64,
-        )?;
-        expect_field(
-            "elem_offset",
-            c.elem_offset.load(r).into(),
-            g.elem_offset as u64,
-        )?;
-        expect_field("capacity", c.capacity.load(r), g.capacity() as u64)?;
-        expect_field("area_size", c.area_size.load(r), g.area_size() as u64)?;
-        expect_field("flags", c.flags.load(r).into(), 0)?;
+        self.expect_geometry(&g, g.area_size() as u64, region_len)?;
         expect_field("max_message", c.max_message.load(r).into(), 0)?;
-        if (g.area_size() as u64) > region_len {
-            return Err(Error::RegionTooSmall {
-                len: region_len,
-                need: g.area_size() as u64,
-            });
-        }
         Ok(g)
     }
 
-    /// Checks `ready` (with `Acquire`, first), magic, version and kind: what every ring
-    /// kind's validation starts with.
     /// Checks the recorded element size, alignment and type fingerprint against `T`;
     /// returns `T`'s block shape.
     #[cfg_attr(loom, allow(dead_code))]
@@ -473,6 +447,56 @@ impl Header {
         Ok(shape)
     }
 
+    /// Checks every layout field against the geometry the caller derived (`area_size` is
+    /// passed separately because an MPMC ring adds its owner table), the flags, and that
+    /// the region holds the whole area.
+    #[cfg_attr(loom, allow(dead_code))]
+    fn expect_geometry(&self, g: &Geometry, area_size: u64, region_len: u64) -> Result<(), Error> {
+        let c = &self.config;
+        let r = Ordering::Relaxed;
+        let fields: [(&'static str, u64, u64); 11] = [
+            ("header_size", c.header_size.load(r), HEADER_SIZE as u64),
+            ("block_count", c.block_count.load(r), g.block_count as u64),
+            (
+                "block_size",
+                c.block_size.load(r).into(),
+                g.block_size as u64,
+            ),
+            (
+                "elems_per_block",
+                c.elems_per_block.load(r).into(),
+                g.elems_per_block as u64,
+            ),
+            (
+                "elem_offset",
+                c.elem_offset.load(r).into(),
+                g.elem_offset as u64,
+            ),
+            ("elem_size", c.elem_size.load(r).into(), g.elem_size as u64),
+            (
+                "elem_align",
+                c.elem_align.load(r).into(),
+                g.elem_align as u64,
+            ),
+            ("type_hash", c.type_hash.load(r), g.type_hash),
+            ("capacity", c.capacity.load(r), g.capacity() as u64),
+            ("area_size", c.area_size.load(r), area_size),
+            ("flags", c.flags.load(r).into(), 0),
+        ];
+        for (field, found, expected) in fields {
+            expect_field(field, found, expected)?;
+        }
+        if area_size > region_len {
+            return Err(Error::RegionTooSmall {
+                len: region_len,
+                need: area_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks `ready` (with `Acquire`, first), magic, version and kind: what every ring
+    /// kind's validation starts with.
     #[cfg_attr(loom, allow(dead_code))]
     fn check_identity(&self, kind: RingKind) -> Result<(), Error> {
         let c = &self.config;
@@ -526,32 +550,7 @@ impl Header {
             });
         }
         let g = Geometry::for_bytes(cap as usize)?;
-        expect_field("header_size", c.header_size.load(r), HEADER_SIZE as u64)?;
-        expect_field("block_count", c.block_count.load(r), g.block_count as u64)?;
-        expect_field(
-            "block_size",
-            c.block_size.load(r).into(),
-            g.block_size as u64,
-        )?;
-        expect_field(
-            "elems_per_block",
-            c.elems_per_block.load(r).into(),
-            g.elems_per_block as u64,
-        )?;
-        expect_field(
-            "elem_offset",
-            c.elem_offset.load(r).into(),
-            g.elem_offset as u64,
-        )?;
-        expect_field("elem_size", c.elem_size.load(r).into(), g.elem_size as u64)?;
-        expect_field(
-            "elem_align",
-            c.elem_align.load(r).into(),
-            g.elem_align as u64,
-        )?;
-        expect_field("type_hash", c.type_hash.load(r), g.type_hash)?;
-        expect_field("area_size", c.area_size.load(r), g.area_size() as u64)?;
-        expect_field("flags", c.flags.load(r).into(), 0)?;
+        self.expect_geometry(&g, g.area_size() as u64, region_len)?;
         let max = u64::from(c.max_message.load(r));
         let limit = bytes_max_message_for(cap as usize) as u64;
         if max == 0 || max > limit {
@@ -559,12 +558,6 @@ impl Header {
                 max,
                 limit,
                 capacity: cap,
-            });
-        }
-        if (g.area_size() as u64) > region_len {
-            return Err(Error::RegionTooSmall {
-                len: region_len,
-                need: g.area_size() as u64,
             });
         }
         Ok((cap as usize, max as usize))
@@ -594,31 +587,10 @@ impl Header {
         let owners = c.reserved1[0].load(r);
         check_owners(owners)?;
         let layout = Layout::new::<T>(cap as usize, owners as usize)?;
-        let g = &layout.geom;
-        expect_field("header_size", c.header_size.load(r), HEADER_SIZE as u64)?;
-        expect_field("block_count", c.block_count.load(r), cap)?;
-        expect_field(
-            "block_size",
-            c.block_size.load(r).into(),
-            g.block_size as u64,
-        )?;
-        expect_field("elems_per_block", c.elems_per_block.load(r).into(), 1)?;
-        expect_field(
-            "elem_offset",
-            c.elem_offset.load(r).into(),
-            g.elem_offset as u64,
-        )?;
-        expect_field("area_size", c.area_size.load(r), layout.area_size() as u64)?;
-        expect_field("flags", c.flags.load(r).into(), 0)?;
+        self.expect_geometry(&layout.geom, layout.area_size() as u64, region_len)?;
         expect_field("max_message", c.max_message.load(r).into(), 0)?;
         expect_field("reserved1[1]", c.reserved1[1].load(r), 0)?;
         expect_field("reserved1[2]", c.reserved1[2].load(r), 0)?;
-        if (layout.area_size() as u64) > region_len {
-            return Err(Error::RegionTooSmall {
-                len: region_len,
-                need: layout.area_size() as u64,
-            });
-        }
         Ok(layout)
     }
 }
