@@ -2,6 +2,8 @@
 
 use nix::errno::Errno;
 
+use crate::control::Role;
+
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -32,6 +34,153 @@ pub enum Error {
         op: &'static str,
         /// The errno.
         source: Errno,
+    },
+
+    /// A ring operation failed (the ring's own error says which check failed).
+    #[error("channel `{name}`: {source}")]
+    Queue {
+        /// The channel's name.
+        name: String,
+        /// The ring's error.
+        source: shm_queue::Error,
+    },
+
+    /// A channel name was refused.
+    #[error(
+        "invalid channel name `{name}`: {reason}; use 1 to 200 characters from \
+         A-Z a-z 0-9 . _ -"
+    )]
+    BadName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A builder setting was refused.
+    #[error("channel `{name}`: {reason}")]
+    BadConfig {
+        /// The channel's name.
+        name: String,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+
+    /// The channel exists and a live process holds it.
+    #[error(
+        "channel `{name}` is in use: {role} held by pid {pid} ({detail}); stop that \
+         process, connect to it instead, or pick another name"
+    )]
+    InUse {
+        /// The channel's name.
+        name: String,
+        /// The role that is held (`producer`, `consumer`, or `creator` while it is set up).
+        role: String,
+        /// The holder's pid as it recorded it (0 if it had not yet).
+        pid: u32,
+        /// More about the holder.
+        detail: String,
+    },
+
+    /// The segment under the channel's name is not a usable channel.
+    #[error(
+        "channel `{name}` ({path}) is not a usable shmlane channel: {reason}; inspect it \
+         with `shmlane inspect {name}` or remove it with `shmlane rm {name}`"
+    )]
+    Corrupt {
+        /// The channel's name.
+        name: String,
+        /// Its path under /dev/shm.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The channel holds another kind of ring, or another element type.
+    #[error(
+        "channel `{name}` carries {found}, but {expected} was asked for; connect with the \
+         same kind and element type the producer created it with"
+    )]
+    WrongKind {
+        /// The channel's name.
+        name: String,
+        /// What the caller asked for.
+        expected: String,
+        /// What the channel holds.
+        found: String,
+    },
+
+    /// Connecting did not succeed before the deadline.
+    #[error(
+        "channel `{name}` was not ready after {waited:?}: {last}; start the producer, or \
+         allow a longer timeout"
+    )]
+    ConnectTimeout {
+        /// The channel's name.
+        name: String,
+        /// How long we waited.
+        waited: std::time::Duration,
+        /// The last reason it was not usable.
+        last: String,
+    },
+
+    /// The process on the other side died (its lock was released without a clean close).
+    /// A receiver gets this only after it drained every message that was fully sent.
+    #[error(
+        "channel `{name}`: the {role} (pid {pid}) died; messages it had not finished are \
+         lost; create the channel again (stale channels are reclaimed) or run `shmlane gc`"
+    )]
+    PeerGone {
+        /// The channel's name.
+        name: String,
+        /// The dead peer's role.
+        role: Role,
+        /// Its pid as recorded.
+        pid: u32,
+    },
+
+    /// The process on the other side is alive but has not updated its heartbeat for
+    /// `silent` (stopped, or stuck). Retryable: it may continue.
+    #[error(
+        "channel `{name}`: the {role} (pid {pid}) is alive but silent for {silent:?} \
+         (stopped or hung); retry, or check that process"
+    )]
+    PeerHung {
+        /// The channel's name.
+        name: String,
+        /// The silent peer's role.
+        role: Role,
+        /// Its pid as recorded.
+        pid: u32,
+        /// How long its heartbeat has been silent.
+        silent: std::time::Duration,
+    },
+
+    /// The other side closed the channel; a receiver gets this after it drained everything.
+    #[error("channel `{name}` was closed by the {by}")]
+    Closed {
+        /// The channel's name.
+        name: String,
+        /// Who closed it, as far as we know.
+        by: String,
+    },
+
+    /// The ring is full (sending) or empty (receiving): try again.
+    #[error("channel `{name}`: {what}, try again")]
+    WouldBlock {
+        /// The channel's name.
+        name: String,
+        /// `full` or `empty`.
+        what: &'static str,
+    },
+
+    /// A blocking call reached its deadline.
+    #[error("channel `{name}`: timed out after {waited:?}")]
+    Timeout {
+        /// The channel's name.
+        name: String,
+        /// How long it waited.
+        waited: std::time::Duration,
     },
 
     /// The child process panicked.
@@ -74,5 +223,36 @@ pub enum Error {
 impl Error {
     pub(crate) fn sys(op: &'static str, source: Errno) -> Error {
         Error::Sys { op, source }
+    }
+
+    /// Maps a ring error: full/empty, closed and timeouts get the bridge's own variants.
+    pub(crate) fn queue(name: &str, e: shm_queue::Error, waited: std::time::Duration) -> Error {
+        let name = name.to_owned();
+        match e {
+            shm_queue::Error::Full { .. } => Error::WouldBlock { name, what: "full" },
+            shm_queue::Error::Empty { .. } => Error::WouldBlock {
+                name,
+                what: "empty",
+            },
+            shm_queue::Error::Closed { .. } => Error::Closed {
+                name,
+                by: "other side".into(),
+            },
+            shm_queue::Error::Timeout { .. } => Error::Timeout { name, waited },
+            source => Error::Queue { name, source },
+        }
+    }
+
+    /// `true` for "not now" errors worth retrying: full, empty, a timeout, a hung peer.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::WouldBlock { .. } | Error::Timeout { .. } | Error::PeerHung { .. }
+        )
+    }
+
+    /// `true` if the other side is gone: it closed the channel or it died.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, Error::Closed { .. } | Error::PeerGone { .. })
     }
 }

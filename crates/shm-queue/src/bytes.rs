@@ -1155,6 +1155,17 @@ impl ByteConsumer {
         })
     }
 
+    /// Waits until a message can be received, without receiving it: after `Ok`, the next
+    /// [`ByteConsumer::read`] or [`ByteConsumer::try_recv`] returns it. Lets a caller wait in
+    /// slices (to check something between them) and still read in place.
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteConsumer::recv_blocking`].
+    pub fn wait_for_message(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+        self.wait_message(deadline).map(drop)
+    }
+
     /// Arms the readiness descriptor the producer holds (see
     /// [`crate::wait::readiness_fd`]). Returns `true` if a record is already committed:
     /// then do not wait for the descriptor, receive now. Otherwise the next commit signals

@@ -1,0 +1,386 @@
+//! Looking at channels from outside: what `shmlane list`, `inspect`, `rm` and `gc` use.
+//!
+//! Everything here treats the segments under `/dev/shm/shmlane.*` as untrusted: a segment
+//! that cannot be opened (another owner, a symlink, too small) or whose fields make no
+//! sense is reported with the reason, never used. Nothing here writes to a channel.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::PathBuf;
+
+use shm_region::{Region, ShmOptions};
+
+use crate::control::{self, monotonic_ms, ChannelKind, Control, Invalid, Role, MAX_SLOTS};
+use crate::endpoint::{shm_name, shm_path, slot_state, PeerState, PREFIX};
+use crate::lock;
+use crate::{Error, Result};
+
+/// One participant slot as recorded in a channel's control block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Participant {
+    /// Slot index.
+    pub slot: usize,
+    /// Its role.
+    pub role: Role,
+    /// Alive, hung, dead or left (from its lock and heartbeat).
+    pub state: PeerState,
+    /// The pid it recorded (informative: pids are reused).
+    pub pid: u32,
+    /// Messages it sent or received (published every few milliseconds).
+    pub messages: u64,
+    /// Payload bytes it sent or received.
+    pub bytes: u64,
+    /// Milliseconds since its last heartbeat (`None` if it runs none).
+    pub heartbeat_age_ms: Option<u64>,
+}
+
+/// Everything known about one channel segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    /// Channel name (without the prefix).
+    pub name: String,
+    /// Path under `/dev/shm`.
+    pub path: PathBuf,
+    /// File size in bytes.
+    pub size: u64,
+    /// Owner uid.
+    pub uid: u32,
+    /// Permission bits.
+    pub mode: u32,
+    /// Seconds since the file was last modified.
+    pub age_secs: u64,
+    /// Why this segment is not a usable channel, if it is not.
+    pub problem: Option<String>,
+    /// Channel kind, if the control block is valid.
+    pub kind: Option<ChannelKind>,
+    /// Element type as recorded (`bytes` for byte channels).
+    pub type_name: String,
+    /// Element size in bytes (0 for byte channels).
+    pub elem_size: u32,
+    /// Capacity: elements, or data bytes for byte channels.
+    pub capacity: u64,
+    /// Elements (or bytes) waiting, when the indices are plausible.
+    pub fill: Option<u64>,
+    /// Whether a side closed the ring.
+    pub closed: bool,
+    /// Pid of the creating process.
+    pub creator_pid: u32,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_unix_ms: u64,
+    /// Participants that ever attached.
+    pub participants: Vec<Participant>,
+    /// The ring's header fields, if the segment is long enough to hold one.
+    pub ring: Option<shm_queue::header::Snapshot>,
+    /// Bytes of the segment resident in memory (`mincore`).
+    pub resident_bytes: Option<u64>,
+    /// Whether some process holds a participant or creation lock.
+    pub held: bool,
+}
+
+impl ChannelInfo {
+    /// The best state among participants with `role` (alive, hung, dead, left, absent).
+    pub fn state_of(&self, role: Role) -> (PeerState, Option<u32>) {
+        let rank = |s: &PeerState| match s {
+            PeerState::Alive { .. } => 4,
+            PeerState::Hung { .. } => 3,
+            PeerState::Dead { .. } => 2,
+            PeerState::Left { .. } => 1,
+            PeerState::Absent => 0,
+        };
+        self.participants
+            .iter()
+            .filter(|p| p.role == role)
+            .max_by_key(|p| rank(&p.state))
+            .map_or((PeerState::Absent, None), |p| (p.state, Some(p.pid)))
+    }
+
+    /// `true` if no process holds the channel and it may be removed: either every recorded
+    /// holder is dead or gone, or it is unusable and old enough not to be mid-creation.
+    pub fn is_stale(&self) -> bool {
+        !self.held && (self.problem.is_none() || self.age_secs >= 2)
+    }
+}
+
+/// Short human form of a state: `alive`, `hung`, `dead`, `left`, `absent`.
+pub fn state_word(s: &PeerState) -> &'static str {
+    match s {
+        PeerState::Alive { .. } => "alive",
+        PeerState::Hung { .. } => "hung",
+        PeerState::Dead { .. } => "dead",
+        PeerState::Left { .. } => "left",
+        PeerState::Absent => "absent",
+    }
+}
+
+/// Every segment under `/dev/shm/shmlane.*`, sorted by name.
+///
+/// # Errors
+///
+/// [`Error::Sys`] if `/dev/shm` cannot be read.
+pub fn list() -> Result<Vec<ChannelInfo>> {
+    let dir = std::fs::read_dir("/dev/shm").map_err(|e| io_error("reading /dev/shm", &e))?;
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let file = entry.file_name();
+        let Some(name) = file.to_str().and_then(|f| f.strip_prefix(PREFIX)) else {
+            continue;
+        };
+        out.push(inspect_unchecked(name));
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Everything known about channel `name`.
+///
+/// # Errors
+///
+/// [`Error::BadName`]; [`Error::Region`] with `NotFound` if there is no such segment.
+pub fn inspect(name: &str) -> Result<ChannelInfo> {
+    crate::endpoint::validate_name(name)?;
+    if std::fs::symlink_metadata(shm_path(name)).is_err() {
+        return Err(Error::Region(shm_region::Error::NotFound {
+            region: shm_path(name).display().to_string(),
+        }));
+    }
+    Ok(inspect_unchecked(name))
+}
+
+fn io_error(op: &'static str, e: &std::io::Error) -> Error {
+    Error::sys(
+        op,
+        nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    )
+}
+
+fn blank(name: &str) -> ChannelInfo {
+    ChannelInfo {
+        name: name.to_owned(),
+        path: shm_path(name),
+        size: 0,
+        uid: 0,
+        mode: 0,
+        age_secs: 0,
+        problem: None,
+        kind: None,
+        type_name: String::new(),
+        elem_size: 0,
+        capacity: 0,
+        fill: None,
+        closed: false,
+        creator_pid: 0,
+        created_unix_ms: 0,
+        participants: Vec::new(),
+        ring: None,
+        resident_bytes: None,
+        held: false,
+    }
+}
+
+/// Opens the segment strictly (our uid, not group/other-writable, no symlinks); a segment
+/// that fails is described by the reason.
+fn inspect_unchecked(name: &str) -> ChannelInfo {
+    let mut info = blank(name);
+    match std::fs::symlink_metadata(&info.path) {
+        Ok(m) => {
+            info.size = m.len();
+            info.uid = m.uid();
+            info.mode = m.mode() & 0o7777;
+            info.age_secs = m
+                .modified()
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .map_or(0, |d| d.as_secs());
+            if m.file_type().is_symlink() || m.file_type().is_fifo() || !m.is_file() {
+                info.problem = Some("not a regular file (symlinks are never followed)".into());
+                return info;
+            }
+        }
+        Err(e) => {
+            info.problem = Some(format!("cannot stat: {e}"));
+            return info;
+        }
+    }
+    if crate::endpoint::validate_name(name).is_err() {
+        info.problem = Some("name outside the channel-name character set".into());
+        return info;
+    }
+    let region = match ShmOptions::new().keep_name(true).open(&shm_name(name)) {
+        Ok(r) => r,
+        Err(e) => {
+            info.problem = Some(e.to_string());
+            return info;
+        }
+    };
+    fill_from_region(&mut info, &region);
+    info
+}
+
+fn fill_from_region(info: &mut ChannelInfo, region: &Region) {
+    info.resident_bytes = region.residency().ok().map(|r| r.resident_bytes());
+    info.ring = shm_queue::header::snapshot(region).ok();
+    let Some(fd) = region.fd() else {
+        info.problem = Some("no file descriptor".into());
+        return;
+    };
+    info.held = (0..MAX_SLOTS)
+        .map(lock::slot_offset)
+        .chain([lock::CREATE_LOCK])
+        .any(|off| lock::is_locked(fd, off).unwrap_or(true));
+    let ctl = match Control::of(region) {
+        Ok(c) => c,
+        Err(Invalid::Corrupt(r) | Invalid::NotReady(r)) => {
+            info.problem = Some(r);
+            return;
+        }
+    };
+    let layout = match ctl.layout(region) {
+        Ok(l) => l,
+        Err(Invalid::Corrupt(r) | Invalid::NotReady(r)) => {
+            info.problem = Some(r);
+            return;
+        }
+    };
+    info.kind = Some(layout.kind);
+    info.type_name = layout.type_name.clone();
+    info.elem_size = layout.elem_size;
+    info.creator_pid = ctl.creator_pid(region);
+    info.created_unix_ms = ctl.created_unix_ms(region);
+    let now = monotonic_ms();
+    for i in 0..layout.slots as usize {
+        let rec = ctl.slot(region, i);
+        let Some(role) = rec.role else { continue };
+        if rec.state == control::ABSENT {
+            continue;
+        }
+        info.participants.push(Participant {
+            slot: i,
+            role,
+            state: slot_state(region, fd, ctl, i, now),
+            pid: rec.pid,
+            messages: rec.messages,
+            bytes: rec.bytes,
+            heartbeat_age_ms: (rec.heartbeat_interval_ms > 0)
+                .then(|| now.saturating_sub(rec.heartbeat_ms)),
+        });
+    }
+    if let Some(s) = &info.ring {
+        if let Some(p) = s.problem(layout.ring_bytes) {
+            info.problem = Some(format!("ring: {p}"));
+        }
+        let want = match layout.kind {
+            ChannelKind::Typed => shm_queue::header::RingKind::Spsc,
+            ChannelKind::Bytes => shm_queue::header::RingKind::Bytes,
+            ChannelKind::Mpmc => shm_queue::header::RingKind::Mpmc,
+        };
+        if info.problem.is_none() && s.ring_kind() != Some(want) {
+            info.problem = Some(format!(
+                "control block says {} but the ring header says kind {}",
+                layout.kind, s.kind
+            ));
+        }
+        info.capacity = s.capacity;
+        info.fill = s.fill();
+        info.closed = s.closed != 0;
+    }
+}
+
+/// Removes channel `name`. Refuses while a process holds it, unless `force`.
+///
+/// # Errors
+///
+/// [`Error::InUse`] naming a live holder; [`Error::Region`] if it cannot be unlinked.
+pub fn remove(name: &str, force: bool) -> Result<ChannelInfo> {
+    let info = inspect(name)?;
+    if info.held && !force {
+        let holder = info
+            .participants
+            .iter()
+            .find(|p| matches!(p.state, PeerState::Alive { .. } | PeerState::Hung { .. }));
+        return Err(Error::InUse {
+            name: name.to_owned(),
+            role: holder.map_or("participant".into(), |p| p.role.to_string()),
+            pid: holder.map_or(0, |p| p.pid),
+            detail: "pass --force to remove it anyway (its processes keep their mapping)"
+                .into(),
+        });
+    }
+    shm_region::shm_unlink(&shm_name(name))?;
+    Ok(info)
+}
+
+/// Removes every channel no process holds that is stale (see [`ChannelInfo::is_stale`]);
+/// returns what it removed. Segments it may not open (another owner) are left alone.
+///
+/// # Errors
+///
+/// As [`list`].
+pub fn gc() -> Result<Vec<ChannelInfo>> {
+    let mut removed = Vec::new();
+    for info in list()? {
+        let foreign = info.uid != nix::unistd::geteuid().as_raw();
+        if info.is_stale() && !foreign && shm_region::shm_unlink(&shm_name(&info.name)).is_ok() {
+            removed.push(info);
+        }
+    }
+    Ok(removed)
+}
+
+/// A process that maps a channel, with its memory figures for that mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapper {
+    /// Its pid.
+    pub pid: u32,
+    /// Its command name.
+    pub comm: String,
+    /// Resident set of the mapping, KiB (`Rss` in `/proc/PID/smaps`).
+    pub rss_kib: u64,
+    /// Proportional set of the mapping, KiB (`Pss`).
+    pub pss_kib: u64,
+}
+
+/// Every process (that we may look at) mapping channel `name`, from `/proc/*/smaps`.
+pub fn mappers(name: &str) -> Vec<Mapper> {
+    let path = shm_path(name).display().to_string();
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
+            continue;
+        };
+        let (mut rss, mut pss, mut found, mut inside) = (0u64, 0u64, false, false);
+        for line in smaps.lines() {
+            let mut words = line.split_whitespace();
+            let first = words.next().unwrap_or("");
+            if first.contains('-') && !first.ends_with(':') {
+                // A mapping header: "start-end perms offset dev inode path".
+                let target = line.split_whitespace().nth(5).unwrap_or("");
+                inside = target == path;
+                found |= inside;
+            } else if inside {
+                let kib = words.next().and_then(|w| w.parse::<u64>().ok()).unwrap_or(0);
+                match first {
+                    "Rss:" => rss += kib,
+                    "Pss:" => pss += kib,
+                    _ => {}
+                }
+            }
+        }
+        if found {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| c.trim().to_owned())
+                .unwrap_or_default();
+            out.push(Mapper {
+                pid,
+                comm,
+                rss_kib: rss,
+                pss_kib: pss,
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,381 @@
+//! Named channels: create/connect rules, clean shutdown, peer death and hangs seen through
+//! real forked processes, stale-name reclaim, and bad segments under the prefix.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use shm_bridge::fork::{fork_child_unchecked, Child};
+use shm_bridge::{inspect, ChannelKind, ChannelOptions, Error, PeerState, Role};
+
+fn name(tag: &str) -> String {
+    format!("test-{}-{tag}", std::process::id())
+}
+
+fn gone(name: &str) -> bool {
+    !shm_bridge::shm_path(name).exists()
+}
+
+/// Forks a child that runs `f`; the child touches only the channel it opens itself.
+fn child(f: impl FnOnce() -> i32) -> Child {
+    // SAFETY: the child only uses its own channel handles (and a heartbeat thread it starts
+    // itself), never a lock another thread of the test harness could hold... except the
+    // allocator's, which glibc's fork resets for the child.
+    unsafe { fork_child_unchecked(f) }.unwrap()
+}
+
+#[test]
+fn typed_round_trip_close_and_unlink() {
+    let n = name("typed");
+    let mut tx = ChannelOptions::new().capacity(64).create::<u64>(&n).unwrap();
+    assert!(tx.reclaimed().is_none());
+    assert_eq!(tx.peer_state(), PeerState::Absent);
+    let mut rx = ChannelOptions::new().connect::<u64>(&n).unwrap();
+    assert!(matches!(tx.peer_state(), PeerState::Alive { .. }));
+    for i in 0..1000u64 {
+        tx.send(i).unwrap();
+        assert_eq!(rx.recv().unwrap(), i);
+    }
+    tx.send(7).unwrap();
+    drop(tx);
+    assert!(!gone(&n), "the consumer still holds it");
+    assert_eq!(rx.recv().unwrap(), 7, "drained first");
+    assert!(matches!(rx.recv(), Err(Error::Closed { .. })));
+    assert!(matches!(rx.try_recv(), Err(Error::Closed { .. })));
+    drop(rx);
+    assert!(gone(&n), "the last side out removes the name");
+}
+
+#[test]
+fn one_consumer_per_typed_channel_and_kind_checks() {
+    let n = name("inuse");
+    let _tx = ChannelOptions::new().create::<u64>(&n).unwrap();
+    let _rx = ChannelOptions::new().connect::<u64>(&n).unwrap();
+    match ChannelOptions::new().connect::<u64>(&n) {
+        Err(e @ Error::InUse { pid, .. }) => {
+            assert_eq!(pid, std::process::id());
+            assert!(e.to_string().contains("consumer"), "{e}");
+        }
+        other => panic!("expected InUse, got {other:?}"),
+    }
+    match ChannelOptions::new().connect::<u32>(&n) {
+        Err(e @ Error::WrongKind { .. }) => assert!(e.to_string().contains("u64"), "{e}"),
+        other => panic!("expected WrongKind, got {other:?}"),
+    }
+    assert!(matches!(
+        ChannelOptions::new().connect_bytes(&n),
+        Err(Error::WrongKind { .. })
+    ));
+    match ChannelOptions::new().create::<u64>(&n) {
+        Err(Error::InUse { pid, .. }) => assert_eq!(pid, std::process::id()),
+        other => panic!("expected InUse, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_names_and_settings_are_refused() {
+    for bad in ["", ".hidden", "a/b", "sp ace", &"x".repeat(201)] {
+        assert!(matches!(
+            ChannelOptions::new().create::<u64>(bad),
+            Err(Error::BadName { .. })
+        ));
+    }
+    assert!(matches!(
+        ChannelOptions::new()
+            .capacity(4096)
+            .max_message(1 << 20)
+            .create_bytes(&name("badmax")),
+        Err(Error::BadConfig { .. })
+    ));
+    assert!(matches!(
+        ChannelOptions::new()
+            .participants(1)
+            .create_mpmc::<u64>(&name("badparts")),
+        Err(Error::BadConfig { .. })
+    ));
+}
+
+#[test]
+fn consumer_may_start_first_and_times_out_clearly() {
+    let n = name("late");
+    let start = Instant::now();
+    match ChannelOptions::new()
+        .timeout(Duration::from_millis(50))
+        .connect::<u64>(&n)
+    {
+        Err(e @ Error::ConnectTimeout { .. }) => {
+            assert!(e.to_string().contains("does not exist"), "{e}")
+        }
+        other => panic!("expected ConnectTimeout, got {other:?}"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(2));
+    let n2 = n.clone();
+    let creator = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        let mut tx = ChannelOptions::new().create::<u64>(&n2).unwrap();
+        tx.wait_for_peer(Duration::from_secs(5)).unwrap();
+        tx.send(99).unwrap();
+        tx
+    });
+    let mut rx = ChannelOptions::new().connect::<u64>(&n).unwrap();
+    assert_eq!(rx.recv().unwrap(), 99);
+    drop(creator.join().unwrap());
+}
+
+#[test]
+fn byte_channel_round_trip_and_zero_copy() {
+    let n = name("bytes");
+    let mut tx = ChannelOptions::new()
+        .capacity(1 << 16)
+        .max_message(1000)
+        .create_bytes(&n)
+        .unwrap();
+    let mut rx = ChannelOptions::new().connect_bytes(&n).unwrap();
+    assert_eq!(rx.max_message(), 1000);
+    tx.send(b"hello").unwrap();
+    let mut claim = tx.claim(3).unwrap();
+    claim.write_at(0, b"abc").unwrap();
+    claim.commit();
+    let mut buf = vec![0u8; 1000];
+    assert_eq!(rx.recv_deadline(&mut buf, None).unwrap(), 5);
+    assert_eq!(&buf[..5], b"hello");
+    let g = rx.read_deadline(None).unwrap();
+    assert_eq!(g.to_vec(), b"abc");
+    drop(g);
+    assert!(matches!(
+        tx.try_send(&[0u8; 1001]),
+        Err(Error::Queue { .. })
+    ));
+    drop(tx);
+    assert!(matches!(rx.recv_vec(&mut buf), Err(Error::Closed { .. })));
+}
+
+#[test]
+fn mpmc_two_producers_two_consumers() {
+    let n = name("mpmc");
+    let opts = ChannelOptions::new().capacity(256).participants(8);
+    let mut a = opts.create_mpmc::<u64>(&n).unwrap();
+    let mut b = opts.connect_mpmc_producer::<u64>(&n).unwrap();
+    let mut c = opts.connect_mpmc_consumer::<u64>(&n).unwrap();
+    let mut d = opts.connect_mpmc_consumer::<u64>(&n).unwrap();
+    for i in 0..100u64 {
+        a.send_deadline(i, None).unwrap();
+        b.send_deadline(1000 + i, None).unwrap();
+    }
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        got.push(c.recv_deadline(None).unwrap());
+        got.push(d.recv_deadline(None).unwrap());
+    }
+    got.sort_unstable();
+    let want: Vec<u64> = (0..100).chain(1000..1100).collect();
+    assert_eq!(got, want);
+    drop(b);
+    drop(a); // the last producer closes
+    assert!(matches!(c.recv_deadline(None), Err(Error::Closed { .. })));
+}
+
+#[test]
+fn dead_consumer_makes_send_fail_and_wakes_a_blocked_sender() {
+    let n = name("deadcons");
+    let mut tx = ChannelOptions::new().capacity(64).create::<u64>(&n).unwrap();
+    let n2 = n.clone();
+    let kid = child(move || {
+        let _rx = ChannelOptions::new().connect::<u64>(&n2).unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+        0
+    });
+    tx.wait_for_peer(Duration::from_secs(5)).unwrap();
+    // Fill the ring, so the next send blocks.
+    while tx.try_send(1).is_ok() {}
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        let t = Instant::now();
+        kid.kill().unwrap();
+        t
+    });
+    let err = tx.send(2).unwrap_err();
+    let woke = Instant::now();
+    let killed = killer.join().unwrap();
+    match &err {
+        Error::PeerGone { role, .. } => assert_eq!(*role, Role::Consumer),
+        other => panic!("expected PeerGone, got {other:?}"),
+    }
+    assert!(
+        woke.duration_since(killed) < Duration::from_millis(100),
+        "woke {:?} after the death",
+        woke.duration_since(killed)
+    );
+    assert!(matches!(tx.try_send(3), Err(Error::PeerGone { .. })));
+}
+
+#[test]
+fn dead_producer_is_reported_after_draining_and_its_name_is_reclaimed() {
+    let n = name("deadprod");
+    let n2 = n.clone();
+    let kid = child(move || {
+        let mut tx = ChannelOptions::new()
+            .capacity(1024)
+            .create::<u64>(&n2)
+            .unwrap();
+        tx.wait_for_peer(Duration::from_secs(5)).unwrap();
+        for i in 0..500u64 {
+            tx.send(i).unwrap();
+        }
+        std::thread::sleep(Duration::from_secs(60));
+        0
+    });
+    let mut rx = ChannelOptions::new().connect::<u64>(&n).unwrap();
+    let kid_pid = kid.pid() as u32;
+    // Wait until all 500 are in, then kill the producer.
+    let t = Instant::now();
+    while rx.len() < 500 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    kid.kill().unwrap();
+    for i in 0..500u64 {
+        assert_eq!(rx.recv().unwrap(), i);
+    }
+    let t = Instant::now();
+    match rx.recv() {
+        Err(Error::PeerGone { role, pid, .. }) => {
+            assert_eq!(role, Role::Producer);
+            assert_eq!(pid, kid_pid);
+        }
+        other => panic!("expected PeerGone, got {other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_millis(100));
+    // The producer's name is left behind; listing shows a dead producer.
+    let info = inspect::inspect(&n).unwrap();
+    assert_eq!(info.kind, Some(ChannelKind::Typed));
+    assert!(matches!(
+        info.state_of(Role::Producer).0,
+        PeerState::Dead { .. }
+    ));
+    // While our consumer lives, the name is in use.
+    assert!(matches!(
+        ChannelOptions::new().create::<u64>(&n),
+        Err(Error::InUse { .. })
+    ));
+    drop(rx);
+}
+
+#[test]
+fn stale_channel_is_reclaimed_by_create_and_by_gc() {
+    for via_gc in [false, true] {
+        let n = name(if via_gc { "stale-gc" } else { "stale-create" });
+        let n2 = n.clone();
+        let kid = child(move || {
+            let _tx = ChannelOptions::new().create::<u64>(&n2).unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+            0
+        });
+        let pid = kid.pid() as u32;
+        let t = Instant::now();
+        while !matches!(
+            inspect::inspect(&n).map(|i| i.state_of(Role::Producer).0),
+            Ok(PeerState::Alive { .. })
+        ) {
+            assert!(t.elapsed() < Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        match ChannelOptions::new().create::<u64>(&n) {
+            Err(e @ Error::InUse { .. }) => assert!(e.to_string().contains(&pid.to_string())),
+            other => panic!("expected InUse, got {other:?}"),
+        }
+        kid.kill().unwrap();
+        assert!(inspect::inspect(&n).unwrap().is_stale());
+        if via_gc {
+            let removed = inspect::gc().unwrap();
+            assert!(removed.iter().any(|i| i.name == n), "{removed:?}");
+            assert!(gone(&n));
+        } else {
+            let tx = ChannelOptions::new().create::<u64>(&n).unwrap();
+            let r = tx.reclaimed().expect("says it reclaimed");
+            assert_eq!(r.holders, vec![(Role::Producer, pid)]);
+        }
+    }
+}
+
+#[test]
+fn stopped_consumer_is_reported_hung_then_recovers() {
+    let n = name("hung");
+    let mut tx = ChannelOptions::new()
+        .capacity(64)
+        .heartbeat(Some(Duration::from_millis(20)))
+        .create::<u64>(&n)
+        .unwrap();
+    let n2 = n.clone();
+    let kid = child(move || {
+        let mut rx = ChannelOptions::new()
+            .heartbeat(Some(Duration::from_millis(20)))
+            .connect::<u64>(&n2)
+            .unwrap();
+        let mut next = 0;
+        loop {
+            match rx.recv() {
+                Ok(v) if v == next => next += 1,
+                Ok(_) => return 2,
+                Err(Error::Closed { .. }) => return if next == 1000 { 0 } else { 3 },
+                Err(_) => return 4,
+            }
+        }
+    });
+    tx.wait_for_peer(Duration::from_secs(5)).unwrap();
+    let pid = Pid::from_raw(kid.pid());
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let mut sent = 0u64;
+    let mut saw_hung = false;
+    let t = Instant::now();
+    while sent < 1000 {
+        match tx.send_deadline(sent, Some(Instant::now() + Duration::from_secs(1))) {
+            Ok(()) => sent += 1,
+            Err(Error::PeerHung { silent, .. }) => {
+                assert!(silent >= Duration::from_millis(60));
+                saw_hung = true;
+                kill(pid, Signal::SIGCONT).unwrap();
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(20));
+    }
+    assert!(saw_hung, "a stopped consumer must be reported");
+    drop(tx);
+    kid.wait_timeout(Duration::from_secs(10)).unwrap();
+}
+
+#[test]
+fn garbage_segments_under_the_prefix_are_reported_not_used() {
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("garbage", (0..16384u32).map(|i| (i * 7919 % 251) as u8).collect()),
+        ("empty", Vec::new()),
+        ("zeros", vec![0u8; 16384]),
+    ];
+    for (tag, bytes) in cases {
+        let n = name(tag);
+        let path = shm_bridge::shm_path(&n);
+        std::fs::write(&path, &bytes).unwrap();
+        // Old enough not to look mid-creation.
+        let old = std::time::SystemTime::now() - Duration::from_secs(10);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let err = ChannelOptions::new()
+            .timeout(Duration::from_millis(200))
+            .connect::<u64>(&n)
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Corrupt { .. } | Error::Region(_)),
+            "{tag}: {err:?}"
+        );
+        let info = inspect::inspect(&n).unwrap();
+        assert!(info.problem.is_some(), "{tag}: {info:?}");
+        assert!(inspect::list().unwrap().iter().any(|i| i.name == n));
+        // A producer reclaims it: nobody holds it.
+        let tx = ChannelOptions::new().create::<u64>(&n).unwrap();
+        assert!(tx.reclaimed().is_some(), "{tag}");
+    }
+}
