@@ -11,6 +11,7 @@ mod error;
 pub mod fork;
 pub mod inspect;
 mod lock;
+pub mod stamp;
 
 pub use channel::{
     ByteReceiver, ByteSender, ChannelOptions, MpmcReceiver, MpmcSender, Receiver, Sender,
