@@ -182,10 +182,14 @@ impl ChannelOptions {
     /// the ring refuses).
     pub fn create<T: Pod>(&self, name: &str) -> Result<Sender<T>> {
         let cap = self.capacity.unwrap_or(1024);
-        let bytes = Ring::<T>::required_bytes(cap).map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+        let bytes =
+            Ring::<T>::required_bytes(cap).map_err(|e| Error::queue(name, e, Duration::ZERO))?;
         let layout = self.element_layout::<T>(ChannelKind::Typed, bytes, 2);
-        let (ep, ring) = Endpoint::create(name, layout, &self.common, |r| Ring::<T>::create(r, cap))?;
-        let mut tx = ring.producer().map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+        let (ep, ring) =
+            Endpoint::create(name, layout, &self.common, |r| Ring::<T>::create(r, cap))?;
+        let mut tx = ring
+            .producer()
+            .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
         tx.set_wait_strategy(self.wait);
         Ok(Sender { tx, ep })
     }
@@ -206,13 +210,23 @@ impl ChannelOptions {
             self.timeout,
             |layout| check_type::<T>(name, layout),
             |region, _| {
-                let ring = Ring::<T>::attach(region.clone()).map_err(|e| Error::queue(name, e, Duration::ZERO))?;
-                fits(name, ring.region(), Ring::<T>::required_bytes(ring.capacity()))?;
-                take_over(name, || ring.consumer(), ring.consumer_holder(), |h| {
-                    // SAFETY: we hold the consumer slot's OFD lock, so no live bridge consumer
-                    // uses the ring; the holder is a dead process's handle.
-                    unsafe { ring.force_release_consumer(h) }
-                })
+                let ring = Ring::<T>::attach(region.clone())
+                    .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+                fits(
+                    name,
+                    ring.region(),
+                    Ring::<T>::required_bytes(ring.capacity()),
+                )?;
+                take_over(
+                    name,
+                    || ring.consumer(),
+                    ring.consumer_holder(),
+                    |h| {
+                        // SAFETY: we hold the consumer slot's OFD lock, so no live bridge consumer
+                        // uses the ring; the holder is a dead process's handle.
+                        unsafe { ring.force_release_consumer(h) }
+                    },
+                )
             },
         )?;
         rx.set_wait_strategy(self.wait);
@@ -239,7 +253,8 @@ impl ChannelOptions {
                 ),
             ));
         }
-        let bytes = ByteRing::required_bytes(cap).map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+        let bytes =
+            ByteRing::required_bytes(cap).map_err(|e| Error::queue(name, e, Duration::ZERO))?;
         let layout = Layout {
             kind: ChannelKind::Bytes,
             ring_bytes: bytes as u64,
@@ -251,7 +266,9 @@ impl ChannelOptions {
         let (ep, ring) = Endpoint::create(name, layout, &self.common, |r| {
             ByteRing::create_with(r, ByteOptions::new(cap).max_message(max))
         })?;
-        let mut tx = ring.producer().map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+        let mut tx = ring
+            .producer()
+            .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
         tx.set_wait_strategy(self.wait);
         Ok(ByteSender { tx, ep })
     }
@@ -270,13 +287,23 @@ impl ChannelOptions {
             self.timeout,
             |_| Ok(()),
             |region, _| {
-                let ring = ByteRing::attach(region.clone()).map_err(|e| Error::queue(name, e, Duration::ZERO))?;
-                fits(name, ring.region(), ByteRing::required_bytes(ring.capacity()))?;
-                take_over(name, || ring.consumer(), ring.consumer_holder(), |h| {
-                    // SAFETY: we hold the consumer slot's OFD lock, so no live bridge consumer
-                    // uses the ring; the holder is a dead process's handle.
-                    unsafe { ring.force_release_consumer(h) }
-                })
+                let ring = ByteRing::attach(region.clone())
+                    .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+                fits(
+                    name,
+                    ring.region(),
+                    ByteRing::required_bytes(ring.capacity()),
+                )?;
+                take_over(
+                    name,
+                    || ring.consumer(),
+                    ring.consumer_holder(),
+                    |h| {
+                        // SAFETY: we hold the consumer slot's OFD lock, so no live bridge consumer
+                        // uses the ring; the holder is a dead process's handle.
+                        unsafe { ring.force_release_consumer(h) }
+                    },
+                )
             },
         )?;
         rx.set_wait_strategy(self.wait);
@@ -287,7 +314,10 @@ impl ChannelOptions {
         if !(2..=MAX_SLOTS).contains(&self.participants) {
             return Err(self.bad(
                 name,
-                format!("{} participants is not between 2 and {MAX_SLOTS}", self.participants),
+                format!(
+                    "{} participants is not between 2 and {MAX_SLOTS}",
+                    self.participants
+                ),
             ));
         }
         Ok(MpmcOptions::new(self.capacity.unwrap_or(1024)).owners(self.participants))
@@ -302,7 +332,8 @@ impl ChannelOptions {
     /// As [`ChannelOptions::create`].
     pub fn create_mpmc<T: Pod>(&self, name: &str) -> Result<MpmcSender<T>> {
         let opts = self.mpmc_options(name)?;
-        let bytes = MpmcRing::<T>::required_bytes_with(opts).map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+        let bytes = MpmcRing::<T>::required_bytes_with(opts)
+            .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
         let layout = self.element_layout::<T>(ChannelKind::Mpmc, bytes, self.participants as u32);
         let (ep, ring) = Endpoint::create(name, layout, &self.common, |r| {
             MpmcRing::<T>::create_with(r, opts)
@@ -354,9 +385,14 @@ impl ChannelOptions {
             self.timeout,
             |layout| check_type::<T>(name, layout),
             |region, _| {
-                let ring = MpmcRing::<T>::attach(region.clone()).map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+                let ring = MpmcRing::<T>::attach(region.clone())
+                    .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
                 let opts = MpmcOptions::new(ring.capacity()).owners(ring.owner_entries());
-                fits(name, ring.region(), MpmcRing::<T>::required_bytes_with(opts))?;
+                fits(
+                    name,
+                    ring.region(),
+                    MpmcRing::<T>::required_bytes_with(opts),
+                )?;
                 Ok(ring)
             },
         )
@@ -443,7 +479,9 @@ fn fits(
         return Err(Error::Corrupt {
             name: name.to_owned(),
             path: crate::endpoint::shm_path(name).display().to_string(),
-            reason: format!("its ring needs {need} bytes but only {room} precede the control block"),
+            reason: format!(
+                "its ring needs {need} bytes but only {room} precede the control block"
+            ),
         });
     }
     Ok(())
@@ -735,12 +773,14 @@ impl<T: Pod> Receiver<T> {
         match self.rx.try_pop() {
             Ok(v) => {
                 self.ep.messages += 1;
-                if self.ep.tick() {}
+                self.ep.tick();
                 Ok(v)
             }
             Err(e) => {
                 let rx = &self.rx;
-                Err(recv_error(&mut self.ep, e, rx.is_closed(), || !rx.is_empty()))
+                Err(recv_error(&mut self.ep, e, rx.is_closed(), || {
+                    !rx.is_empty()
+                }))
             }
         }
     }
@@ -779,7 +819,9 @@ impl<T: Pod> Receiver<T> {
                     requested: 1,
                     available: 0,
                 };
-                Err(recv_error(&mut self.ep, empty, rx.is_closed(), || !rx.is_empty()))
+                Err(recv_error(&mut self.ep, empty, rx.is_closed(), || {
+                    !rx.is_empty()
+                }))
             }
             Ok(n) => {
                 self.ep.messages += n as u64;
@@ -787,7 +829,9 @@ impl<T: Pod> Receiver<T> {
             }
             Err(e) => {
                 let rx = &self.rx;
-                Err(recv_error(&mut self.ep, e, rx.is_closed(), || !rx.is_empty()))
+                Err(recv_error(&mut self.ep, e, rx.is_closed(), || {
+                    !rx.is_empty()
+                }))
             }
         }
     }
@@ -961,7 +1005,9 @@ impl ByteReceiver {
             }
             Err(e) => {
                 let rx = &self.rx;
-                Err(recv_error(&mut self.ep, e, rx.is_closed(), || rx.has_message()))
+                Err(recv_error(&mut self.ep, e, rx.is_closed(), || {
+                    rx.has_message()
+                }))
             }
         }
     }
@@ -1018,7 +1064,7 @@ impl ByteReceiver {
     fn count(&mut self, n: usize) {
         self.ep.messages += 1;
         self.ep.bytes += n as u64;
-        if self.ep.tick() {}
+        self.ep.tick();
     }
 
     /// The ring's consumer, for calls this wrapper does not offer.
@@ -1140,12 +1186,14 @@ impl<T: Pod> MpmcReceiver<T> {
         match self.rx.try_pop() {
             Ok(v) => {
                 self.ep.messages += 1;
-                if self.ep.tick() {}
+                self.ep.tick();
                 Ok(v)
             }
             Err(e) => {
                 let rx = &self.rx;
-                Err(recv_error(&mut self.ep, e, rx.is_closed(), || !rx.is_empty()))
+                Err(recv_error(&mut self.ep, e, rx.is_closed(), || {
+                    !rx.is_empty()
+                }))
             }
         }
     }

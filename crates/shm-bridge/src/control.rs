@@ -214,7 +214,7 @@ impl Control {
     /// and a multiple of eight bytes long.
     pub(crate) fn of(region: &Region) -> Result<Control, Invalid> {
         let len = region.len();
-        if len < CONTROL_SIZE || len % 8 != 0 {
+        if len < CONTROL_SIZE || !len.is_multiple_of(8) {
             return Err(Invalid::Corrupt(format!(
                 "{len} bytes is not a channel size (at least {CONTROL_SIZE}, a multiple of 8)"
             )));
@@ -286,7 +286,9 @@ impl Control {
         let magic = self.u64(region, at::MAGIC);
         let ready = self.u64(region, at::READY);
         if magic == 0 || (magic == MAGIC && ready == 0) {
-            return Err(Invalid::NotReady("its control block is not initialised".into()));
+            return Err(Invalid::NotReady(
+                "its control block is not initialised".into(),
+            ));
         }
         if magic != MAGIC {
             return Err(Invalid::Corrupt(format!(
@@ -320,7 +322,11 @@ impl Control {
             )));
         }
         let slots = self.u32(region, at::SLOTS);
-        let want_slots = if kind == ChannelKind::Mpmc { 1..=MAX_SLOTS } else { 2..=2 };
+        let want_slots = if kind == ChannelKind::Mpmc {
+            1..=MAX_SLOTS
+        } else {
+            2..=2
+        };
         if !want_slots.contains(&(slots as usize)) {
             return Err(Invalid::Corrupt(format!(
                 "{slots} participant slots for a {kind} channel"
@@ -364,9 +370,17 @@ impl Control {
             .map(|w| w.fetch_add(1, Ordering::AcqRel).wrapping_add(1))
             .unwrap_or(0);
         self.set32(region, Self::slot_field(i, slot_at::ROLE), role.code());
-        self.set32(region, Self::slot_field(i, slot_at::PID), std::process::id());
+        self.set32(
+            region,
+            Self::slot_field(i, slot_at::PID),
+            std::process::id(),
+        );
         self.set32(region, Self::slot_field(i, slot_at::HB_INTERVAL), hb_ms);
-        self.set64(region, Self::slot_field(i, slot_at::HEARTBEAT), monotonic_ms());
+        self.set64(
+            region,
+            Self::slot_field(i, slot_at::HEARTBEAT),
+            monotonic_ms(),
+        );
         self.set64(region, Self::slot_field(i, slot_at::MESSAGES), 0);
         self.set64(region, Self::slot_field(i, slot_at::BYTES), 0);
         self.set64(region, Self::slot_field(i, slot_at::ATTACHED_MS), unix_ms());
@@ -379,7 +393,11 @@ impl Control {
     }
 
     pub(crate) fn beat(&self, region: &Region, i: usize) {
-        self.set64(region, Self::slot_field(i, slot_at::HEARTBEAT), monotonic_ms());
+        self.set64(
+            region,
+            Self::slot_field(i, slot_at::HEARTBEAT),
+            monotonic_ms(),
+        );
     }
 
     pub(crate) fn count(&self, region: &Region, i: usize, messages: u64, bytes: u64) {

@@ -229,9 +229,12 @@ pub(crate) struct Endpoint {
 }
 
 fn fd_of(region: &Region) -> Result<BorrowedFd<'_>> {
-    region
-        .fd()
-        .ok_or_else(|| Error::sys("finding the channel's file descriptor", nix::errno::Errno::EBADF))
+    region.fd().ok_or_else(|| {
+        Error::sys(
+            "finding the channel's file descriptor",
+            nix::errno::Errno::EBADF,
+        )
+    })
 }
 
 fn region_options(c: &Common) -> ShmOptions {
@@ -439,7 +442,8 @@ impl Endpoint {
             }
             Err(e) => return Err(Retry::Fail(e.into())),
         };
-        let ctl = Control::of(&region).map_err(|(Invalid::Corrupt(r) | Invalid::NotReady(r))| corrupt(r))?;
+        let ctl = Control::of(&region)
+            .map_err(|(Invalid::Corrupt(r) | Invalid::NotReady(r))| corrupt(r))?;
         let layout = match ctl.layout(&region) {
             Ok(l) => l,
             Err(Invalid::NotReady(_)) if young() => {
@@ -529,7 +533,7 @@ impl Endpoint {
     #[inline]
     pub(crate) fn tick(&mut self) -> bool {
         self.ops = self.ops.wrapping_add(1);
-        self.ops % 64 == 0 && self.due()
+        self.ops.is_multiple_of(64) && self.due()
     }
 
     /// `true` (and counters published) if [`CHECK_EVERY_MS`] passed since the last check.
@@ -671,9 +675,10 @@ fn reclaim(name: &str, c: &Common) -> Result<Reclaimed> {
         (_, Some(Err(Invalid::NotReady(_)))) if file_age(name).is_some_and(|a| a < SETUP_GRACE) => {
             return Err(in_setup(name))
         }
-        (_, Some(Err(Invalid::NotReady(r) | Invalid::Corrupt(r)))) => {
-            (Vec::new(), format!("nobody holds it and it is unusable: {r}"))
-        }
+        (_, Some(Err(Invalid::NotReady(r) | Invalid::Corrupt(r)))) => (
+            Vec::new(),
+            format!("nobody holds it and it is unusable: {r}"),
+        ),
         _ => (Vec::new(), "nobody holds it and it is unusable".to_owned()),
     };
     if name_is_ours(name, &region) {

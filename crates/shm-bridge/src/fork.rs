@@ -5,6 +5,10 @@
 //! (the allocator's, stdout's, a mutex of yours), the child may deadlock on them, so
 //! [`fork_child`] refuses to fork a multi-threaded process. [`fork_child_unchecked`] skips
 //! the check for callers who know the child only uses state no other thread touches.
+//!
+//! [`run_pair`] is the usual shape: a producer closure in the child and a consumer closure
+//! here (or the other way round) over a region made before the fork, with the child's
+//! exit status or panic folded into the result.
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -244,4 +248,75 @@ pub unsafe fn fork_child_unchecked<F: FnOnce() -> i32>(f: F) -> Result<Child> {
             })
         }
     }
+}
+
+/// Runs `child` in a forked process and `parent` in this one, both over `region` (an
+/// anonymous or memfd region, shared across the fork), then waits for the child and returns
+/// `parent`'s result.
+///
+/// The child's outcome is part of the result: a non-zero exit code is
+/// [`Error::ChildFailed`], a panic [`Error::ChildPanicked`] with its message, a signal
+/// [`Error::ChildKilled`]; past `limit` the child is killed and the result is
+/// [`Error::ChildTimeout`].
+///
+/// # Errors
+///
+/// As [`fork_child`] (including [`Error::MultiThreaded`]), and the child's outcome above.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use shm_queue::spsc::Ring;
+/// use shm_region::Region;
+///
+/// # if shm_bridge::fork::thread_count() > 1 { return Ok(()); } // doctest harness threads
+/// let region = Region::anonymous(Ring::<u64>::required_bytes(1024)?)?;
+/// let ring = Ring::<u64>::create(region, 1024)?;
+/// let (mut tx, mut rx) = ring.split()?;
+/// let sum = shm_bridge::fork::run_pair(
+///     move || (0..100u64).try_for_each(|i| tx.push_blocking(i, None)).map_or(1, |_| 0),
+///     move || (0..100).map(|_| rx.pop_blocking(None).unwrap_or(0)).sum::<u64>(),
+///     Some(Duration::from_secs(10)),
+/// )?;
+/// assert_eq!(sum, 4950);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn run_pair<C, P, R>(child: C, parent: P, limit: Option<Duration>) -> Result<R>
+where
+    C: FnOnce() -> i32,
+    P: FnOnce() -> R,
+{
+    let kid = fork_child(child)?;
+    finish_pair(kid, parent, limit)
+}
+
+/// [`run_pair`] without the single-thread check.
+///
+/// # Safety
+///
+/// As [`fork_child_unchecked`]: `child` must not need any lock another thread of this
+/// process may hold at the moment of the fork.
+///
+/// # Errors
+///
+/// As [`run_pair`], except [`Error::MultiThreaded`].
+pub unsafe fn run_pair_unchecked<C, P, R>(child: C, parent: P, limit: Option<Duration>) -> Result<R>
+where
+    C: FnOnce() -> i32,
+    P: FnOnce() -> R,
+{
+    // SAFETY: the caller upholds fork_child_unchecked's contract for `child`.
+    let kid = unsafe { fork_child_unchecked(child) }?;
+    finish_pair(kid, parent, limit)
+}
+
+fn finish_pair<P: FnOnce() -> R, R>(kid: Child, parent: P, limit: Option<Duration>) -> Result<R> {
+    // If `parent` panics, `kid` drops here and its Drop reaps (or kills) the child.
+    let out = parent();
+    match limit {
+        Some(l) => kid.wait_timeout(l)?,
+        None => kid.wait()?,
+    }
+    Ok(out)
 }

@@ -1,7 +1,35 @@
 //! What a service links to talk to other processes through shared memory.
 //!
-//! This crate is being built up (see issue 6): so far it holds the [`fork`] helpers and the
-//! [`Error`] type; named channels, liveness and the `shmlane` command-line tool follow.
+//! - [`channel`]: named channels. A producer process creates `/dev/shm/shmlane.NAME` with
+//!   [`ChannelOptions`]; consumers connect with a deadline. Typed ([`Sender`]/[`Receiver`]),
+//!   byte-message ([`ByteSender`]/[`ByteReceiver`]) and MPMC ([`MpmcSender`]/[`MpmcReceiver`])
+//!   channels share one set of rules for liveness, shutdown and recovery.
+//! - [`control`]: the control block each channel keeps after its ring.
+//! - [`inspect`]: read-only views of every channel, for `shmlane list`, `inspect`, `rm`, `gc`.
+//! - [`fork`]: run closures in `fork()`ed children over anonymous or memfd regions.
+//! - [`stamp`]: the self-checking message format of the examples and the demo.
+//!
+//! Liveness never trusts a pid: each role holds an open-file-description lock
+//! (`F_OFD_SETLK`) on one byte of the channel's file, which the kernel releases when the
+//! process dies, and a heartbeat thread refreshes a word so a stopped or hung peer shows.
+//!
+//! ```
+//! use shm_bridge::{ChannelOptions, Error};
+//! # let name = format!("doc-lib-{}", std::process::id());
+//!
+//! // Producer process:
+//! let mut tx = ChannelOptions::new().capacity(4096).create_bytes(&name)?;
+//! // Consumer process (connect waits up to the timeout for the channel to appear):
+//! let mut rx = ChannelOptions::new().connect_bytes(&name)?;
+//!
+//! tx.send(b"order 1")?;
+//! tx.close();
+//! let mut buf = vec![0u8; rx.max_message()];
+//! let n = rx.recv_deadline(&mut buf, None)?;
+//! assert_eq!(&buf[..n], b"order 1");
+//! assert!(matches!(rx.recv_deadline(&mut buf, None), Err(Error::Closed { .. })));
+//! # Ok::<(), Error>(())
+//! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod channel;

@@ -191,7 +191,10 @@ mod tests {
                 let caught = check(&c).is_err() || !is_next(&check(&c).unwrap(), 0x1_0000_0007);
                 // An 8-bit check may miss a flip in the timestamp of a short message only
                 // if the fold collides, which a single flip never does.
-                assert!(caught || (len < 24 && (4..7).contains(&(bit / 8))), "{len} {bit}");
+                assert!(
+                    caught || (len < 24 && (4..7).contains(&(bit / 8))),
+                    "{len} {bit}"
+                );
             }
         }
         assert!(write(&mut [0u8; 7], 0, 0).is_err());

@@ -27,7 +27,10 @@ fn child(f: impl FnOnce() -> i32) -> Child {
 #[test]
 fn typed_round_trip_close_and_unlink() {
     let n = name("typed");
-    let mut tx = ChannelOptions::new().capacity(64).create::<u64>(&n).unwrap();
+    let mut tx = ChannelOptions::new()
+        .capacity(64)
+        .create::<u64>(&n)
+        .unwrap();
     assert!(tx.reclaimed().is_none());
     assert_eq!(tx.peer_state(), PeerState::Absent);
     let mut rx = ChannelOptions::new().connect::<u64>(&n).unwrap();
@@ -178,7 +181,10 @@ fn mpmc_two_producers_two_consumers() {
 #[test]
 fn dead_consumer_makes_send_fail_and_wakes_a_blocked_sender() {
     let n = name("deadcons");
-    let mut tx = ChannelOptions::new().capacity(64).create::<u64>(&n).unwrap();
+    let mut tx = ChannelOptions::new()
+        .capacity(64)
+        .create::<u64>(&n)
+        .unwrap();
     let n2 = n.clone();
     let kid = child(move || {
         let _rx = ChannelOptions::new().connect::<u64>(&n2).unwrap();
@@ -347,7 +353,10 @@ fn stopped_consumer_is_reported_hung_then_recovers() {
 #[test]
 fn garbage_segments_under_the_prefix_are_reported_not_used() {
     let cases: [(&str, Vec<u8>); 3] = [
-        ("garbage", (0..16384u32).map(|i| (i * 7919 % 251) as u8).collect()),
+        (
+            "garbage",
+            (0..16384u32).map(|i| (i * 7919 % 251) as u8).collect(),
+        ),
         ("empty", Vec::new()),
         ("zeros", vec![0u8; 16384]),
     ];

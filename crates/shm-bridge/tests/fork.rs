@@ -117,3 +117,37 @@ fn the_closure_is_dropped_in_the_child_only() {
     child.wait().unwrap();
     assert_eq!(region.atomic_u64(0).unwrap().load(Ordering::Acquire), 1);
 }
+
+#[test]
+fn run_pair_streams_through_a_ring_and_reports_the_child() {
+    use shm_queue::spsc::Ring;
+    let region = Region::anonymous(Ring::<u64>::required_bytes(256).unwrap()).unwrap();
+    let ring = Ring::<u64>::create(region, 256).unwrap();
+    let (mut tx, mut rx) = ring.split().unwrap();
+    let n = 100_000u64;
+    // SAFETY: the child only pushes into the shared ring and returns.
+    let sum = unsafe {
+        shm_bridge::fork::run_pair_unchecked(
+            move || match (0..n).try_for_each(|i| tx.push_blocking(i, None)) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            },
+            move || (0..n).map(|_| rx.pop_blocking(None).unwrap()).sum::<u64>(),
+            Some(Duration::from_secs(30)),
+        )
+    }
+    .unwrap();
+    assert_eq!(sum, n * (n - 1) / 2);
+
+    // SAFETY: the child only panics.
+    let err =
+        unsafe { shm_bridge::fork::run_pair_unchecked(|| panic!("child says no"), || 5, None) }
+            .unwrap_err();
+    assert!(
+        matches!(&err, Error::ChildPanicked { message, .. } if message.contains("child says no")),
+        "{err:?}"
+    );
+    // SAFETY: the child only returns a code.
+    let err = unsafe { shm_bridge::fork::run_pair_unchecked(|| 7, || (), None) }.unwrap_err();
+    assert!(matches!(err, Error::ChildFailed { code: 7, .. }), "{err:?}");
+}

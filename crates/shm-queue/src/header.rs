@@ -863,7 +863,10 @@ impl Snapshot {
     /// `None` if they do. Attaching still validates everything against the element type.
     pub fn problem(&self, region_len: u64) -> Option<String> {
         if self.magic != MAGIC {
-            return Some(format!("bad magic {:#018x} (not a shmlane ring)", self.magic));
+            return Some(format!(
+                "bad magic {:#018x} (not a shmlane ring)",
+                self.magic
+            ));
         }
         if self.version != LAYOUT_VERSION {
             return Some(format!(
