@@ -388,3 +388,88 @@ fn garbage_segments_under_the_prefix_are_reported_not_used() {
         assert!(tx.reclaimed().is_some(), "{tag}");
     }
 }
+
+#[test]
+fn a_new_consumer_takes_over_from_a_dead_one() {
+    let n = name("takeover");
+    let mut tx = ChannelOptions::new()
+        .capacity(1024)
+        .create::<u64>(&n)
+        .unwrap();
+    let n2 = n.clone();
+    let kid = child(move || {
+        let mut rx = ChannelOptions::new().connect::<u64>(&n2).unwrap();
+        for i in 0..100u64 {
+            if rx.recv().unwrap() != i {
+                return 2;
+            }
+        }
+        std::thread::sleep(Duration::from_secs(60));
+        0
+    });
+    tx.wait_for_peer(Duration::from_secs(5)).unwrap();
+    for i in 0..300u64 {
+        tx.send(i).unwrap();
+    }
+    let t = Instant::now();
+    while tx.len() > 200 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    kid.kill().unwrap();
+    assert!(matches!(tx.peer_state(), PeerState::Dead { .. }));
+    let mut rx = ChannelOptions::new().connect::<u64>(&n).unwrap();
+    assert!(matches!(tx.peer_state(), PeerState::Alive { .. }));
+    for i in 100..300u64 {
+        assert_eq!(
+            rx.recv().unwrap(),
+            i,
+            "continues where the dead consumer stopped"
+        );
+    }
+    tx.send(300).unwrap();
+    assert_eq!(rx.recv().unwrap(), 300);
+}
+
+#[test]
+fn mpmc_survives_a_killed_participant() {
+    let n = name("mpmc-kill");
+    let opts = ChannelOptions::new().capacity(64).participants(8);
+    let mut tx = opts.create_mpmc::<u64>(&n).unwrap();
+    let mut rx = opts.connect_mpmc_consumer::<u64>(&n).unwrap();
+    let n2 = n.clone();
+    let kid = child(move || {
+        let mut p = ChannelOptions::new()
+            .connect_mpmc_producer::<u64>(&n2)
+            .unwrap();
+        for i in 0.. {
+            if p.send_deadline(1_000_000 + i, None).is_err() {
+                return 1;
+            }
+        }
+        0
+    });
+    // Let the child produce for a while (it blocks when the ring is full), then kill it.
+    let mut from_child = 0u64;
+    let t = Instant::now();
+    while from_child < 1000 {
+        if rx.recv_deadline(None).unwrap() >= 1_000_000 {
+            from_child += 1;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10));
+    }
+    kid.kill().unwrap();
+    // Our own producer and consumer carry on: drain the child's leftovers, then ours flow.
+    let mut ours = Vec::new();
+    let t = Instant::now();
+    for i in 0..500u64 {
+        let soon = Some(Instant::now() + Duration::from_secs(5));
+        tx.send_deadline(i, soon).unwrap();
+        while let Ok(v) = rx.try_recv() {
+            if v < 1_000_000 {
+                ours.push(v);
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(10));
+    }
+    assert_eq!(ours, (0..500).collect::<Vec<_>>());
+}
