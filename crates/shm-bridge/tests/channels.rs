@@ -473,3 +473,44 @@ fn mpmc_survives_a_killed_participant() {
     }
     assert_eq!(ours, (0..500).collect::<Vec<_>>());
 }
+
+#[test]
+fn scribbled_control_block_never_panics_or_hangs() {
+    use shm_region::ShmOptions;
+    let n = name("scribble");
+    let mut tx = ChannelOptions::new()
+        .capacity(64)
+        .create::<u64>(&n)
+        .unwrap();
+    let mut rx = ChannelOptions::new().connect::<u64>(&n).unwrap();
+    let raw = ShmOptions::new()
+        .keep_name(true)
+        .open(&shm_bridge::shm_name(&n))
+        .unwrap();
+    let ctl = raw.len() - shm_bridge::control::CONTROL_SIZE;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..200 {
+        let mut page = vec![0u8; shm_bridge::control::CONTROL_SIZE];
+        for b in page.iter_mut() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            *b = if round % 3 == 0 { 0xff } else { seed as u8 };
+        }
+        raw.write_at(ctl, &page).unwrap();
+        let _ = tx.try_send(round);
+        let _ = rx.try_recv();
+        let _ = tx.peer_state();
+        let _ = rx.peer_state();
+        let soon = Some(Instant::now() + Duration::from_millis(1));
+        let _ = rx.recv_deadline(soon);
+        let info = inspect::inspect(&n).unwrap();
+        let _ = info.state_of(Role::Producer);
+        let _ = inspect::list().unwrap();
+        // A scribbled block never makes a connect use the channel.
+        assert!(ChannelOptions::new()
+            .timeout(Duration::from_millis(1))
+            .connect::<u64>(&n)
+            .is_err());
+    }
+}
