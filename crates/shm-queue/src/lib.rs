@@ -47,6 +47,9 @@ pub mod bytes;
 mod claim;
 mod error;
 pub mod header;
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod hostile;
 pub mod mpmc;
 pub mod spsc;
 mod storage;

@@ -1,0 +1,249 @@
+//! Drivers for the hostile-peer property, shared by the fuzz targets (`fuzz/`) and the
+//! proptest suite (`tests/proptest_hostile.rs`): a ring in an anonymous region whose bytes
+//! an input script overwrites at will (header, indices, block words, record lengths)
+//! between calls of every producer and consumer method, and re-attaches.
+//!
+//! The property: whatever the script does, every call returns (an error or data) without
+//! panicking, hanging, or touching memory outside the region. The drivers only call the
+//! public API; a panic or a crash is the finding. Blocking calls get a deadline that has
+//! already passed, so a wait can only be as long as one check.
+//!
+//! Script format: a stream of commands. Command byte `c`: `c % 8 == 0` is a patch (the next
+//! two bytes, little-endian, are an offset modulo the region length; the next eight bytes
+//! are written there, clipped to the region); `c % 8 == 1` re-attaches and re-takes the
+//! handles; anything else selects an operation, with the next byte as its argument.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use shm_region::Region;
+
+use crate::bytes::{ByteOptions, ByteRing};
+use crate::mpmc::{MpmcOptions, MpmcRing};
+use crate::spsc::Ring;
+
+/// Reads the script.
+struct Script<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Script<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.data.get(self.at)?;
+        self.at += 1;
+        Some(b)
+    }
+
+    /// Applies a patch command's operands to `region`.
+    fn patch(&mut self, region: &Region) {
+        let (Some(lo), Some(hi)) = (self.byte(), self.byte()) else {
+            return;
+        };
+        let offset = usize::from(u16::from_le_bytes([lo, hi])) % region.len();
+        let end = (self.at + 8).min(self.data.len());
+        let value = &self.data[self.at..end];
+        self.at = end;
+        let n = value.len().min(region.len() - offset);
+        let _ = region.write_at(offset, &value[..n]);
+    }
+}
+
+fn region(len: usize) -> Option<Arc<Region>> {
+    Region::anonymous(len).ok().map(Arc::new)
+}
+
+/// Typed SPSC ring of `u64`, capacity 16.
+pub fn spsc(data: &[u8]) {
+    let Some(len) = Ring::<u64>::required_bytes(16).ok() else {
+        return;
+    };
+    let Some(region) = region(len) else { return };
+    let Ok(ring) = Ring::<u64>::create(region.clone(), 16) else {
+        return;
+    };
+    let mut handles = ring.split().ok();
+    let mut s = Script { data, at: 0 };
+    let mut buf = [0u64; 40];
+    while let Some(c) = s.byte() {
+        let arg = s.byte().unwrap_or(0);
+        match c % 8 {
+            0 => s.patch(&region),
+            1 => {
+                drop(handles.take()); // release the claims first
+                handles = Ring::<u64>::attach(region.clone())
+                    .and_then(|r| r.split())
+                    .ok();
+            }
+            op => {
+                let Some((tx, rx)) = handles.as_mut() else {
+                    continue;
+                };
+                let n = usize::from(arg % 40);
+                let past = Some(Instant::now());
+                let _ = match op {
+                    2 => tx.try_push(u64::from(arg)).map(drop),
+                    3 => rx.try_pop().map(drop),
+                    4 => tx.push_slice(&buf[..n]).map(drop),
+                    5 => rx.pop_into(&mut buf[..n]).map(drop),
+                    6 => match tx.write_chunk_up_to(n) {
+                        Ok(mut ch) => {
+                            let k = ch.len();
+                            for i in 0..k {
+                                let _ = ch.set(i, i as u64);
+                            }
+                            ch.commit(k / 2 + usize::from(arg & 1))
+                        }
+                        Err(e) => Err(e),
+                    },
+                    _ => match arg % 5 {
+                        0 => rx.peek().map(drop),
+                        1 => rx.pop_blocking(past).map(drop),
+                        2 => tx.push_blocking(1, past),
+                        3 => match rx.read_chunk_up_to(n) {
+                            Ok(ch) => {
+                                let _ = ch.iter().count();
+                                let _ = ch.get(n);
+                                ch.commit(n / 2)
+                            }
+                            Err(e) => Err(e),
+                        },
+                        _ => {
+                            let _ = (tx.len(), rx.len(), rx.is_empty(), tx.is_full());
+                            Ok(())
+                        }
+                    },
+                };
+            }
+        }
+    }
+}
+
+/// Byte-message ring, 1 KiB of data, messages up to 200 bytes.
+pub fn bytes(data: &[u8]) {
+    let Some(len) = ByteRing::required_bytes(1024).ok() else {
+        return;
+    };
+    let Some(region) = region(len) else { return };
+    let opts = ByteOptions::new(1024).max_message(200);
+    let Ok(ring) = ByteRing::create_with(region.clone(), opts) else {
+        return;
+    };
+    let mut handles = ring.split().ok();
+    let mut s = Script { data, at: 0 };
+    let mut buf = vec![0u8; 256];
+    let mut vec = Vec::new();
+    while let Some(c) = s.byte() {
+        let arg = s.byte().unwrap_or(0);
+        match c % 8 {
+            0 => s.patch(&region),
+            1 => {
+                drop(handles.take());
+                handles = ByteRing::attach(region.clone())
+                    .and_then(|r| r.split())
+                    .ok();
+            }
+            op => {
+                let Some((tx, rx)) = handles.as_mut() else {
+                    continue;
+                };
+                let n = usize::from(arg);
+                let past = Some(Instant::now());
+                let _ = match op {
+                    2 => tx.try_send(&buf[..n.min(buf.len())]),
+                    3 => rx.try_recv(&mut buf[..n]).map(drop),
+                    4 => match tx.claim(n) {
+                        Ok(mut cl) => {
+                            let _ = cl.write_at(0, &[7; 16][..n.min(16)]);
+                            match arg % 3 {
+                                0 => {
+                                    cl.commit();
+                                    Ok(())
+                                }
+                                1 => cl.commit_len(n / 2),
+                                _ => {
+                                    cl.abort();
+                                    Ok(())
+                                }
+                            }
+                        }
+                        Err(e) => Err(e),
+                    },
+                    5 => match rx.read() {
+                        Ok(g) => {
+                            let _ = g.read_at(n, &mut buf[..8]);
+                            let _ = g.to_vec();
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    },
+                    6 => rx.try_recv_vec(&mut vec).map(drop),
+                    _ => match arg % 4 {
+                        0 => rx.recv_blocking(&mut buf, past).map(drop),
+                        1 => tx.send_blocking(b"x", past),
+                        2 => rx.wait_for_message(past),
+                        _ => {
+                            let _ = (tx.used_bytes(), rx.position(), rx.has_message());
+                            Ok(())
+                        }
+                    },
+                };
+            }
+        }
+    }
+}
+
+/// MPMC ring of `u64`, capacity 16, 4 owner entries, two producers and two consumers.
+pub fn mpmc(data: &[u8]) {
+    let opts = MpmcOptions::new(16).owners(4);
+    let Some(len) = MpmcRing::<u64>::required_bytes_with(opts).ok() else {
+        return;
+    };
+    let Some(region) = region(len) else { return };
+    let Ok(ring) = MpmcRing::<u64>::create_with(region.clone(), opts) else {
+        return;
+    };
+    let take = |r: &MpmcRing<u64>| {
+        Some((
+            r.producer().ok()?,
+            r.producer().ok()?,
+            r.consumer().ok()?,
+            r.consumer().ok()?,
+        ))
+    };
+    let mut handles = take(&ring);
+    let mut s = Script { data, at: 0 };
+    let mut buf = [0u64; 20];
+    while let Some(c) = s.byte() {
+        let arg = s.byte().unwrap_or(0);
+        match c % 8 {
+            0 => s.patch(&region),
+            1 => {
+                drop(handles.take());
+                handles = MpmcRing::<u64>::attach(region.clone())
+                    .ok()
+                    .and_then(|r| take(&r));
+            }
+            op => {
+                let Some((p1, p2, c1, c2)) = handles.as_mut() else {
+                    continue;
+                };
+                let (p, c) = if arg & 1 == 0 { (p1, c1) } else { (p2, c2) };
+                let n = usize::from(arg % 20);
+                let past = Some(Instant::now());
+                let _ = match op {
+                    2 => p.try_push(u64::from(arg)),
+                    3 => c.try_pop().map(drop),
+                    4 => p.push_slice(&buf[..n]).map(drop),
+                    5 => c.pop_into(&mut buf[..n]).map(drop),
+                    6 => p.push_blocking(3, past),
+                    _ => match arg % 3 {
+                        0 => c.pop_blocking(past).map(drop),
+                        1 => p.claim_and_hold(9).map(drop),
+                        _ => c.claim_and_hold().map(drop),
+                    },
+                };
+            }
+        }
+    }
+}

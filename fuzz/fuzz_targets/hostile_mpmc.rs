@@ -1,0 +1,5 @@
+//! Fuzz target: a mpmc ring whose bytes the input rewrites between calls of every method
+//! (see `shm_queue::hostile`). Run: `cargo +nightly fuzz run hostile_mpmc` from `fuzz/`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| shm_queue::hostile::mpmc(data));
