@@ -460,6 +460,16 @@ impl Endpoint {
         }
         expect(&layout).map_err(Retry::Fail)?;
         let fd = fd_of(&region).map_err(Retry::Fail)?;
+        if layout.kind != ChannelKind::Mpmc && role == Role::Consumer {
+            // A stale channel whose producer died is about to be reclaimed by the next
+            // producer; attaching to it would hold the old file and never meet the new one.
+            if let PeerState::Dead { pid } = slot_state(&region, fd, ctl, 0, monotonic_ms()) {
+                return Err(Retry::Later(format!(
+                    "its producer (pid {pid}) died; waiting for a new producer to create it \
+                     again"
+                )));
+            }
+        }
         let slot = take_slot(name, &region, fd, ctl, &layout, role).map_err(Retry::Fail)?;
         let ring = match attach(&region, &layout) {
             Ok(r) => r,

@@ -1,0 +1,285 @@
+//! The crash matrix: `SIGKILL` a producer, a consumer or an MPMC participant at a random
+//! moment (often inside a claim/commit), then check what the survivor saw:
+//!
+//! - every message it received is valid (checksum, contiguous sequence from 0, nothing
+//!   invented);
+//! - it learns of the death (`PeerGone`) within its deadline;
+//! - the channel is reclaimed by the next create and works again.
+//!
+//! `SHMLANE_CRASH_KILLS` sets the kills per channel kind and victim (default 20, as in CI;
+//! the long run in docs/RELIABILITY.md uses 200). `SHMLANE_CRASH_SEED` replays a run.
+
+use std::time::{Duration, Instant};
+
+use shm_bridge::fork::{fork_child_unchecked, Child};
+use shm_bridge::{stamp, ChannelOptions, Error, PeerState, Role};
+
+fn kills() -> usize {
+    std::env::var("SHMLANE_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn new(salt: u64) -> Self {
+        let seed = std::env::var("SHMLANE_CRASH_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| stamp::now_ns() | 1);
+        eprintln!("crash matrix seed {seed} (replay with SHMLANE_CRASH_SEED={seed})");
+        Rng(seed ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn child(f: impl FnOnce() -> i32) -> Child {
+    // SAFETY: the child only uses the channel handles it makes itself (and their
+    // heartbeat thread); it never needs a lock another harness thread could hold.
+    unsafe { fork_child_unchecked(f) }.unwrap()
+}
+
+/// How long a survivor may take to report the death.
+const DEADLINE: Duration = Duration::from_secs(2);
+
+fn opts() -> ChannelOptions {
+    ChannelOptions::new()
+        .timeout(Duration::from_secs(5))
+        .heartbeat(Some(Duration::from_millis(50)))
+}
+
+/// Byte channel, producer killed: everything received is valid and contiguous, then
+/// `PeerGone`; the next create reclaims the name.
+#[test]
+fn bytes_producer_killed() {
+    let mut rng = Rng::new(1);
+    let name = format!("crash-{}-bytes-p", std::process::id());
+    for round in 0..kills() {
+        let seed = rng.next();
+        let n = name.clone();
+        let kid = child(move || {
+            let mut r = Rng(seed | 1);
+            let Ok(mut tx) = opts().capacity(1 << 14).max_message(512).create_bytes(&n) else {
+                return 10;
+            };
+            if tx.wait_for_peer(Duration::from_secs(5)).is_err() {
+                return 11;
+            }
+            let mut msg = vec![0u8; 512];
+            for seq in 0.. {
+                let len = 8 + r.below(505) as usize;
+                let _ = stamp::write(&mut msg[..len], seq, stamp::now_ns());
+                let sent = if r.below(2) == 0 {
+                    tx.send(&msg[..len])
+                } else {
+                    // Zero-copy: the kill often lands between claim and commit.
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    loop {
+                        match tx.claim(len) {
+                            Ok(mut c) => {
+                                let _ = c.write_at(0, &msg[..len]);
+                                c.commit();
+                                break Ok(());
+                            }
+                            Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                                std::hint::spin_loop()
+                            }
+                            Err(e) => break Err(e),
+                        }
+                    }
+                };
+                if sent.is_err() {
+                    return 12;
+                }
+            }
+            0
+        });
+        let mut rx = opts().connect_bytes(&name).unwrap();
+        let kill_after = Duration::from_micros(200 + rng.below(20_000));
+        let start = Instant::now();
+        let mut killed: Option<(Child, Instant)> = Some((kid, start));
+        let mut kill_time = None;
+        let mut expect = 0u64;
+        let mut buf = vec![0u8; rx.max_message()];
+        loop {
+            if kill_time.is_none() && start.elapsed() >= kill_after {
+                let (k, _) = killed.take().unwrap();
+                k.kill().unwrap();
+                kill_time = Some(Instant::now());
+            }
+            let soon = Some(Instant::now() + Duration::from_millis(5));
+            match rx.recv_deadline(&mut buf, soon) {
+                Ok(len) => {
+                    let s = stamp::check(&buf[..len])
+                        .unwrap_or_else(|e| panic!("round {round}: invalid message: {e}"));
+                    assert!(
+                        stamp::is_next(&s, expect),
+                        "round {round}: got seq {} expected {expect}",
+                        s.seq
+                    );
+                    expect += 1;
+                }
+                Err(Error::Timeout { .. } | Error::PeerHung { .. }) => {}
+                Err(Error::PeerGone { .. }) => {
+                    let t = kill_time.expect("PeerGone only after the kill");
+                    assert!(t.elapsed() < DEADLINE, "round {round}: late PeerGone");
+                    break;
+                }
+                Err(e) => panic!("round {round}: unexpected {e:?}"),
+            }
+            if let Some(t) = kill_time {
+                assert!(t.elapsed() < DEADLINE, "round {round}: no PeerGone in time");
+            }
+        }
+        drop(rx); // last side out: the name goes
+        assert!(!shm_bridge::shm_path(&name).exists(), "round {round}");
+    }
+}
+
+/// Typed channel, consumer killed: the producer's sends turn into `PeerGone` in time. Every
+/// other round the producer is killed too, and the next round's create must reclaim the
+/// name left by the two dead processes.
+#[test]
+fn typed_consumer_killed_and_stale_names_reclaimed() {
+    let mut rng = Rng::new(2);
+    let name = format!("crash-{}-typed-c", std::process::id());
+    let mut expect_reclaim = false;
+    for round in 0..kills() {
+        let both = round % 2 == 1;
+        let n = name.clone();
+        let consumer = child(move || {
+            let Ok(mut rx) = opts().connect::<u64>(&n) else {
+                return 10;
+            };
+            let mut expect = 0;
+            loop {
+                match rx.recv() {
+                    Ok(v) if v == expect => expect += 1,
+                    Ok(_) => return 2,
+                    Err(_) => return 3,
+                }
+            }
+        });
+        if both {
+            let n = name.clone();
+            let producer = child(move || {
+                let Ok(mut tx) = opts().capacity(256).create::<u64>(&n) else {
+                    return 10;
+                };
+                (0..).find(|&i| tx.send(i).is_err()).map_or(0, |_| 1)
+            });
+            // Both attached, then killed at a random moment of the stream.
+            let t = Instant::now();
+            while !matches!(
+                shm_bridge::inspect::inspect(&name).map(|i| i.state_of(Role::Consumer).0),
+                Ok(PeerState::Alive { .. })
+            ) {
+                assert!(
+                    t.elapsed() < Duration::from_secs(5),
+                    "round {round}: no consumer"
+                );
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            std::thread::sleep(Duration::from_micros(500 + rng.below(20_000)));
+            producer.kill().unwrap();
+            consumer.kill().unwrap();
+            expect_reclaim = true;
+            continue;
+        }
+        let mut tx = opts().capacity(256).create::<u64>(&name).unwrap();
+        assert_eq!(
+            tx.reclaimed().is_some(),
+            expect_reclaim,
+            "round {round}: a name left by dead processes is reclaimed"
+        );
+        expect_reclaim = false;
+        tx.wait_for_peer(Duration::from_secs(5)).unwrap();
+        let kill_after = Duration::from_micros(200 + rng.below(20_000));
+        let start = Instant::now();
+        let mut consumer = Some(consumer);
+        let mut kill_time = None;
+        for i in 0u64.. {
+            if kill_time.is_none() && start.elapsed() >= kill_after {
+                consumer.take().unwrap().kill().unwrap();
+                kill_time = Some(Instant::now());
+            }
+            let soon = Some(Instant::now() + Duration::from_millis(5));
+            match tx.send_deadline(i, soon) {
+                Ok(()) | Err(Error::Timeout { .. } | Error::PeerHung { .. }) => {}
+                Err(Error::PeerGone { .. }) => {
+                    let t = kill_time.expect("PeerGone only after the kill");
+                    assert!(t.elapsed() < DEADLINE, "round {round}: late PeerGone");
+                    break;
+                }
+                Err(e) => panic!("round {round}: unexpected {e:?}"),
+            }
+            if let Some(t) = kill_time {
+                assert!(t.elapsed() < DEADLINE, "round {round}: no PeerGone in time");
+            }
+        }
+    }
+}
+
+/// MPMC channel: a producer process killed at a random moment (possibly between claiming
+/// a slot and publishing it) never wedges the ring; what the consumer gets from it is a
+/// contiguous prefix, and our own producer's messages all arrive, in order.
+#[test]
+fn mpmc_participant_killed() {
+    let mut rng = Rng::new(3);
+    for round in 0..kills() {
+        let name = format!("crash-{}-mpmc-{round}", std::process::id());
+        let o = opts().capacity(64).participants(8);
+        let mut tx = o.create_mpmc::<u64>(&name).unwrap();
+        let mut rx = o.connect_mpmc_consumer::<u64>(&name).unwrap();
+        let n = name.clone();
+        let kid = child(move || {
+            let Ok(mut p) = opts().connect_mpmc_producer::<u64>(&n) else {
+                return 10;
+            };
+            (0..)
+                .find(|&i| p.send_deadline((1 << 40) | i, None).is_err())
+                .map_or(0, |_| 1)
+        });
+        let kill_after = Duration::from_micros(500 + rng.below(20_000));
+        let start = Instant::now();
+        let mut kid = Some(kid);
+        let (mut theirs, mut ours, mut sent) = (0u64, 0u64, 0u64);
+        loop {
+            if kid.is_some() && start.elapsed() >= kill_after {
+                kid.take().unwrap().kill().unwrap();
+            }
+            if sent < 2000 && tx.try_send(sent).is_ok() {
+                sent += 1;
+            }
+            match rx.try_recv() {
+                Ok(v) if v >= 1 << 40 => {
+                    assert_eq!(v - (1 << 40), theirs, "round {round}: child's prefix");
+                    theirs += 1;
+                }
+                Ok(v) => {
+                    assert_eq!(v, ours, "round {round}: our producer's order");
+                    ours += 1;
+                }
+                Err(e) if e.is_retryable() => {}
+                Err(e) => panic!("round {round}: unexpected {e:?}"),
+            }
+            if kid.is_none() && ours == 2000 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "round {round}: ring wedged (ours {ours}, theirs {theirs})"
+            );
+        }
+    }
+}
