@@ -514,3 +514,58 @@ fn scribbled_control_block_never_panics_or_hangs() {
             .is_err());
     }
 }
+
+#[test]
+fn stopped_producer_is_reported_hung_then_recovers() {
+    let n = name("hungprod");
+    let n2 = n.clone();
+    let kid = child(move || {
+        let Ok(mut tx) = ChannelOptions::new()
+            .heartbeat(Some(Duration::from_millis(20)))
+            .create::<u64>(&n2)
+        else {
+            return 1;
+        };
+        if tx.wait_for_peer(Duration::from_secs(5)).is_err() {
+            return 2;
+        }
+        for i in 0..100u64 {
+            if tx.send(i).is_err() {
+                return 3;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        0
+    });
+    let mut rx = ChannelOptions::new()
+        .heartbeat(Some(Duration::from_millis(20)))
+        .connect::<u64>(&n)
+        .unwrap();
+    assert_eq!(rx.recv().unwrap(), 0);
+    let pid = Pid::from_raw(kid.pid());
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let mut next = 1;
+    let mut saw_hung = false;
+    let t = Instant::now();
+    while next < 100 {
+        match rx.recv_deadline(Some(Instant::now() + Duration::from_secs(1))) {
+            Ok(v) => {
+                assert_eq!(v, next);
+                next += 1;
+            }
+            Err(Error::PeerHung { role, .. }) => {
+                assert_eq!(role, Role::Producer);
+                if !saw_hung {
+                    assert!(matches!(rx.peer_state(), PeerState::Hung { .. }));
+                    saw_hung = true;
+                    kill(pid, Signal::SIGCONT).unwrap();
+                }
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(20));
+    }
+    assert!(saw_hung, "a stopped producer must be reported");
+    kid.wait_timeout(Duration::from_secs(10)).unwrap();
+    assert!(matches!(rx.recv(), Err(Error::Closed { .. })));
+}
