@@ -460,14 +460,20 @@ impl Endpoint {
         }
         expect(&layout).map_err(Retry::Fail)?;
         let fd = fd_of(&region).map_err(Retry::Fail)?;
+        if lock::is_locked(fd, lock::CREATE_LOCK).unwrap_or(false) {
+            return Err(Retry::Later("it is being created or reclaimed".into()));
+        }
         if layout.kind != ChannelKind::Mpmc && role == Role::Consumer {
-            // A stale channel whose producer died is about to be reclaimed by the next
-            // producer; attaching to it would hold the old file and never meet the new one.
-            if let PeerState::Dead { pid } = slot_state(&region, fd, ctl, 0, monotonic_ms()) {
-                return Err(Retry::Later(format!(
-                    "its producer (pid {pid}) died; waiting for a new producer to create it \
-                     again"
-                )));
+            // A channel whose producer died or left is a leftover the next producer will
+            // reclaim; attaching to it would pin the old file and never meet the new one.
+            match slot_state(&region, fd, ctl, 0, monotonic_ms()) {
+                PeerState::Dead { pid } | PeerState::Left { pid } => {
+                    return Err(Retry::Later(format!(
+                        "it is left over from an earlier run (its producer, pid {pid}, is \
+                         gone); waiting for a new producer to create it again"
+                    )));
+                }
+                _ => {}
             }
         }
         let slot = take_slot(name, &region, fd, ctl, &layout, role).map_err(Retry::Fail)?;

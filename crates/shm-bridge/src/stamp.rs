@@ -4,11 +4,13 @@
 //!
 //! Two layouts, chosen by the message size:
 //!
-//! - 24 bytes or more: `seq: u64 | sent_ns: u64 | check: u64`, then filler bytes derived
-//!   from `seq`. `check` is FNV-1a over `seq`, `sent_ns` and every filler byte.
+//! - 24 bytes or more: `seq: u64 | sent_ns: u64 | check: u64`, then filler words derived
+//!   from `seq`. `check` is a 64-bit multiply-rotate checksum (four word lanes, about a
+//!   byte per cycle) over `seq`, `sent_ns` and the filler; the receiver also regenerates
+//!   the filler and compares it, so any changed payload bit is caught.
 //! - 8 to 23 bytes: `seq: u32 | sent_us: u24 | check: u8`, then filler. The sequence is
 //!   the low 32 bits, the timestamp the low 24 bits of microseconds (latencies up to 16 s
-//!   read correctly), `check` an 8-bit fold of the FNV-1a over the rest.
+//!   read correctly), `check` an 8-bit fold of the checksum over the rest.
 //!
 //! ```
 //! use shm_bridge::stamp;
@@ -66,17 +68,63 @@ pub struct Bad {
     pub what: &'static str,
 }
 
-fn filler(seq: u64, i: usize) -> u8 {
-    (seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> ((i % 8) * 8)) as u8 ^ (i as u8)
+const K1: u64 = 0x9e37_79b9_7f4a_7c15;
+const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
+
+/// Filler word `i` of message `seq`.
+#[inline]
+fn filler_word(seq: u64, i: usize) -> u64 {
+    seq.wrapping_mul(K1) ^ (i as u64).wrapping_mul(K2)
 }
 
-fn fnv(h: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(h, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+/// Writes the filler of message `seq` into `out` (8 bytes at a time).
+fn fill(out: &mut [u8], seq: u64) {
+    let mut words = out.chunks_exact_mut(8);
+    let mut i = 0;
+    for w in &mut words {
+        w.copy_from_slice(&filler_word(seq, i).to_le_bytes());
+        i += 1;
+    }
+    let tail = words.into_remainder();
+    let last = filler_word(seq, i).to_le_bytes();
+    tail.copy_from_slice(&last[..tail.len()]);
 }
 
-const FNV0: u64 = 0xcbf2_9ce4_8422_2325;
+/// Whether `bytes` is exactly the filler of message `seq`.
+fn filler_ok(bytes: &[u8], seq: u64) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    let mut i = 0;
+    let mut diff = 0u64;
+    for w in &mut words {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        diff |= u64::from_le_bytes(b) ^ filler_word(seq, i);
+        i += 1;
+    }
+    let tail = words.remainder();
+    diff == 0 && tail == &filler_word(seq, i).to_le_bytes()[..tail.len()]
+}
+
+/// A 64-bit checksum over `bytes`, four independent lanes of 8-byte words (about a byte
+/// per cycle), then the odd tail bytes.
+fn checksum(h0: u64, bytes: &[u8]) -> u64 {
+    let mut lanes = [h0, h0 ^ K1, h0 ^ K2, h0.rotate_left(32)];
+    let mut blocks = bytes.chunks_exact(32);
+    for blk in &mut blocks {
+        for (lane, w) in lanes.iter_mut().zip(blk.chunks_exact(8)) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(w);
+            *lane = (lane.rotate_left(23) ^ u64::from_le_bytes(b)).wrapping_mul(K1);
+        }
+    }
+    let mut h = lanes.iter().fold(bytes.len() as u64, |h, &l| {
+        (h ^ l).wrapping_mul(K2).rotate_left(29)
+    });
+    for &b in blocks.remainder() {
+        h = (h ^ u64::from(b)).wrapping_mul(K1);
+    }
+    h ^ (h >> 31)
+}
 
 /// Fills `msg` as message `seq` sent at `sent_ns`.
 ///
@@ -96,19 +144,17 @@ pub fn write(msg: &mut [u8], seq: u64, sent_ns: u64) -> Result<(), Bad> {
     } else {
         (8, seq & 0xffff_ffff)
     };
-    for (i, b) in msg[head..].iter_mut().enumerate() {
-        *b = filler(fseq, i);
-    }
+    fill(&mut msg[head..], fseq);
     if len >= 24 {
         msg[..8].copy_from_slice(&seq.to_le_bytes());
         msg[8..16].copy_from_slice(&sent_ns.to_le_bytes());
-        let h = fnv(fnv(FNV0, &msg[..16]), &msg[24..]);
+        let h = checksum(checksum(0, &msg[..16]), &msg[24..]);
         msg[16..24].copy_from_slice(&h.to_le_bytes());
     } else {
         msg[..4].copy_from_slice(&(seq as u32).to_le_bytes());
         let us = ((sent_ns / 1000) & 0xff_ffff) as u32;
         msg[4..7].copy_from_slice(&us.to_le_bytes()[..3]);
-        let h = fnv(fnv(FNV0, &msg[..7]), &msg[8..]);
+        let h = checksum(checksum(0, &msg[..7]), &msg[8..]);
         msg[7] = h.to_le_bytes().iter().fold(0, |a, b| a ^ b);
     }
     Ok(())
@@ -131,7 +177,7 @@ pub fn check(msg: &[u8]) -> Result<Stamp, Bad> {
         u64::from_le_bytes(b)
     };
     let (stamp, head) = if len >= 24 {
-        let h = fnv(fnv(FNV0, &msg[..16]), &msg[24..]);
+        let h = checksum(checksum(0, &msg[..16]), &msg[24..]);
         if h != word(16..24) {
             return bad("checksum mismatch");
         }
@@ -142,7 +188,7 @@ pub fn check(msg: &[u8]) -> Result<Stamp, Bad> {
         };
         (s, 24)
     } else {
-        let h = fnv(fnv(FNV0, &msg[..7]), &msg[8..]);
+        let h = checksum(checksum(0, &msg[..7]), &msg[8..]);
         if msg[7] != h.to_le_bytes().iter().fold(0, |a, b| a ^ b) {
             return bad("checksum mismatch");
         }
@@ -153,11 +199,7 @@ pub fn check(msg: &[u8]) -> Result<Stamp, Bad> {
         };
         (s, 8)
     };
-    if msg[head..]
-        .iter()
-        .enumerate()
-        .any(|(i, &b)| b != filler(stamp.seq, i))
-    {
+    if !filler_ok(&msg[head..], stamp.seq) {
         return bad("filler does not match the sequence number");
     }
     Ok(stamp)

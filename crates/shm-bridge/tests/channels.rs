@@ -1,5 +1,6 @@
 //! Named channels: create/connect rules, clean shutdown, peer death and hangs seen through
 //! real forked processes, stale-name reclaim, and bad segments under the prefix.
+#![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 

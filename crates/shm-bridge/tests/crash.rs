@@ -8,6 +8,7 @@
 //!
 //! `SHMLANE_CRASH_KILLS` sets the kills per channel kind and victim (default 20, as in CI;
 //! the long run in docs/RELIABILITY.md uses 200). `SHMLANE_CRASH_SEED` replays a run.
+#![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 

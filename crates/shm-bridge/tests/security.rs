@@ -9,6 +9,7 @@
 //!
 //! The cases that need root (chown, a private mount namespace, dropping `CAP_IPC_LOCK`)
 //! print why they skip otherwise; CI runs as root.
+#![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;

@@ -1,0 +1,463 @@
+//! Runs the real `producer` and `consumer` example binaries against each other: the happy
+//! path in both start orders, SIGKILL of either side mid-stream, a stale channel left by
+//! killed processes, and segments under the channel's name that are not a usable channel.
+//!
+//! Every child is killed and reaped when its guard drops, also when an assertion fails.
+//! Deadlines only stop a hang; nothing here asserts on speed.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use shm_bridge::{inspect, stamp, ChannelOptions, Role};
+
+/// A channel name no other test (or test run) uses.
+fn name(tag: &str) -> String {
+    format!("bin-{}-{tag}", std::process::id())
+}
+
+/// Where cargo put the example binaries: `target/<profile>/examples`, beside the `deps`
+/// directory that holds this test. `cargo test` builds the examples before it runs the
+/// tests; `cargo test --test binaries` does not, so then we build them here.
+fn examples_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
+        let dir = profile_dir.join("examples");
+        if !["producer", "consumer"]
+            .iter()
+            .all(|b| dir.join(b).exists())
+        {
+            let mut cargo = Command::new(env!("CARGO"));
+            cargo.args(["build", "-p", "shmlane-examples", "--examples"]);
+            if profile_dir.ends_with("release") {
+                cargo.arg("--release");
+            }
+            let status = cargo.status().unwrap();
+            assert!(status.success(), "building the examples failed: {status}");
+        }
+        dir
+    })
+}
+
+/// A running example binary; killed and reaped on drop.
+struct Proc {
+    child: Child,
+    what: String,
+}
+
+/// How a binary ended.
+#[derive(Debug)]
+struct Finished {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn start(example: &str, args: &[&str]) -> Proc {
+    let child = Command::new(examples_dir().join(example))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Proc {
+        child,
+        what: format!("{example} {}", args.join(" ")),
+    }
+}
+
+impl Proc {
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Waits up to `limit` for the process to exit (its output is a few lines, so the pipes
+    /// never fill).
+    fn finish(&mut self, limit: Duration) -> Finished {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if start.elapsed() > limit {
+                self.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut out = Finished {
+            code: status.and_then(|s| s.code()),
+            stdout: String::new(),
+            stderr: String::new(),
+        };
+        if let Some(mut o) = self.child.stdout.take() {
+            o.read_to_string(&mut out.stdout).unwrap();
+        }
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_string(&mut out.stderr).unwrap();
+        }
+        assert!(
+            status.is_some(),
+            "`{}` did not exit within {limit:?}: {out:?}",
+            self.what
+        );
+        out
+    }
+
+    fn signal(&self, sig: Signal) {
+        kill(self.pid(), sig).unwrap();
+    }
+
+    /// SIGKILL, and reap.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Removes `/dev/shm/shmlane.NAME` on drop (declare it before the processes, so it drops
+/// after them).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn shm_file(name: &str) -> RemoveOnDrop {
+    RemoveOnDrop(shm_bridge::shm_path(name))
+}
+
+/// Asserts the exit code, showing everything the process printed if it differs.
+fn assert_code(out: &Finished, code: i32, who: &str) {
+    assert_eq!(out.code, Some(code), "{who}: {out:#?}");
+}
+
+/// Parses `received N messages, B bytes, E errors ...`: returns `(N, E)`.
+fn received(out: &Finished) -> (u64, u64) {
+    let line = out.stdout.lines().find(|l| l.starts_with("received "));
+    let line = line.unwrap_or_else(|| panic!("no summary line: {out:#?}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(out.stdout.lines().count(), 1, "one summary line: {out:#?}");
+    (words[1].parse().unwrap(), words[5].parse().unwrap())
+}
+
+/// Waits until the consumer of channel `name` has published at least `n` messages received
+/// (the channel's control block carries the counts; they are published every few ms).
+fn wait_for_consumer(name: &str, n: u64) {
+    let start = Instant::now();
+    loop {
+        let done = inspect::inspect(name).is_ok_and(|info| {
+            info.participants
+                .iter()
+                .any(|p| p.role == Role::Consumer && p.messages >= n)
+        });
+        if done {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the consumer of `{name}` did not reach {n} messages"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+const LONG: Duration = Duration::from_secs(300);
+const SHORT: Duration = Duration::from_secs(20);
+
+#[test]
+fn a_million_small_messages_consumer_first() {
+    let n = name("small");
+    let _shm = shm_file(&n);
+    let mut consumer = start(
+        "consumer",
+        &["--name", &n, "--count", "1000000", "--timeout", "60"],
+    );
+    let mut producer = start(
+        "producer",
+        &[
+            "--name",
+            &n,
+            "--count",
+            "1000000",
+            "--size",
+            "64",
+            "--timeout",
+            "60",
+        ],
+    );
+    let p = producer.finish(LONG);
+    let c = consumer.finish(LONG);
+    assert_code(&p, 0, "producer");
+    assert_code(&c, 0, "consumer");
+    assert!(p.stdout.starts_with("sent 1000000 messages"), "{p:#?}");
+    assert_eq!(received(&c), (1_000_000, 0), "{c:#?}");
+    assert!(c.stdout.contains(" 64000000 bytes"), "{c:#?}");
+}
+
+#[test]
+fn ten_thousand_one_mib_messages_producer_first() {
+    let n = name("large");
+    let _shm = shm_file(&n);
+    let count = "10000";
+    let mut producer = start(
+        "producer",
+        &[
+            "--name",
+            &n,
+            "--count",
+            count,
+            "--size",
+            "1048576",
+            "--timeout",
+            "60",
+        ],
+    );
+    let mut consumer = start(
+        "consumer",
+        &["--name", &n, "--count", count, "--timeout", "60"],
+    );
+    let p = producer.finish(LONG);
+    let c = consumer.finish(LONG);
+    assert_code(&p, 0, "producer");
+    assert_code(&c, 0, "consumer");
+    assert_eq!(received(&c), (10_000, 0), "{c:#?}");
+}
+
+/// A producer sending 10 000 messages a second for far longer than the test lasts.
+fn paced_producer(n: &str) -> Proc {
+    start(
+        "producer",
+        &[
+            "--name",
+            n,
+            "--count",
+            "100000000",
+            "--rate",
+            "10000",
+            "--timeout",
+            "60",
+        ],
+    )
+}
+
+#[test]
+fn killed_producer_ends_the_consumer_with_3_and_no_errors() {
+    let n = name("killprod");
+    let _shm = shm_file(&n);
+    let mut consumer = start("consumer", &["--name", &n, "--timeout", "60"]);
+    let mut producer = paced_producer(&n);
+    wait_for_consumer(&n, 1000);
+    std::thread::sleep(Duration::from_millis(300));
+    producer.kill();
+    let c = consumer.finish(SHORT);
+    assert_code(&c, 3, "consumer");
+    let (got, errors) = received(&c);
+    assert!(got >= 1000, "{c:#?}");
+    assert_eq!(errors, 0, "{c:#?}");
+    assert!(c.stderr.contains("died"), "{c:#?}");
+    assert_eq!(c.stderr.lines().count(), 1, "one line on stderr: {c:#?}");
+}
+
+#[test]
+fn killed_consumer_ends_the_producer_with_3() {
+    let n = name("killcons");
+    let _shm = shm_file(&n);
+    let mut consumer = start("consumer", &["--name", &n, "--timeout", "60"]);
+    let mut producer = paced_producer(&n);
+    wait_for_consumer(&n, 1000);
+    consumer.kill();
+    let p = producer.finish(SHORT);
+    assert_code(&p, 3, "producer");
+    assert!(
+        p.stderr.contains("consumer") && p.stderr.contains("died"),
+        "{p:#?}"
+    );
+    assert!(p.stdout.starts_with("sent "), "{p:#?}");
+}
+
+#[test]
+fn stale_channel_of_killed_processes_is_reclaimed() {
+    let n = name("stale");
+    let _shm = shm_file(&n);
+    let path = shm_bridge::shm_path(&n);
+    {
+        let mut consumer = start("consumer", &["--name", &n, "--timeout", "60"]);
+        let mut producer = paced_producer(&n);
+        wait_for_consumer(&n, 1000);
+        // Stopped first, so neither sees the other die and cleans up.
+        producer.signal(Signal::SIGSTOP);
+        consumer.signal(Signal::SIGSTOP);
+        producer.kill();
+        consumer.kill();
+    }
+    let old = std::fs::metadata(&path).expect("the killed pair leaves its channel behind");
+    let info = inspect::inspect(&n).unwrap();
+    assert!(info.is_stale(), "{info:#?}");
+
+    // A consumer alone does not read the leftovers: it waits for a producer to replace
+    // the channel, and says so when none comes.
+    consumer_refuses(&n, "left over from an earlier run");
+    assert_eq!(std::fs::metadata(&path).unwrap().ino(), old.ino());
+
+    let count = "100000";
+    let mut producer = start(
+        "producer",
+        &["--name", &n, "--count", count, "--timeout", "60"],
+    );
+    // Start the consumer once the producer has replaced the file, so it cannot attach to
+    // the stale one.
+    let start_time = Instant::now();
+    while std::fs::metadata(&path).map_or(true, |m| m.ino() == old.ino()) {
+        assert!(
+            start_time.elapsed() < SHORT,
+            "the producer did not replace the channel"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut consumer = start(
+        "consumer",
+        &["--name", &n, "--count", count, "--timeout", "60"],
+    );
+    let p = producer.finish(LONG);
+    let c = consumer.finish(LONG);
+    assert_code(&p, 0, "producer");
+    assert_code(&c, 0, "consumer");
+    assert!(p.stderr.contains("replaced stale channel"), "{p:#?}");
+    assert_eq!(received(&c), (100_000, 0), "{c:#?}");
+}
+
+/// Runs a consumer against channel `n` with `--timeout 1`; it must exit 1 promptly with a
+/// one-line reason that contains `expect`.
+fn consumer_refuses(n: &str, expect: &str) {
+    let mut consumer = start("consumer", &["--name", n, "--timeout", "1"]);
+    let c = consumer.finish(SHORT);
+    assert_code(&c, 1, n);
+    assert!(c.stdout.is_empty(), "no summary before connecting: {c:#?}");
+    assert_eq!(c.stderr.lines().count(), 1, "one line on stderr: {c:#?}");
+    assert!(c.stderr.contains(n), "names the channel: {c:#?}");
+    assert!(c.stderr.contains(expect), "expected {expect:?}: {c:#?}");
+}
+
+/// Writes `bytes` as the segment of channel `n`, old enough not to look mid-creation.
+fn plant(n: &str, bytes: &[u8]) -> RemoveOnDrop {
+    let guard = shm_file(n);
+    std::fs::write(&guard.0, bytes).unwrap();
+    let old = SystemTime::now() - Duration::from_secs(10);
+    std::fs::File::options()
+        .write(true)
+        .open(&guard.0)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    guard
+}
+
+fn random_bytes(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(std::process::id());
+    (0..len)
+        .map(|_| {
+            // xorshift64
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn bad_segments_make_the_consumer_exit_1_with_a_reason() {
+    let n = name("garbage");
+    let _g = plant(&n, &random_bytes(64 * 1024));
+    consumer_refuses(&n, "not a usable shmlane channel");
+
+    let n = name("empty");
+    let _e = plant(&n, &[]);
+    consumer_refuses(&n, "not a usable shmlane channel");
+
+    let n = name("typed");
+    let _t = shm_file(&n);
+    let _tx = ChannelOptions::new().create::<u64>(&n).unwrap();
+    consumer_refuses(&n, "u64");
+
+    let n = name("foreign");
+    if nix::unistd::geteuid().is_root() {
+        let f = plant(&n, &random_bytes(64 * 1024));
+        std::os::unix::fs::chown(&f.0, Some(65534), Some(65534)).unwrap();
+        consumer_refuses(&n, "uid 65534");
+    } else {
+        eprintln!("skipping the foreign-owner case: only root can give a file to uid 65534");
+    }
+}
+
+#[test]
+fn bad_gap_and_duplicate_messages_make_the_consumer_exit_2() {
+    let n = name("corrupt");
+    let _shm = shm_file(&n);
+    let mut tx = ChannelOptions::new()
+        .capacity(1 << 16)
+        .max_message(64)
+        .create_bytes(&n)
+        .unwrap();
+    let mut consumer = start("consumer", &["--name", &n, "--timeout", "60"]);
+    tx.wait_for_peer(Duration::from_secs(60)).unwrap();
+    let mut msg = [0u8; 64];
+    // 0, 1, 2 fine; then a gap (4), a duplicate (4), a flipped bit, and 6 fine again.
+    for (seq, flip) in [
+        (0, false),
+        (1, false),
+        (2, false),
+        (4, false),
+        (4, false),
+        (5, true),
+        (6, false),
+    ] {
+        stamp::write(&mut msg, seq, stamp::now_ns()).unwrap();
+        if flip {
+            msg[40] ^= 1;
+        }
+        tx.send(&msg).unwrap();
+    }
+    drop(tx);
+    let c = consumer.finish(SHORT);
+    assert_code(&c, 2, "consumer");
+    assert_eq!(received(&c), (7, 3), "{c:#?}");
+    assert_eq!(c.stderr.lines().count(), 1, "one line on stderr: {c:#?}");
+    assert!(c.stderr.contains("expected 3 (a gap)"), "{c:#?}");
+}
+
+#[test]
+fn bad_flags_exit_1_with_a_message() {
+    for (example, args, expect) in [
+        ("producer", &["--size", "4"][..], "--size"),
+        ("producer", &["--size", "1048577"][..], "--size"),
+        ("consumer", &["--wait", "sometimes"][..], "--wait"),
+        (
+            "consumer",
+            &["--name", "a/b", "--timeout", "1"][..],
+            "invalid channel name",
+        ),
+    ] {
+        let out = start(example, args).finish(SHORT);
+        assert_code(&out, 1, example);
+        assert!(out.stderr.contains(expect), "{out:#?}");
+    }
+}
