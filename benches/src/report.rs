@@ -144,9 +144,16 @@ impl Report {
 
     /// A human-readable table.
     pub fn table(&self) -> String {
+        let w = self
+            .figures
+            .iter()
+            .flat_map(|f| [f.name.len(), f.baseline.as_deref().map_or(0, str::len)])
+            .max()
+            .unwrap_or(0)
+            .max(20);
         let mut out = String::new();
         out.push_str(&format!(
-            "{:<44} {:>12} {:<7} {:<36} {:>12} {:>8}\n",
+            "{:<w$} {:>12} {:<7} {:<w$} {:>12} {:>8}\n",
             "figure", "value", "unit", "baseline (same run)", "baseline", "ratio"
         ));
         for f in &self.figures {
@@ -156,7 +163,7 @@ impl Report {
                 _ => ("", "".into(), "".into()),
             };
             out.push_str(&format!(
-                "{:<44} {:>12} {:<7} {:<36} {:>12} {:>8}\n",
+                "{:<w$} {:>12} {:<7} {:<w$} {:>12} {:>8}\n",
                 f.name,
                 fmt_num(f.value),
                 f.unit,

@@ -387,3 +387,109 @@ pub fn bytes_rtt_blocking(
         },
     )
 }
+
+/// One `u64` at a time through a cross-process SPSC ring whose consumer waits with
+/// `strategy` (`pop_blocking`): with a steady stream the consumer rarely sleeps, so this is
+/// the cost of blocking mode when nobody sleeps (compare `WaitStrategy::BusySpin`).
+pub fn spsc_per_item_waiting(n: u64, cap: usize, strategy: WaitStrategy) -> Res<f64> {
+    let (mut tx, mut rx) = spsc_pair::<u64>(cap)?;
+    rx.set_wait_strategy(strategy);
+    stream(
+        n,
+        move |n| {
+            let deadline = Instant::now() + DEADLINE;
+            for i in 0..n {
+                push_spin(&mut tx, i, deadline)?;
+            }
+            Ok(())
+        },
+        move |n| {
+            let deadline = Some(Instant::now() + DEADLINE);
+            for i in 0..n {
+                let v = rx.pop_blocking(deadline).map_err(s)?;
+                if v != i {
+                    return Err(format!("element {i} carried {v}"));
+                }
+            }
+            Ok(())
+        },
+    )
+}
+
+/// `n` `u64`s through a cross-process MPMC ring from `producers` producer processes to
+/// `consumers` consumer processes (none pinned, as the crossbeam threads they are compared
+/// with): items per second, from the start signal until every consumer has seen its stop
+/// marker, which the parent pushes once every producer is done.
+pub fn mpmc_rate(n: u64, capacity: usize, producers: usize, consumers: usize) -> Res<f64> {
+    use shm_queue::mpmc::MpmcRing;
+    const STOP: u64 = u64::MAX;
+    let (producers, consumers) = (producers.max(1), consumers.max(1));
+    let per_p = n / producers as u64;
+    let bytes = MpmcRing::<u64>::required_bytes(capacity).map_err(s)?;
+    let region = Arc::new(Region::anonymous(bytes).map_err(s)?);
+    region.prefault().map_err(s)?;
+    let ring = MpmcRing::<u64>::create(region, capacity).map_err(s)?;
+    let sync = Region::anonymous(4096).map_err(s)?;
+    let go = sync.atomic_u64(0).map_err(s)?;
+    let got = sync.atomic_u64(64).map_err(s)?;
+    let mut kids = Vec::new();
+    for _ in 0..producers {
+        let mut p = ring.producer().map_err(s)?;
+        kids.push(
+            shm_bridge::fork::fork_child(move || {
+                let mut run = || -> Res<()> {
+                    crate::run::spin_until(go, 1, Instant::now() + DEADLINE)?;
+                    let deadline = Instant::now() + DEADLINE;
+                    for i in 0..per_p {
+                        spin(deadline, || p.try_push(i))?;
+                    }
+                    Ok(())
+                };
+                i32::from(run().is_err())
+            })
+            .map_err(s)?,
+        );
+    }
+    let mut cons = Vec::new();
+    for _ in 0..consumers {
+        let mut c = ring.consumer().map_err(s)?;
+        cons.push(
+            shm_bridge::fork::fork_child(move || {
+                let deadline = Instant::now() + DEADLINE;
+                let mut mine = 0u64;
+                loop {
+                    match spin(deadline, || c.try_pop()) {
+                        Ok(STOP) => break,
+                        Ok(_) => mine += 1,
+                        Err(_) => return 1,
+                    }
+                }
+                got.fetch_add(mine, std::sync::atomic::Ordering::AcqRel);
+                0
+            })
+            .map_err(s)?,
+        );
+    }
+    let t = Instant::now();
+    go.store(1, std::sync::atomic::Ordering::Release);
+    for k in kids {
+        k.wait_timeout(DEADLINE).map_err(s)?;
+    }
+    let mut p = ring.producer().map_err(s)?;
+    let deadline = Instant::now() + DEADLINE;
+    for _ in 0..consumers {
+        spin(deadline, || p.try_push(STOP))?;
+    }
+    for c in cons {
+        c.wait_timeout(DEADLINE).map_err(s)?;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let total = got.load(std::sync::atomic::Ordering::Acquire);
+    if total != per_p * producers as u64 {
+        return Err(format!(
+            "MPMC consumers got {total} of {} items",
+            per_p * producers as u64
+        ));
+    }
+    Ok(total as f64 / secs)
+}

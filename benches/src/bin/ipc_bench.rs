@@ -152,6 +152,43 @@ fn throughput(r: &mut Report, quick: bool) -> Res<()> {
         Better::Higher,
     );
     rings::spsc_rate(r, n, runs, cap)?;
+    // The cost of blocking mode while nobody sleeps: a consumer in `pop_blocking`.
+    let busy = "tput/shmlane-spsc/u64/pop-blocking-call/busyspin";
+    r.base(
+        busy,
+        m(median_of(runs, || {
+            rings::spsc_per_item_waiting(n, cap, WaitStrategy::BusySpin)
+        })?),
+        "Mmsg/s",
+        Better::Higher,
+    );
+    r.vs(
+        "tput/shmlane-spsc/u64/pop-blocking-call/blocking",
+        m(median_of(runs, || {
+            rings::spsc_per_item_waiting(n, cap, WaitStrategy::blocking())
+        })?),
+        "Mmsg/s",
+        Better::Higher,
+        busy,
+    );
+    // MPMC between processes against crossbeam's ArrayQueue between threads.
+    r.base(
+        "tput/crossbeam-arrayqueue/2p2c",
+        m(median_of(runs, || {
+            inproc::crossbeam_array_queue(n / 2, cap, 2, 2)
+        })?),
+        "Mmsg/s",
+        Better::Higher,
+    );
+    for (p, c) in [(1usize, 1usize), (2, 2)] {
+        r.vs(
+            format!("tput/shmlane-mpmc/{p}p{c}c"),
+            m(median_of(runs, || rings::mpmc_rate(n / 2, cap, p, c))?),
+            "Mmsg/s",
+            Better::Higher,
+            &format!("tput/crossbeam-arrayqueue/{p}p{c}c"),
+        );
+    }
     let kn = n / 20;
     for size in [8usize, 64, 1024] {
         let pipe = format!("tput/pipe/{size}B");
