@@ -630,6 +630,25 @@ fn check_positions(header: &Header, cap: usize) -> Result<(u64, u64), Error> {
     if tail < min || tail > max {
         return Err(corrupted("producer position (tail)", tail, min, max));
     }
+    // Records are 8-byte aligned, so both positions are too; an unaligned one would leave
+    // less than a record header before the end of the area (found by fuzzing).
+    let align = RECORD_HEADER as u64;
+    if !head.is_multiple_of(align) {
+        return Err(corrupted(
+            "consumer position (head), not 8-aligned",
+            head,
+            0,
+            MAX_POSITION,
+        ));
+    }
+    if !tail.is_multiple_of(align) {
+        return Err(corrupted(
+            "producer position (tail), not 8-aligned",
+            tail,
+            min,
+            max,
+        ));
+    }
     Ok((head, tail))
 }
 

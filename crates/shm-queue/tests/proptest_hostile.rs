@@ -3,6 +3,7 @@
 //! record lengths) between calls of every method, and re-attach. Every call must return;
 //! a panic (overflow checks are on in test builds) or a crash fails the test.
 #![cfg(not(loom))]
+#![allow(clippy::unwrap_used)]
 
 use proptest::prelude::*;
 
@@ -45,4 +46,20 @@ proptest! {
         shm_queue::hostile::bytes(&s);
         shm_queue::hostile::mpmc(&s);
     }
+}
+
+/// Inputs the fuzz targets once crashed on (`tests/fuzz-regressions/<kind>-<what>`), replayed
+/// through every driver.
+#[test]
+fn fuzz_regressions() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        shm_queue::hostile::spsc(&data);
+        shm_queue::hostile::bytes(&data);
+        shm_queue::hostile::mpmc(&data);
+        n += 1;
+    }
+    assert!(n > 0, "no regression inputs in {}", dir.display());
 }
