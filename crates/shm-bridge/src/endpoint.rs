@@ -358,7 +358,8 @@ impl Endpoint {
                 name: name.to_owned(),
                 role: "creator".into(),
                 pid: 0,
-                detail: "another process took the new channel's lock".into(),
+                detail: "another process took the new channel's lock; retry, or pick another name"
+                    .into(),
             }));
         }
         apply_memory_options(&region, c).map_err(unlink_on_error)?;
@@ -616,7 +617,11 @@ fn take_slot(
             name: name.to_owned(),
             role: role.to_string(),
             pid: 0,
-            detail: format!("all {} participant slots are taken", layout.slots),
+            detail: format!(
+                "all {} participant slots are taken; create the channel with more \
+                 `participants`",
+                layout.slots
+            ),
         });
     }
     let i = match role {
@@ -630,7 +635,9 @@ fn take_slot(
         name: name.to_owned(),
         role: role.to_string(),
         pid: ctl.slot(region, i).pid,
-        detail: "a channel has one producer and one consumer".into(),
+        detail: "a channel has one producer and one consumer; stop that process, or pick \
+                 another name"
+            .into(),
     })
 }
 
@@ -675,7 +682,9 @@ fn reclaim(name: &str, c: &Common) -> Result<Reclaimed> {
                 name: name.to_owned(),
                 role: rec.role.map_or("participant".into(), |r| r.to_string()),
                 pid: rec.pid,
-                detail: "it is alive (it holds its lock)".into(),
+                detail: "it is alive (it holds its lock); stop that process, connect to the \
+                         channel instead, or pick another name"
+                    .into(),
             });
         }
     }
@@ -712,6 +721,6 @@ fn in_setup(name: &str) -> Error {
         name: name.to_owned(),
         role: "creator".into(),
         pid: 0,
-        detail: "another process is creating or reclaiming it right now".into(),
+        detail: "another process is creating or reclaiming it right now; retry shortly".into(),
     }
 }

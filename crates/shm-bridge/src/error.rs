@@ -67,10 +67,7 @@ pub enum Error {
     },
 
     /// The channel exists and a live process holds it.
-    #[error(
-        "channel `{name}` is in use: {role} held by pid {pid} ({detail}); stop that \
-         process, connect to it instead, or pick another name"
-    )]
+    #[error("channel `{name}` is in use: {role} held by pid {pid}; {detail}")]
     InUse {
         /// The channel's name.
         name: String,
@@ -78,7 +75,7 @@ pub enum Error {
         role: String,
         /// The holder's pid as it recorded it (0 if it had not yet).
         pid: u32,
-        /// More about the holder.
+        /// More about the holder, and what to do.
         detail: String,
     },
 

@@ -31,6 +31,12 @@ pub struct Participant {
     pub bytes: u64,
     /// Milliseconds since its last heartbeat (`None` if it runs none).
     pub heartbeat_age_ms: Option<u64>,
+    /// Its heartbeat period in milliseconds (0: it runs no heartbeat).
+    pub heartbeat_interval_ms: u32,
+    /// How many times the slot has been taken (the counters restart at each attachment).
+    pub generation: u64,
+    /// When it attached, milliseconds since the Unix epoch.
+    pub attached_unix_ms: u64,
 }
 
 /// Everything known about one channel segment.
@@ -56,9 +62,20 @@ pub struct ChannelInfo {
     pub type_name: String,
     /// Element size in bytes (0 for byte channels).
     pub elem_size: u32,
+    /// Element alignment in bytes (0 for byte channels).
+    pub elem_align: u32,
+    /// Bytes the ring may use from offset 0, as the control block records (0 if invalid).
+    pub ring_bytes: u64,
+    /// Participant slots in use: 2 for SPSC channels, up to 60 for MPMC (0 if invalid).
+    pub slots: u32,
     /// Capacity: elements, or data bytes for byte channels.
     pub capacity: u64,
     /// Elements (or bytes) waiting, when the indices are plausible.
+    ///
+    /// A typed channel's ring stores its `tail` word when the producer leaves a block or sends
+    /// a batch (see `shm_queue::spsc`), so for typed channels this lags by less than
+    /// `ring.elems_per_block` elements; a consumer that caught up with the real tail reads
+    /// as 0.
     pub fill: Option<u64>,
     /// Whether a side closed the ring.
     pub closed: bool,
@@ -70,7 +87,7 @@ pub struct ChannelInfo {
     pub participants: Vec<Participant>,
     /// The ring's header fields, if the segment is long enough to hold one.
     pub ring: Option<shm_queue::header::Snapshot>,
-    /// Bytes of the segment resident in memory (`mincore`).
+    /// Bytes of the segment resident in memory (`mincore`, at most `size`).
     pub resident_bytes: Option<u64>,
     /// Whether some process holds a participant or creation lock.
     pub held: bool,
@@ -91,6 +108,28 @@ impl ChannelInfo {
             .filter(|p| p.role == role)
             .max_by_key(|p| rank(&p.state))
             .map_or((PeerState::Absent, None), |p| (p.state, Some(p.pid)))
+    }
+
+    /// How many participants with `role` are alive or hung (MPMC channels may have many).
+    ///
+    /// ```
+    /// use shm_bridge::{inspect, ChannelOptions, Role};
+    /// # let name = format!("doc-live-{}", std::process::id());
+    ///
+    /// let tx = ChannelOptions::new().create::<u64>(&name)?;
+    /// let info = inspect::inspect(&name)?;
+    /// assert_eq!(info.live(Role::Producer), 1);
+    /// assert_eq!(info.live(Role::Consumer), 0);
+    /// assert_eq!(inspect::state_word(&info.state_of(Role::Consumer).0), "absent");
+    /// # drop(tx);
+    /// # Ok::<(), shm_bridge::Error>(())
+    /// ```
+    pub fn live(&self, role: Role) -> usize {
+        self.participants
+            .iter()
+            .filter(|p| p.role == role)
+            .filter(|p| matches!(p.state, PeerState::Alive { .. } | PeerState::Hung { .. }))
+            .count()
     }
 
     /// `true` if no process holds the channel and it may be removed: either every recorded
@@ -164,6 +203,9 @@ fn blank(name: &str) -> ChannelInfo {
         kind: None,
         type_name: String::new(),
         elem_size: 0,
+        elem_align: 0,
+        ring_bytes: 0,
+        slots: 0,
         capacity: 0,
         fill: None,
         closed: false,
@@ -216,8 +258,12 @@ fn inspect_unchecked(name: &str) -> ChannelInfo {
 }
 
 fn fill_from_region(info: &mut ChannelInfo, region: &Region) {
-    info.resident_bytes = region.residency().ok().map(|r| r.resident_bytes());
-    info.ring = shm_queue::header::snapshot(region).ok();
+    // Residency counts whole pages; the last one may extend past the end of the file.
+    info.resident_bytes = region
+        .residency()
+        .ok()
+        .map(|r| r.resident_bytes().min(info.size));
+    info.ring = consistent_snapshot(region);
     let Some(fd) = region.fd() else {
         info.problem = Some("no file descriptor".into());
         return;
@@ -243,6 +289,9 @@ fn fill_from_region(info: &mut ChannelInfo, region: &Region) {
     info.kind = Some(layout.kind);
     info.type_name = layout.type_name.clone();
     info.elem_size = layout.elem_size;
+    info.elem_align = layout.elem_align;
+    info.ring_bytes = layout.ring_bytes;
+    info.slots = layout.slots;
     info.creator_pid = ctl.creator_pid(region);
     info.created_unix_ms = ctl.created_unix_ms(region);
     let now = monotonic_ms();
@@ -261,6 +310,9 @@ fn fill_from_region(info: &mut ChannelInfo, region: &Region) {
             bytes: rec.bytes,
             heartbeat_age_ms: (rec.heartbeat_interval_ms > 0)
                 .then(|| now.saturating_sub(rec.heartbeat_ms)),
+            heartbeat_interval_ms: rec.heartbeat_interval_ms,
+            generation: rec.generation,
+            attached_unix_ms: rec.attached_unix_ms,
         });
     }
     if let Some(s) = &info.ring {
@@ -279,9 +331,32 @@ fn fill_from_region(info: &mut ChannelInfo, region: &Region) {
             ));
         }
         info.capacity = s.capacity;
-        info.fill = s.fill();
+        info.fill = fill_of(s, layout.kind);
         info.closed = s.closed != 0;
     }
+}
+
+/// The ring header, read again (a few times at most) if the positions were caught mid-move:
+/// `head` and `tail` are loaded one after the other while both sides run, so on a busy byte or
+/// MPMC channel `head` may pass the `tail` loaded just before it.
+fn consistent_snapshot(region: &Region) -> Option<shm_queue::header::Snapshot> {
+    let mut s = shm_queue::header::snapshot(region).ok()?;
+    for _ in 0..3 {
+        if s.fill().is_some() || s.ring_kind() == Some(shm_queue::header::RingKind::Spsc) {
+            break;
+        }
+        s = shm_queue::header::snapshot(region).ok()?;
+    }
+    Some(s)
+}
+
+/// The fill level of `s`, allowing for a typed ring's lagging `tail` word (see
+/// [`ChannelInfo::fill`]): a `head` up to one block past it means the consumer caught up.
+fn fill_of(s: &shm_queue::header::Snapshot, kind: ChannelKind) -> Option<u64> {
+    s.fill().or_else(|| {
+        let ahead = s.head.checked_sub(s.tail)?;
+        (kind == ChannelKind::Typed && ahead < u64::from(s.elems_per_block)).then_some(0)
+    })
 }
 
 /// Removes channel `name`. Refuses while a process holds it, unless `force`.
@@ -300,7 +375,8 @@ pub fn remove(name: &str, force: bool) -> Result<ChannelInfo> {
             name: name.to_owned(),
             role: holder.map_or("participant".into(), |p| p.role.to_string()),
             pid: holder.map_or(0, |p| p.pid),
-            detail: "pass --force to remove it anyway (its processes keep their mapping)"
+            detail: "stop it first, or pass --force to remove the name anyway (its processes \
+                     keep their mapping)"
                 .into(),
         });
     }
@@ -362,7 +438,10 @@ pub fn mappers(name: &str) -> Vec<Mapper> {
                 inside = target == path;
                 found |= inside;
             } else if inside {
-                let kib = words.next().and_then(|w| w.parse::<u64>().ok()).unwrap_or(0);
+                let kib = words
+                    .next()
+                    .and_then(|w| w.parse::<u64>().ok())
+                    .unwrap_or(0);
                 match first {
                     "Rss:" => rss += kib,
                     "Pss:" => pss += kib,

@@ -914,6 +914,10 @@ impl Snapshot {
 pub fn snapshot(region: &shm_region::Region) -> Result<Snapshot, Error> {
     let h = crate::storage::header_of(region)?;
     let (c, k, r) = (&h.config, &h.control, Ordering::Relaxed);
+    // `head` first: it never passes `tail`, so a `tail` read after it is at least as new and
+    // `tail - head` is a plausible fill even while both move.
+    let head = h.consumer.pos.load(Ordering::Acquire);
+    let tail = h.producer.pos.load(Ordering::Acquire);
     Ok(Snapshot {
         magic: c.magic.load(r),
         version: c.version.load(r),
@@ -938,8 +942,8 @@ pub fn snapshot(region: &shm_region::Region) -> Result<Snapshot, Error> {
         producer_waiters: k.producer_waiters.load(r),
         consumer_sleepers: k.consumer_sleepers.load(r),
         producer_sleepers: k.producer_sleepers.load(r),
-        tail: h.producer.pos.load(r),
-        head: h.consumer.pos.load(r),
+        tail,
+        head,
     })
 }
 
