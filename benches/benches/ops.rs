@@ -3,7 +3,7 @@
 //!
 //! These measure instruction-path cost (no cross-core traffic): a push immediately followed
 //! by a pop on one thread. Cross-process latency and throughput are `shmlane bench` /
-//! `ipc-bench`, which report percentiles and ratios to the floor.
+//! `shmlane bench`, which reports percentiles and ratios to the floor.
 #![allow(clippy::unwrap_used)] // set-up failures in a benchmark should stop it loudly
 
 use std::hint::black_box;

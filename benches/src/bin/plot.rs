@@ -1,6 +1,6 @@
 //! Draws the latency percentiles of a benchmark run as an SVG bar chart, one group of bars
 //! per transport (p50, p99, p99.9, on a log scale), from the JSON lines that
-//! `shmlane bench --json` (or `ipc-bench --json`) prints.
+//! `shmlane bench --json` prints.
 //!
 //! ```sh
 //! cargo run --release -p shm-bridge --bin shmlane -- bench --json > docs/bench.jsonl

@@ -8,6 +8,7 @@
 //! - [`inspect`]: read-only views of every channel, for `shmlane list`, `inspect`, `rm`, `gc`.
 //! - [`fork`]: run closures in `fork()`ed children over anonymous or memfd regions.
 //! - [`stamp`]: the self-checking message format of the examples and the demo.
+//! - `bench` (feature `cli`, default): the cross-process benchmark suite of `shmlane bench`.
 //!
 //! Liveness never trusts a pid: each role holds an open-file-description lock
 //! (`F_OFD_SETLK`) on one byte of the channel's file, which the kernel releases when the
@@ -32,6 +33,8 @@
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(feature = "cli")]
+pub mod bench;
 pub mod channel;
 pub mod control;
 mod endpoint;

@@ -492,3 +492,71 @@ fn demo_streams_through_both_transports_and_checks_every_message() {
     assert_eq!(bad.code, 1);
     assert!(bad.stderr.contains("--size"), "{}", bad.stderr);
 }
+
+/// `shmlane bench`: the JSON lines carry the documented fields, every ratio is the value
+/// over its baseline's value, and the table names every figure. Tiny sample counts
+/// (`--smoke`): this checks the suite and its output, not the figures.
+#[test]
+fn bench_prints_figures_with_baselines_and_ratios() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shmlane"))
+        .args(["bench", "--smoke", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let figures: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(figures.len() > 40, "{} figures", figures.len());
+    let by_name: std::collections::HashMap<&str, f64> = figures
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap(), f["value"].as_f64().unwrap()))
+        .collect();
+    for f in &figures {
+        for key in [
+            "name",
+            "value",
+            "unit",
+            "baseline",
+            "baseline_value",
+            "ratio",
+        ] {
+            assert!(f.get(key).is_some(), "{key} missing in {f}");
+        }
+        if let Some(base) = f["baseline"].as_str() {
+            let bv = f["baseline_value"].as_f64().unwrap();
+            assert_eq!(by_name[base], bv, "{f}");
+            let ratio = f["ratio"].as_f64().unwrap();
+            assert!(
+                (ratio - f["value"].as_f64().unwrap() / bv).abs() < 1e-9,
+                "{f}"
+            );
+        }
+    }
+    for name in [
+        "rtt/floor-atomics/p50",
+        "rtt/shmlane-spsc/8B/p99.9",
+        "tput/shmlane-spsc/u64/item",
+        "tput/shmlane-mpmc/2p2c",
+        "bw/shmlane-bytes/64KiB/zero-copy",
+    ] {
+        assert!(by_name.contains_key(name), "{name} missing");
+    }
+    let table = std::process::Command::new(env!("CARGO_BIN_EXE_shmlane"))
+        .args(["bench", "--smoke", "--only", "latency"])
+        .output()
+        .unwrap();
+    assert!(table.status.success());
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.contains("rtt/shmlane-spsc/8B/p50") && table.contains("ratio"),
+        "{table}"
+    );
+    assert!(!table.contains("tput/"), "--only latency ran throughput");
+}

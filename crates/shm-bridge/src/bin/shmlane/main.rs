@@ -14,6 +14,8 @@
 //!   unless `--force`), or every channel whose holders are all dead.
 //! - `shmlane demo`: streams self-checking messages between two processes it starts, through
 //!   a channel and then through a pipe, and prints both side by side.
+//! - `shmlane bench`: the cross-process benchmark suite (`shm_bridge::bench`): each figure
+//!   beside its baseline from the same run, and the ratio.
 //!
 //! Every command prints a table for people by default and JSON with `--json` (one document,
 //! or one object per line for `watch`). The exit status is 0 on success and 1 on any error,
@@ -105,6 +107,24 @@ enum Command {
     /// the receive, under full load, so it includes waiting in the buffer (64 KiB for both).
     /// Exits 1 if any message was lost, reordered or damaged.
     Demo(demo::DemoArgs),
+
+    /// Run the cross-process benchmark suite: every figure beside its baseline measured in
+    /// the same run (the shared-atomic floor, pipes, Unix sockets, eventfd, rtrb, crossbeam),
+    /// and the ratio.
+    ///
+    /// About a minute by default, under 15 s with --quick. With --json, one object per
+    /// figure and line: name, value, unit, baseline, baseline_value, ratio, better.
+    Bench {
+        /// Fewer samples, for a first look (under 15 s).
+        #[arg(long)]
+        quick: bool,
+        /// Run only `latency` or only `throughput`.
+        #[arg(long, value_parser = ["latency", "throughput"])]
+        only: Option<String>,
+        /// Tiny sample counts, for tests of the output format (figures meaningless).
+        #[arg(long, hide = true)]
+        smoke: bool,
+    },
 
     /// Demo producer process (started by `shmlane demo`).
     #[command(hide = true)]
@@ -251,6 +271,22 @@ fn gc(json: bool) -> Outcome {
     }
 }
 
+fn bench(quick: bool, only: Option<String>, smoke: bool, json: bool) -> Outcome {
+    let options = shm_bridge::bench::Options { quick, only, smoke };
+    let (report, result) = shm_bridge::bench::suite(&options);
+    if json {
+        emit(&format!("{}\n", report.json_lines()))?;
+    } else {
+        emit(&report.table())?;
+        emit(&format!(
+            "\n{} CPUs; sides pinned to CPUs 0 and 1 where there are two; latency ratios < 1 \
+             and rate ratios > 1 favour the figure\n",
+            shm_bridge::bench::run::available_cpus()
+        ))?;
+    }
+    result.map_err(|e| Failure::msg(format!("the benchmark stopped early: {e}")))
+}
+
 fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::List => list(cli.json),
@@ -263,6 +299,7 @@ fn run(cli: Cli) -> Outcome {
         Command::Rm { name, force } => rm(&name, force, cli.json),
         Command::Gc => gc(cli.json),
         Command::Demo(args) => demo::run(&args, cli.json),
+        Command::Bench { quick, only, smoke } => bench(quick, only, smoke, cli.json),
         Command::DemoProducer(args) => demo::producer(&args),
         Command::DemoConsumer(args) => demo::consumer(&args),
         Command::DemoPipeWriter(args) => demo::pipe_writer(&args),

@@ -4,8 +4,8 @@ use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::report::Latency;
-use crate::run::{pin, unpin, Patience, Res};
+use crate::bench::report::Latency;
+use crate::bench::run::{pin, unpin, Patience, Res};
 
 fn two_threads(
     producer: impl FnOnce() + Send,

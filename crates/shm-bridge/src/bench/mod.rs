@@ -1,90 +1,81 @@
-//! `ipc-bench`: the cross-process suite. Each figure is printed beside its baseline from the
-//! same run and the ratio between them.
+//! The cross-process benchmark suite behind `shmlane bench` (feature `cli`).
 //!
-//! ```text
-//! cargo run --release -p shmlane-benches --bin ipc-bench            # full run
-//! cargo run --release -p shmlane-benches --bin ipc-bench -- --quick # fewer samples
-//! cargo run --release -p shmlane-benches --bin ipc-bench -- --json  # one JSON object a line
-//! ```
+//! Every figure is measured next to its baseline in the same run and reported as a ratio,
+//! because absolute times on a shared machine drift. Latency comes from ping-pong between a
+//! parent and a `fork()`ed child pinned to different cores, one sample per round trip, in
+//! an HDR histogram (p50, p99, p99.9, max, mean). Throughput streams a fixed number of
+//! messages from a child producer to the parent consumer. Every contender waits with the
+//! same loop and gets the same warm-up. Nothing here prints: [`suite`] returns a
+//! [`report::Report`] that renders as a table or as JSON lines.
+//!
+//! The `fork()`-based runs need a single-threaded process: call [`suite`] before starting
+//! threads (the `shmlane` binary does).
 
-use std::process::ExitCode;
+pub mod inproc;
+pub mod report;
+pub mod rings;
+pub mod run;
+pub mod transports;
 
 use shm_queue::wait::WaitStrategy;
-use shmlane_benches::report::{Better, Report};
-use shmlane_benches::run::{median_of, Res};
-use shmlane_benches::{inproc, rings, transports};
 
-struct Opts {
-    quick: bool,
-    json: bool,
-    only: Option<String>,
+use report::{Better, Report};
+use run::{median_of, Res};
+
+/// Which part of the suite to run, and how long.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Fewer samples: the whole suite in well under 15 seconds.
+    pub quick: bool,
+    /// Only `latency` or only `throughput` (`None`: both).
+    pub only: Option<String>,
+    /// A hundredth of the quick sample counts: figures too noisy to read, for tests that
+    /// check the suite runs and its output is well formed.
+    pub smoke: bool,
 }
 
-fn parse() -> Result<Opts, String> {
-    let mut o = Opts {
-        quick: false,
-        json: false,
-        only: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--quick" => o.quick = true,
-            "--json" => o.json = true,
-            "--only" => o.only = Some(args.next().ok_or("--only needs latency or throughput")?),
-            "-h" | "--help" => {
-                println!("usage: ipc-bench [--quick] [--json] [--only latency|throughput]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}; try --help")),
+impl Options {
+    /// Divisor applied to the sample counts.
+    fn scale(&self) -> u64 {
+        if self.smoke {
+            100
+        } else {
+            1
         }
     }
-    Ok(o)
 }
 
-fn main() -> ExitCode {
-    let o = match parse() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("ipc-bench: {e}");
-            return ExitCode::from(1);
-        }
-    };
+/// Runs the suite. Returns every figure measured, and the first error if one stopped it
+/// early (the figures before it are still valid).
+pub fn suite(o: &Options) -> (Report, Result<(), String>) {
     let mut r = Report::new();
     let want = |g: &str| o.only.as_deref().is_none_or(|x| x == g);
     let result = (|| -> Res<()> {
+        if let Some(x) = o
+            .only
+            .as_deref()
+            .filter(|x| !["latency", "throughput"].contains(x))
+        {
+            return Err(format!("unknown part `{x}`: use latency or throughput"));
+        }
         if want("latency") {
-            latency(&mut r, o.quick)?;
+            latency(&mut r, o.quick || o.smoke, o.scale())?;
         }
         if want("throughput") {
-            throughput(&mut r, o.quick)?;
+            throughput(&mut r, o.quick || o.smoke, o.scale())?;
         }
         Ok(())
     })();
-    if o.json {
-        println!("{}", r.json_lines());
-    } else {
-        print!("{}", r.table());
-        println!(
-            "\n{} CPUs; sides pinned to CPUs 0 and 1; latency ratios < 1 and rate ratios > 1 favour the figure",
-            shmlane_benches::run::available_cpus()
-        );
-    }
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ipc-bench: {e}");
-            ExitCode::from(1)
-        }
-    }
+    (r, result)
 }
 
-fn latency(r: &mut Report, quick: bool) -> Res<()> {
+fn latency(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
     let (rounds, warmup) = if quick {
         (20_000, 2_000)
     } else {
-        (200_000, 20_000)
+        (100_000, 10_000)
     };
+    let (rounds, warmup) = (rounds / scale, warmup / scale);
     let slow = rounds / 10;
     r.latency(
         "rtt/floor-atomics",
@@ -126,8 +117,8 @@ fn latency(r: &mut Report, quick: bool) -> Res<()> {
     Ok(())
 }
 
-fn throughput(r: &mut Report, quick: bool) -> Res<()> {
-    let n: u64 = if quick { 5_000_000 } else { 50_000_000 };
+fn throughput(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
+    let n: u64 = if quick { 5_000_000 } else { 20_000_000 } / scale;
     let runs = if quick { 1 } else { 3 };
     let cap = 4096;
     let m = |x: f64| x / 1e6;
@@ -216,11 +207,11 @@ fn throughput(r: &mut Report, quick: bool) -> Res<()> {
     let memcpy = "bw/memcpy/64KiB";
     r.base(
         memcpy,
-        inproc::memcpy_bandwidth(big, 4 << 30) / 1e9,
+        inproc::memcpy_bandwidth(big, (4 << 30) / scale) / 1e9,
         "GB/s",
         Better::Higher,
     );
-    let k = if quick { 20_000 } else { 200_000 };
+    let k = if quick { 20_000 } else { 200_000 } / scale;
     let gbs = |rate: f64| rate * big as f64 / 1e9;
     let rate = median_of(runs, || rings::bytes_rate(k, big, false))?;
     r.vs(

@@ -9,8 +9,8 @@ use std::time::Instant;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use shm_region::Region;
 
-use crate::report::Latency;
-use crate::run::{pingpong, spin_until, stream, Res, DEADLINE};
+use crate::bench::report::Latency;
+use crate::bench::run::{pingpong, spin_until, stream, Res, DEADLINE};
 
 fn s<E: std::fmt::Display>(e: E) -> String {
     e.to_string()

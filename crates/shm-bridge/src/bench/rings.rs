@@ -10,8 +10,8 @@ use shm_queue::wait::WaitStrategy;
 use shm_queue::Error;
 use shm_region::Region;
 
-use crate::report::{Better, Report};
-use crate::run::{median_of, pingpong, stream, Res, DEADLINE};
+use crate::bench::report::{Better, Report};
+use crate::bench::run::{median_of, pingpong, stream, Res, DEADLINE};
 
 fn s<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
@@ -65,7 +65,7 @@ fn spsc_rtt_of<T: Pod>(
     warmup: u64,
     make: fn(u64) -> T,
     seq: fn(&T) -> u64,
-) -> Res<crate::report::Latency> {
+) -> Res<crate::bench::report::Latency> {
     let (mut tx1, mut rx1) = spsc_pair::<T>(1024)?;
     let (mut tx2, mut rx2) = spsc_pair::<T>(1024)?;
     pingpong(
@@ -229,7 +229,7 @@ fn seq_of(buf: &[u8]) -> u64 {
 }
 
 /// Round trip of a `size`-byte message over two byte rings.
-fn bytes_rtt_of(rounds: u64, warmup: u64, size: usize) -> Res<crate::report::Latency> {
+fn bytes_rtt_of(rounds: u64, warmup: u64, size: usize) -> Res<crate::bench::report::Latency> {
     let size = size.max(8);
     let (mut tx1, mut rx1) = bytes_pair(64 * 1024, size)?;
     let (mut tx2, mut rx2) = bytes_pair(64 * 1024, size)?;
@@ -361,7 +361,7 @@ pub fn bytes_rtt_blocking(
     rounds: u64,
     warmup: u64,
     strategy: WaitStrategy,
-) -> Res<crate::report::Latency> {
+) -> Res<crate::bench::report::Latency> {
     let (mut tx1, mut rx1) = bytes_pair(64 * 1024, 64)?;
     let (mut tx2, mut rx2) = bytes_pair(64 * 1024, 64)?;
     rx1.set_wait_strategy(strategy);
@@ -436,9 +436,9 @@ pub fn mpmc_rate(n: u64, capacity: usize, producers: usize, consumers: usize) ->
     for _ in 0..producers {
         let mut p = ring.producer().map_err(s)?;
         kids.push(
-            shm_bridge::fork::fork_child(move || {
+            crate::fork::fork_child(move || {
                 let mut run = || -> Res<()> {
-                    crate::run::spin_until(go, 1, Instant::now() + DEADLINE)?;
+                    crate::bench::run::spin_until(go, 1, Instant::now() + DEADLINE)?;
                     let deadline = Instant::now() + DEADLINE;
                     for i in 0..per_p {
                         spin(deadline, || p.try_push(i))?;
@@ -454,7 +454,7 @@ pub fn mpmc_rate(n: u64, capacity: usize, producers: usize, consumers: usize) ->
     for _ in 0..consumers {
         let mut c = ring.consumer().map_err(s)?;
         cons.push(
-            shm_bridge::fork::fork_child(move || {
+            crate::fork::fork_child(move || {
                 let deadline = Instant::now() + DEADLINE;
                 let mut mine = 0u64;
                 loop {

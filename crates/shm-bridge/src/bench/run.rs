@@ -9,7 +9,7 @@ use nix::sched::{sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 use shm_region::Region;
 
-use crate::report::Latency;
+use crate::bench::report::Latency;
 
 /// How long any single measurement may take before it is abandoned.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -103,12 +103,17 @@ pub fn two_processes<T>(
 ) -> Res<T> {
     let sync = Region::anonymous(4096).map_err(|e| e.to_string())?;
     let go = sync.atomic_u64(0).map_err(|e| e.to_string())?;
-    let proc = shm_bridge::fork::fork_child(|| {
+    let sync = &sync;
+    let proc = crate::fork::fork_child(|| {
         pin(1);
         match child(go) {
             Ok(()) => 0,
             Err(e) => {
-                eprintln!("bench child: {e}");
+                // The child's reason travels back through the shared page (no printing in
+                // library code): length at byte 8, text from byte 16.
+                let msg = &e.as_bytes()[..e.len().min(4096 - 16)];
+                let _ = sync.write_at(16, msg);
+                let _ = sync.write_at(8, &(msg.len() as u64).to_le_bytes());
                 1
             }
         }
@@ -117,7 +122,14 @@ pub fn two_processes<T>(
     pin(0);
     let out = parent(go);
     unpin();
-    let waited = proc.wait_timeout(DEADLINE).map_err(|e| e.to_string());
+    let waited = proc.wait_timeout(DEADLINE).map_err(|e| {
+        let mut len = [0u8; 8];
+        let _ = sync.read_at(8, &mut len);
+        let len = (u64::from_le_bytes(len) as usize).min(4096 - 16);
+        let mut msg = vec![0u8; len];
+        let _ = sync.read_at(16, &mut msg);
+        format!("{e}: {}", String::from_utf8_lossy(&msg))
+    });
     let out = out?;
     waited?;
     Ok(out)
