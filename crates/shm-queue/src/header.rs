@@ -907,7 +907,7 @@ impl Snapshot {
 /// let s = header::snapshot(ring.region())?;
 /// assert_eq!(s.problem(ring.region().len() as u64), None);
 /// assert_eq!(s.ring_kind(), Some(header::RingKind::Spsc));
-/// assert_eq!(s.capacity, 64);
+/// assert_eq!(s.capacity, ring.capacity() as u64); // 64 rounded up to whole blocks
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[cfg(not(loom))]

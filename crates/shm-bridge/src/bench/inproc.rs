@@ -180,6 +180,46 @@ pub fn crossbeam_array_queue(
     Ok(received as f64 / t.elapsed().as_secs_f64())
 }
 
+/// crossbeam's `bounded` channel of `capacity`, one sender thread and one receiver thread,
+/// `n` `u64`s with a non-blocking send/receive spin (the same loop shape as every other
+/// contender): items per second.
+pub fn crossbeam_bounded(n: u64, capacity: usize) -> Res<f64> {
+    let (tx, rx) = crossbeam_channel::bounded::<u64>(capacity);
+    let t = Instant::now();
+    std::thread::scope(|sc| -> Res<()> {
+        let p = sc.spawn(move || {
+            pin(1);
+            for i in 0..n {
+                let mut v = i;
+                loop {
+                    match tx.try_send(v) {
+                        Ok(()) => break,
+                        Err(crossbeam_channel::TrySendError::Full(back)) => {
+                            v = back;
+                            std::hint::spin_loop();
+                        }
+                        Err(_) => return,
+                    }
+                }
+            }
+        });
+        pin(0);
+        let mut patience = Patience::new();
+        let mut next = 0u64;
+        while next < n {
+            match rx.try_recv() {
+                Ok(v) if v == next => next += 1,
+                Ok(v) => return Err(format!("crossbeam channel: got {v}, expected {next}")),
+                Err(_) if patience.spin() => {}
+                Err(_) => return Err("crossbeam channel receiver timed out".into()),
+            }
+        }
+        unpin();
+        p.join().map_err(|_| "sender panicked".to_string())
+    })?;
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
 /// Single-thread `memcpy` bandwidth for `size`-byte copies, in bytes per second.
 pub fn memcpy_bandwidth(size: usize, total_bytes: u64) -> f64 {
     let src = vec![0x5au8; size];

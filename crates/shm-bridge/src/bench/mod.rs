@@ -106,6 +106,22 @@ fn latency(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
         transports::eventfd_rtt(slow, warmup / 10)?,
         Some("rtt/pipe/8B"),
     );
+    r.latency(
+        "rtt/shmlane-mpmc/8B",
+        rings::mpmc_rtt(rounds, warmup)?,
+        Some("rtt/floor-atomics"),
+    );
+    for (name, strategy) in [
+        ("busyspin", WaitStrategy::BusySpin),
+        ("spin-then-yield", WaitStrategy::spin_then_yield()),
+        ("blocking", WaitStrategy::blocking()),
+    ] {
+        r.latency(
+            &format!("rtt/shmlane-spsc-wait-{name}/8B"),
+            rings::spsc_rtt_waiting(rounds / 2, warmup / 2, strategy)?,
+            Some("rtt/floor-atomics"),
+        );
+    }
     let l = rings::bytes_rtt_blocking(slow, warmup / 10, WaitStrategy::blocking())?;
     r.latency("rtt/shmlane-bytes-blocking/8B", l, Some("rtt/eventfd"));
     let sleep_at_once = WaitStrategy::Blocking {
@@ -141,6 +157,13 @@ fn throughput(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
         })?),
         "Mmsg/s",
         Better::Higher,
+    );
+    r.vs(
+        "tput/crossbeam-bounded-channel/u64",
+        m(median_of(runs, || inproc::crossbeam_bounded(n / 2, cap))?),
+        "Mmsg/s",
+        Better::Higher,
+        "tput/rtrb-inproc/u64/item",
     );
     rings::spsc_rate(r, n, runs, cap)?;
     // The cost of blocking mode while nobody sleeps: a consumer in `pop_blocking`.

@@ -493,3 +493,65 @@ pub fn mpmc_rate(n: u64, capacity: usize, producers: usize, consumers: usize) ->
     }
     Ok(total as f64 / secs)
 }
+
+/// Round trip of a `u64` over two typed SPSC rings whose consumers wait with `strategy`
+/// (`pop_blocking`), so each wait strategy can be compared with the floor.
+pub fn spsc_rtt_waiting(
+    rounds: u64,
+    warmup: u64,
+    strategy: WaitStrategy,
+) -> Res<crate::bench::report::Latency> {
+    let (mut tx1, mut rx1) = spsc_pair::<u64>(1024)?;
+    let (mut tx2, mut rx2) = spsc_pair::<u64>(1024)?;
+    rx1.set_wait_strategy(strategy);
+    rx2.set_wait_strategy(strategy);
+    pingpong(
+        rounds,
+        warmup,
+        move |total| {
+            let deadline = Some(Instant::now() + DEADLINE);
+            for _ in 0..total {
+                let v = rx1.pop_blocking(deadline).map_err(s)?;
+                tx2.try_push(v).map_err(s)?;
+            }
+            Ok(())
+        },
+        move |i| {
+            let deadline = Some(Instant::now() + DEADLINE);
+            tx1.try_push(i).map_err(s)?;
+            rx2.pop_blocking(deadline).map_err(s)
+        },
+    )
+}
+
+/// Round trip of a `u64` over two MPMC rings (one producer and one consumer each way).
+pub fn mpmc_rtt(rounds: u64, warmup: u64) -> Res<crate::bench::report::Latency> {
+    use shm_queue::mpmc::MpmcRing;
+    let ring = || -> Res<MpmcRing<u64>> {
+        let region = Arc::new(
+            Region::anonymous(MpmcRing::<u64>::required_bytes(1024).map_err(s)?).map_err(s)?,
+        );
+        region.prefault().map_err(s)?;
+        MpmcRing::<u64>::create(region, 1024).map_err(s)
+    };
+    let (a, b) = (ring()?, ring()?);
+    let (mut tx1, mut rx1) = (a.producer().map_err(s)?, a.consumer().map_err(s)?);
+    let (mut tx2, mut rx2) = (b.producer().map_err(s)?, b.consumer().map_err(s)?);
+    pingpong(
+        rounds,
+        warmup,
+        move |total| {
+            let deadline = Instant::now() + DEADLINE;
+            for _ in 0..total {
+                let v = spin(deadline, || rx1.try_pop())?;
+                spin(deadline, || tx2.try_push(v))?;
+            }
+            Ok(())
+        },
+        move |i| {
+            let deadline = Instant::now() + DEADLINE;
+            spin(deadline, || tx1.try_push(i))?;
+            spin(deadline, || rx2.try_pop())
+        },
+    )
+}
