@@ -691,22 +691,12 @@ impl<T: Pod> Sender<T> {
     }
 
     fn check_peer(&mut self) -> Result<()> {
-        if self.tx.is_closed() {
-            return Err(closed(&self.ep));
-        }
-        match self.ep.peer_error() {
-            Some(e @ Error::PeerGone { .. }) => Err(e),
-            _ => Ok(()),
-        }
+        sender_check(&self.ep, self.tx.is_closed())
     }
 
     fn full(&mut self, e: shm_queue::Error) -> Error {
-        if e.is_retryable() && self.ep.due() {
-            if let Err(e) = self.check_peer() {
-                return e;
-            }
-        }
-        Error::queue(&self.ep.name, e, Duration::ZERO)
+        let closed_now = self.tx.is_closed();
+        sender_error(&mut self.ep, e, closed_now)
     }
 }
 
@@ -714,6 +704,29 @@ impl<T: Pod> Drop for Sender<T> {
     fn drop(&mut self) {
         self.tx.close();
     }
+}
+
+/// A sender's look at the other side: `Closed` if the ring was closed, `PeerGone` if every
+/// consumer died (a hung one is not an error for a non-blocking call).
+fn sender_check(ep: &Endpoint, closed_now: bool) -> Result<()> {
+    if closed_now {
+        return Err(closed(ep));
+    }
+    match ep.peer_error() {
+        Some(e @ Error::PeerGone { .. }) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The error for a failed send: when the ring is full, look at the peer (every few
+/// milliseconds) so a dead or departed consumer is reported rather than "full" forever.
+fn sender_error(ep: &mut Endpoint, e: shm_queue::Error, closed_now: bool) -> Error {
+    if e.is_retryable() && ep.due() {
+        if let Err(gone) = sender_check(ep, closed_now) {
+            return gone;
+        }
+    }
+    Error::queue(&ep.name, e, Duration::ZERO)
 }
 
 fn closed(ep: &Endpoint) -> Error {
@@ -951,22 +964,12 @@ impl ByteSender {
     }
 
     fn check_peer(&mut self) -> Result<()> {
-        if self.tx.is_closed() {
-            return Err(closed(&self.ep));
-        }
-        match self.ep.peer_error() {
-            Some(e @ Error::PeerGone { .. }) => Err(e),
-            _ => Ok(()),
-        }
+        sender_check(&self.ep, self.tx.is_closed())
     }
 
     fn full(&mut self, e: shm_queue::Error) -> Error {
-        if e.is_retryable() && self.ep.due() {
-            if let Err(e) = self.check_peer() {
-                return e;
-            }
-        }
-        Error::queue(&self.ep.name, e, Duration::ZERO)
+        let closed_now = self.tx.is_closed();
+        sender_error(&mut self.ep, e, closed_now)
     }
 }
 
@@ -1111,10 +1114,8 @@ impl<T: Pod> MpmcSender<T> {
                 Ok(())
             }
             Err(e) => {
-                if e.is_retryable() && self.ep.due() {
-                    self.check_peer()?;
-                }
-                Err(Error::queue(&self.ep.name, e, Duration::ZERO))
+                let closed_now = self.tx.is_closed();
+                Err(sender_error(&mut self.ep, e, closed_now))
             }
         }
     }
@@ -1141,13 +1142,7 @@ impl<T: Pod> MpmcSender<T> {
     }
 
     fn check_peer(&mut self) -> Result<()> {
-        if self.tx.is_closed() {
-            return Err(closed(&self.ep));
-        }
-        match self.ep.peer_error() {
-            Some(e @ Error::PeerGone { .. }) => Err(e),
-            _ => Ok(()),
-        }
+        sender_check(&self.ep, self.tx.is_closed())
     }
 }
 
