@@ -8,7 +8,7 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use shm_bridge::ChannelOptions;
 use shm_queue::bytes::ByteRing;
 use shm_queue::mpmc::MpmcRing;
@@ -123,12 +123,12 @@ fn bytes(c: &mut Criterion) {
                 black_box(rx.try_recv(&mut buf).unwrap())
             })
         });
+        let mut dst = vec![0u8; size];
         g.bench_function(format!("memcpy {size} B (ceiling)"), |b| {
-            b.iter_batched_ref(
-                || vec![0u8; size],
-                |d| d.copy_from_slice(black_box(&msg)),
-                BatchSize::SmallInput,
-            )
+            b.iter(|| {
+                dst.copy_from_slice(black_box(&msg));
+                black_box(&dst);
+            })
         });
     }
     g.finish();
