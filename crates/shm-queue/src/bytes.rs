@@ -780,7 +780,7 @@ impl ByteProducer {
             .store(encode(KIND_MESSAGE, len), Ordering::Release);
         self.tail = end;
         s.header().producer.pos.store(end, Ordering::Release);
-        crate::wait::fire(&self.readiness, s.header().data_signal().notify());
+        crate::wait::fire(&self.readiness, s.header().notify_data());
     }
 
     /// Size of the data area in bytes.
@@ -1019,7 +1019,7 @@ impl ByteConsumer {
                 Record::Padding { size } => {
                     self.head += size as u64;
                     s.header().consumer.pos.store(self.head, Ordering::Release);
-                    s.header().space_signal().notify();
+                    s.header().notify_space();
                 }
             }
         }
@@ -1031,7 +1031,7 @@ impl ByteConsumer {
         self.head += size as u64;
         let header = self.storage.header();
         header.consumer.pos.store(self.head, Ordering::Release);
-        header.space_signal().notify();
+        header.notify_space();
     }
 
     /// Copies the next message into `buf` and returns its length.

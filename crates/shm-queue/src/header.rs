@@ -363,6 +363,29 @@ impl Header {
         }
     }
 
+    /// After a publish: wakes a consumer that may sleep, or consumes an armed readiness
+    /// descriptor (returned, for [`crate::wait::fire`]). The same test as
+    /// [`crate::wait::Signal::notify`]'s first line, made on the two words directly so the
+    /// hot path (nobody may sleep, nothing armed) is two relaxed loads and no `Signal`.
+    #[inline]
+    pub(crate) fn notify_data(&self) -> bool {
+        let k = &self.control;
+        if k.consumer_sleepers.load(Ordering::Relaxed) == 0
+            && k.data_armed.load(Ordering::Relaxed) == 0
+        {
+            return false;
+        }
+        self.data_signal().notify()
+    }
+
+    /// After freeing space: wakes a producer that may sleep (see [`Header::notify_data`]).
+    #[inline]
+    pub(crate) fn notify_space(&self) {
+        if self.control.producer_sleepers.load(Ordering::Relaxed) != 0 {
+            self.space_signal().notify();
+        }
+    }
+
     /// Closes the ring and wakes every sleeper on both sides. `by`: 1 producer, 2 consumer,
     /// 3 anyone else. Returns `false` if it was already closed.
     pub(crate) fn close(&self, by: u32) -> bool {

@@ -617,10 +617,7 @@ impl<T: Pod> Producer<T> {
         self.tail = end;
         self.cursor = self.cursor.offset(n, g);
         self.blk = self.storage.block(self.cursor.block);
-        crate::wait::fire(
-            &self.readiness,
-            self.storage.header().data_signal().notify(),
-        );
+        crate::wait::fire(&self.readiness, self.storage.header().notify_data());
     }
 
     /// Moves on to the next block after filling this one, and records `tail` in the header's
@@ -677,10 +674,7 @@ impl<T: Pod> Producer<T> {
         if self.cursor.index == self.geom.elems_per_block {
             self.next_block();
         }
-        crate::wait::fire(
-            &self.readiness,
-            self.storage.header().data_signal().notify(),
-        );
+        crate::wait::fire(&self.readiness, self.storage.header().notify_data());
         Ok(())
     }
 
@@ -1112,7 +1106,7 @@ impl<T: Pod> Consumer<T> {
     fn publish_head(&self) {
         let header = self.storage.header();
         header.consumer.pos.store(self.head, Ordering::Release);
-        header.space_signal().notify();
+        header.notify_space();
     }
 
     /// How this handle waits in the blocking calls (default [`WaitStrategy::spin_then_yield`]).
