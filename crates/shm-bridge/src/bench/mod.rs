@@ -11,6 +11,8 @@
 //! The `fork()`-based runs need a single-threaded process: call [`suite`] before starting
 //! threads (the `shmlane` binary does).
 
+#[cfg(feature = "iceoryx2")]
+pub mod iceoryx;
 pub mod inproc;
 pub mod report;
 pub mod rings;
@@ -105,6 +107,14 @@ fn latency(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
         "rtt/eventfd",
         transports::eventfd_rtt(slow, warmup / 10)?,
         Some("rtt/pipe/8B"),
+    );
+    // The peer, with shmlane's SPSC round trip as its baseline: the target is a ratio of
+    // 4x or more (shmlane at most a quarter of iceoryx2's round trip).
+    #[cfg(feature = "iceoryx2")]
+    r.latency(
+        "rtt/iceoryx2-pubsub/8B",
+        iceoryx::rtt(rounds, warmup)?,
+        Some("rtt/shmlane-spsc/8B"),
     );
     r.latency(
         "rtt/shmlane-mpmc/8B",
