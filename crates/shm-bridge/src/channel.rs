@@ -338,12 +338,7 @@ impl ChannelOptions {
         let (ep, ring) = Endpoint::create(name, layout, &self.common, |r| {
             MpmcRing::<T>::create_with(r, opts)
         })?;
-        let tx = ring
-            .producer_with_token(token(&ep))
-            .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
-        let mut tx = tx.with_recovery(SlotLiveness::new(&ep), RECOVERY_PATIENCE);
-        tx.set_wait_strategy(self.wait);
-        Ok(MpmcSender { tx, ep })
+        self.mpmc_sender(name, ep, &ring)
     }
 
     /// Joins MPMC channel `name` as another producer.
@@ -353,6 +348,16 @@ impl ChannelOptions {
     /// As [`ChannelOptions::connect`]; [`Error::InUse`] when every participant slot is taken.
     pub fn connect_mpmc_producer<T: Pod>(&self, name: &str) -> Result<MpmcSender<T>> {
         let (ep, ring) = self.join_mpmc::<T>(name, Role::Producer)?;
+        self.mpmc_sender(name, ep, &ring)
+    }
+
+    /// A producer handle of `ring` registered under `ep`'s token, with dead-claim recovery.
+    fn mpmc_sender<T: Pod>(
+        &self,
+        name: &str,
+        ep: Endpoint,
+        ring: &MpmcRing<T>,
+    ) -> Result<MpmcSender<T>> {
         let tx = ring
             .producer_with_token(token(&ep))
             .map_err(|e| Error::queue(name, e, Duration::ZERO))?;

@@ -335,12 +335,13 @@ impl Endpoint {
             })?;
         layout.ring_bytes = ring;
         let shm = shm_name(name);
-        let mut reclaimed = None;
+        let (mut reclaimed, mut tried) = (None, false);
         let region = loop {
             match region_options(c).create(&shm, len) {
                 Ok(r) => break Arc::new(r),
-                Err(shm_region::Error::AlreadyExists { .. }) if reclaimed.is_none() => {
-                    reclaimed = Some(reclaim(name, c)?);
+                Err(shm_region::Error::AlreadyExists { .. }) if !tried => {
+                    tried = true;
+                    reclaimed = reclaim(name, c)?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -641,28 +642,23 @@ fn take_slot(
     })
 }
 
-/// Removes the stale channel under `name` if nobody holds any of its locks.
-fn reclaim(name: &str, c: &Common) -> Result<Reclaimed> {
+/// Removes the stale channel under `name` if nobody holds any of its locks; `None` if there
+/// was nothing to remove after all (it vanished, or the name now refers to another file).
+fn reclaim(name: &str, c: &Common) -> Result<Option<Reclaimed>> {
     let shm = shm_name(name);
     let opts = region_options(c);
     let region = match opts.open(&shm) {
         Ok(r) => r,
         // Gone meanwhile: nothing to reclaim; the caller's next create decides.
-        Err(shm_region::Error::NotFound { .. }) => {
-            return Ok(Reclaimed {
-                name: name.to_owned(),
-                holders: Vec::new(),
-                reason: "it disappeared while we looked".into(),
-            })
-        }
+        Err(shm_region::Error::NotFound { .. }) => return Ok(None),
         Err(e @ shm_region::Error::TooSmall { .. }) => {
             if file_age(name).is_some_and(|a| a >= SETUP_GRACE) {
                 shm_region::shm_unlink(&shm)?;
-                return Ok(Reclaimed {
+                return Ok(Some(Reclaimed {
                     name: name.to_owned(),
                     holders: Vec::new(),
                     reason: format!("abandoned during set-up ({e})"),
-                });
+                }));
             }
             return Err(in_setup(name));
         }
@@ -706,14 +702,15 @@ fn reclaim(name: &str, c: &Common) -> Result<Reclaimed> {
         ),
         _ => (Vec::new(), "nobody holds it and it is unusable".to_owned()),
     };
-    if name_is_ours(name, &region) {
-        shm_region::shm_unlink(&shm)?;
+    if !name_is_ours(name, &region) {
+        return Ok(None); // replaced meanwhile: the caller's create will say so
     }
-    Ok(Reclaimed {
+    shm_region::shm_unlink(&shm)?;
+    Ok(Some(Reclaimed {
         name: name.to_owned(),
         holders,
         reason,
-    })
+    }))
 }
 
 fn in_setup(name: &str) -> Error {

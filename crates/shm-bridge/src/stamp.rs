@@ -205,8 +205,8 @@ pub fn check(msg: &[u8]) -> Result<Stamp, Bad> {
     Ok(stamp)
 }
 
-/// Whether `got` is the message expected after `prev` (the short layout compares the low
-/// 32 bits).
+/// Whether `s` carries sequence number `expected` (the short layout compares the low 32
+/// bits).
 pub fn is_next(s: &Stamp, expected: u64) -> bool {
     if s.short {
         s.seq == expected & 0xffff_ffff

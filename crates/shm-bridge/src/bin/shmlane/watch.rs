@@ -45,8 +45,8 @@ fn counted(prev: &ChannelInfo, now: &ChannelInfo, role: Role) -> Moved {
                 .copied()
                 .unwrap_or((0, 0));
             Moved {
-                messages: m.messages + p.messages.saturating_sub(msgs),
-                bytes: m.bytes + p.bytes.saturating_sub(bytes),
+                messages: m.messages.saturating_add(p.messages.saturating_sub(msgs)),
+                bytes: m.bytes.saturating_add(p.bytes.saturating_sub(bytes)),
             }
         })
 }
