@@ -22,7 +22,7 @@ pub mod transports;
 use shm_queue::wait::WaitStrategy;
 
 use report::{Better, Report};
-use run::{median_of, Res};
+use run::{median_of, median_pair, Res};
 
 /// Which part of the suite to run, and how long.
 #[derive(Debug, Clone, Default)]
@@ -148,34 +148,43 @@ fn throughput(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
     let runs = if quick { 1 } else { 3 };
     let cap = 4096;
     let m = |x: f64| x / 1e6;
-    r.base(
-        "tput/rtrb-inproc/u64/item",
-        m(median_of(runs, || inproc::rtrb_per_item(n, cap))?),
+    // Each shmlane figure alternates with its baseline, run by run, so a drift of this
+    // machine's speed lands on both sides of the ratio.
+    let (base, ours) = median_pair(
+        runs,
+        || inproc::rtrb_per_item(n, cap),
+        || rings::spsc_per_item(n, cap),
+    )?;
+    let item = "tput/rtrb-inproc/u64/item";
+    r.base(item, m(base), "Mmsg/s", Better::Higher);
+    r.vs(
+        "tput/shmlane-spsc/u64/item",
+        m(ours),
         "Mmsg/s",
         Better::Higher,
+        item,
     );
-    r.base(
-        "tput/rtrb-inproc/u64/chunk256",
-        m(median_of(runs, || inproc::rtrb_chunked(n, cap, 256))?),
+    let (base, ours) = median_pair(
+        runs,
+        || inproc::rtrb_chunked(n, cap, 256),
+        || rings::spsc_chunked(n, cap, 256),
+    )?;
+    let chunk = "tput/rtrb-inproc/u64/chunk256";
+    r.base(chunk, m(base), "Mmsg/s", Better::Higher);
+    r.vs(
+        "tput/shmlane-spsc/u64/chunk256",
+        m(ours),
         "Mmsg/s",
         Better::Higher,
-    );
-    r.base(
-        "tput/crossbeam-arrayqueue/1p1c",
-        m(median_of(runs, || {
-            inproc::crossbeam_array_queue(n / 2, cap, 1, 1)
-        })?),
-        "Mmsg/s",
-        Better::Higher,
+        chunk,
     );
     r.vs(
         "tput/crossbeam-bounded-channel/u64",
         m(median_of(runs, || inproc::crossbeam_bounded(n / 2, cap))?),
         "Mmsg/s",
         Better::Higher,
-        "tput/rtrb-inproc/u64/item",
+        item,
     );
-    rings::spsc_rate(r, n, runs, cap)?;
     // The cost of blocking mode while nobody sleeps: a consumer in `pop_blocking`.
     let busy = "tput/shmlane-spsc/u64/pop-blocking-call/busyspin";
     r.base(
@@ -196,28 +205,31 @@ fn throughput(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
         busy,
     );
     // MPMC between processes against crossbeam's ArrayQueue between threads.
-    r.base(
-        "tput/crossbeam-arrayqueue/2p2c",
-        m(median_of(runs, || {
-            inproc::crossbeam_array_queue(n / 2, cap, 2, 2)
-        })?),
-        "Mmsg/s",
-        Better::Higher,
-    );
     for (p, c) in [(1usize, 1usize), (2, 2)] {
+        let (base, ours) = median_pair(
+            runs,
+            || inproc::crossbeam_array_queue(n / 2, cap, p, c),
+            || rings::mpmc_rate(n / 2, cap, p, c),
+        )?;
+        let name = format!("tput/crossbeam-arrayqueue/{p}p{c}c");
+        r.base(&name, m(base), "Mmsg/s", Better::Higher);
         r.vs(
             format!("tput/shmlane-mpmc/{p}p{c}c"),
-            m(median_of(runs, || rings::mpmc_rate(n / 2, cap, p, c))?),
+            m(ours),
             "Mmsg/s",
             Better::Higher,
-            &format!("tput/crossbeam-arrayqueue/{p}p{c}c"),
+            &name,
         );
     }
     let kn = n / 20;
     for size in [8usize, 64, 1024] {
         let pipe = format!("tput/pipe/{size}B");
-        let rate = median_of(runs, || transports::pipe_rate(kn, size))?;
-        r.base(&pipe, m(rate), "Mmsg/s", Better::Higher);
+        let (base, ours) = median_pair(
+            runs,
+            || transports::pipe_rate(kn, size),
+            || rings::bytes_rate(n / 4, size, false),
+        )?;
+        r.base(&pipe, m(base), "Mmsg/s", Better::Higher);
         let rate = median_of(runs, || transports::unix_rate(kn, size))?;
         r.vs(
             format!("tput/unix-socket/{size}B"),
@@ -226,10 +238,9 @@ fn throughput(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
             Better::Higher,
             &pipe,
         );
-        let rate = median_of(runs, || rings::bytes_rate(n / 4, size, false))?;
         r.vs(
             format!("tput/shmlane-bytes/{size}B"),
-            m(rate),
+            m(ours),
             "Mmsg/s",
             Better::Higher,
             &pipe,

@@ -197,3 +197,22 @@ pub fn median_of(runs: usize, mut f: impl FnMut() -> Res<f64>) -> Res<f64> {
     v.sort_by(f64::total_cmp);
     Ok(v[v.len() / 2])
 }
+
+/// The medians of `runs` alternated repetitions of a baseline and a contender, baseline
+/// first each time: `(baseline, contender)`. Alternating puts a drift in this machine's
+/// speed on both sides of their ratio, which running all of one and then all of the other
+/// does not.
+pub fn median_pair(
+    runs: usize,
+    mut baseline: impl FnMut() -> Res<f64>,
+    mut contender: impl FnMut() -> Res<f64>,
+) -> Res<(f64, f64)> {
+    let (mut b, mut c) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    for _ in 0..runs.max(1) {
+        b.push(baseline()?);
+        c.push(contender()?);
+    }
+    b.sort_by(f64::total_cmp);
+    c.sort_by(f64::total_cmp);
+    Ok((b[b.len() / 2], c[c.len() / 2]))
+}
