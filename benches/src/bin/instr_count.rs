@@ -1,6 +1,6 @@
 //! Single-threaded push/pop loops for instruction counting under
 //! `valgrind --tool=callgrind` (stable on a noisy machine):
-//! `valgrind --tool=callgrind target/release/instr-count shmlane|rtrb [N]`.
+//! `valgrind --tool=callgrind target/release/instr-count shmlane|bytes8|rtrb [N]`.
 
 use std::hint::black_box;
 
@@ -30,6 +30,23 @@ fn main() {
                 }
             }
         }
+        "bytes8" => {
+            let ring = shm_region::Region::anonymous(
+                shm_queue::bytes::ByteRing::required_bytes(1 << 16).unwrap_or(1 << 20),
+            )
+            .ok()
+            .and_then(|r| shm_queue::bytes::ByteRing::create(r, 1 << 16, 1024).ok());
+            let Some(Ok((mut tx, mut rx))) = ring.map(|r| r.split()) else {
+                return;
+            };
+            let mut buf = [0u8; 64];
+            for i in 0..n {
+                let _ = tx.try_send(&black_box(i).to_le_bytes());
+                if let Ok(k) = rx.try_recv(&mut buf) {
+                    sum += k as u64 + u64::from(buf[0]);
+                }
+            }
+        }
         "rtrb" => {
             let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(4096);
             for i in 0..n {
@@ -39,7 +56,7 @@ fn main() {
                 }
             }
         }
-        _ => eprintln!("usage: instr-count shmlane|rtrb [N]"),
+        _ => eprintln!("usage: instr-count shmlane|bytes8|rtrb [N]"),
     }
     println!("{sum}");
 }

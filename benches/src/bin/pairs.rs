@@ -1,10 +1,57 @@
-//! Paired throughput runs: a shmlane contender and its in-process baseline, alternated
-//! `--rounds` times, printing each pair's ratio and the median ratio. Alternating the two
-//! inside one run cancels most of this machine's drift, which a single run does not.
+//! Paired throughput runs: a shmlane contender and its baseline, alternated `ROUNDS` times,
+//! printing each pair's ratio and the median ratio. Alternating the two inside one run
+//! cancels most of a noisy machine's drift, which a single run does not.
 //!
-//! `cargo run --release -p shmlane-benches --bin pairs -- [item|chunk] [rounds] [n]`
+//! ```text
+//! cargo run --release -p shmlane-benches --bin pairs -- CONTENDER [ROUNDS] [N]
+//! ```
+//!
+//! | contender | shmlane | baseline |
+//! |---|---|---|
+//! | `item` | SPSC `u64` one at a time | rtrb, two threads |
+//! | `chunk` | SPSC `u64` in chunks of 256 | rtrb chunks of 256 |
+//! | `bytes8`, `bytes64`, `bytes1024` | byte ring, copying send/receive | pipe, same size |
+//! | `zc64k` | byte ring, 64 KiB zero-copy claim and read | single-thread `memcpy` of 64 KiB |
+//! | `mpmc11`, `mpmc22` | MPMC, 1P1C or 2P2C processes | crossbeam `ArrayQueue` threads |
 
-use shm_bridge::bench::{inproc, rings};
+use shm_bridge::bench::{inproc, rings, run::Res, transports};
+
+fn pair(what: &str, n: u64) -> Option<(Res<f64>, Res<f64>)> {
+    let cap = 4096;
+    let bytes = |size: usize| {
+        (
+            rings::bytes_rate(n / 4, size, false),
+            transports::pipe_rate(n / 20, size),
+        )
+    };
+    Some(match what {
+        "item" => (rings::spsc_per_item(n, cap), inproc::rtrb_per_item(n, cap)),
+        "chunk" => (
+            rings::spsc_chunked(n, cap, 256),
+            inproc::rtrb_chunked(n, cap, 256),
+        ),
+        "bytes8" => bytes(8),
+        "bytes64" => bytes(64),
+        "bytes1024" => bytes(1024),
+        "zc64k" => {
+            let big = 64 << 10;
+            let k = (n / 100).max(1000);
+            (
+                rings::bytes_rate(k, big, true).map(|r| r * big as f64),
+                Ok(inproc::memcpy_bandwidth(big, k * big as u64)),
+            )
+        }
+        "mpmc11" => (
+            rings::mpmc_rate(n / 2, cap, 1, 1),
+            inproc::crossbeam_array_queue(n / 2, cap, 1, 1),
+        ),
+        "mpmc22" => (
+            rings::mpmc_rate(n / 2, cap, 2, 2),
+            inproc::crossbeam_array_queue(n / 2, cap, 2, 2),
+        ),
+        _ => return None,
+    })
+}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -14,24 +61,16 @@ fn main() {
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or(10_000_000);
-    let cap = 4096;
     let mut ratios = Vec::new();
     for round in 0..rounds {
-        let (ours, base) = match what.as_str() {
-            "item" => (rings::spsc_per_item(n, cap), inproc::rtrb_per_item(n, cap)),
-            "chunk" => (
-                rings::spsc_chunked(n, cap, 256),
-                inproc::rtrb_chunked(n, cap, 256),
-            ),
-            other => {
-                eprintln!("unknown contender {other}: item or chunk");
-                std::process::exit(2);
-            }
+        let Some((ours, base)) = pair(&what, n) else {
+            eprintln!("unknown contender {what}: item, chunk, bytes8, bytes64, bytes1024, zc64k, mpmc11 or mpmc22");
+            std::process::exit(2);
         };
         match (ours, base) {
             (Ok(a), Ok(b)) => {
                 println!(
-                    "round {round}: shmlane {:.1} M/s  rtrb {:.1} M/s  ratio {:.2}",
+                    "round {round}: shmlane {:.2}e6/s  baseline {:.2}e6/s  ratio {:.2}",
                     a / 1e6,
                     b / 1e6,
                     a / b
@@ -45,5 +84,8 @@ fn main() {
         }
     }
     ratios.sort_by(f64::total_cmp);
-    println!("median ratio {:.2}", ratios[ratios.len() / 2]);
+    println!(
+        "{what}: median ratio {:.2} of {rounds} rounds",
+        ratios[ratios.len() / 2]
+    );
 }

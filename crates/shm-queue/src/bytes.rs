@@ -89,11 +89,13 @@ const KIND_PADDING: u64 = 2;
 const RECORD_HEADER: usize = 8;
 pub use crate::header::{BYTES_MAX_CAPACITY as MAX_CAPACITY, BYTES_MIN_CAPACITY as MIN_CAPACITY};
 
+#[inline]
 fn encode(kind: u64, len: usize) -> u64 {
     (TAG << 48) | (kind << 32) | (len as u64 & 0xffff_ffff)
 }
 
 /// Bytes a record of `len` payload bytes takes: header plus payload, rounded up to 8.
+#[inline]
 fn record_size(len: usize) -> usize {
     (RECORD_HEADER + len + 7) & !7
 }
@@ -203,6 +205,7 @@ impl ByteStorage {
         })
     }
 
+    #[inline]
     fn header(&self) -> &Header {
         // SAFETY: in_region checked the region holds HEADER_SIZE + cap bytes; it is page
         // aligned and kept alive by self.region; Header is only atomics (see header_of).
@@ -211,6 +214,7 @@ impl ByteStorage {
 
     /// Pointer to data-area byte `offset & (cap - 1)` (callers pass offsets of at most
     /// `cap`; `cap` itself only for zero-length accesses at the very end).
+    #[inline]
     fn data(&self, offset: usize) -> *mut u8 {
         debug_assert!(offset <= self.cap);
         // SAFETY: the masked offset is below cap, and HEADER_SIZE + cap bytes exist
@@ -223,6 +227,7 @@ impl ByteStorage {
     }
 
     /// The record header word at data offset `offset` (8-aligned, below `cap`).
+    #[inline]
     fn word(&self, offset: usize) -> &AtomicU64 {
         // SAFETY: data() keeps the address inside the area; offset is 8-aligned and the area
         // starts 512 bytes into a page-aligned region, so the word is aligned; record header
@@ -235,6 +240,7 @@ impl ByteStorage {
     /// # Safety
     ///
     /// `offset + src.len() <= cap`, and the protocol grants the caller those bytes.
+    #[inline]
     unsafe fn write(&self, offset: usize, src: &[u8]) {
         debug_assert!(offset + src.len() <= self.cap);
         if src.is_empty() {
@@ -250,6 +256,7 @@ impl ByteStorage {
     /// # Safety
     ///
     /// `offset + dst.len() <= cap`, and the protocol grants the caller those bytes.
+    #[inline]
     unsafe fn read(&self, offset: usize, dst: &mut [u8]) {
         debug_assert!(offset + dst.len() <= self.cap);
         if dst.is_empty() {
@@ -277,10 +284,12 @@ impl ByteStorage {
         }
     }
 
+    #[inline]
     fn header(&self) -> &Header {
         &self.header
     }
 
+    #[inline]
     fn word(&self, offset: usize) -> &AtomicU64 {
         &self.words[(offset & (self.cap - 1)) / 8].atom
     }
@@ -288,6 +297,7 @@ impl ByteStorage {
     /// # Safety
     ///
     /// As in the mapped implementation; `offset` is 8-aligned.
+    #[inline]
     unsafe fn write(&self, offset: usize, src: &[u8]) {
         for (k, chunk) in src.chunks(8).enumerate() {
             let w = &self.words[offset / 8 + k];
@@ -300,6 +310,7 @@ impl ByteStorage {
     /// # Safety
     ///
     /// As in the mapped implementation; `offset` is 8-aligned.
+    #[inline]
     unsafe fn read(&self, offset: usize, dst: &mut [u8]) {
         for (k, chunk) in dst.chunks_mut(8).enumerate() {
             let w = &self.words[offset / 8 + k];
@@ -587,6 +598,7 @@ impl Record {
 }
 
 /// Validates the (non-zero) header word found at data offset `offset`.
+#[inline]
 fn decode(word: u64, offset: usize, s: &ByteStorage) -> Result<Record, Error> {
     let len = (word & 0xffff_ffff) as usize;
     let kind = (word >> 32) & 0xffff;
@@ -686,15 +698,23 @@ impl Drop for ByteProducer {
 
 impl ByteProducer {
     /// Free bytes as far as the cached `head` knows.
+    #[inline]
     fn cached_free(&self) -> u64 {
         self.storage.cap as u64 - (self.tail - self.head_cache)
     }
 
     /// Makes sure `need` bytes are free, reloading the shared `head` if the cache says no.
+    #[inline]
     fn ensure_free(&mut self, need: usize, requested: usize) -> Result<(), Error> {
         if self.cached_free() >= need as u64 {
             return Ok(());
         }
+        self.reload_free(need, requested)
+    }
+
+    /// [`ByteProducer::ensure_free`] once the cache has run out: reloads `head`.
+    #[cold]
+    fn reload_free(&mut self, need: usize, requested: usize) -> Result<(), Error> {
         let head = self.storage.header().consumer.pos.load(Ordering::Acquire);
         let cap = self.storage.cap as u64;
         if head < self.head_cache || head > self.tail {
@@ -726,6 +746,7 @@ impl ByteProducer {
     /// [`Error::MessageTooLarge`] above [`ByteRing::max_message`]; [`Error::Full`] when the
     /// consumer has not freed enough space yet (retry later); [`Error::Corrupted`] if the
     /// consumer's `head` is impossible.
+    #[inline]
     pub fn claim(&mut self, len: usize) -> Result<WriteClaim<'_>, Error> {
         let max = self.storage.max_message;
         if len > max {
@@ -759,6 +780,7 @@ impl ByteProducer {
     /// # Errors
     ///
     /// As [`ByteProducer::claim`].
+    #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), Error> {
         let mut c = self.claim(msg.len())?;
         c.write_at(0, msg)?;
@@ -767,6 +789,7 @@ impl ByteProducer {
     }
 
     /// Publishes the record of `len` bytes at the current `tail`.
+    #[inline]
     fn commit(&mut self, len: usize) {
         let s = &self.storage;
         let cap = s.cap as u64;
@@ -914,6 +937,7 @@ impl WriteClaim<'_> {
     /// # Errors
     ///
     /// [`Error::OutOfRange`] if `offset + src.len()` exceeds the message length.
+    #[inline]
     pub fn write_at(&mut self, offset: usize, src: &[u8]) -> Result<(), Error> {
         let end = offset.saturating_add(src.len());
         if end > self.len {
@@ -950,6 +974,7 @@ impl WriteClaim<'_> {
     }
 
     /// Publishes the message.
+    #[inline]
     pub fn commit(self) {
         self.producer.commit(self.len);
     }
@@ -1004,6 +1029,7 @@ impl Drop for ByteConsumer {
 impl ByteConsumer {
     /// The next message's data offset and length, skipping a padding record; `None` if
     /// nothing is committed yet.
+    #[inline]
     fn next(&mut self) -> Result<Option<(usize, usize)>, Error> {
         let s = &*self.storage;
         let mask = s.cap as u64 - 1;
@@ -1027,6 +1053,7 @@ impl ByteConsumer {
     }
 
     /// Frees `size` bytes at `head`.
+    #[inline]
     fn release(&mut self, size: usize) {
         self.head += size as u64;
         let header = self.storage.header();
@@ -1041,6 +1068,7 @@ impl ByteConsumer {
     /// [`Error::Empty`] if no message is ready (retry later); [`Error::BufferTooSmall`] if
     /// `buf` is shorter than the message, which then stays in the ring;
     /// [`Error::Corrupted`] if the record header is impossible.
+    #[inline]
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         let Some((offset, len)) = self.next()? else {
             return Err(Error::Empty {
