@@ -12,9 +12,11 @@
 //! | `chunk` | SPSC `u64` in chunks of 256 | rtrb chunks of 256 |
 //! | `bytes8`, `bytes64`, `bytes1024` | byte ring, copying send/receive | pipe, same size |
 //! | `zc64k` | byte ring, 64 KiB zero-copy claim and read | single-thread `memcpy` of 64 KiB |
+//! | `blocking` | SPSC `u64` per item, consumer in `pop_blocking` with `Blocking` | the same with `BusySpin` |
 //! | `mpmc11`, `mpmc22` | MPMC, 1P1C or 2P2C processes | crossbeam `ArrayQueue` threads |
 
 use shm_bridge::bench::{inproc, rings, run::Res, transports};
+use shm_queue::wait::WaitStrategy;
 
 fn pair(what: &str, n: u64) -> Option<(Res<f64>, Res<f64>)> {
     let cap = 4096;
@@ -41,6 +43,10 @@ fn pair(what: &str, n: u64) -> Option<(Res<f64>, Res<f64>)> {
                 Ok(inproc::memcpy_bandwidth(big, k * big as u64)),
             )
         }
+        "blocking" => (
+            rings::spsc_per_item_waiting(n, cap, WaitStrategy::blocking()),
+            rings::spsc_per_item_waiting(n, cap, WaitStrategy::BusySpin),
+        ),
         "mpmc11" => (
             rings::mpmc_rate(n / 2, cap, 1, 1),
             inproc::crossbeam_array_queue(n / 2, cap, 1, 1),
@@ -64,7 +70,7 @@ fn main() {
     let mut ratios = Vec::new();
     for round in 0..rounds {
         let Some((ours, base)) = pair(&what, n) else {
-            eprintln!("unknown contender {what}: item, chunk, bytes8, bytes64, bytes1024, zc64k, mpmc11 or mpmc22");
+            eprintln!("unknown contender {what}: item, chunk, bytes8, bytes64, bytes1024, zc64k, blocking, mpmc11 or mpmc22");
             std::process::exit(2);
         };
         match (ours, base) {

@@ -473,7 +473,7 @@ impl ByteRing {
                 token,
                 strategy: WaitStrategy::default(),
                 sleeper: false,
-                readiness: None,
+                readiness: ReadinessFd::default(),
             }),
             Err(e) => {
                 claim::release(&header.control.producer_claim, token);
@@ -803,7 +803,8 @@ impl ByteProducer {
             .store(encode(KIND_MESSAGE, len), Ordering::Release);
         self.tail = end;
         s.header().producer.pos.store(end, Ordering::Release);
-        crate::wait::fire(&self.readiness, s.header().notify_data());
+        self.readiness
+            .fire(s.header().notify_data(self.readiness.is_some()));
     }
 
     /// Size of the data area in bytes.
@@ -876,7 +877,13 @@ impl ByteProducer {
     /// [`crate::wait::readiness_fd`]): after the consumer arms it, the next commit writes
     /// to it.
     pub fn set_readiness_fd(&mut self, fd: Option<std::os::fd::OwnedFd>) {
-        self.readiness = fd.map(std::sync::Arc::new);
+        self.readiness.set(fd);
+    }
+
+    /// How many times this handle has written to the readiness descriptor: once per arming
+    /// it consumed (a consumer that arms and then finds no data waits for exactly that).
+    pub fn readiness_signals(&self) -> u64 {
+        self.readiness.signals()
     }
 
     /// Closes the ring: the consumer drains what was sent, then its blocking calls return

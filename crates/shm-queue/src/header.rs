@@ -364,25 +364,57 @@ impl Header {
     }
 
     /// After a publish: wakes a consumer that may sleep, or consumes an armed readiness
-    /// descriptor (returned, for [`crate::wait::fire`]). The same test as
-    /// [`crate::wait::Signal::notify`]'s first line, made on the two words directly so the
-    /// hot path (nobody may sleep, nothing armed) is two relaxed loads and no `Signal`.
+    /// descriptor (returned, for [`crate::wait::fire`]; `has_fd`: the producer holds one).
+    /// [`crate::wait::Signal::notify`] made on the words directly, so the hot path (no
+    /// descriptor, nobody may sleep) is one relaxed load and no `Signal`.
     #[inline]
-    pub(crate) fn notify_data(&self) -> bool {
+    pub(crate) fn notify_data(&self, has_fd: bool) -> bool {
         let k = &self.control;
-        if k.consumer_sleepers.load(Ordering::Relaxed) == 0
-            && k.data_armed.load(Ordering::Relaxed) == 0
+        if !has_fd
+            && (k.consumer_sleepers.load(Ordering::Relaxed) == 0
+                || (crate::wait::light_fence() && k.consumer_waiters.load(Ordering::Relaxed) == 0))
         {
             return false;
         }
-        self.data_signal().notify()
+        self.notify_data_slow(has_fd)
+    }
+
+    /// [`Header::notify_data`] when a consumer may sleep or a descriptor is held: out of
+    /// line, so the publish path inlines into the caller's loop.
+    #[inline(never)]
+    fn notify_data_slow(&self, has_fd: bool) -> bool {
+        let k = &self.control;
+        let light = crate::wait::publish_fence(has_fd);
+        let armed = has_fd && k.data_armed.load(Ordering::Relaxed) != 0;
+        if !armed
+            && (k.consumer_sleepers.load(Ordering::Relaxed) == 0
+                || (light && k.consumer_waiters.load(Ordering::Relaxed) == 0))
+        {
+            return false;
+        }
+        self.data_signal().wake(light, armed)
     }
 
     /// After freeing space: wakes a producer that may sleep (see [`Header::notify_data`]).
     #[inline]
     pub(crate) fn notify_space(&self) {
-        if self.control.producer_sleepers.load(Ordering::Relaxed) != 0 {
-            self.space_signal().notify();
+        let k = &self.control;
+        if k.producer_sleepers.load(Ordering::Relaxed) == 0
+            || (crate::wait::light_fence() && k.producer_waiters.load(Ordering::Relaxed) == 0)
+        {
+            return;
+        }
+        self.notify_space_slow();
+    }
+
+    /// [`Header::notify_space`] when a producer may sleep: out of line, as in
+    /// [`Header::notify_data_slow`].
+    #[inline(never)]
+    fn notify_space_slow(&self) {
+        let k = &self.control;
+        let light = crate::wait::publish_fence(false);
+        if !(light && k.producer_waiters.load(Ordering::Relaxed) == 0) {
+            self.space_signal().wake(light, false);
         }
     }
 

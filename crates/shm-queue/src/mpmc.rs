@@ -681,7 +681,7 @@ impl<T: Pod> Handle<T> {
             recorded_len: Cell::new(0),
             strategy: WaitStrategy::default(),
             sleeper: false,
-            readiness: None,
+            readiness: ReadinessFd::default(),
         };
         h.entry()?;
         Ok(h)
@@ -1018,7 +1018,9 @@ impl<T: Pod> Producer<T> {
         // for `t` with Acquire, so no consumer reads it until we publish.
         unsafe { self.h.mem.write(t, value) };
         let published = self.publish(t);
-        crate::wait::fire(&self.h.readiness, self.h.peer_signal().notify());
+        self.h
+            .readiness
+            .fire(self.h.peer_signal().notify(self.h.readiness.is_some()));
         if published {
             Ok(())
         } else {
@@ -1079,7 +1081,9 @@ impl<T: Pod> Producer<T> {
                         unsafe { m.write(p, *v) };
                         revoked += usize::from(!self.publish(p));
                     }
-                    crate::wait::fire(&self.h.readiness, self.h.peer_signal().notify());
+                    self.h
+                        .readiness
+                        .fire(self.h.peer_signal().notify(self.h.readiness.is_some()));
                     return if revoked == 0 {
                         Ok(k as usize)
                     } else {
@@ -1170,7 +1174,13 @@ impl<T: Pod> Producer<T> {
     /// Installs (or removes) the consumers' readiness descriptor (see
     /// [`crate::wait::readiness_fd`]); clones made afterwards share it.
     pub fn set_readiness_fd(&mut self, fd: Option<std::os::fd::OwnedFd>) {
-        self.h.readiness = fd.map(std::sync::Arc::new);
+        self.h.readiness.set(fd);
+    }
+
+    /// How many times this handle has written to the readiness descriptor: once per arming
+    /// it consumed (a consumer that arms and then finds no data waits for exactly that).
+    pub fn readiness_signals(&self) -> u64 {
+        self.h.readiness.signals()
     }
 
     /// Closes the ring: consumers drain what was pushed, then their blocking calls return
@@ -1388,7 +1398,7 @@ impl<T: Pod> Consumer<T> {
         // with Acquire; no producer writes the slot until we release it.
         let v = unsafe { self.h.mem.read(h) };
         let released = self.release(h);
-        self.h.peer_signal().notify();
+        self.h.peer_signal().notify(false);
         if released {
             Ok(v)
         } else {
@@ -1453,7 +1463,7 @@ impl<T: Pod> Consumer<T> {
                             n += 1;
                         }
                     }
-                    self.h.peer_signal().notify();
+                    self.h.peer_signal().notify(false);
                     return if n as u64 == k {
                         Ok(n)
                     } else {

@@ -325,7 +325,7 @@ impl<T: Pod> Ring<T> {
                     token,
                     strategy: WaitStrategy::default(),
                     sleeper: false,
-                    readiness: None,
+                    readiness: ReadinessFd::default(),
                 })
             }
             Err(e) => {
@@ -617,7 +617,8 @@ impl<T: Pod> Producer<T> {
         self.tail = end;
         self.cursor = self.cursor.offset(n, g);
         self.blk = self.storage.block(self.cursor.block);
-        crate::wait::fire(&self.readiness, self.storage.header().notify_data());
+        self.readiness
+            .fire(self.storage.header().notify_data(self.readiness.is_some()));
     }
 
     /// Moves on to the next block after filling this one, and records `tail` in the header's
@@ -674,7 +675,8 @@ impl<T: Pod> Producer<T> {
         if self.cursor.index == self.geom.elems_per_block {
             self.next_block();
         }
-        crate::wait::fire(&self.readiness, self.storage.header().notify_data());
+        self.readiness
+            .fire(self.storage.header().notify_data(self.readiness.is_some()));
         Ok(())
     }
 
@@ -819,7 +821,13 @@ impl<T: Pod> Producer<T> {
     /// [`crate::wait::readiness_fd`]): after the consumer arms it, the next publication
     /// writes to it.
     pub fn set_readiness_fd(&mut self, fd: Option<std::os::fd::OwnedFd>) {
-        self.readiness = fd.map(std::sync::Arc::new);
+        self.readiness.set(fd);
+    }
+
+    /// How many times this handle has written to the readiness descriptor: once per arming
+    /// it consumed (a consumer that arms and then finds no data waits for exactly that).
+    pub fn readiness_signals(&self) -> u64 {
+        self.readiness.signals()
     }
 
     /// Closes the ring: the consumer drains what was pushed, then its blocking calls return
