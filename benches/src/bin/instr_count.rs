@@ -1,6 +1,6 @@
 //! Single-threaded push/pop loops for instruction counting under
 //! `valgrind --tool=callgrind` (stable on a noisy machine):
-//! `valgrind --tool=callgrind target/release/instr-count shmlane|bytes8|rtrb [N]`.
+//! `valgrind --tool=callgrind target/release/instr-count shmlane|bytes8|mpmc|arrayqueue|rtrb [N]`.
 
 use std::hint::black_box;
 
@@ -47,6 +47,32 @@ fn main() {
                 }
             }
         }
+        "mpmc" => {
+            let ring = shm_region::Region::anonymous(
+                shm_queue::mpmc::MpmcRing::<u64>::required_bytes(4096).unwrap_or(1 << 20),
+            )
+            .ok()
+            .and_then(|r| shm_queue::mpmc::MpmcRing::<u64>::create(r, 4096).ok());
+            let Some(ring) = ring else { return };
+            let (Ok(mut tx), Ok(mut rx)) = (ring.producer(), ring.consumer()) else {
+                return;
+            };
+            for i in 0..n {
+                let _ = tx.try_push(black_box(i));
+                if let Ok(v) = rx.try_pop() {
+                    sum += v;
+                }
+            }
+        }
+        "arrayqueue" => {
+            let q = crossbeam_queue::ArrayQueue::<u64>::new(4096);
+            for i in 0..n {
+                let _ = q.push(black_box(i));
+                if let Some(v) = q.pop() {
+                    sum += v;
+                }
+            }
+        }
         "rtrb" => {
             let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(4096);
             for i in 0..n {
@@ -56,7 +82,7 @@ fn main() {
                 }
             }
         }
-        _ => eprintln!("usage: instr-count shmlane|bytes8|rtrb [N]"),
+        _ => eprintln!("usage: instr-count shmlane|bytes8|mpmc|arrayqueue|rtrb [N]"),
     }
     println!("{sum}");
 }

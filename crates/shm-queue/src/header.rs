@@ -365,7 +365,7 @@ impl Header {
 
     /// After a publish: wakes a consumer that may sleep, or consumes an armed readiness
     /// descriptor (returned, for [`crate::wait::fire`]; `has_fd`: the producer holds one).
-    /// [`crate::wait::Signal::notify`] made on the words directly, so the hot path (no
+    /// The handshake of [`crate::wait`] made on the words directly, so the hot path (no
     /// descriptor, nobody may sleep) is one relaxed load and no `Signal`.
     #[inline]
     pub(crate) fn notify_data(&self, has_fd: bool) -> bool {

@@ -697,17 +697,6 @@ impl<T: Pod> Handle<T> {
         }
     }
 
-    /// The words the other side waits on, which this handle's publications signal.
-    #[inline]
-    fn peer_signal(&self) -> Signal<'_> {
-        let header = self.mem.header();
-        if self.role == ROLE_PRODUCER {
-            header.data_signal()
-        } else {
-            header.space_signal()
-        }
-    }
-
     fn set_strategy(&mut self, strategy: WaitStrategy) {
         let mut sleeper = self.sleeper;
         self.own_signal().set_strategy(&mut sleeper, strategy);
@@ -934,6 +923,7 @@ impl<T: Pod> Producer<T> {
     }
 
     /// Claims one position (recording it first) and returns it; the element is not written.
+    #[inline]
     fn claim(&mut self) -> Result<u64, Error> {
         let i = self.h.entry()?;
         let tail = &self.h.mem.header().producer.pos;
@@ -1012,6 +1002,7 @@ impl<T: Pod> Producer<T> {
     /// assert!(matches!(tx.try_push(3), Err(Error::Full { .. })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn try_push(&mut self, value: T) -> Result<(), Error> {
         let t = self.claim()?;
         // SAFETY: we claimed `t` (tail moved past it by our swap) after seeing its slot free
@@ -1020,7 +1011,7 @@ impl<T: Pod> Producer<T> {
         let published = self.publish(t);
         self.h
             .readiness
-            .fire(self.h.peer_signal().notify(self.h.readiness.is_some()));
+            .fire(self.h.mem.header().notify_data(self.h.readiness.is_some()));
         if published {
             Ok(())
         } else {
@@ -1083,7 +1074,7 @@ impl<T: Pod> Producer<T> {
                     }
                     self.h
                         .readiness
-                        .fire(self.h.peer_signal().notify(self.h.readiness.is_some()));
+                        .fire(self.h.mem.header().notify_data(self.h.readiness.is_some()));
                     return if revoked == 0 {
                         Ok(k as usize)
                     } else {
@@ -1308,6 +1299,7 @@ impl<T: Pod> Consumer<T> {
 
     /// Claims the next published position (recording it first), consuming any poisoned
     /// ones on the way, and returns it; the element is not read.
+    #[inline]
     fn claim(&mut self) -> Result<u64, Error> {
         let i = self.h.entry()?;
         let cap = self.h.mem.layout.capacity() as u64;
@@ -1392,13 +1384,14 @@ impl<T: Pod> Consumer<T> {
     /// assert_eq!(rx.try_pop()?, 9);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn try_pop(&mut self) -> Result<T, Error> {
         let h = self.claim()?;
         // SAFETY: we claimed `h` (head moved past it by our swap) after seeing it published
         // with Acquire; no producer writes the slot until we release it.
         let v = unsafe { self.h.mem.read(h) };
         let released = self.release(h);
-        self.h.peer_signal().notify(false);
+        self.h.mem.header().notify_space();
         if released {
             Ok(v)
         } else {
@@ -1463,7 +1456,7 @@ impl<T: Pod> Consumer<T> {
                             n += 1;
                         }
                     }
-                    self.h.peer_signal().notify(false);
+                    self.h.mem.header().notify_space();
                     return if n as u64 == k {
                         Ok(n)
                     } else {

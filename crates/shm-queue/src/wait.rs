@@ -155,29 +155,7 @@ pub(crate) struct Signal<'a> {
 }
 
 impl Signal<'_> {
-    /// Called by the publishing side after it published (data or space): wakes sleepers,
-    /// with no system call when there are none. `has_fd`: the caller holds a readiness
-    /// descriptor (only then is the armed word looked at).
-    /// Returns `true` if an armed readiness descriptor must be signalled (the arming is
-    /// consumed: the caller writes to its descriptor).
-    #[inline]
-    pub(crate) fn notify(&self, has_fd: bool) -> bool {
-        let armed_word = self.armed.filter(|_| has_fd);
-        if armed_word.is_none() && self.sleepers.load(Ordering::Relaxed) == 0 {
-            return false;
-        }
-        let light = publish_fence(armed_word.is_some());
-        let armed = armed_word.is_some_and(|a| a.load(Ordering::Relaxed) != 0);
-        if !armed
-            && (self.sleepers.load(Ordering::Relaxed) == 0
-                || (light && self.waiters.load(Ordering::Relaxed) == 0))
-        {
-            return false;
-        }
-        self.wake(light, armed)
-    }
-
-    /// The rest of [`Signal::notify`] once someone may need waking: the publisher's fence
+    /// The publisher's notification (see `Header::notify_data`) once someone may need waking: the publisher's fence
     /// (unless `light`), a wake if anyone sleeps, and the consumption of an arming.
     #[cold]
     pub(crate) fn wake(&self, light: bool, armed: bool) -> bool {
