@@ -930,6 +930,7 @@ impl fmt::Debug for WriteClaim<'_> {
 
 impl WriteClaim<'_> {
     /// Length of the message being written.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -1114,6 +1115,7 @@ impl ByteConsumer {
     /// # Errors
     ///
     /// [`Error::Empty`] if no message is ready; [`Error::Corrupted`].
+    #[inline]
     pub fn read(&mut self) -> Result<ReadGuard<'_>, Error> {
         match self.next()? {
             Some((offset, len)) => Ok(ReadGuard {
@@ -1280,6 +1282,7 @@ impl fmt::Debug for ReadGuard<'_> {
 
 impl ReadGuard<'_> {
     /// Length of the message.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -1294,6 +1297,7 @@ impl ReadGuard<'_> {
     /// # Errors
     ///
     /// [`Error::OutOfRange`] if `offset + dst.len()` exceeds the message.
+    #[inline]
     pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<(), Error> {
         let end = offset.saturating_add(dst.len());
         if end > self.len {
@@ -1355,6 +1359,7 @@ impl ReadGuard<'_> {
 }
 
 impl Drop for ReadGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.consumer.release(record_size(self.len));
     }

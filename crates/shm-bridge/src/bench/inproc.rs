@@ -29,11 +29,22 @@ fn two_threads(
 
 /// rtrb, one `push`/`pop` per item: items per second.
 pub fn rtrb_per_item(n: u64, capacity: usize) -> Res<f64> {
-    let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(capacity);
+    rtrb_per_item_of::<u64>(n, capacity, |i| i, |v| *v)
+}
+
+/// rtrb with elements of `T`, one `push`/`pop` per item (`make(i)` builds element `i`,
+/// `seq` reads its number back): items per second.
+pub fn rtrb_per_item_of<T: Send>(
+    n: u64,
+    capacity: usize,
+    make: fn(u64) -> T,
+    seq: fn(&T) -> u64,
+) -> Res<f64> {
+    let (mut p, mut c) = rtrb::RingBuffer::<T>::new(capacity);
     let secs = two_threads(
         move || {
             for i in 0..n {
-                let mut v = i;
+                let mut v = make(i);
                 loop {
                     match p.push(v) {
                         Ok(()) => break,
@@ -51,7 +62,7 @@ pub fn rtrb_per_item(n: u64, capacity: usize) -> Res<f64> {
             let mut patience = Patience::new();
             let mut expect = 0;
             while expect < n {
-                match c.pop() {
+                match c.pop().map(|v| seq(&v)) {
                     Ok(v) if v == expect => expect += 1,
                     Ok(v) => return Err(format!("rtrb gave {v}, expected {expect}")),
                     Err(_) if !patience.spin() => return Err("rtrb consumer timed out".into()),

@@ -71,6 +71,29 @@ pub fn suite(o: &Options) -> (Report, Result<(), String>) {
     (r, result)
 }
 
+/// A 1 KiB element carrying round or sequence number `i` in its first word.
+fn kib(i: u64) -> [u64; 128] {
+    let mut a = [0u64; 128];
+    a[0] = i;
+    a
+}
+
+/// A 64-byte element carrying sequence number `i` in its first word.
+fn line(i: u64) -> [u64; 8] {
+    let mut a = [0u64; 8];
+    a[0] = i;
+    a
+}
+
+/// `8B` or `1KiB`, as the figure names spell sizes.
+fn size_label(size: usize) -> String {
+    if size >= 1024 {
+        format!("{}KiB", size / 1024)
+    } else {
+        format!("{size}B")
+    }
+}
+
 fn latency(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
     let (rounds, warmup) = if quick {
         (20_000, 2_000)
@@ -121,6 +144,11 @@ fn latency(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
         rings::mpmc_rtt(rounds, warmup)?,
         Some("rtt/floor-atomics"),
     );
+    r.latency(
+        "rtt/shmlane-mpmc/1KiB",
+        rings::mpmc_rtt_of::<[u64; 128]>(rounds / 2, warmup / 2, kib, |a| a[0])?,
+        Some("rtt/floor-atomics"),
+    );
     for (name, strategy) in [
         ("busyspin", WaitStrategy::BusySpin),
         ("spin-then-yield", WaitStrategy::spin_then_yield()),
@@ -131,6 +159,21 @@ fn latency(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
             rings::spsc_rtt_waiting(rounds / 2, warmup / 2, strategy)?,
             Some("rtt/floor-atomics"),
         );
+    }
+    // The byte ring under each wait strategy, at both sizes (a running partner: nobody
+    // sleeps, so this is what each strategy costs a busy stream).
+    for (name, strategy) in [
+        ("busyspin", WaitStrategy::BusySpin),
+        ("spin-then-yield", WaitStrategy::spin_then_yield()),
+        ("blocking", WaitStrategy::blocking()),
+    ] {
+        for size in [8usize, 1024] {
+            r.latency(
+                &format!("rtt/shmlane-bytes-wait-{name}/{}", size_label(size)),
+                rings::bytes_rtt_waiting(rounds / 4, warmup / 4, size, strategy)?,
+                Some("rtt/floor-atomics"),
+            );
+        }
     }
     let l = rings::bytes_rtt_blocking(slow, warmup / 10, WaitStrategy::blocking())?;
     r.latency("rtt/shmlane-bytes-blocking/8B", l, Some("rtt/eventfd"));
@@ -177,6 +220,21 @@ fn throughput(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
         "Mmsg/s",
         Better::Higher,
         chunk,
+    );
+    // A 64-byte element (one cache line of payload), against rtrb with the same element.
+    let (base, ours) = median_pair(
+        runs,
+        || inproc::rtrb_per_item_of::<[u64; 8]>(n / 2, cap, line, |a| a[0]),
+        || rings::spsc_per_item_of::<[u64; 8]>(n / 2, cap, line, |a| a[0]),
+    )?;
+    let item64 = "tput/rtrb-inproc/64B/item";
+    r.base(item64, m(base), "Mmsg/s", Better::Higher);
+    r.vs(
+        "tput/shmlane-spsc/64B/item",
+        m(ours),
+        "Mmsg/s",
+        Better::Higher,
+        item64,
     );
     r.vs(
         "tput/crossbeam-bounded-channel/u64",
@@ -241,6 +299,14 @@ fn throughput(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
         r.vs(
             format!("tput/shmlane-bytes/{size}B"),
             m(ours),
+            "Mmsg/s",
+            Better::Higher,
+            &pipe,
+        );
+        let rate = median_of(runs, || rings::bytes_rate(n / 4, size, true))?;
+        r.vs(
+            format!("tput/shmlane-bytes-zero-copy/{size}B"),
+            m(rate),
             "Mmsg/s",
             Better::Higher,
             &pipe,

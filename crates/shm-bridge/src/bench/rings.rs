@@ -107,20 +107,31 @@ pub fn spsc_rtt(r: &mut Report, rounds: u64, warmup: u64, floor: &str) -> Res<()
 
 /// One `u64` at a time through a cross-process SPSC ring: messages per second.
 pub fn spsc_per_item(n: u64, cap: usize) -> Res<f64> {
-    let (mut tx, mut rx) = spsc_pair::<u64>(cap)?;
+    spsc_per_item_of::<u64>(n, cap, |i| i, |v| *v)
+}
+
+/// One element of `T` at a time through a cross-process SPSC ring (`make(i)` builds
+/// element `i`, `seq` reads its number back): messages per second.
+pub fn spsc_per_item_of<T: Pod>(
+    n: u64,
+    cap: usize,
+    make: fn(u64) -> T,
+    seq: fn(&T) -> u64,
+) -> Res<f64> {
+    let (mut tx, mut rx) = spsc_pair::<T>(cap)?;
     stream(
         n,
         move |n| {
             let mut patience = Patience::new();
             for i in 0..n {
-                push_spin(&mut tx, i, &mut patience)?;
+                push_spin(&mut tx, make(i), &mut patience)?;
             }
             Ok(())
         },
         move |n| {
             let mut patience = Patience::new();
             for i in 0..n {
-                let v = pop_spin(&mut rx, &mut patience)?;
+                let v = seq(&pop_spin(&mut rx, &mut patience)?);
                 if v != i {
                     return Err(format!("element {i} carried {v}"));
                 }
@@ -282,14 +293,15 @@ pub fn bytes_rate(n: u64, size: usize, zero_copy: bool) -> Res<f64> {
         move |n| {
             let mut patience = Patience::new();
             let mut buf = vec![0u8; size];
+            let mut piece = [0u8; 4096];
             let mut i = 0;
             while i < n {
                 let seq = if zero_copy {
                     match rx.read() {
                         Ok(g) => {
                             // Read every byte in place, as a consumer processing the
-                            // message would, through a small buffer that stays in L1.
-                            let mut piece = [0u8; 4096];
+                            // message would, through a small buffer that stays in L1 (made
+                            // once: zeroing it per message cost small messages 4 KiB each).
                             let mut first = [0u8; 8];
                             let mut off = 0;
                             while off < g.len() {
@@ -332,17 +344,30 @@ pub fn bytes_rtt_blocking(
     warmup: u64,
     strategy: WaitStrategy,
 ) -> Res<crate::bench::report::Latency> {
-    let (mut tx1, mut rx1) = bytes_pair(64 * 1024, 64)?;
-    let (mut tx2, mut rx2) = bytes_pair(64 * 1024, 64)?;
+    bytes_rtt_waiting(rounds, warmup, 8, strategy)
+}
+
+/// Round trip of a `size`-byte message over two byte rings whose consumers wait with
+/// `strategy` (`recv_blocking`).
+pub fn bytes_rtt_waiting(
+    rounds: u64,
+    warmup: u64,
+    size: usize,
+    strategy: WaitStrategy,
+) -> Res<crate::bench::report::Latency> {
+    let size = size.max(8);
+    let (mut tx1, mut rx1) = bytes_pair(64 * 1024, size)?;
+    let (mut tx2, mut rx2) = bytes_pair(64 * 1024, size)?;
     rx1.set_wait_strategy(strategy);
     rx2.set_wait_strategy(strategy);
-    let mut pbuf = [0u8; 64];
+    let mut msg = vec![0x5au8; size];
+    let mut pbuf = vec![0u8; size];
     pingpong(
         rounds,
         warmup,
         move |total| {
             let deadline = Some(Instant::now() + DEADLINE);
-            let mut buf = [0u8; 64];
+            let mut buf = vec![0u8; size];
             for _ in 0..total {
                 let n = rx1.recv_blocking(&mut buf, deadline).map_err(s)?;
                 tx2.try_send(&buf[..n]).map_err(s)?;
@@ -351,7 +376,8 @@ pub fn bytes_rtt_blocking(
         },
         move |i| {
             let deadline = Some(Instant::now() + DEADLINE);
-            tx1.try_send(&i.to_le_bytes()).map_err(s)?;
+            msg[..8].copy_from_slice(&i.to_le_bytes());
+            tx1.try_send(&msg).map_err(s)?;
             rx2.recv_blocking(&mut pbuf, deadline).map_err(s)?;
             Ok(seq_of(&pbuf))
         },
@@ -496,13 +522,24 @@ pub fn spsc_rtt_waiting(
 
 /// Round trip of a `u64` over two MPMC rings (one producer and one consumer each way).
 pub fn mpmc_rtt(rounds: u64, warmup: u64) -> Res<crate::bench::report::Latency> {
+    mpmc_rtt_of::<u64>(rounds, warmup, |i| i, |v| *v)
+}
+
+/// Round trip of one element of `T` over two MPMC rings (one producer and one consumer
+/// each way).
+pub fn mpmc_rtt_of<T: Pod>(
+    rounds: u64,
+    warmup: u64,
+    make: fn(u64) -> T,
+    seq: fn(&T) -> u64,
+) -> Res<crate::bench::report::Latency> {
     use shm_queue::mpmc::MpmcRing;
-    let ring = || -> Res<MpmcRing<u64>> {
+    let ring = || -> Res<MpmcRing<T>> {
         let region = Arc::new(
-            Region::anonymous(MpmcRing::<u64>::required_bytes(1024).map_err(s)?).map_err(s)?,
+            Region::anonymous(MpmcRing::<T>::required_bytes(1024).map_err(s)?).map_err(s)?,
         );
         region.prefault().map_err(s)?;
-        MpmcRing::<u64>::create(region, 1024).map_err(s)
+        MpmcRing::<T>::create(region, 1024).map_err(s)
     };
     let (a, b) = (ring()?, ring()?);
     let (mut tx1, mut rx1) = (a.producer().map_err(s)?, a.consumer().map_err(s)?);
@@ -520,8 +557,8 @@ pub fn mpmc_rtt(rounds: u64, warmup: u64) -> Res<crate::bench::report::Latency> 
         },
         move |i| {
             let mut patience = Patience::new();
-            spin(&mut patience, || tx1.try_push(i))?;
-            spin(&mut patience, || rx2.try_pop())
+            spin(&mut patience, || tx1.try_push(make(i)))?;
+            Ok(seq(&spin(&mut patience, || rx2.try_pop())?))
         },
     )
 }
