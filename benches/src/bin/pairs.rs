@@ -9,6 +9,7 @@
 //! | contender | shmlane | baseline |
 //! |---|---|---|
 //! | `item` | SPSC `u64` one at a time | rtrb, two threads |
+//! | `item64` | SPSC `[u64; 8]` one at a time | rtrb, same element |
 //! | `chunk` | SPSC `u64` in chunks of 256 | rtrb chunks of 256 |
 //! | `bytes8`, `bytes64`, `bytes1024` | byte ring, copying send/receive | pipe, same size |
 //! | `zc64k` | byte ring, 64 KiB zero-copy claim and read | single-thread `memcpy` of 64 KiB |
@@ -17,6 +18,13 @@
 
 use shm_bridge::bench::{inproc, rings, run::Res, transports};
 use shm_queue::wait::WaitStrategy;
+
+/// A 64-byte element carrying `i` in its first word.
+fn line(i: u64) -> [u64; 8] {
+    let mut a = [0u64; 8];
+    a[0] = i;
+    a
+}
 
 fn pair(what: &str, n: u64) -> Option<(Res<f64>, Res<f64>)> {
     let cap = 4096;
@@ -28,6 +36,10 @@ fn pair(what: &str, n: u64) -> Option<(Res<f64>, Res<f64>)> {
     };
     Some(match what {
         "item" => (rings::spsc_per_item(n, cap), inproc::rtrb_per_item(n, cap)),
+        "item64" => (
+            rings::spsc_per_item_of::<[u64; 8]>(n / 2, cap, line, |a| a[0]),
+            inproc::rtrb_per_item_of::<[u64; 8]>(n / 2, cap, line, |a| a[0]),
+        ),
         "chunk" => (
             rings::spsc_chunked(n, cap, 256),
             inproc::rtrb_chunked(n, cap, 256),
@@ -70,7 +82,7 @@ fn main() {
     let mut ratios = Vec::new();
     for round in 0..rounds {
         let Some((ours, base)) = pair(&what, n) else {
-            eprintln!("unknown contender {what}: item, chunk, bytes8, bytes64, bytes1024, zc64k, blocking, mpmc11 or mpmc22");
+            eprintln!("unknown contender {what}: item, item64, chunk, bytes8, bytes64, bytes1024, zc64k, blocking, mpmc11 or mpmc22");
             std::process::exit(2);
         };
         match (ours, base) {
