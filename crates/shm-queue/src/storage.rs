@@ -224,8 +224,10 @@ impl<T: Pod> Storage<T> {
     #[inline]
     pub(crate) unsafe fn write_in(&self, blk: Block, index: usize, value: T) {
         debug_assert!(index < self.geom.elems_per_block);
-        // SAFETY: in bounds and aligned (elem_ptr, caller); the caller owns the slot.
-        unsafe { Self::elem_ptr(blk, index).write_volatile(value) }
+        // SAFETY: in bounds and aligned (elem_ptr, caller); the caller owns the slot. A plain
+        // write, as `write_run_in`'s copy is: a write has nothing to re-read, and a plain one
+        // lets the compiler merge a chunk's consecutive writes into vector stores.
+        unsafe { Self::elem_ptr(blk, index).write(value) }
     }
 
     /// Copies elements `index .. index + dst.len()` of `blk` into `dst`.
