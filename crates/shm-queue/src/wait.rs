@@ -455,7 +455,7 @@ mod barrier {
         }
     }
 
-    fn supported() -> bool {
+    pub(super) fn supported() -> bool {
         match SUPPORTED.load(Ordering::Relaxed) {
             YES => true,
             NO => false,
@@ -609,4 +609,43 @@ mod futex {
 
     /// Nothing to do: the event bump before it is what `wait` watches.
     pub(super) fn wake(_word: &AtomicU32) {}
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Where the kernel offers the expedited global barrier, the first publication registers
+    /// this process and every later one takes the free path; where it does not, publishers
+    /// keep the real fence. Either way the waiter's half runs without error.
+    #[test]
+    fn a_publisher_registers_for_the_asymmetric_fence_where_the_kernel_allows() {
+        let light = publish_fence(false);
+        assert_eq!(light, barrier::supported());
+        assert_eq!(light_fence(), barrier::supported());
+        barrier::heavy();
+    }
+
+    /// A forked child starts unregistered and registers again on its first publication.
+    #[test]
+    fn a_forked_child_registers_again() {
+        let _ = publish_fence(false);
+        // SAFETY: the child only calls async-signal-safe code (atomics, the membarrier
+        // syscall) and `_exit`.
+        match unsafe { libc::fork() } {
+            0 => {
+                let fresh = !light_fence();
+                let again = publish_fence(false) == barrier::supported();
+                // SAFETY: ends the child without running the parent's destructors.
+                unsafe { libc::_exit(if fresh && again { 0 } else { 1 }) }
+            }
+            pid if pid > 0 => {
+                let mut status = 0;
+                // SAFETY: waits for our own child.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+            }
+            _ => panic!("fork failed"),
+        }
+    }
 }
