@@ -1,6 +1,6 @@
 //! Single-threaded push/pop loops for instruction counting under
 //! `valgrind --tool=callgrind` (stable on a noisy machine):
-//! `valgrind --tool=callgrind target/release/instr-count shmlane|bytes8|mpmc|arrayqueue|rtrb [N]`.
+//! `valgrind --tool=callgrind target/release/instr-count shmlane|bytes8|mpmc|arrayqueue|chanpoll|rtrb [N]`.
 
 use std::hint::black_box;
 
@@ -73,6 +73,25 @@ fn main() {
                 }
             }
         }
+        "chanpoll" => {
+            // A polling receiver on an empty channel: the cost of "try again".
+            let name = format!("instr-count-{}", std::process::id());
+            let Ok(mut tx) = shm_bridge::ChannelOptions::new()
+                .capacity(64)
+                .create::<u64>(&name)
+            else {
+                return;
+            };
+            let Ok(mut rx) = shm_bridge::ChannelOptions::new().connect::<u64>(&name) else {
+                return;
+            };
+            for _ in 0..n {
+                if let Err(e) = rx.try_recv() {
+                    sum += u64::from(e.is_retryable());
+                }
+            }
+            let _ = tx.try_send(1);
+        }
         "rtrb" => {
             let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(4096);
             for i in 0..n {
@@ -82,7 +101,7 @@ fn main() {
                 }
             }
         }
-        _ => eprintln!("usage: instr-count shmlane|bytes8|mpmc|arrayqueue|rtrb [N]"),
+        _ => eprintln!("usage: instr-count shmlane|bytes8|mpmc|arrayqueue|chanpoll|rtrb [N]"),
     }
     println!("{sum}");
 }

@@ -526,7 +526,7 @@ fn wait_loop<R>(
         match attempt(until) {
             Ok(r) => return Ok(r),
             Err(shm_queue::Error::Timeout { .. }) => {}
-            Err(e) => return Err(Error::queue(&ep.name, e, start.elapsed())),
+            Err(e) => return Err(Error::queue_shared(&ep.name, e, start.elapsed())),
         }
         ep.publish_counts();
         if let Some(e) = ep.peer_error() {
@@ -538,7 +538,7 @@ fn wait_loop<R>(
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Error::Timeout {
-                name: ep.name.clone(),
+                name: ep.name.to_string(),
                 waited: start.elapsed(),
             });
         }
@@ -577,7 +577,7 @@ macro_rules! endpoint_methods {
                 }
                 if start.elapsed() >= timeout {
                     return Err(Error::Timeout {
-                        name: self.ep.name.clone(),
+                        name: self.ep.name.to_string(),
                         waited: start.elapsed(),
                     });
                 }
@@ -731,12 +731,12 @@ fn sender_error(ep: &mut Endpoint, e: shm_queue::Error, closed_now: bool) -> Err
             return gone;
         }
     }
-    Error::queue(&ep.name, e, Duration::ZERO)
+    Error::queue_shared(&ep.name, e, Duration::ZERO)
 }
 
 fn closed(ep: &Endpoint) -> Error {
     Error::Closed {
-        name: ep.name.clone(),
+        name: ep.name.to_string(),
         by: match ep.role {
             Role::Producer => "consumer".into(),
             Role::Consumer => "producer".into(),
@@ -756,17 +756,17 @@ fn recv_error(
     match e {
         shm_queue::Error::Empty { .. } if closed_now => {
             if retry() {
-                Error::queue(&ep.name, e, Duration::ZERO)
+                Error::queue_shared(&ep.name, e, Duration::ZERO)
             } else {
                 closed(ep)
             }
         }
         shm_queue::Error::Empty { .. } if ep.tick() => match ep.peer_error() {
             Some(gone @ Error::PeerGone { .. }) if !retry() => gone,
-            _ => Error::queue(&ep.name, e, Duration::ZERO),
+            _ => Error::queue_shared(&ep.name, e, Duration::ZERO),
         },
         shm_queue::Error::Closed { .. } => closed(ep),
-        e => Error::queue(&ep.name, e, Duration::ZERO),
+        e => Error::queue_shared(&ep.name, e, Duration::ZERO),
     }
 }
 
@@ -952,10 +952,10 @@ impl ByteSender {
         if self.ep.tick() {
             self.check_peer()?;
         }
-        let name = self.ep.name.clone();
+        let name = &self.ep.name;
         self.tx
             .claim(len)
-            .map_err(|e| Error::queue(&name, e, Duration::ZERO))
+            .map_err(|e| Error::queue_shared(name, e, Duration::ZERO))
     }
 
     /// The ring's producer, for calls this wrapper does not offer.
@@ -1038,11 +1038,10 @@ impl ByteReceiver {
     /// As [`ByteReceiver::recv_deadline`].
     pub fn read_deadline(&mut self, deadline: Option<Instant>) -> Result<ReadGuard<'_>> {
         self.wait_deadline(deadline)?;
-        let name = self.ep.name.clone();
         let guard = self
             .rx
             .read()
-            .map_err(|e| Error::queue(&name, e, Duration::ZERO))?;
+            .map_err(|e| Error::queue_shared(&self.ep.name, e, Duration::ZERO))?;
         self.ep.messages += 1;
         self.ep.bytes += guard.len() as u64;
         Ok(guard)
@@ -1055,11 +1054,10 @@ impl ByteReceiver {
     /// As [`ByteReceiver::recv_deadline`].
     pub fn recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
         self.wait_deadline(None)?;
-        let name = self.ep.name.clone();
         let n = self
             .rx
             .try_recv_vec(buf)
-            .map_err(|e| Error::queue(&name, e, Duration::ZERO))?;
+            .map_err(|e| Error::queue_shared(&self.ep.name, e, Duration::ZERO))?;
         self.count(n);
         Ok(n)
     }

@@ -213,7 +213,8 @@ impl Drop for Heartbeat {
 #[derive(Debug)]
 pub(crate) struct Endpoint {
     pub region: Arc<Region>,
-    pub name: String,
+    /// Shared with every `WouldBlock` error, so a polling loop allocates nothing.
+    pub name: Arc<str>,
     pub ctl: Control,
     pub slot: usize,
     pub role: Role,
@@ -299,7 +300,7 @@ impl Endpoint {
         };
         Ok(Endpoint {
             region,
-            name: name.to_owned(),
+            name: name.into(),
             ctl,
             slot,
             role,
@@ -532,12 +533,12 @@ impl Endpoint {
         };
         match self.peer_state() {
             PeerState::Dead { pid } => Some(Error::PeerGone {
-                name: self.name.clone(),
+                name: self.name.to_string(),
                 role,
                 pid,
             }),
             PeerState::Hung { pid, silent } => Some(Error::PeerHung {
-                name: self.name.clone(),
+                name: self.name.to_string(),
                 role,
                 pid,
                 silent,

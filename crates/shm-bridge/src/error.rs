@@ -165,8 +165,9 @@ pub enum Error {
     /// The ring is full (sending) or empty (receiving): try again.
     #[error("channel `{name}`: {what}, try again")]
     WouldBlock {
-        /// The channel's name.
-        name: String,
+        /// The channel's name (shared with the channel handle: a polling loop's "try again"
+        /// allocates nothing).
+        name: std::sync::Arc<str>,
         /// `full` or `empty`.
         what: &'static str,
     },
@@ -224,13 +225,39 @@ impl Error {
 
     /// Maps a ring error: full/empty, closed and timeouts get the bridge's own variants.
     pub(crate) fn queue(name: &str, e: shm_queue::Error, waited: std::time::Duration) -> Error {
-        let name = name.to_owned();
         match e {
-            shm_queue::Error::Full { .. } => Error::WouldBlock { name, what: "full" },
+            shm_queue::Error::Full { .. } | shm_queue::Error::Empty { .. } => {
+                Error::queue_shared(&std::sync::Arc::from(name), e, waited)
+            }
+            _ => Error::queue_other(name.to_owned(), e, waited),
+        }
+    }
+
+    /// [`Error::queue`] with the channel's shared name: "full" and "empty", which polling
+    /// loops see all the time, allocate nothing.
+    #[inline]
+    pub(crate) fn queue_shared(
+        name: &std::sync::Arc<str>,
+        e: shm_queue::Error,
+        waited: std::time::Duration,
+    ) -> Error {
+        match e {
+            shm_queue::Error::Full { .. } => Error::WouldBlock {
+                name: name.clone(),
+                what: "full",
+            },
             shm_queue::Error::Empty { .. } => Error::WouldBlock {
-                name,
+                name: name.clone(),
                 what: "empty",
             },
+            _ => Error::queue_other(name.to_string(), e, waited),
+        }
+    }
+
+    /// [`Error::queue`] for everything but full and empty.
+    #[cold]
+    fn queue_other(name: String, e: shm_queue::Error, waited: std::time::Duration) -> Error {
+        match e {
             shm_queue::Error::Closed { .. } => Error::Closed {
                 name,
                 by: "other side".into(),
