@@ -364,7 +364,7 @@ impl Header {
     }
 
     /// After a publish: wakes a consumer that may sleep, or consumes an armed readiness
-    /// descriptor (returned, for [`crate::wait::fire`]; `has_fd`: the producer holds one).
+    /// descriptor (returned, for the producer's readiness descriptor; `has_fd`: the producer holds one).
     /// The handshake of [`crate::wait`] made on the words directly, so the hot path (no
     /// descriptor, nobody may sleep) is one relaxed load and no `Signal`.
     #[inline]

@@ -43,8 +43,13 @@
 //! barrier, which is what the publisher's fence would have done at that point (a thread not
 //! running has passed one in its context switch). The pair orders exactly as the two fences
 //! did. The publisher then pays no fence at all, and the waiter about 0.3 µs per sleep.
-//! Without `membarrier` both sides use real fences, as above, and under loom the model
-//! checks that symmetric protocol, which is the one the asymmetric pair stands in for.
+//! A publisher whose process cannot register uses real fences, as above. If the two
+//! processes differ (the publisher registered, the waiter cannot issue the `membarrier`),
+//! a publication racing a sleep can go unnoticed until the sleep slice ends: one slice of
+//! latency per such race, never a hang. The readiness path, which has no slice, never
+//! relies on the pair: a producer holding a descriptor always fences. Under loom the model
+//! checks the symmetric protocol, which is the one the asymmetric pair stands in for; the
+//! pair itself (a compiler fence and a system call) is outside what loom can model.
 //!
 //! Sleeps are sliced (at most [`SLEEP_SLICE`] each) so that a waiter re-checks its deadline,
 //! the `closed` word and its condition at least that often, whatever a peer does or fails to
@@ -155,8 +160,9 @@ pub(crate) struct Signal<'a> {
 }
 
 impl Signal<'_> {
-    /// The publisher's notification (see `Header::notify_data`) once someone may need waking: the publisher's fence
-    /// (unless `light`), a wake if anyone sleeps, and the consumption of an arming.
+    /// The publisher's notification (see `Header::notify_data`) once someone may need
+    /// waking: the publisher's fence (unless `light`), a wake if anyone sleeps, and the
+    /// consumption of an arming.
     #[cold]
     pub(crate) fn wake(&self, light: bool, armed: bool) -> bool {
         if !light {
@@ -333,10 +339,20 @@ pub fn clear_readiness(fd: std::os::fd::BorrowedFd<'_>) -> u64 {
 
 /// A producer handle's readiness descriptor (shared by its clones) and how many times this
 /// handle has signalled it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub(crate) struct ReadinessFd {
     fd: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     signals: u64,
+}
+
+/// A clone shares the descriptor and starts its own count at zero.
+impl Clone for ReadinessFd {
+    fn clone(&self) -> Self {
+        ReadinessFd {
+            fd: self.fd.clone(),
+            signals: 0,
+        }
+    }
 }
 
 impl ReadinessFd {
@@ -356,7 +372,8 @@ impl ReadinessFd {
         self.signals
     }
 
-    /// Signals the descriptor, if any, when `notify` said an arming was consumed.
+    /// Signals the descriptor, if any, when the publisher's notification says it consumed an
+    /// arming.
     #[inline]
     pub(crate) fn fire(&mut self, consumed: bool) {
         if consumed {
@@ -403,14 +420,18 @@ fn yield_now() {
 
 /// The publisher's half of the handshake fence, right after a publication: returns `true`
 /// if it was the free, asymmetric one (see `barrier`). Otherwise a real fence is still owed
-/// before looking for sleepers; it is paid here only for a producer holding a readiness
-/// descriptor (`has_fd`), which must not read the armed word before its publication is
-/// visible (an arming in between would be missed, and a readiness wait has no time slice to
-/// recover), and later, in [`Signal::wake`], only when someone may need waking.
+/// before looking for sleepers, paid later in [`Signal::wake`] and only when someone may
+/// need waking.
+///
+/// A producer holding a readiness descriptor (`has_fd`) always pays a real fence here,
+/// before it reads the armed word: a readiness wait has no time slice to recover a missed
+/// signal, and the asymmetric pair is only sound if the *consumer's* process can issue the
+/// membarrier, which this process cannot know (a different seccomp profile, or a failing
+/// call). The fence costs little next to the descriptor write it guards.
 #[inline]
 pub(crate) fn publish_fence(has_fd: bool) -> bool {
     let light = barrier::light();
-    if has_fd && !light {
+    if has_fd {
         fence(Ordering::SeqCst);
     }
     light
@@ -439,8 +460,9 @@ mod barrier {
 
     /// Whether the kernel offers (and seccomp allows) the expedited global barrier.
     static SUPPORTED: AtomicU8 = AtomicU8::new(UNKNOWN);
-    /// Whether this process is registered for it. Reset in a forked child, which then
-    /// registers again (harmless if the registration was inherited).
+    /// Whether this process is registered for it. A forked child keeps the answer: the
+    /// kernel keeps the registration across `fork()` (it lives in the memory descriptor,
+    /// which the child copies, and is cleared only by `exec`), which a test checks.
     static REGISTERED: AtomicU8 = AtomicU8::new(UNKNOWN);
 
     fn membarrier(cmd: libc::c_int) -> libc::c_long {
@@ -470,22 +492,15 @@ mod barrier {
         }
     }
 
-    extern "C" fn forked_child() {
-        REGISTERED.store(UNKNOWN, Ordering::Relaxed);
-    }
-
     #[cold]
     fn register() -> bool {
-        // Not a `Once`: a child forked while another thread was inside `call_once` would
-        // wait for it forever (the test suite found that). Whoever wins the swap installs
-        // the handler; a loser goes on without waiting.
-        static AT_FORK: AtomicU8 = AtomicU8::new(0);
-        if AT_FORK.swap(1, Ordering::Relaxed) == 0 {
-            // SAFETY: registers a handler that only stores to an atomic, which is
-            // async-signal-safe as a fork child handler must be.
-            unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
-        }
         let yes = supported() && membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0;
+        if yes {
+            // Once per process: orders the publication that led here before every later
+            // look at the waiting side, without relying on what the registration call
+            // does inside the kernel.
+            core::sync::atomic::fence(Ordering::SeqCst);
+        }
         REGISTERED.store(if yes { YES } else { NO }, Ordering::Relaxed);
         yes
     }
@@ -516,12 +531,20 @@ mod barrier {
     }
 
     /// The waiter's half, after its own `fence(SeqCst)`: a barrier on every running thread
-    /// of every registered process. Nothing if the kernel has none (then no publisher is
-    /// registered either, unless seccomp treats the two processes differently; a sleep is
-    /// sliced, so even that costs at most one slice).
+    /// of every registered process. If this process cannot issue it (no kernel support, a
+    /// seccomp filter, or the call fails) while the publisher's process is registered, a
+    /// publication racing this sleep can go unnoticed until the sleep slice ends: at most
+    /// one slice of latency per such race, never a hang. (The readiness path does not
+    /// depend on this: its publisher always fences, see `publish_fence`.)
+    ///
+    /// The call interrupts every CPU currently running a registered process, ours or not,
+    /// once per sleep; a peer that keeps bumping the event word to cut our sleeps short
+    /// can make that frequent, at the cost of burning its own CPU.
     pub(super) fn heavy() {
-        if supported() {
-            membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED);
+        if supported() && membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0 {
+            // Failed at run time (the kernel could not allocate its CPU mask): treat the
+            // kernel as lacking it from now on; our own publishers keep what they have.
+            SUPPORTED.store(NO, Ordering::Relaxed);
         }
     }
 }
@@ -626,18 +649,26 @@ mod tests {
         barrier::heavy();
     }
 
-    /// A forked child starts unregistered and registers again on its first publication.
+    /// A forked child keeps the registration (the code relies on it; there is no fork
+    /// handler): where the kernel can report registrations (`GET_REGISTRATIONS`, Linux
+    /// 6.3), the child's include the expedited global one.
     #[test]
-    fn a_forked_child_registers_again() {
+    fn a_forked_child_keeps_the_registration() {
         let _ = publish_fence(false);
-        // SAFETY: the child only calls async-signal-safe code (atomics, the membarrier
-        // syscall) and `_exit`.
+        if !barrier::supported() {
+            return;
+        }
+        // SAFETY: the child only reads an atomic, makes raw system calls, and `_exit`s.
         match unsafe { libc::fork() } {
             0 => {
-                let fresh = !light_fence();
-                let again = publish_fence(false) == barrier::supported();
+                const GET_REGISTRATIONS: libc::c_long = 1 << 9;
+                const REGISTER_GLOBAL_EXPEDITED: libc::c_long = 1 << 2;
+                // SAFETY: membarrier takes integers and touches no memory of ours.
+                let regs = unsafe { libc::syscall(libc::SYS_membarrier, GET_REGISTRATIONS, 0, 0) };
+                let kernel_says = regs < 0 || regs & REGISTER_GLOBAL_EXPEDITED != 0;
+                let ok = light_fence() && kernel_says;
                 // SAFETY: ends the child without running the parent's destructors.
-                unsafe { libc::_exit(if fresh && again { 0 } else { 1 }) }
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) }
             }
             pid if pid > 0 => {
                 let mut status = 0;
