@@ -16,15 +16,8 @@
 //! | `blocking` | SPSC `u64` per item, consumer in `pop_blocking` with `Blocking` | the same with `BusySpin` |
 //! | `mpmc11`, `mpmc22` | MPMC, 1P1C or 2P2C processes | crossbeam `ArrayQueue` threads |
 
-use shm_bridge::bench::{inproc, rings, run::Res, transports};
+use shm_bridge::bench::{inproc, line, rings, run::Res, transports};
 use shm_queue::wait::WaitStrategy;
-
-/// A 64-byte element carrying `i` in its first word.
-fn line(i: u64) -> [u64; 8] {
-    let mut a = [0u64; 8];
-    a[0] = i;
-    a
-}
 
 fn pair(what: &str, n: u64) -> Option<(Res<f64>, Res<f64>)> {
     let cap = 4096;

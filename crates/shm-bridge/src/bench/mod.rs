@@ -72,14 +72,14 @@ pub fn suite(o: &Options) -> (Report, Result<(), String>) {
 }
 
 /// A 1 KiB element carrying round or sequence number `i` in its first word.
-fn kib(i: u64) -> [u64; 128] {
+pub fn kib(i: u64) -> [u64; 128] {
     let mut a = [0u64; 128];
     a[0] = i;
     a
 }
 
 /// A 64-byte element carrying sequence number `i` in its first word.
-fn line(i: u64) -> [u64; 8] {
+pub fn line(i: u64) -> [u64; 8] {
     let mut a = [0u64; 8];
     a[0] = i;
     a

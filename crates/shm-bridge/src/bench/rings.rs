@@ -91,16 +91,7 @@ fn spsc_rtt_of<T: Pod>(
 pub fn spsc_rtt(r: &mut Report, rounds: u64, warmup: u64, floor: &str) -> Res<()> {
     let l = spsc_rtt_of::<u64>(rounds, warmup, |i| i, |v| *v)?;
     r.latency("rtt/shmlane-spsc/8B", l, Some(floor));
-    let l = spsc_rtt_of::<[u64; 128]>(
-        rounds / 2,
-        warmup / 2,
-        |i| {
-            let mut a = [0u64; 128];
-            a[0] = i;
-            a
-        },
-        |a| a[0],
-    )?;
+    let l = spsc_rtt_of::<[u64; 128]>(rounds / 2, warmup / 2, crate::bench::kib, |a| a[0])?;
     r.latency("rtt/shmlane-spsc/1KiB", l, Some(floor));
     Ok(())
 }
