@@ -186,6 +186,20 @@ fn latency(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
     Ok(())
 }
 
+/// Runs a baseline and a contender alternately ([`median_pair`]) and records both, in
+/// millions of messages per second, the contender as a ratio to the baseline.
+fn paired_rates(
+    r: &mut Report,
+    runs: usize,
+    (base_name, base): (&str, impl FnMut() -> Res<f64>),
+    (name, contender): (&str, impl FnMut() -> Res<f64>),
+) -> Res<()> {
+    let (b, c) = median_pair(runs, base, contender)?;
+    r.base(base_name, b / 1e6, "Mmsg/s", Better::Higher);
+    r.vs(name, c / 1e6, "Mmsg/s", Better::Higher, base_name);
+    Ok(())
+}
+
 fn throughput(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
     let n: u64 = if quick { 5_000_000 } else { 20_000_000 } / scale;
     let runs = if quick { 1 } else { 3 };
@@ -193,49 +207,36 @@ fn throughput(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
     let m = |x: f64| x / 1e6;
     // Each shmlane figure alternates with its baseline, run by run, so a drift of this
     // machine's speed lands on both sides of the ratio.
-    let (base, ours) = median_pair(
-        runs,
-        || inproc::rtrb_per_item(n, cap),
-        || rings::spsc_per_item(n, cap),
-    )?;
     let item = "tput/rtrb-inproc/u64/item";
-    r.base(item, m(base), "Mmsg/s", Better::Higher);
-    r.vs(
-        "tput/shmlane-spsc/u64/item",
-        m(ours),
-        "Mmsg/s",
-        Better::Higher,
-        item,
-    );
-    let (base, ours) = median_pair(
+    paired_rates(
+        r,
         runs,
-        || inproc::rtrb_chunked(n, cap, 256),
-        || rings::spsc_chunked(n, cap, 256),
+        (item, || inproc::rtrb_per_item(n, cap)),
+        ("tput/shmlane-spsc/u64/item", || {
+            rings::spsc_per_item(n, cap)
+        }),
     )?;
-    let chunk = "tput/rtrb-inproc/u64/chunk256";
-    r.base(chunk, m(base), "Mmsg/s", Better::Higher);
-    r.vs(
-        "tput/shmlane-spsc/u64/chunk256",
-        m(ours),
-        "Mmsg/s",
-        Better::Higher,
-        chunk,
-    );
+    paired_rates(
+        r,
+        runs,
+        ("tput/rtrb-inproc/u64/chunk256", || {
+            inproc::rtrb_chunked(n, cap, 256)
+        }),
+        ("tput/shmlane-spsc/u64/chunk256", || {
+            rings::spsc_chunked(n, cap, 256)
+        }),
+    )?;
     // A 64-byte element (one cache line of payload), against rtrb with the same element.
-    let (base, ours) = median_pair(
+    paired_rates(
+        r,
         runs,
-        || inproc::rtrb_per_item_of::<[u64; 8]>(n / 2, cap, line, |a| a[0]),
-        || rings::spsc_per_item_of::<[u64; 8]>(n / 2, cap, line, |a| a[0]),
+        ("tput/rtrb-inproc/64B/item", || {
+            inproc::rtrb_per_item_of::<[u64; 8]>(n / 2, cap, line, |a| a[0])
+        }),
+        ("tput/shmlane-spsc/64B/item", || {
+            rings::spsc_per_item_of::<[u64; 8]>(n / 2, cap, line, |a| a[0])
+        }),
     )?;
-    let item64 = "tput/rtrb-inproc/64B/item";
-    r.base(item64, m(base), "Mmsg/s", Better::Higher);
-    r.vs(
-        "tput/shmlane-spsc/64B/item",
-        m(ours),
-        "Mmsg/s",
-        Better::Higher,
-        item64,
-    );
     r.vs(
         "tput/crossbeam-bounded-channel/u64",
         m(median_of(runs, || inproc::crossbeam_bounded(n / 2, cap))?),
@@ -244,61 +245,44 @@ fn throughput(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
         item,
     );
     // The cost of blocking mode while nobody sleeps: a consumer in `pop_blocking`.
-    let busy = "tput/shmlane-spsc/u64/pop-blocking-call/busyspin";
-    r.base(
-        busy,
-        m(median_of(runs, || {
+    paired_rates(
+        r,
+        runs,
+        ("tput/shmlane-spsc/u64/pop-blocking-call/busyspin", || {
             rings::spsc_per_item_waiting(n, cap, WaitStrategy::BusySpin)
-        })?),
-        "Mmsg/s",
-        Better::Higher,
-    );
-    r.vs(
-        "tput/shmlane-spsc/u64/pop-blocking-call/blocking",
-        m(median_of(runs, || {
+        }),
+        ("tput/shmlane-spsc/u64/pop-blocking-call/blocking", || {
             rings::spsc_per_item_waiting(n, cap, WaitStrategy::blocking())
-        })?),
-        "Mmsg/s",
-        Better::Higher,
-        busy,
-    );
+        }),
+    )?;
     // MPMC between processes against crossbeam's ArrayQueue between threads.
     for (p, c) in [(1usize, 1usize), (2, 2)] {
-        let (base, ours) = median_pair(
+        paired_rates(
+            r,
             runs,
-            || inproc::crossbeam_array_queue(n / 2, cap, p, c),
-            || rings::mpmc_rate(n / 2, cap, p, c),
+            (&format!("tput/crossbeam-arrayqueue/{p}p{c}c"), || {
+                inproc::crossbeam_array_queue(n / 2, cap, p, c)
+            }),
+            (&format!("tput/shmlane-mpmc/{p}p{c}c"), || {
+                rings::mpmc_rate(n / 2, cap, p, c)
+            }),
         )?;
-        let name = format!("tput/crossbeam-arrayqueue/{p}p{c}c");
-        r.base(&name, m(base), "Mmsg/s", Better::Higher);
-        r.vs(
-            format!("tput/shmlane-mpmc/{p}p{c}c"),
-            m(ours),
-            "Mmsg/s",
-            Better::Higher,
-            &name,
-        );
     }
     let kn = n / 20;
     for size in [8usize, 64, 1024] {
         let pipe = format!("tput/pipe/{size}B");
-        let (base, ours) = median_pair(
+        paired_rates(
+            r,
             runs,
-            || transports::pipe_rate(kn, size),
-            || rings::bytes_rate(n / 4, size, false),
+            (&pipe, || transports::pipe_rate(kn, size)),
+            (&format!("tput/shmlane-bytes/{size}B"), || {
+                rings::bytes_rate(n / 4, size, false)
+            }),
         )?;
-        r.base(&pipe, m(base), "Mmsg/s", Better::Higher);
         let rate = median_of(runs, || transports::unix_rate(kn, size))?;
         r.vs(
             format!("tput/unix-socket/{size}B"),
             m(rate),
-            "Mmsg/s",
-            Better::Higher,
-            &pipe,
-        );
-        r.vs(
-            format!("tput/shmlane-bytes/{size}B"),
-            m(ours),
             "Mmsg/s",
             Better::Higher,
             &pipe,
