@@ -139,8 +139,8 @@ fn stamp(c: &mut Criterion) {
     let mut m = vec![0u8; 64];
     g.bench_function("write+check 64 B", |b| {
         b.iter(|| {
-            shm_bridge::stamp::write(&mut m, black_box(1), 2).unwrap();
-            black_box(shm_bridge::stamp::check(&m).unwrap())
+            shmlane_cli::stamp::write(&mut m, black_box(1), 2).unwrap();
+            black_box(shmlane_cli::stamp::check(&m).unwrap())
         })
     });
     g.finish();

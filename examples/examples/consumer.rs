@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use common::{Exit, Wait};
 use hdrhistogram::Histogram;
-use shm_bridge::{stamp, ByteReceiver, ChannelOptions, Error, PeerState};
+use shm_bridge::{ByteReceiver, ChannelOptions, Error, PeerState};
+use shmlane_cli::stamp;
 
 const AFTER_HELP: &str = "\
 Exit codes:

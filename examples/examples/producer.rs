@@ -1,5 +1,5 @@
 //! Sends stamped messages to the `consumer` example over a named byte channel: each message
-//! carries its sequence number, its send time and a checksum ([`shm_bridge::stamp`]), so the
+//! carries its sequence number, its send time and a checksum ([`shmlane_cli::stamp`]), so the
 //! consumer can prove that nothing was lost, duplicated or corrupted, and measure latency.
 //!
 //! ```text
@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use common::{Exit, Wait};
 use nix::sys::signal::{SigSet, Signal};
-use shm_bridge::{stamp, ByteSender, ChannelOptions, Error, PeerState};
+use shm_bridge::{ByteSender, ChannelOptions, Error, PeerState};
+use shmlane_cli::stamp;
 
 const AFTER_HELP: &str = "\
 Exit codes:

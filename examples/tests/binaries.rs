@@ -15,7 +15,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use shm_bridge::{inspect, stamp, ChannelOptions, Role};
+use shm_bridge::{inspect, ChannelOptions, Role};
+use shmlane_cli::stamp;
 
 /// A channel name no other test (or test run) uses.
 fn name(tag: &str) -> String {

@@ -16,8 +16,8 @@
 //! | `blocking` | SPSC `u64` per item, consumer in `pop_blocking` with `Blocking` | the same with `BusySpin` |
 //! | `mpmc11`, `mpmc22` | MPMC, 1P1C or 2P2C processes | crossbeam `ArrayQueue` threads |
 
-use shm_bridge::bench::{inproc, line, rings, run::Res, transports};
 use shm_queue::wait::WaitStrategy;
+use shmlane_cli::bench::{inproc, line, rings, run::Res, transports};
 
 fn pair(what: &str, n: u64) -> Option<(Res<f64>, Res<f64>)> {
     let cap = 4096;

@@ -3,7 +3,7 @@
 //! `shmlane bench --json` prints.
 //!
 //! ```sh
-//! cargo run --release -p shm-bridge --bin shmlane -- bench --json > docs/bench.jsonl
+//! cargo run --release -p shmlane-cli -- bench --json > docs/bench.jsonl
 //! cargo run --release -p shmlane-benches --bin plot -- docs/bench.jsonl docs/latency.svg
 //! ```
 

@@ -16,7 +16,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shm_bridge::fork::{fork_child, Child};
-use shm_bridge::{stamp, ChannelOptions, Error, PeerState};
+use shm_bridge::{ChannelOptions, Error, PeerState};
+use shmlane_cli::stamp;
 
 #[derive(Debug, Default, serde::Serialize)]
 struct Report {

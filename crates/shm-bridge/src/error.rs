@@ -27,6 +27,15 @@ pub enum Error {
         threads: usize,
     },
 
+    /// `fork()` was refused because the thread count could not be read, so the process may
+    /// have other threads (fail closed rather than fork a process that might deadlock).
+    #[error(
+        "refusing to fork: could not read the thread count from /proc/self/status (is /proc \
+         mounted in this namespace?); mount /proc, or use `fork_child_unchecked` if the \
+         child only touches state no other thread uses"
+    )]
+    ThreadCountUnknown,
+
     /// A system call failed.
     #[error("{op} failed: {source}")]
     Sys {

@@ -140,8 +140,9 @@ impl Drop for Child {
     }
 }
 
-/// The number of threads in this process, from `/proc/self/status`.
-pub fn thread_count() -> usize {
+/// The number of threads in this process, from `/proc/self/status`, or `None` when that
+/// file cannot be read or parsed (no `/proc` in this mount namespace, say).
+pub fn thread_count() -> Option<usize> {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -149,7 +150,6 @@ pub fn thread_count() -> usize {
                 .find_map(|l| l.strip_prefix("Threads:"))
                 .and_then(|v| v.trim().parse().ok())
         })
-        .unwrap_or(1)
 }
 
 /// Runs `f` in a forked child and returns a handle to wait on. The child exits with `f`'s
@@ -166,7 +166,8 @@ pub fn thread_count() -> usize {
 ///
 /// # Errors
 ///
-/// [`Error::MultiThreaded`] if this process has more than one thread, [`Error::Sys`] if
+/// [`Error::MultiThreaded`] if this process has more than one thread,
+/// [`Error::ThreadCountUnknown`] if `/proc/self/status` cannot tell, [`Error::Sys`] if
 /// `fork` or `pipe` fails.
 ///
 /// # Example
@@ -175,7 +176,7 @@ pub fn thread_count() -> usize {
 /// use shm_region::Region;
 ///
 /// let region = Region::anonymous(4096)?;
-/// # if shm_bridge::fork::thread_count() > 1 { return Ok(()); } // doctest harness threads
+/// # if shm_bridge::fork::thread_count() != Some(1) { return Ok(()); } // doctest harness threads
 /// let child = shm_bridge::fork::fork_child(|| {
 ///     region.write_at(0, b"hi").map(|_| 0).unwrap_or(1)
 /// })?;
@@ -186,9 +187,10 @@ pub fn thread_count() -> usize {
 /// # Ok::<(), shm_bridge::Error>(())
 /// ```
 pub fn fork_child<F: FnOnce() -> i32>(f: F) -> Result<Child> {
-    let threads = thread_count();
-    if threads > 1 {
-        return Err(Error::MultiThreaded { threads });
+    match thread_count() {
+        Some(1) => {}
+        Some(threads) => return Err(Error::MultiThreaded { threads }),
+        None => return Err(Error::ThreadCountUnknown),
     }
     // SAFETY: the process is single-threaded, so the child inherits no lock held by
     // another thread.
@@ -270,7 +272,7 @@ pub unsafe fn fork_child_unchecked<F: FnOnce() -> i32>(f: F) -> Result<Child> {
 /// use shm_queue::spsc::Ring;
 /// use shm_region::Region;
 ///
-/// # if shm_bridge::fork::thread_count() > 1 { return Ok(()); } // doctest harness threads
+/// # if shm_bridge::fork::thread_count() != Some(1) { return Ok(()); } // doctest harness threads
 /// let region = Region::anonymous(Ring::<u64>::required_bytes(1024)?)?;
 /// let ring = Ring::<u64>::create(region, 1024)?;
 /// let (mut tx, mut rx) = ring.split()?;

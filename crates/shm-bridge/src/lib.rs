@@ -5,10 +5,10 @@
 //!   byte-message ([`ByteSender`]/[`ByteReceiver`]) and MPMC ([`MpmcSender`]/[`MpmcReceiver`])
 //!   channels share one set of rules for liveness, shutdown and recovery.
 //! - [`control`]: the control block each channel keeps after its ring.
-//! - [`inspect`]: read-only views of every channel, for `shmlane list`, `inspect`, `rm`, `gc`.
+//! - [`inspect`]: read-only views of every channel, for `shmlane list`, `inspect`, `rm`, `gc`
+//!   (the `shmlane` tool itself is the `shmlane-cli` package, so a service that links this
+//!   crate gets none of the tool's dependencies).
 //! - [`fork`]: run closures in `fork()`ed children over anonymous or memfd regions.
-//! - [`stamp`]: the self-checking message format of the examples and the demo.
-//! - `bench` (feature `cli`, default): the cross-process benchmark suite of `shmlane bench`.
 //!
 //! Liveness never trusts a pid: each role holds an open-file-description lock
 //! (`F_OFD_SETLK`) on one byte of the channel's file, which the kernel releases when the
@@ -33,8 +33,6 @@
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 
-#[cfg(feature = "cli")]
-pub mod bench;
 pub mod channel;
 pub mod control;
 mod endpoint;
@@ -42,7 +40,6 @@ mod error;
 pub mod fork;
 pub mod inspect;
 mod lock;
-pub mod stamp;
 
 pub use channel::{
     ByteReceiver, ByteSender, ChannelOptions, MpmcReceiver, MpmcSender, Receiver, Sender,

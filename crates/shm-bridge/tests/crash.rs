@@ -13,7 +13,12 @@
 use std::time::{Duration, Instant};
 
 use shm_bridge::fork::{fork_child_unchecked, Child};
-use shm_bridge::{stamp, ChannelOptions, Error, PeerState, Role};
+use shm_bridge::{ChannelOptions, Error, PeerState, Role};
+
+// The self-checking message format of the tool and the examples, compiled into this test
+// from its one source (shm-bridge does not depend on the tool's crate).
+#[path = "../../shmlane-cli/src/stamp.rs"]
+mod stamp;
 
 fn kills() -> usize {
     std::env::var("SHMLANE_CRASH_KILLS")

@@ -11,7 +11,7 @@ use shm_region::Region;
 #[test]
 fn refuses_a_multi_threaded_process() {
     let _extra = std::thread::spawn(|| std::thread::sleep(Duration::from_millis(200)));
-    assert!(thread_count() > 1);
+    assert!(thread_count().is_some_and(|n| n > 1));
     match fork_child(|| 0) {
         Err(e @ Error::MultiThreaded { threads }) => {
             assert!(threads > 1);
@@ -150,4 +150,50 @@ fn run_pair_streams_through_a_ring_and_reports_the_child() {
     // SAFETY: the child only returns a code.
     let err = unsafe { shm_bridge::fork::run_pair_unchecked(|| 7, || (), None) }.unwrap_err();
     assert!(matches!(err, Error::ChildFailed { code: 7, .. }), "{err:?}");
+}
+
+/// With `/proc` hidden (an empty tmpfs over it in a private mount namespace), the thread
+/// count is unknown and the checked helper refuses instead of assuming one thread.
+#[test]
+fn refuses_when_the_thread_count_is_unknown() {
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::{unshare, CloneFlags};
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: hiding /proc in a mount namespace needs root");
+        return;
+    }
+    // SAFETY: the child makes syscalls and reads a file; the harness threads hold no lock
+    // it needs at the fork (the same assumption as the other unchecked tests here).
+    let child = unsafe {
+        fork_child_unchecked(|| {
+            if unshare(CloneFlags::CLONE_NEWNS).is_err() {
+                return 10;
+            }
+            let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+            if mount(None::<&str>, "/", None::<&str>, private, None::<&str>).is_err() {
+                return 11;
+            }
+            if mount(
+                Some("none"),
+                "/proc",
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .is_err()
+            {
+                return 12;
+            }
+            match fork_child(|| 0) {
+                Err(Error::ThreadCountUnknown) => 0,
+                Ok(c) => {
+                    let _ = c.wait();
+                    13
+                }
+                Err(_) => 14,
+            }
+        })
+    }
+    .unwrap();
+    child.wait_timeout(Duration::from_secs(10)).unwrap();
 }

@@ -104,7 +104,7 @@ pub fn two_processes<T>(
     let sync = Region::anonymous(4096).map_err(|e| e.to_string())?;
     let go = sync.atomic_u64(0).map_err(|e| e.to_string())?;
     let sync = &sync;
-    let proc = crate::fork::fork_child(|| {
+    let proc = shm_bridge::fork::fork_child(|| {
         pin(1);
         match child(go) {
             Ok(()) => 0,

@@ -14,7 +14,7 @@
 //!   unless `--force`), or every channel whose holders are all dead.
 //! - `shmlane demo`: streams self-checking messages between two processes it starts, through
 //!   a channel and then through a pipe, and prints both side by side.
-//! - `shmlane bench`: the cross-process benchmark suite (`shm_bridge::bench`): each figure
+//! - `shmlane bench`: the cross-process benchmark suite (`shmlane_cli::bench`): each figure
 //!   beside its baseline from the same run, and the ratio.
 //!
 //! Every command prints a table for people by default and JSON with `--json` (one document,
@@ -272,8 +272,8 @@ fn gc(json: bool) -> Outcome {
 }
 
 fn bench(quick: bool, only: Option<String>, smoke: bool, json: bool) -> Outcome {
-    let options = shm_bridge::bench::Options { quick, only, smoke };
-    let (report, result) = shm_bridge::bench::suite(&options);
+    let options = shmlane_cli::bench::Options { quick, only, smoke };
+    let (report, result) = shmlane_cli::bench::suite(&options);
     if json {
         emit(&format!("{}\n", report.json_lines()))?;
     } else {
@@ -281,7 +281,7 @@ fn bench(quick: bool, only: Option<String>, smoke: bool, json: bool) -> Outcome 
         emit(&format!(
             "\n{} CPUs; sides pinned to CPUs 0 and 1 where there are two; latency ratios < 1 \
              and rate ratios > 1 favour the figure\n",
-            shm_bridge::bench::run::available_cpus()
+            shmlane_cli::bench::run::available_cpus()
         ))?;
     }
     result.map_err(|e| Failure::msg(format!("the benchmark stopped early: {e}")))

@@ -1,4 +1,4 @@
-//! The cross-process benchmark suite behind `shmlane bench` (feature `cli`).
+//! The cross-process benchmark suite behind `shmlane bench`.
 //!
 //! Every figure is measured next to its baseline in the same run and reported as a ratio,
 //! because absolute times on a shared machine drift. Latency comes from ping-pong between a

@@ -13,7 +13,7 @@
 //!   read correctly), `check` an 8-bit fold of the checksum over the rest.
 //!
 //! ```
-//! use shm_bridge::stamp;
+//! use shmlane_cli::stamp;
 //!
 //! let mut msg = vec![0u8; 64];
 //! stamp::write(&mut msg, 41, stamp::now_ns())?;

@@ -423,7 +423,7 @@ pub fn mpmc_rate(n: u64, capacity: usize, producers: usize, consumers: usize) ->
     for _ in 0..producers {
         let mut p = ring.producer().map_err(s)?;
         kids.push(
-            crate::fork::fork_child(move || {
+            shm_bridge::fork::fork_child(move || {
                 let mut run = || -> Res<()> {
                     crate::bench::run::spin_until(go, 1, Instant::now() + DEADLINE)?;
                     let mut patience = Patience::new();
@@ -441,7 +441,7 @@ pub fn mpmc_rate(n: u64, capacity: usize, producers: usize, consumers: usize) ->
     for _ in 0..consumers {
         let mut c = ring.consumer().map_err(s)?;
         cons.push(
-            crate::fork::fork_child(move || {
+            shm_bridge::fork::fork_child(move || {
                 let mut patience = Patience::new();
                 let mut mine = 0u64;
                 loop {

@@ -12,7 +12,7 @@
 //!   earlier messages in a full buffer (the throughput run's latencies, which mostly measure
 //!   the buffer's size, are in the JSON as `loaded_latency`).
 //!
-//! In both, the sender stamps each message ([`shm_bridge::stamp`]: sequence number,
+//! In both, the sender stamps each message ([`shmlane_cli::stamp`]: sequence number,
 //! `CLOCK_MONOTONIC` send time, checksum) just before its send call; the receiver checks every
 //! message (length, checksum, next sequence number), records its latency (send call to
 //! receive) in an HdrHistogram, and reports throughput over the span from the first send to
@@ -35,7 +35,8 @@ use hdrhistogram::Histogram;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use shm_bridge::{stamp, ChannelOptions, Error};
+use shm_bridge::{ChannelOptions, Error};
+use shmlane_cli::stamp;
 
 use crate::render::{duration_ns, si};
 use crate::{emit, emit_json, Failure, Outcome};
