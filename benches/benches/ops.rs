@@ -77,10 +77,10 @@ fn chunks(c: &mut Criterion) {
 
     let region = Region::anonymous(Ring::<u64>::required_bytes(1024).unwrap()).unwrap();
     let (mut tx, mut rx) = Ring::<u64>::create(region, 1024).unwrap().split().unwrap();
-    g.bench_function("shmlane spsc push_slice/pop_into", |b| {
+    g.bench_function("shmlane spsc push_partial_slice/pop_partial_slice", |b| {
         b.iter(|| {
-            tx.push_slice(black_box(&src)).unwrap();
-            black_box(rx.pop_into(&mut dst).unwrap())
+            tx.push_partial_slice(black_box(&src)).unwrap();
+            black_box(rx.pop_partial_slice(&mut dst).unwrap())
         })
     });
 

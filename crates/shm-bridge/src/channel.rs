@@ -53,6 +53,7 @@ use crate::{Error, Result};
 /// message a quarter of the capacity, [`WaitStrategy::spin_then_yield`], mode `0600`, a
 /// 100 ms heartbeat, a 10 s connect timeout, 16 participant slots for MPMC.
 #[derive(Debug, Clone)]
+#[must_use = "options do nothing until passed to a constructor"]
 pub struct ChannelOptions {
     capacity: Option<usize>,
     max_message: Option<usize>,
@@ -652,11 +653,12 @@ impl<T: Pod> Sender<T> {
     /// # Errors
     ///
     /// As [`Sender::try_send`].
-    pub fn send_slice(&mut self, values: &[T]) -> Result<usize> {
+    #[must_use = "the call may do only part of the work: check how many it did"]
+    pub fn send_partial_slice(&mut self, values: &[T]) -> Result<usize> {
         if self.ep.tick() {
             self.check_peer()?;
         }
-        match self.tx.push_slice(values) {
+        match self.tx.push_partial_slice(values) {
             Ok(0) if !values.is_empty() => Err(self.full(shm_queue::Error::Full {
                 requested: 1,
                 available: 0,
@@ -830,7 +832,7 @@ impl<T: Pod> Receiver<T> {
     ///
     /// As [`Receiver::try_recv`].
     pub fn recv_into(&mut self, dst: &mut [T]) -> Result<usize> {
-        match self.rx.pop_into(dst) {
+        match self.rx.pop_partial_slice(dst) {
             Ok(0) if !dst.is_empty() => {
                 let rx = &self.rx;
                 let empty = shm_queue::Error::Empty {

@@ -155,7 +155,7 @@ fn rtrb_round_trip() -> Vec<u64> {
     out
 }
 
-/// `push_slice`/`pop_into` through a 256-element buffer in process memory.
+/// `push_partial_slice`/`pop_partial_slice` through a 256-element buffer in process memory.
 fn ring_throughput_slices() -> f64 {
     let cap = 4096;
     let region = Region::anonymous(Ring::<u64>::required_bytes(cap).unwrap()).unwrap();
@@ -170,7 +170,7 @@ fn ring_throughput_slices() -> f64 {
                 }
                 let mut done = 0;
                 while done < n {
-                    done += tx.push_slice(&buf[done..n]).unwrap();
+                    done += tx.push_partial_slice(&buf[done..n]).unwrap();
                 }
                 i += n as u64;
             }
@@ -179,7 +179,7 @@ fn ring_throughput_slices() -> f64 {
             let t = Instant::now();
             let (mut i, mut sum, mut buf) = (0u64, 0u64, [0u64; 256]);
             while i < ITEMS {
-                let n = rx.pop_into(&mut buf).unwrap();
+                let n = rx.pop_partial_slice(&mut buf).unwrap();
                 sum = buf[..n].iter().fold(sum, |s, v| s.wrapping_add(*v));
                 i += n as u64;
             }
@@ -286,7 +286,7 @@ fn main() {
         );
     }
     println!(
-        "  push_slice/pop_into, 256: shm-queue 2 processes {:>7.1}",
+        "  push_partial_slice/pop_partial_slice, 256: shm-queue 2 processes {:>7.1}",
         ring_throughput_slices()
     );
 }

@@ -104,6 +104,7 @@ pub use crate::header::bytes_max_message_for as max_message_for;
 
 /// Options for [`ByteRing::create_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "options do nothing until passed to a constructor"]
 pub struct ByteOptions {
     capacity: usize,
     max_message: Option<usize>,
@@ -129,7 +130,12 @@ impl ByteOptions {
 
     /// Initialise even if the region already holds a ring; see
     /// [`crate::spsc::CreateOptions::reinitialize`].
-    pub fn reinitialize(mut self, yes: bool) -> Self {
+    ///
+    /// # Safety
+    ///
+    /// As [`crate::spsc::CreateOptions::reinitialize`]: with `yes`, no previous user of the
+    /// region may use its handles again.
+    pub unsafe fn reinitialize(mut self, yes: bool) -> Self {
         self.reinitialize = yes;
         self
     }
@@ -913,6 +919,7 @@ impl ByteProducer {
 
 /// Room for one message, reserved by [`ByteProducer::claim`]: write it in place, then
 /// [`commit`](WriteClaim::commit). Dropping it without committing sends nothing.
+#[must_use = "dropping a claim or chunk without committing abandons it"]
 pub struct WriteClaim<'a> {
     producer: &'a mut ByteProducer,
     /// Data offset of the record header.
@@ -1268,6 +1275,7 @@ impl ByteConsumer {
 
 /// A message read in place by [`ByteConsumer::read`]. Its bytes stay reserved until the
 /// guard drops, then the space goes back to the producer.
+#[must_use = "the slots stay held until the guard is released or dropped"]
 pub struct ReadGuard<'a> {
     consumer: &'a mut ByteConsumer,
     offset: usize,

@@ -138,7 +138,7 @@ pub enum Error {
     /// `create` found a ring (or a creation in progress) already in the region.
     #[error(
         "the region already holds a ring (ready word {ready:#018x}); attach to it instead, or \
-         create with `reinitialize(true)` if you are sure no process is using it"
+         create with the (unsafe) `reinitialize(true)` option if you are sure no process is using it"
     )]
     AlreadyInitialized {
         /// The ready word found.

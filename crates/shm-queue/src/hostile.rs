@@ -84,8 +84,8 @@ pub fn spsc(data: &[u8]) {
                 let _ = match op {
                     2 => tx.try_push(u64::from(arg)).map(drop),
                     3 => rx.try_pop().map(drop),
-                    4 => tx.push_slice(&buf[..n]).map(drop),
-                    5 => rx.pop_into(&mut buf[..n]).map(drop),
+                    4 => tx.push_partial_slice(&buf[..n]).map(drop),
+                    5 => rx.pop_partial_slice(&mut buf[..n]).map(drop),
                     6 => match tx.write_chunk_up_to(n) {
                         Ok(mut ch) => {
                             let k = ch.len();
@@ -234,8 +234,8 @@ pub fn mpmc(data: &[u8]) {
                 let _ = match op {
                     2 => p.try_push(u64::from(arg)),
                     3 => c.try_pop().map(drop),
-                    4 => p.push_slice(&buf[..n]).map(drop),
-                    5 => c.pop_into(&mut buf[..n]).map(drop),
+                    4 => p.push_partial_slice(&buf[..n]).map(drop),
+                    5 => c.pop_partial_slice(&mut buf[..n]).map(drop),
                     6 => p.push_blocking(3, past),
                     _ => match arg % 3 {
                         0 => c.pop_blocking(past).map(drop),

@@ -47,8 +47,8 @@ pub mod bytes;
 mod claim;
 mod error;
 pub mod header;
-#[cfg(not(loom))]
-#[doc(hidden)]
+/// Drivers that play a hostile peer, for the fuzz targets and the proptest suite.
+#[cfg(all(feature = "test-hooks", not(loom)))]
 pub mod hostile;
 pub mod mpmc;
 pub mod spsc;

@@ -22,7 +22,7 @@
 //! - **Pop.** A consumer mirrors it on `head`: a sequence of `h + 1` means ready; it records
 //!   `h`, claims it by moving `head`, reads the element, and releases the slot with a
 //!   compare-and-swap from `h + 1` to `h + C`.
-//! - **Batches.** [`Producer::push_slice`] and [`Consumer::pop_into`] claim a run of `k`
+//! - **Batches.** [`Producer::push_partial_slice`] and [`Consumer::pop_partial_slice`] claim a run of `k`
 //!   positions with one compare-and-swap once all `k` slots show the right sequence
 //!   (sequences only move forward, and nobody else can claim positions past the `tail` we
 //!   read until our swap, so the check cannot go stale). One swap on the contended word
@@ -107,10 +107,10 @@
 //!     .with_recovery(|_token: u64| false, Duration::from_millis(100));
 //!
 //! tx.try_push(1)?;
-//! tx2.push_slice(&[2, 3])?;
+//! tx2.push_partial_slice(&[2, 3])?;
 //! assert_eq!(rx.try_pop()?, 1);
 //! let mut buf = [0u64; 4];
-//! assert_eq!(rx.pop_into(&mut buf)?, 2);
+//! assert_eq!(rx.pop_partial_slice(&mut buf)?, 2);
 //! assert_eq!(&buf[..2], &[2, 3]);
 //! assert_eq!(ring.stats().skipped, 0);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -186,6 +186,7 @@ pub struct MpmcStats {
 
 /// Options for [`MpmcRing::create_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "options do nothing until passed to a constructor"]
 pub struct MpmcOptions {
     capacity: usize,
     owners: usize,
@@ -212,7 +213,12 @@ impl MpmcOptions {
 
     /// Initialise even if the region already holds a ring; see
     /// [`crate::spsc::CreateOptions::reinitialize`].
-    pub fn reinitialize(mut self, yes: bool) -> Self {
+    ///
+    /// # Safety
+    ///
+    /// As [`crate::spsc::CreateOptions::reinitialize`]: with `yes`, no previous user of the
+    /// region may use its handles again.
+    pub unsafe fn reinitialize(mut self, yes: bool) -> Self {
         self.reinitialize = yes;
         self
     }
@@ -1037,11 +1043,12 @@ impl<T: Pod> Producer<T> {
     /// # let region = shm_region::Region::anonymous(MpmcRing::<u32>::required_bytes(4)?)?;
     /// let ring = MpmcRing::<u32>::create(region, 4)?;
     /// let mut tx = ring.producer()?;
-    /// assert_eq!(tx.push_slice(&[1, 2, 3, 4, 5, 6])?, 4);
+    /// assert_eq!(tx.push_partial_slice(&[1, 2, 3, 4, 5, 6])?, 4);
     /// assert_eq!(ring.len(), 4);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn push_slice(&mut self, src: &[T]) -> Result<usize, Error> {
+    #[must_use = "the call may do only part of the work: check how many it did"]
+    pub fn push_partial_slice(&mut self, src: &[T]) -> Result<usize, Error> {
         match src {
             [] => return Ok(0),
             [one] => return self.try_push(*one).map(|()| 1),
@@ -1131,7 +1138,7 @@ impl<T: Pod> Producer<T> {
     /// # Errors
     ///
     /// `(pushed, error)`: how many were pushed before [`Error::Timeout`], [`Error::Closed`]
-    /// or another error of [`Producer::push_slice`] stopped it.
+    /// or another error of [`Producer::push_partial_slice`] stopped it.
     pub fn push_slice_blocking(
         &mut self,
         src: &[T],
@@ -1140,7 +1147,7 @@ impl<T: Pod> Producer<T> {
         let mut done = 0;
         let mut step = |this: &mut Self| -> Result<Option<()>, Error> {
             while done < src.len() {
-                match this.push_slice(&src[done..]) {
+                match this.push_partial_slice(&src[done..]) {
                     Ok(k) => done += k,
                     Err(Error::Full { .. }) => return Ok(None),
                     Err(e) => return Err(e),
@@ -1204,7 +1211,7 @@ impl<T: Pod> Producer<T> {
 
     /// Test hook: claims a position and writes `value` without publishing it, as a producer
     /// killed at that moment would leave it. Returns the position.
-    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub fn claim_and_hold(&mut self, value: T) -> Result<u64, Error> {
         let t = self.claim()?;
         // SAFETY: as in try_push.
@@ -1218,7 +1225,7 @@ impl<T: Pod> Producer<T> {
     ///
     /// `pos` came from `claim_and_hold` on this handle and was not published since; any
     /// other position could publish a slot another producer is still writing.
-    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub unsafe fn publish_held(&mut self, pos: u64) -> Result<(), Error> {
         if self.publish(pos) {
             Ok(())
@@ -1415,13 +1422,14 @@ impl<T: Pod> Consumer<T> {
     /// # use shm_queue::mpmc::MpmcRing;
     /// # let region = shm_region::Region::anonymous(MpmcRing::<u32>::required_bytes(8)?)?;
     /// let ring = MpmcRing::<u32>::create(region, 8)?;
-    /// ring.producer()?.push_slice(&[1, 2, 3])?;
+    /// ring.producer()?.push_partial_slice(&[1, 2, 3])?;
     /// let mut buf = [0; 8];
-    /// assert_eq!(ring.consumer()?.pop_into(&mut buf)?, 3);
+    /// assert_eq!(ring.consumer()?.pop_partial_slice(&mut buf)?, 3);
     /// assert_eq!(&buf[..3], &[1, 2, 3]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn pop_into(&mut self, dst: &mut [T]) -> Result<usize, Error> {
+    #[must_use = "the call may do only part of the work: check how many it did"]
+    pub fn pop_partial_slice(&mut self, dst: &mut [T]) -> Result<usize, Error> {
         if dst.len() <= 1 {
             let Some(d) = dst.first_mut() else {
                 return Ok(0);
@@ -1528,8 +1536,9 @@ impl<T: Pod> Consumer<T> {
     ///
     /// # Errors
     ///
-    /// As [`Consumer::pop_blocking`] and [`Consumer::pop_into`].
-    pub fn pop_into_blocking(
+    /// As [`Consumer::pop_blocking`] and [`Consumer::pop_partial_slice`].
+    #[must_use = "the call may do only part of the work: check how many it did"]
+    pub fn pop_partial_slice_blocking(
         &mut self,
         dst: &mut [T],
         deadline: Option<Instant>,
@@ -1537,7 +1546,7 @@ impl<T: Pod> Consumer<T> {
         if dst.is_empty() {
             return Ok(0);
         }
-        match self.pop_into(dst) {
+        match self.pop_partial_slice(dst) {
             Err(Error::Empty { .. }) => {}
             done => return done,
         }
@@ -1546,7 +1555,7 @@ impl<T: Pod> Consumer<T> {
         mem.header()
             .data_signal()
             .wait(strategy, deadline, "elements", || {
-                crate::wait::pending(self.pop_into(dst))
+                crate::wait::pending(self.pop_partial_slice(dst))
             })
     }
 
@@ -1588,7 +1597,7 @@ impl<T: Pod> Consumer<T> {
 
     /// Test hook: claims the next element and returns it without releasing its slot, as a
     /// consumer killed at that moment would leave it. Returns the position and the value.
-    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub fn claim_and_hold(&mut self) -> Result<(u64, T), Error> {
         let h = self.claim()?;
         // SAFETY: as in try_pop.

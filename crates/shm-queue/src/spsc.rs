@@ -63,10 +63,10 @@
 //! let (mut tx, mut rx) = (ring.producer()?, ring.consumer()?);
 //!
 //! tx.try_push(1)?;
-//! tx.push_slice(&[2, 3, 4])?;
+//! tx.push_partial_slice(&[2, 3, 4])?;
 //! assert_eq!(rx.try_pop()?, 1);
 //! let mut buf = [0u64; 8];
-//! assert_eq!(rx.pop_into(&mut buf)?, 3);
+//! assert_eq!(rx.pop_partial_slice(&mut buf)?, 3);
 //! assert_eq!(&buf[..3], &[2, 3, 4]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -89,6 +89,7 @@ use {crate::storage::header_of, shm_region::Region};
 
 /// Options for [`Ring::create_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "options do nothing until passed to a constructor"]
 pub struct CreateOptions {
     capacity: usize,
     reinitialize: bool,
@@ -108,8 +109,14 @@ impl CreateOptions {
 
     /// Initialise even if the region already holds a ready ring (or a creation that never
     /// finished). Off by default, because it resets a ring that other processes may be
-    /// using: turn it on only when every previous user is known to be gone.
-    pub fn reinitialize(mut self, yes: bool) -> Self {
+    /// using.
+    ///
+    /// # Safety
+    ///
+    /// With `yes`, every previous user of the region must be gone (or never use its handles
+    /// again): a producer or consumer still attached to the old ring would share slots with
+    /// the new ring's handles, which is a data race on the payload.
+    pub unsafe fn reinitialize(mut self, yes: bool) -> Self {
         self.reinitialize = yes;
         self
     }
@@ -686,7 +693,8 @@ impl<T: Pod> Producer<T> {
     /// # Errors
     ///
     /// [`Error::Corrupted`] if the consumer's `head` in shared memory is impossible.
-    pub fn push_slice(&mut self, src: &[T]) -> Result<usize, Error> {
+    #[must_use = "the call may do only part of the work: check how many it did"]
+    pub fn push_partial_slice(&mut self, src: &[T]) -> Result<usize, Error> {
         let n = self.free(src.len())?.min(src.len());
         if n == 0 {
             return Ok(0);
@@ -698,6 +706,42 @@ impl<T: Pod> Producer<T> {
         });
         self.publish(n);
         Ok(n)
+    }
+
+    /// Pushes all of `src`, published with one position, or nothing if fewer than
+    /// `src.len()` slots are free.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Full`] with the number of free slots if `src` does not fit (nothing was
+    /// pushed); [`Error::Corrupted`] if the consumer's `head` in shared memory is impossible.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shm_queue::{spsc::Ring, Error};
+    /// use shm_region::Region;
+    ///
+    /// let region = Region::anonymous(Ring::<u64>::required_bytes(7)?)?;
+    /// let (mut tx, mut rx) = Ring::<u64>::create(region, 7)?.split()?;
+    /// tx.push_entire_slice(&[1, 2, 3])?;
+    /// // Five more do not fit in the seven slots: nothing is pushed.
+    /// assert!(matches!(tx.push_entire_slice(&[0; 5]), Err(Error::Full { available: 4, .. })));
+    /// let mut out = [0u64; 7];
+    /// assert_eq!(rx.pop_partial_slice(&mut out)?, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn push_entire_slice(&mut self, src: &[T]) -> Result<(), Error> {
+        let free = self.free(src.len())?;
+        if free < src.len() {
+            return Err(Error::Full {
+                requested: src.len(),
+                available: free,
+            });
+        }
+        let pushed = self.push_partial_slice(src)?;
+        debug_assert_eq!(pushed, src.len());
+        Ok(())
     }
 
     /// Reserves exactly `n` free slots to be written in place and then committed at once.
@@ -802,7 +846,7 @@ impl<T: Pod> Producer<T> {
         src: &[T],
         deadline: Option<Instant>,
     ) -> Result<(), (usize, Error)> {
-        let mut done = self.push_slice(src).map_err(|e| (0, e))?;
+        let mut done = self.push_partial_slice(src).map_err(|e| (0, e))?;
         if done == src.len() {
             return Ok(());
         }
@@ -811,7 +855,7 @@ impl<T: Pod> Producer<T> {
             .header()
             .space_signal()
             .wait(self.strategy, deadline, "free slots", || {
-                done += self.push_slice(&src[done..])?;
+                done += self.push_partial_slice(&src[done..])?;
                 Ok((done == src.len()).then_some(()))
             })
             .map_err(|e| (done, e))
@@ -883,6 +927,7 @@ impl<T: Pod> Producer<T> {
 /// Slots are reached by index, never through a Rust reference, because the memory is
 /// shared with another process. Indices count from the first reserved slot; the chunk may
 /// span several blocks and wrap around the end of the ring.
+#[must_use = "dropping a claim or chunk without committing abandons it"]
 pub struct WriteChunk<'a, T: Pod> {
     producer: &'a mut Producer<T>,
     len: usize,
@@ -1175,7 +1220,8 @@ impl<T: Pod> Consumer<T> {
     /// # Errors
     ///
     /// As [`Consumer::pop_blocking`].
-    pub fn pop_into_blocking(
+    #[must_use = "the call may do only part of the work: check how many it did"]
+    pub fn pop_partial_slice_blocking(
         &mut self,
         dst: &mut [T],
         deadline: Option<Instant>,
@@ -1183,7 +1229,7 @@ impl<T: Pod> Consumer<T> {
         if dst.is_empty() {
             return Ok(0);
         }
-        match self.pop_into(dst)? {
+        match self.pop_partial_slice(dst)? {
             0 => {}
             n => return Ok(n),
         }
@@ -1192,7 +1238,7 @@ impl<T: Pod> Consumer<T> {
             .header()
             .data_signal()
             .wait(self.strategy, deadline, "elements", || {
-                Ok(match self.pop_into(dst)? {
+                Ok(match self.pop_partial_slice(dst)? {
                     0 => None,
                     n => Some(n),
                 })
@@ -1285,7 +1331,8 @@ impl<T: Pod> Consumer<T> {
     /// # Errors
     ///
     /// [`Error::Corrupted`] if a published position in shared memory is impossible.
-    pub fn pop_into(&mut self, dst: &mut [T]) -> Result<usize, Error> {
+    #[must_use = "the call may do only part of the work: check how many it did"]
+    pub fn pop_partial_slice(&mut self, dst: &mut [T]) -> Result<usize, Error> {
         let n = self.refresh(dst.len())?.min(dst.len());
         if n == 0 {
             return Ok(0);
@@ -1373,6 +1420,7 @@ impl<T: Pod> Consumer<T> {
 /// Elements are handed out as copies, never as references, because the memory is shared with
 /// another process: once you hold a value it cannot change under you. Indices count from the
 /// first ready element; the chunk may span several blocks and wrap around the end.
+#[must_use = "the slots stay held until the guard is released or dropped"]
 pub struct ReadChunk<'a, T: Pod> {
     consumer: &'a mut Consumer<T>,
     len: usize,
@@ -1484,6 +1532,7 @@ impl<'c, T: Pod> IntoIterator for &'c ReadChunk<'_, T> {
 }
 
 /// Iterator over copies of a [`ReadChunk`]'s elements.
+#[must_use = "iterators are lazy and do nothing unless consumed"]
 pub struct ChunkIter<'c, T: Pod> {
     storage: &'c Storage<T>,
     geom: &'c Geometry,

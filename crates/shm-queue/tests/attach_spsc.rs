@@ -69,8 +69,9 @@ fn create_refuses_a_ready_ring_unless_asked() {
         .unwrap();
     assert_eq!(rx.try_pop().unwrap(), 1);
     drop(rx);
-    let again = Ring::<u64>::create_with(region.clone(), CreateOptions::new(20).reinitialize(true))
-        .unwrap();
+    // SAFETY: the old ring's handles were dropped above and are not used again.
+    let fresh = unsafe { CreateOptions::new(20).reinitialize(true) };
+    let again = Ring::<u64>::create_with(region.clone(), fresh).unwrap();
     assert_eq!(again.capacity(), 28); // 20 / 7 -> 3 blocks -> 4 blocks
     assert!(again.consumer().unwrap().is_empty());
 }
@@ -87,7 +88,8 @@ fn create_refuses_a_half_built_ring() {
         Ring::<u64>::attach(region.clone()),
         Err(Error::NotReady { .. })
     ));
-    Ring::<u64>::create_with(region, CreateOptions::new(10).reinitialize(true)).unwrap();
+    // SAFETY: no handle of the old ring is used after this.
+    Ring::<u64>::create_with(region, unsafe { CreateOptions::new(10).reinitialize(true) }).unwrap();
 }
 
 #[test]
@@ -353,7 +355,7 @@ fn producer_recovers_from_a_death_mid_publish() {
     assert_eq!(tx.position(), 10);
     tx.try_push(10).unwrap();
     let mut got = vec![0; 11];
-    assert_eq!(rx.pop_into(&mut got).unwrap(), 11);
+    assert_eq!(rx.pop_partial_slice(&mut got).unwrap(), 11);
     assert_eq!(got, (0..11).collect::<Vec<u64>>());
 }
 
@@ -392,7 +394,7 @@ fn tail_word_lags_single_pushes_by_less_than_a_block() {
     assert!(format!("{attached:?}").contains("tail: 7"));
     // The consumer drains past the lagging word; attach and a new producer still accept it.
     let mut got = vec![0; 10];
-    assert_eq!(rx.pop_into(&mut got).unwrap(), 10);
+    assert_eq!(rx.pop_partial_slice(&mut got).unwrap(), 10);
     assert_eq!(got, (0..10).collect::<Vec<u64>>());
     assert_eq!(region.atomic_u64(HEAD).unwrap().load(Ordering::SeqCst), 10);
     drop(tx);

@@ -119,7 +119,7 @@ fn produce(ring: &MpmcRing<u64>, p: u64, n: u64) -> i32 {
             for (j, b) in batch[..k as usize].iter_mut().enumerate() {
                 *b = (p << 40) | (seq + j as u64);
             }
-            tx.push_slice(&batch[..k as usize])
+            tx.push_partial_slice(&batch[..k as usize])
         };
         match r {
             Ok(k) => seq += k as u64,
@@ -165,7 +165,7 @@ fn consume(
     let mut spins = 0u32;
     while board.word(CONSUMED).load(Ordering::Relaxed) < total {
         let r = if spins.is_multiple_of(2) {
-            rx.pop_into(&mut buf)
+            rx.pop_partial_slice(&mut buf)
         } else {
             rx.try_pop().map(|v| {
                 buf[0] = v;

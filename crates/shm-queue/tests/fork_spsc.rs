@@ -24,7 +24,7 @@ const MESSAGES: u64 = if cfg!(debug_assertions) {
 };
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// The child's work: one third single pushes, one third `push_slice` batches, one third
+/// The child's work: one third single pushes, one third `push_partial_slice` batches, one third
 /// zero-copy chunks. Returns the exit code.
 fn produce(tx: &mut Producer<u64>, n: u64) -> i32 {
     let deadline = Instant::now() + DEADLINE;
@@ -39,7 +39,7 @@ fn produce(tx: &mut Producer<u64>, n: u64) -> i32 {
             for (i, b) in buf[..k].iter_mut().enumerate() {
                 *b = next + i as u64;
             }
-            tx.push_slice(&buf[..k])
+            tx.push_partial_slice(&buf[..k])
         } else {
             let want = (n - next).min(256) as usize;
             match tx.write_chunk_up_to(want) {
@@ -68,7 +68,7 @@ fn produce(tx: &mut Producer<u64>, n: u64) -> i32 {
     0
 }
 
-/// The parent's work: single pops for the first half, chunk reads and `pop_into` after.
+/// The parent's work: single pops for the first half, chunk reads and `pop_partial_slice` after.
 fn consume(rx: &mut Consumer<u64>, n: u64, deadline: Instant) -> Result<(), String> {
     let mut expect = 0u64;
     let mut spins = 0u32;
@@ -96,7 +96,7 @@ fn consume(rx: &mut Consumer<u64>, n: u64, deadline: Instant) -> Result<(), Stri
             chunk.commit_all();
             k
         } else {
-            let k = rx.pop_into(&mut buf).map_err(|e| e.to_string())?;
+            let k = rx.pop_partial_slice(&mut buf).map_err(|e| e.to_string())?;
             for (i, v) in buf[..k].iter().enumerate() {
                 if *v != expect + i as u64 {
                     return Err(format!("expected {}, got {v}", expect + i as u64));

@@ -42,13 +42,13 @@ fn exercise(ring: &MpmcRing<u64>, side: &mut Side, rng: &mut Rng, dead: &Arc<Ato
     for tx in &mut side.txs {
         ok += usize::from(tx.try_push(rng.next()).is_ok());
         let n = rng.below(6) as usize;
-        ok += usize::from(tx.push_slice(&buf[..n]).is_ok());
+        ok += usize::from(tx.push_partial_slice(&buf[..n]).is_ok());
         let _ = (tx.len(), tx.is_empty(), tx.capacity());
     }
     for rx in &mut side.rxs {
         ok += usize::from(rx.try_pop().is_ok());
         let n = rng.below(6) as usize;
-        ok += usize::from(rx.pop_into(&mut buf[..n]).is_ok());
+        ok += usize::from(rx.pop_partial_slice(&mut buf[..n]).is_ok());
         let _ = (rx.len(), rx.is_empty(), rx.capacity());
     }
     let _ = (

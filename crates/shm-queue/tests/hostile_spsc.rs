@@ -98,7 +98,7 @@ fn exercise<T: Pod>(
     let mut buf = [T::zeroed(); 40];
     if let Some(tx) = tx.as_mut() {
         ok += usize::from(tx.try_push(T::zeroed()).is_ok());
-        let _ = tx.push_slice(&buf[..(rng.below(20) as usize)]);
+        let _ = tx.push_partial_slice(&buf[..(rng.below(20) as usize)]);
         if let Ok(mut c) = tx.write_chunk(rng.below(10) as usize) {
             let _ = c.set(0, T::zeroed());
             let _ = c.copy_from_slice(1, &buf[..2]);
@@ -121,7 +121,7 @@ fn exercise<T: Pod>(
         ok += usize::from(rx.try_pop().is_ok());
         let _ = rx.peek();
         let n = rng.below(40) as usize;
-        let _ = rx.pop_into(&mut buf[..n]);
+        let _ = rx.pop_partial_slice(&mut buf[..n]);
         if let Ok(c) = rx.read_chunk(rng.below(10) as usize) {
             let _ = c.get(0);
             let _ = c.iter().count();
@@ -204,7 +204,8 @@ fn scribble<T: Pod>(region: Arc<Region>, capacity: usize, seed: u64, rounds: usi
         ok += exercise(&ring, &mut tx, &mut rx, &mut rng);
         if tx.is_none() && rx.is_none() {
             // Both sides refuse the damaged ring: start over, as the peers would.
-            let fresh = CreateOptions::new(capacity).reinitialize(true);
+            // SAFETY: the hostile handles are dropped before the fresh ring is used.
+            let fresh = unsafe { CreateOptions::new(capacity).reinitialize(true) };
             let r = Ring::<T>::create_with(region.clone(), fresh).unwrap();
             (tx, rx) = (Some(r.producer().unwrap()), Some(r.consumer().unwrap()));
             restarts += 1;
@@ -262,7 +263,7 @@ fn absurd_block_word_reads_inside_the_block_only() {
     // The peer claims a full ring when one element was written: garbage, but inside the ring.
     region.write_at(HEADER_SIZE, &14u64.to_le_bytes()).unwrap();
     let mut buf = [0u64; 20];
-    assert_eq!(rx.pop_into(&mut buf).unwrap(), 14);
+    assert_eq!(rx.pop_partial_slice(&mut buf).unwrap(), 14);
     assert_eq!(buf[0], 1);
     // The consumer is now at 14 while the producer is at 1: the producer keeps pushing on
     // its cached head, and when it reloads, 14 is a possible head again. No panic anywhere.

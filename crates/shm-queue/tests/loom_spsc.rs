@@ -134,7 +134,7 @@ fn push_slice_pop_into() {
             let src = [1u64, 2, 3];
             let mut sent = 0;
             while sent < src.len() {
-                match tx.push_slice(&src[sent..]).unwrap() {
+                match tx.push_partial_slice(&src[sent..]).unwrap() {
                     0 => thread::yield_now(),
                     n => sent += n,
                 }
@@ -143,7 +143,7 @@ fn push_slice_pop_into() {
         let mut got = Vec::new();
         let mut buf = [0u64; 2];
         while got.len() < 3 {
-            match rx.pop_into(&mut buf).unwrap() {
+            match rx.pop_partial_slice(&mut buf).unwrap() {
                 0 => thread::yield_now(),
                 n => got.extend_from_slice(&buf[..n]),
             }

@@ -86,7 +86,7 @@ fn run<T: Elem>(capacity: usize, ops: &[Op]) {
             }
             Op::PushSlice(h, n) => {
                 let src: Vec<T> = (0..n as u64).map(|i| T::make(next + i)).collect();
-                let r = txs[h].push_slice(&src);
+                let r = txs[h].push_partial_slice(&src);
                 let free = cap - model.len();
                 if n == 0 {
                     assert_eq!(r, Ok(0));
@@ -105,7 +105,7 @@ fn run<T: Elem>(capacity: usize, ops: &[Op]) {
             },
             Op::PopInto(h, n) => {
                 let mut dst = vec![T::zeroed(); n];
-                let r = rxs[h].pop_into(&mut dst);
+                let r = rxs[h].pop_partial_slice(&mut dst);
                 if n == 0 {
                     assert_eq!(r, Ok(0));
                 } else if model.is_empty() {
@@ -205,7 +205,7 @@ fn threads_keep_per_producer_order_and_lose_nothing() {
                     let r = if seq % 3 == 0 {
                         let n = (per - seq).min(1 + seq % 5);
                         let batch: Vec<u64> = (seq..seq + n).map(|s| (p << 32) | s).collect();
-                        tx.push_slice(&batch)
+                        tx.push_partial_slice(&batch)
                     } else {
                         tx.try_push((p << 32) | seq).map(|()| 1)
                     };
@@ -230,7 +230,7 @@ fn threads_keep_per_producer_order_and_lose_nothing() {
                 let mut buf = [0u64; 4];
                 while consumed.load(std::sync::atomic::Ordering::Relaxed) < total {
                     let r = if c == 0 {
-                        rx.pop_into(&mut buf)
+                        rx.pop_partial_slice(&mut buf)
                     } else {
                         rx.try_pop().map(|v| {
                             buf[0] = v;

@@ -115,7 +115,7 @@ fn check<T: Elem>(min_capacity: usize, ops: &[Op]) {
             }
             Op::PushSlice(n) => {
                 let src = fresh(n);
-                let k = tx.push_slice(&src).unwrap();
+                let k = tx.push_partial_slice(&src).unwrap();
                 assert_eq!(k, n.min(cap - model.len()));
                 model.extend(&src[..k]);
             }
@@ -168,7 +168,7 @@ fn check<T: Elem>(min_capacity: usize, ops: &[Op]) {
             },
             Op::PopInto(n) => {
                 let mut buf = vec![T::zeroed(); n];
-                let k = rx.pop_into(&mut buf).unwrap();
+                let k = rx.pop_partial_slice(&mut buf).unwrap();
                 assert_eq!(k, n.min(model.len()));
                 let want: Vec<T> = model.drain(..k).collect();
                 assert_eq!(&buf[..k], &want[..]);
@@ -242,7 +242,7 @@ fn check<T: Elem>(min_capacity: usize, ops: &[Op]) {
     }
     // Drain and compare what is left.
     let mut rest = vec![T::zeroed(); cap];
-    let k = rx.pop_into(&mut rest).unwrap();
+    let k = rx.pop_partial_slice(&mut rest).unwrap();
     assert_eq!(&rest[..k], &model.drain(..).collect::<Vec<T>>()[..]);
 }
 
@@ -278,7 +278,7 @@ fn fill_from_iter_writes_in_order() {
         assert_eq!(chunk.fill_from_iter([1, 2]), 2);
         chunk.commit(2).unwrap();
         let mut out = [0u64; 11];
-        assert_eq!(rx.pop_into(&mut out).unwrap(), 11);
+        assert_eq!(rx.pop_partial_slice(&mut out).unwrap(), 11);
         let want: Vec<u64> = (0..9).map(|i| round * 100 + i).chain([1, 2]).collect();
         assert_eq!(&out[..], &want[..]);
     }

@@ -155,7 +155,7 @@ fn batches_wait_for_room_and_data_across_processes() {
     let mut expect = 0;
     let deadline = Some(Instant::now() + Duration::from_secs(30));
     while expect < n {
-        let k = rx.pop_into_blocking(&mut buf, deadline).unwrap();
+        let k = rx.pop_partial_slice_blocking(&mut buf, deadline).unwrap();
         for v in &buf[..k] {
             assert_eq!(*v, expect);
             expect += 1;
@@ -177,13 +177,13 @@ fn mpmc_readiness_descriptor_is_signalled_once_per_arming() {
     assert!(!rx.arm_readiness());
     let child = in_child(move || {
         std::thread::sleep(Duration::from_millis(30));
-        i32::from(tx.push_slice(&[1, 2]).is_err() || tx.try_push(3).is_err())
+        i32::from(tx.push_partial_slice(&[1, 2]).is_err() || tx.try_push(3).is_err())
     });
     let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
     assert_eq!(poll(&mut fds, PollTimeout::from(5000u16)).unwrap(), 1);
     assert_eq!(exit_code(child, Duration::from_secs(10)), 0);
     assert_eq!(clear_readiness(fd.as_fd()), 1);
     let mut buf = [0u64; 4];
-    assert_eq!(rx.pop_into(&mut buf).unwrap(), 3);
+    assert_eq!(rx.pop_partial_slice(&mut buf).unwrap(), 3);
     assert!(!rx.arm_readiness());
 }

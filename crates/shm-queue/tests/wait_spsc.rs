@@ -70,13 +70,13 @@ fn deadlines_and_close() {
             "{strategy:?}: {late:?} late"
         );
     }
-    tx.push_slice(&[1, 2, 3]).unwrap();
+    tx.push_partial_slice(&[1, 2, 3]).unwrap();
     assert!(tx.close());
     let mut buf = [0u64; 8];
-    assert_eq!(rx.pop_into_blocking(&mut buf, None).unwrap(), 3);
+    assert_eq!(rx.pop_partial_slice_blocking(&mut buf, None).unwrap(), 3);
     assert!(matches!(rx.pop_blocking(None), Err(Error::Closed { .. })));
     assert!(matches!(
-        rx.pop_into_blocking(&mut buf, None),
+        rx.pop_partial_slice_blocking(&mut buf, None),
         Err(Error::Closed { .. })
     ));
     assert!(rx.is_closed());
@@ -120,7 +120,7 @@ fn batches_wait_for_room_and_data() {
     let mut expect = 0;
     let deadline = Some(Instant::now() + Duration::from_secs(30));
     while expect < n {
-        let k = rx.pop_into_blocking(&mut buf, deadline).unwrap();
+        let k = rx.pop_partial_slice_blocking(&mut buf, deadline).unwrap();
         for v in &buf[..k] {
             assert_eq!(*v, expect);
             expect += 1;

@@ -25,6 +25,7 @@ use crate::sys;
 /// # Ok::<(), shm_region::Error>(())
 /// ```
 #[derive(Debug, Clone, Default)]
+#[must_use = "options do nothing until passed to a constructor"]
 pub struct AnonOptions {
     huge_pages: bool,
     populate: bool,

@@ -38,6 +38,7 @@ use crate::sys;
 /// # Ok::<(), shm_region::Error>(())
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "options do nothing until passed to a constructor"]
 pub struct FileOptions {
     create: bool,
     create_new: bool,

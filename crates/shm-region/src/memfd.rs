@@ -42,6 +42,7 @@ const SIZE_SEALS: SealFlag = SealFlag::F_SEAL_SHRINK.union(SealFlag::F_SEAL_GROW
 /// # Ok::<(), shm_region::Error>(())
 /// ```
 #[derive(Debug, Clone, Default)]
+#[must_use = "options do nothing until passed to a constructor"]
 pub struct MemfdOptions {
     seal: bool,
     require_seals: bool,

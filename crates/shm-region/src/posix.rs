@@ -101,6 +101,7 @@ fn c_name(bare: &str) -> Result<CString> {
 /// # Ok::<(), shm_region::Error>(())
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "options do nothing until passed to a constructor"]
 pub struct ShmOptions {
     mode: u32,
     keep_name: bool,

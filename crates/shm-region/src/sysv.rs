@@ -26,6 +26,7 @@ use crate::sys;
 /// # Ok::<(), shm_region::Error>(())
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "options do nothing until passed to a constructor"]
 pub struct SysVOptions {
     mode: u32,
     allow_foreign_owner: bool,

@@ -230,7 +230,7 @@ fn inspect_shows_header_fields_indices_and_mappers() {
         .create::<u64>(&n)
         .unwrap();
     // A batch publishes the ring's tail word at once (single sends do so per block).
-    assert_eq!(tx.send_slice(&[7, 8, 9]).unwrap(), 3);
+    assert_eq!(tx.send_partial_slice(&[7, 8, 9]).unwrap(), 3);
 
     let c = json(&["inspect", &n]);
     assert_eq!(c["kind"], "typed");
