@@ -74,10 +74,10 @@ use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::wait::{ReadinessFd, WaitStrategy};
 use std::time::Instant;
 
+use crate::header::HEADER_SIZE;
+use crate::mem::{Loc, Mem};
 #[cfg(not(loom))]
-use {
-    crate::header::HEADER_SIZE, crate::storage::header_of, core::ptr::NonNull, shm_region::Region,
-};
+use {crate::mem::header_of, shm_region::Region};
 
 /// The tag in the top 16 bits of every record header word.
 const TAG: u64 = 0x5a1e;
@@ -164,81 +164,77 @@ impl ByteOptions {
     }
 }
 
-/// The byte ring's memory: the header and the data area, mapped or (under loom) on the heap.
+/// The byte ring's view of its memory ([`crate::mem::Mem`]): the header and the data area
+/// of `cap` bytes after it.
+///
+/// Invariant: the memory holds `HEADER_SIZE + cap` bytes (checked in [`ByteStorage::over`]),
+/// so any data offset masked with `cap - 1` addresses a byte of the area.
 struct ByteStorage {
-    #[cfg(not(loom))]
-    base: NonNull<u8>,
-    #[cfg(not(loom))]
-    region: Arc<Region>,
-    #[cfg(loom)]
-    header: Box<Header>,
-    #[cfg(loom)]
-    words: Box<[ModelWord]>,
+    mem: Mem,
     /// Data area size in bytes, a power of two.
     cap: usize,
     max_message: usize,
 }
 
-/// One 8-byte word of a loom model's data area: an atomic for when it is a record header, a
-/// cell for when it carries payload (loom checks the cell accesses for races).
-#[cfg(loom)]
-struct ModelWord {
-    atom: AtomicU64,
-    cell: crate::sync::PayloadCell<[u8; 8]>,
-}
-
-// SAFETY: shared between one producer and one consumer; header and record words are atomics
-// and payload accesses are ordered by the protocol, as between processes.
-unsafe impl Send for ByteStorage {}
-// SAFETY: as above; no method hands out a non-atomic reference into the memory.
-unsafe impl Sync for ByteStorage {}
-
-#[cfg(not(loom))]
 impl ByteStorage {
+    #[cfg(not(loom))]
     fn in_region(region: Arc<Region>, cap: usize, max_message: usize) -> Result<Self, Error> {
+        Self::over(Mem::in_region(region, HEADER_SIZE + cap)?, cap, max_message)
+    }
+
+    #[cfg(loom)]
+    fn on_heap(cap: usize, max_message: usize) -> Result<Self, Error> {
+        Self::over(Mem::on_heap(HEADER_SIZE + cap), cap, max_message)
+    }
+
+    fn over(mem: Mem, cap: usize, max_message: usize) -> Result<Self, Error> {
         let need = HEADER_SIZE + cap;
-        if region.len() < need {
+        if mem.len() < need || !cap.is_power_of_two() || cap < 8 {
             return Err(Error::RegionTooSmall {
-                len: region.len() as u64,
+                len: mem.len() as u64,
                 need: need as u64,
             });
         }
         Ok(ByteStorage {
-            base: region.as_ptr(),
-            region,
+            mem,
             cap,
             max_message,
         })
     }
 
-    #[inline]
-    fn header(&self) -> &Header {
-        // SAFETY: in_region checked the region holds HEADER_SIZE + cap bytes; it is page
-        // aligned and kept alive by self.region; Header is only atomics (see header_of).
-        unsafe { self.base.cast::<Header>().as_ref() }
+    #[cfg(not(loom))]
+    fn region(&self) -> &Arc<Region> {
+        self.mem.region()
     }
 
-    /// Pointer to data-area byte `offset & (cap - 1)` (callers pass offsets of at most
-    /// `cap`; `cap` itself only for zero-length accesses at the very end).
+    #[inline]
+    fn header(&self) -> &Header {
+        self.mem.header()
+    }
+
+    /// Data-area byte `offset & (cap - 1)` (callers pass offsets of at most `cap`; `cap`
+    /// itself only for zero-length accesses at the very end).
+    #[inline]
+    fn at(&self, offset: usize) -> Loc {
+        debug_assert!(offset <= self.cap);
+        // SAFETY: the masked offset is below cap, and HEADER_SIZE + cap bytes exist (over).
+        unsafe { self.mem.at(HEADER_SIZE + (offset & (self.cap - 1))) }
+    }
+
+    /// Pointer to data-area byte `offset & (cap - 1)`, for zero-copy views.
+    #[cfg(not(loom))]
     #[inline]
     fn data(&self, offset: usize) -> *mut u8 {
-        debug_assert!(offset <= self.cap);
-        // SAFETY: the masked offset is below cap, and HEADER_SIZE + cap bytes exist
-        // (in_region).
-        unsafe {
-            self.base
-                .as_ptr()
-                .add(HEADER_SIZE + (offset & (self.cap - 1)))
-        }
+        Mem::ptr(self.at(offset))
     }
 
     /// The record header word at data offset `offset` (8-aligned, below `cap`).
     #[inline]
     fn word(&self, offset: usize) -> &AtomicU64 {
-        // SAFETY: data() keeps the address inside the area; offset is 8-aligned and the area
-        // starts 512 bytes into a page-aligned region, so the word is aligned; record header
-        // words are only accessed atomically while they are headers.
-        unsafe { &*self.data(offset & !7).cast::<AtomicU64>() }
+        // SAFETY: `at` keeps the address inside the area; `offset & !7` is 8-aligned and the
+        // area starts HEADER_SIZE (a multiple of 8) bytes in; record header words are only
+        // accessed atomically while they are headers.
+        unsafe { self.mem.word(self.at(offset & !7)) }
     }
 
     /// Copies `src` to data offset `offset`.
@@ -252,9 +248,9 @@ impl ByteStorage {
         if src.is_empty() {
             return;
         }
-        // SAFETY: in bounds by the caller's contract; src is process memory, so the ranges
-        // cannot overlap.
-        unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), self.data(offset), src.len()) }
+        // SAFETY: in bounds by the caller's contract (the range does not wrap: offset + len
+        // <= cap); write access granted (caller).
+        unsafe { self.mem.copy_in(self.at(offset), src) }
     }
 
     /// Copies data bytes at `offset` into `dst`.
@@ -268,62 +264,8 @@ impl ByteStorage {
         if dst.is_empty() {
             return;
         }
-        // SAFETY: as in write; a hostile writer can only change the bytes we copy, and u8
-        // has no invalid values.
-        unsafe { core::ptr::copy_nonoverlapping(self.data(offset), dst.as_mut_ptr(), dst.len()) }
-    }
-}
-
-#[cfg(loom)]
-impl ByteStorage {
-    fn on_heap(cap: usize, max_message: usize) -> Self {
-        ByteStorage {
-            header: Box::new(Header::new_zeroed()),
-            words: (0..cap / 8)
-                .map(|_| ModelWord {
-                    atom: AtomicU64::new(0),
-                    cell: crate::sync::PayloadCell::new([0; 8]),
-                })
-                .collect(),
-            cap,
-            max_message,
-        }
-    }
-
-    #[inline]
-    fn header(&self) -> &Header {
-        &self.header
-    }
-
-    #[inline]
-    fn word(&self, offset: usize) -> &AtomicU64 {
-        &self.words[(offset & (self.cap - 1)) / 8].atom
-    }
-
-    /// # Safety
-    ///
-    /// As in the mapped implementation; `offset` is 8-aligned.
-    #[inline]
-    unsafe fn write(&self, offset: usize, src: &[u8]) {
-        for (k, chunk) in src.chunks(8).enumerate() {
-            let w = &self.words[offset / 8 + k];
-            // SAFETY: loom checks the protocol ordered this write.
-            w.cell
-                .with_mut(|p| unsafe { (&mut *p)[..chunk.len()].copy_from_slice(chunk) });
-        }
-    }
-
-    /// # Safety
-    ///
-    /// As in the mapped implementation; `offset` is 8-aligned.
-    #[inline]
-    unsafe fn read(&self, offset: usize, dst: &mut [u8]) {
-        for (k, chunk) in dst.chunks_mut(8).enumerate() {
-            let w = &self.words[offset / 8 + k];
-            // SAFETY: loom checks the protocol ordered this read.
-            w.cell
-                .with(|p| chunk.copy_from_slice(unsafe { &(&*p)[..chunk.len()] }));
-        }
+        // SAFETY: as in write, with read access granted.
+        unsafe { self.mem.copy_out(self.at(offset), dst) }
     }
 }
 
@@ -411,7 +353,7 @@ impl ByteRing {
 
     /// The region the ring lives in.
     pub fn region(&self) -> &Arc<Region> {
-        &self.storage.region
+        self.storage.region()
     }
 }
 
@@ -425,7 +367,7 @@ impl ByteRing {
     pub fn new_model(capacity: usize, max_message: usize) -> Result<Self, Error> {
         let options = ByteOptions::new(capacity).max_message(max_message);
         let (cap, max) = options.resolve()?;
-        Self::initialise(ByteStorage::on_heap(cap, max), options)
+        Self::initialise(ByteStorage::on_heap(cap, max)?, options)
     }
 }
 

@@ -20,6 +20,18 @@ pub enum Error {
         need: u64,
     },
 
+    /// The region does not start on the 128-byte boundary the ring header needs.
+    #[error(
+        "the region starts at {addr:#x}, which is not a multiple of {align}; map rings with \
+         shm_region (mappings are page aligned), or start the ring at an aligned offset"
+    )]
+    Misaligned {
+        /// Address of the region's first byte.
+        addr: u64,
+        /// The alignment needed.
+        align: u64,
+    },
+
     /// The region does not start with a shmlane ring header.
     #[error(
         "no shmlane ring here: magic is {found:#018x}, expected {expected:#018x}; attach to \

@@ -967,7 +967,7 @@ impl Snapshot {
 /// ```
 #[cfg(not(loom))]
 pub fn snapshot(region: &shm_region::Region) -> Result<Snapshot, Error> {
-    let h = crate::storage::header_of(region)?;
+    let h = crate::mem::header_of(region)?;
     let (c, k, r) = (&h.config, &h.control, Ordering::Relaxed);
     // `head` first: it never passes `tail`, so a `tail` read after it is at least as new and
     // `tail - head` is a plausible fill even while both move.

@@ -50,6 +50,7 @@ pub mod header;
 /// Drivers that play a hostile peer, for the fuzz targets and the proptest suite.
 #[cfg(all(feature = "test-hooks", not(loom)))]
 pub mod hostile;
+mod mem;
 pub mod mpmc;
 pub mod spsc;
 mod storage;

@@ -128,7 +128,7 @@ use crate::error::{corrupted, Error};
 use crate::header::{RingKind, MAX_POSITION};
 use crate::sync::{Arc, Ordering};
 use crate::wait::{ReadinessFd, Signal, WaitStrategy};
-use mem::{Layout, Mem, ROLE_CONSUMER, ROLE_PRODUCER};
+use mem::{Layout, Slots, ROLE_CONSUMER, ROLE_PRODUCER};
 
 #[cfg(not(loom))]
 use shm_region::Region;
@@ -240,7 +240,7 @@ impl MpmcOptions {
 /// A handle to an MPMC ring: makes [`Producer`]s and [`Consumer`]s. Cheap to clone; keeps
 /// the region mapped while it or any handle lives.
 pub struct MpmcRing<T: Pod> {
-    mem: Arc<Mem<T>>,
+    mem: Arc<Slots<T>>,
 }
 
 impl<T: Pod> Clone for MpmcRing<T> {
@@ -326,7 +326,7 @@ impl<T: Pod> MpmcRing<T> {
         options: MpmcOptions,
     ) -> Result<Self, Error> {
         let layout = options.layout::<T>()?;
-        Self::initialise(Mem::in_region(region.into(), layout)?, options)
+        Self::initialise(Slots::in_region(region.into(), layout)?, options)
     }
 
     /// Attaches to the MPMC ring at the start of `region`, checking every header field
@@ -355,8 +355,8 @@ impl<T: Pod> MpmcRing<T> {
     /// ```
     pub fn attach(region: impl Into<Arc<Region>>) -> Result<Self, Error> {
         let region = region.into();
-        let layout = mem::header_in(&region)?.validate_mpmc::<T>(region.len() as u64)?;
-        let mem = Mem::in_region(region, layout)?;
+        let layout = crate::mem::header_of(&region)?.validate_mpmc::<T>(region.len() as u64)?;
+        let mem = Slots::in_region(region, layout)?;
         let h = mem.header();
         let tail = h.producer.pos.load(Ordering::Acquire);
         let head = h.consumer.pos.load(Ordering::Acquire);
@@ -370,7 +370,7 @@ impl<T: Pod> MpmcRing<T> {
 
     /// The region the ring lives in.
     pub fn region(&self) -> &Arc<Region> {
-        &self.mem.region
+        self.mem.region()
     }
 }
 
@@ -384,12 +384,12 @@ impl<T: Pod> MpmcRing<T> {
     /// As [`MpmcRing::create`].
     pub fn new_model(capacity: usize, owners: usize) -> Result<Self, Error> {
         let options = MpmcOptions::new(capacity).owners(owners);
-        Self::initialise(Mem::on_heap(options.layout::<T>()?), options)
+        Self::initialise(Slots::on_heap(options.layout::<T>()?)?, options)
     }
 }
 
 impl<T: Pod> MpmcRing<T> {
-    fn initialise(mem: Mem<T>, options: MpmcOptions) -> Result<Self, Error> {
+    fn initialise(mem: Slots<T>, options: MpmcOptions) -> Result<Self, Error> {
         let layout = mem.layout;
         let header = mem.header();
         header.begin_init(options.reinitialize)?;
@@ -545,7 +545,7 @@ fn check_pos(pos: u64, what: &'static str) -> Result<(), Error> {
 }
 
 /// `tail - head`, clamped to `0..=capacity`.
-fn approx_len<T: Pod>(m: &Mem<T>) -> usize {
+fn approx_len<T: Pod>(m: &Slots<T>) -> usize {
     let head = m.header().consumer.pos.load(Ordering::Acquire);
     let tail = m.header().producer.pos.load(Ordering::Acquire);
     tail.saturating_sub(head).min(m.layout.capacity() as u64) as usize
@@ -654,7 +654,7 @@ impl Stuck {
 
 /// What producer and consumer handles share: the memory, the owner entry, recovery.
 struct Handle<T: Pod> {
-    mem: Arc<Mem<T>>,
+    mem: Arc<Slots<T>>,
     token: u64,
     role: u64,
     /// Our owner entry, once registered (clones register on first use).
@@ -673,7 +673,7 @@ struct Handle<T: Pod> {
 }
 
 impl<T: Pod> Handle<T> {
-    fn new(mem: Arc<Mem<T>>, token: u64, role: u64) -> Result<Self, Error> {
+    fn new(mem: Arc<Slots<T>>, token: u64, role: u64) -> Result<Self, Error> {
         if token == 0 {
             return Err(Error::InvalidOwnerToken);
         }

@@ -85,7 +85,7 @@ use crate::wait::{ReadinessFd, WaitStrategy};
 use std::time::Instant;
 
 #[cfg(not(loom))]
-use {crate::storage::header_of, shm_region::Region};
+use {crate::mem::header_of, shm_region::Region};
 
 /// Options for [`Ring::create_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,7 +271,7 @@ impl<T: Pod> Ring<T> {
     /// As [`Ring::create`].
     pub fn new_model(block_count: usize, elems_per_block: usize) -> Result<Self, Error> {
         let geom = Geometry::for_model::<T>(block_count, elems_per_block)?;
-        Self::initialise(Storage::on_heap(geom), CreateOptions::new(geom.capacity()))
+        Self::initialise(Storage::on_heap(geom)?, CreateOptions::new(geom.capacity()))
     }
 }
 

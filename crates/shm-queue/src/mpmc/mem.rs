@@ -16,11 +16,11 @@ use crate::error::Error;
 use crate::header::{round_up, Geometry, Header, HEADER_SIZE};
 use crate::sync::AtomicU64;
 
+use crate::mem::{Loc, Mem};
 #[cfg(not(loom))]
-use {crate::sync::Arc, core::ptr::NonNull, shm_region::Region};
+use {crate::sync::Arc, shm_region::Region};
 
 /// Offset of the MPMC counters line: right after the common header.
-#[cfg_attr(loom, allow(dead_code))]
 pub(crate) const COUNTERS_OFFSET: usize = HEADER_SIZE;
 /// Offset of owner entry 0.
 pub(crate) const OWNERS_OFFSET: usize = HEADER_SIZE + 128;
@@ -29,30 +29,30 @@ pub(crate) const OWNERS_OFFSET: usize = HEADER_SIZE + 128;
 pub(crate) const OWNER_ENTRY_BYTES: usize = 128;
 
 /// The MPMC counters line (bytes 512..640): what recovery did, for monitoring and tests.
-#[repr(C, align(128))]
-pub(crate) struct Counters {
+/// A view of three words of the line (the rest is reserved).
+pub(crate) struct Counters<'a> {
     /// Producer claims poisoned by a consumer after the owner was found dead: each is one
     /// position (one message at most) that consumers skipped.
-    pub skipped: AtomicU64,
+    pub skipped: &'a AtomicU64,
     /// Consumer claims released by a producer after the owner was found dead: each is one
     /// message handed to a consumer that died before (or while) reading it.
-    pub released: AtomicU64,
+    pub released: &'a AtomicU64,
     /// Publishes (or releases) that lost the race against a recovery: each is a message
     /// that a live handle had to report as [`Error::ClaimRevoked`].
-    pub revoked: AtomicU64,
+    pub revoked: &'a AtomicU64,
 }
 
-/// One owner-table entry (128 bytes): who holds it and what it is claiming.
-#[repr(C, align(128))]
-pub(crate) struct OwnerEntry {
+/// One owner-table entry (a 128-byte line): who holds it and what it is claiming. A view of
+/// the line's first four words.
+pub(crate) struct OwnerEntry<'a> {
     /// 0 when free, else the owner token of the handle that registered it.
-    pub token: AtomicU64,
+    pub token: &'a AtomicU64,
     /// [`ROLE_PRODUCER`] or [`ROLE_CONSUMER`]; anything else covers nothing.
-    pub role: AtomicU64,
+    pub role: &'a AtomicU64,
     /// First position of the claim being attempted or held.
-    pub claim_start: AtomicU64,
+    pub claim_start: &'a AtomicU64,
     /// Number of positions claimed from `claim_start`; 0 for none.
-    pub claim_len: AtomicU64,
+    pub claim_len: &'a AtomicU64,
 }
 
 /// [`OwnerEntry::role`] of a producer handle.
@@ -60,20 +60,8 @@ pub(crate) const ROLE_PRODUCER: u64 = 1;
 /// [`OwnerEntry::role`] of a consumer handle.
 pub(crate) const ROLE_CONSUMER: u64 = 2;
 
-#[cfg(not(loom))]
-const _: () = {
-    use core::mem::{offset_of, size_of};
-    assert!(size_of::<Counters>() == 128);
-    assert!(offset_of!(Counters, skipped) == 0);
-    assert!(offset_of!(Counters, released) == 8);
-    assert!(offset_of!(Counters, revoked) == 16);
-    assert!(size_of::<OwnerEntry>() == OWNER_ENTRY_BYTES);
-    assert!(offset_of!(OwnerEntry, token) == 0);
-    assert!(offset_of!(OwnerEntry, role) == 8);
-    assert!(offset_of!(OwnerEntry, claim_start) == 16);
-    assert!(offset_of!(OwnerEntry, claim_len) == 24);
-    assert!(OWNERS_OFFSET == COUNTERS_OFFSET + 128);
-};
+const _: () =
+    assert!(OWNERS_OFFSET == COUNTERS_OFFSET + 128 && OWNER_ENTRY_BYTES.is_multiple_of(128));
 
 /// Smallest capacity: Vyukov's sequence states need two slots (with one, "published `p`"
 /// and "free for `p + 1`" would be the same number).
@@ -153,55 +141,47 @@ pub(crate) fn check_owners(owners: u64) -> Result<(), Error> {
     }
 }
 
-/// An MPMC ring's memory; see the module documentation.
-pub(crate) struct Mem<T> {
-    #[cfg(not(loom))]
-    base: NonNull<u8>,
-    #[cfg(not(loom))]
-    pub(crate) region: Arc<Region>,
-    #[cfg(loom)]
-    header: Box<Header>,
-    #[cfg(loom)]
-    counters: Box<Counters>,
-    #[cfg(loom)]
-    owners: Box<[OwnerEntry]>,
-    #[cfg(loom)]
-    slots: Box<[ModelSlot<T>]>,
+/// An MPMC ring's view of its memory ([`crate::mem::Mem`]); see the module documentation.
+pub(crate) struct Slots<T> {
+    mem: Mem,
+    /// Slot 0, located once (`layout.slots_offset()`).
+    first: Loc,
     pub(crate) layout: Layout,
-    /// `capacity - 1`.
     pub(crate) mask: u64,
     _elements: PhantomData<T>,
 }
 
-/// One slot of a loom model: the sequence word and the element cell.
-#[cfg(loom)]
-struct ModelSlot<T> {
-    seq: AtomicU64,
-    cell: crate::sync::PayloadCell<T>,
-}
-
-// SAFETY: the memory is shared by any number of handles on any threads, exactly as between
-// processes: every control word is an atomic, and every element access is ordered by the
-// sequence protocol (whose unsafe callers say why).
-unsafe impl<T: Send> Send for Mem<T> {}
+// SAFETY: the view adds only geometry to `Mem` (which is Send and Sync); elements cross
+// threads by value, hence `T: Send`, as they would between processes.
+unsafe impl<T: Send> Send for Slots<T> {}
 // SAFETY: as for `Send`: no method hands out a non-atomic reference into the memory.
-unsafe impl<T: Send> Sync for Mem<T> {}
+unsafe impl<T: Send> Sync for Slots<T> {}
 
-#[cfg(not(loom))]
-impl<T: Pod> Mem<T> {
-    /// Offset of the element in its slot: `round_up(8, align_of::<T>())`, as the geometry
-    /// computes it (`in_region` checks they agree).
+impl<T: Pod> Slots<T> {
     const ELEM_OFFSET: usize = round_up(8, core::mem::align_of::<T>());
 
-    /// Memory over `region` laid out as `layout`.
+    /// The slots of `layout` in `region`.
     ///
     /// # Errors
     ///
-    /// [`Error::RegionTooSmall`] if the region is shorter than the layout's area.
+    /// [`Error::RegionTooSmall`] or [`Error::Misaligned`] for the region, and those of
+    /// [`Slots::over`].
+    #[cfg(not(loom))]
     pub(crate) fn in_region(region: Arc<Region>, layout: Layout) -> Result<Self, Error> {
-        if region.len() < layout.area_size() {
+        Self::over(Mem::in_region(region, layout.area_size())?, layout)
+    }
+
+    /// A zeroed ring in heap memory, for loom models.
+    #[cfg(loom)]
+    pub(crate) fn on_heap(layout: Layout) -> Result<Self, Error> {
+        Self::over(Mem::on_heap(layout.area_size()), layout)
+    }
+
+    /// The slots of `layout` in `mem`, after checking they fit and hold a `T` each.
+    fn over(mem: Mem, layout: Layout) -> Result<Self, Error> {
+        if mem.len() < layout.area_size() {
             return Err(Error::RegionTooSmall {
-                len: region.len() as u64,
+                len: mem.len() as u64,
                 need: layout.area_size() as u64,
             });
         }
@@ -209,6 +189,7 @@ impl<T: Pod> Mem<T> {
         if g.elem_offset != Self::ELEM_OFFSET
             || g.elem_size != core::mem::size_of::<T>()
             || g.elem_offset + g.elem_size > g.block_size
+            || !g.block_size.is_multiple_of(64)
         {
             return Err(Error::LayoutMismatch {
                 field: "elem_offset",
@@ -216,188 +197,91 @@ impl<T: Pod> Mem<T> {
                 expected: Self::ELEM_OFFSET as u64,
             });
         }
-        Ok(Mem {
-            base: region.as_ptr(),
-            region,
+        // SAFETY: slots_offset < area_size <= len, checked above.
+        let first = unsafe { mem.at(layout.slots_offset()) };
+        Ok(Slots {
+            mem,
+            first,
             mask: layout.capacity() as u64 - 1,
             layout,
             _elements: PhantomData,
         })
     }
 
-    /// The common header.
+    /// The region the ring lives in.
+    #[cfg(not(loom))]
+    pub(crate) fn region(&self) -> &Arc<Region> {
+        self.mem.region()
+    }
+
     #[inline]
     pub(crate) fn header(&self) -> &Header {
-        // SAFETY: in_region checked the region holds the whole area (> HEADER_SIZE bytes);
-        // it is page aligned and kept alive by self.region; Header is only atomics.
-        unsafe { self.base.cast::<Header>().as_ref() }
+        self.mem.header()
     }
 
-    /// The MPMC counters line.
+    /// The word `k` of the 128-byte line at `line` (an offset inside the area).
     #[inline]
-    pub(crate) fn counters(&self) -> &Counters {
-        // SAFETY: bytes 512..640 lie inside the area (in_region), 128-aligned in a
-        // page-aligned region; Counters is only atomics.
-        unsafe { self.base.add(COUNTERS_OFFSET).cast::<Counters>().as_ref() }
+    fn line_word(&self, line: usize, k: usize) -> &AtomicU64 {
+        debug_assert!(k < 16 && line + 128 <= self.layout.area_size());
+        // SAFETY: callers pass the counters line or an owner entry, both inside the area
+        // (`over` checked area_size <= len) and 128-aligned, so word k < 16 is in bounds and
+        // 8-aligned; these words are only ever accessed atomically.
+        unsafe { self.mem.word(self.mem.at(line + 8 * k)) }
     }
 
-    /// Owner entry `i`; `None` at or past the table's end.
     #[inline]
-    pub(crate) fn owner(&self, i: usize) -> Option<&OwnerEntry> {
+    pub(crate) fn counters(&self) -> Counters<'_> {
+        Counters {
+            skipped: self.line_word(COUNTERS_OFFSET, 0),
+            released: self.line_word(COUNTERS_OFFSET, 1),
+            revoked: self.line_word(COUNTERS_OFFSET, 2),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn owner(&self, i: usize) -> Option<OwnerEntry<'_>> {
         if i >= self.layout.owners {
             return None;
         }
-        // SAFETY: i < owners, so the entry lies inside the owner table, inside the area
-        // (in_region); 128-aligned; OwnerEntry is only atomics.
-        Some(unsafe {
-            self.base
-                .add(OWNERS_OFFSET + i * OWNER_ENTRY_BYTES)
-                .cast::<OwnerEntry>()
-                .as_ref()
+        let line = OWNERS_OFFSET + i * OWNER_ENTRY_BYTES;
+        Some(OwnerEntry {
+            token: self.line_word(line, 0),
+            role: self.line_word(line, 1),
+            claim_start: self.line_word(line, 2),
+            claim_len: self.line_word(line, 3),
         })
     }
 
-    /// Address of the slot holding position `pos`.
     #[inline]
-    fn slot(&self, pos: u64) -> NonNull<u8> {
+    fn slot(&self, pos: u64) -> Loc {
         let i = (pos & self.mask) as usize;
-        // SAFETY: i < capacity, so the slot lies inside the area that in_region checked.
-        unsafe {
-            self.base
-                .add(self.layout.slots_offset() + i * self.layout.geom.block_size)
-        }
+        // SAFETY: i < capacity, so the slot lies inside the area that `over` checked.
+        unsafe { self.first.add(i * self.layout.geom.block_size) }
     }
 
-    /// The sequence word of the slot holding `pos`.
     #[inline]
     pub(crate) fn seq(&self, pos: u64) -> &AtomicU64 {
         // SAFETY: the slot is inside the area (slot), 64-aligned (slots_offset is a multiple
         // of 128 and the stride of 64), and its first 8 bytes are only accessed atomically.
-        unsafe { self.slot(pos).cast::<AtomicU64>().as_ref() }
+        unsafe { self.mem.word(self.slot(pos)) }
     }
 
-    /// Reads the element of the slot holding `pos`.
-    ///
     /// # Safety
     ///
-    /// The protocol gives the caller read access to the slot (an honest peer does not write
-    /// it meanwhile).
+    /// The sequence protocol grants the caller read access to the slot of `pos`.
     #[inline]
     pub(crate) unsafe fn read(&self, pos: u64) -> T {
-        // SAFETY: in bounds (in_region checked elem_offset + size <= stride) and aligned
-        // (64-aligned slot, ELEM_OFFSET a multiple of align_of T); any bytes are a valid T
-        // (Pod); the volatile read copies the slot once.
-        unsafe {
-            self.slot(pos)
-                .as_ptr()
-                .add(Self::ELEM_OFFSET)
-                .cast::<T>()
-                .read_volatile()
-        }
+        // SAFETY: in bounds (`over` checked elem_offset + size <= stride) and aligned
+        // (64-aligned slot, ELEM_OFFSET a multiple of align_of T); read access (caller).
+        unsafe { self.mem.read(self.slot(pos).add(Self::ELEM_OFFSET)) }
     }
 
-    /// Writes the element of the slot holding `pos`.
-    ///
     /// # Safety
     ///
-    /// The protocol gives the caller write access to the slot.
+    /// The sequence protocol grants the caller write access to the slot of `pos`.
     #[inline]
     pub(crate) unsafe fn write(&self, pos: u64, value: T) {
         // SAFETY: in bounds and aligned, as in read; the caller owns the slot.
-        unsafe {
-            self.slot(pos)
-                .as_ptr()
-                .add(Self::ELEM_OFFSET)
-                .cast::<T>()
-                .write_volatile(value)
-        }
+        unsafe { self.mem.write(self.slot(pos).add(Self::ELEM_OFFSET), value) }
     }
-}
-
-#[cfg(loom)]
-impl<T: Pod> Mem<T> {
-    /// A zeroed ring in heap memory, for loom models.
-    pub(crate) fn on_heap(layout: Layout) -> Self {
-        let z = || AtomicU64::new(0);
-        Mem {
-            header: Box::new(Header::new_zeroed()),
-            counters: Box::new(Counters {
-                skipped: z(),
-                released: z(),
-                revoked: z(),
-            }),
-            owners: (0..layout.owners)
-                .map(|_| OwnerEntry {
-                    token: z(),
-                    role: z(),
-                    claim_start: z(),
-                    claim_len: z(),
-                })
-                .collect(),
-            slots: (0..layout.capacity())
-                .map(|_| ModelSlot {
-                    seq: z(),
-                    cell: crate::sync::PayloadCell::new(T::zeroed()),
-                })
-                .collect(),
-            mask: layout.capacity() as u64 - 1,
-            layout,
-            _elements: PhantomData,
-        }
-    }
-
-    #[inline]
-    pub(crate) fn header(&self) -> &Header {
-        &self.header
-    }
-
-    #[inline]
-    pub(crate) fn counters(&self) -> &Counters {
-        &self.counters
-    }
-
-    #[inline]
-    pub(crate) fn owner(&self, i: usize) -> Option<&OwnerEntry> {
-        self.owners.get(i)
-    }
-
-    #[inline]
-    pub(crate) fn seq(&self, pos: u64) -> &AtomicU64 {
-        &self.slots[(pos & self.mask) as usize].seq
-    }
-
-    /// # Safety
-    ///
-    /// As in the mapped implementation.
-    pub(crate) unsafe fn read(&self, pos: u64) -> T {
-        // SAFETY: loom checks that the protocol ordered this read after the slot's write.
-        self.slots[(pos & self.mask) as usize]
-            .cell
-            .with(|p| unsafe { *p })
-    }
-
-    /// # Safety
-    ///
-    /// As in the mapped implementation.
-    pub(crate) unsafe fn write(&self, pos: u64, value: T) {
-        // SAFETY: loom checks that no other access to the slot races with this one.
-        self.slots[(pos & self.mask) as usize]
-            .cell
-            .with_mut(|p| unsafe { *p = value })
-    }
-}
-
-/// The header at the start of `region`, if the region is long enough to hold one.
-#[cfg(not(loom))]
-pub(crate) fn header_in(region: &Region) -> Result<&Header, Error> {
-    if region.len() < HEADER_SIZE {
-        return Err(Error::RegionTooSmall {
-            len: region.len() as u64,
-            need: HEADER_SIZE as u64,
-        });
-    }
-    // SAFETY: the region is page aligned (so 128-aligned) and at least HEADER_SIZE bytes,
-    // and lives as long as the borrow; Header is only atomics, valid for any bits and for
-    // concurrent access by other processes.
-    Ok(unsafe { region.as_ptr().cast::<Header>().as_ref() })
 }
