@@ -53,7 +53,6 @@ pub mod hostile;
 mod mem;
 pub mod mpmc;
 pub mod spsc;
-mod storage;
 mod sync;
 pub mod wait;
 

@@ -1,0 +1,362 @@
+//! [`ByteConsumer`]: receives byte messages, copied out or read in place through a
+//! [`ReadGuard`].
+
+use super::*;
+
+/// The consumer side of a [`ByteRing`]. One per ring; `Send`, not `Clone`.
+pub struct ByteConsumer {
+    pub(super) storage: Arc<ByteStorage>,
+    pub(super) head: u64,
+    pub(super) token: u64,
+    pub(super) strategy: WaitStrategy,
+    /// Whether this handle is counted in the header's `consumer_sleepers`.
+    pub(super) sleeper: bool,
+}
+
+impl fmt::Debug for ByteConsumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ByteConsumer")
+            .field("head", &self.head)
+            .finish()
+    }
+}
+
+impl Drop for ByteConsumer {
+    fn drop(&mut self) {
+        let header = self.storage.header();
+        header.data_signal().unregister(&mut self.sleeper);
+        claim::release(&header.control.consumer_claim, self.token);
+    }
+}
+
+impl ByteConsumer {
+    /// The next message's data offset and length, skipping a padding record; `None` if
+    /// nothing is committed yet.
+    #[inline]
+    fn next(&mut self) -> Result<Option<(usize, usize)>, Error> {
+        let s = &*self.storage;
+        let mask = s.cap as u64 - 1;
+        // At most one padding record precedes a message.
+        for _ in 0..2 {
+            let offset = (self.head & mask) as usize;
+            let word = s.word(offset).load(Ordering::Acquire);
+            if word == 0 {
+                return Ok(None);
+            }
+            match decode(word, offset, s)? {
+                Record::Message { len } => return Ok(Some((offset, len))),
+                Record::Padding { size } => {
+                    self.head += size as u64;
+                    s.header().consumer.pos.store(self.head, Ordering::Release);
+                    s.header().notify_space();
+                }
+            }
+        }
+        Err(corrupted("padding record at offset 0", 0, 1, s.cap as u64))
+    }
+
+    /// Frees `size` bytes at `head`.
+    #[inline]
+    fn release(&mut self, size: usize) {
+        self.head += size as u64;
+        let header = self.storage.header();
+        header.consumer.pos.store(self.head, Ordering::Release);
+        header.notify_space();
+    }
+
+    /// Copies the next message into `buf` and returns its length.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Empty`] if no message is ready (retry later); [`Error::BufferTooSmall`] if
+    /// `buf` is shorter than the message, which then stays in the ring;
+    /// [`Error::Corrupted`] if the record header is impossible.
+    #[inline]
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        let Some((offset, len)) = self.next()? else {
+            return Err(Error::Empty {
+                requested: 1,
+                available: 0,
+            });
+        };
+        if buf.len() < len {
+            return Err(Error::BufferTooSmall {
+                needed: len,
+                len: buf.len(),
+            });
+        }
+        // SAFETY: decode checked offset + 8 + len <= cap, and the committed record is ours
+        // to read until we release it.
+        unsafe { self.storage.read(offset + RECORD_HEADER, &mut buf[..len]) };
+        self.release(record_size(len));
+        Ok(len)
+    }
+
+    /// Receives the next message into `buf` (cleared first), growing it as needed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Empty`] or [`Error::Corrupted`], as [`ByteConsumer::try_recv`].
+    pub fn try_recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        let msg = self.read()?;
+        buf.clear();
+        buf.resize(msg.len(), 0);
+        msg.copy_to(buf)?;
+        Ok(buf.len())
+    }
+
+    /// The next message, read in place; its space is released when the guard drops.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Empty`] if no message is ready; [`Error::Corrupted`].
+    #[inline]
+    pub fn read(&mut self) -> Result<ReadGuard<'_>, Error> {
+        match self.next()? {
+            Some((offset, len)) => Ok(ReadGuard {
+                consumer: self,
+                offset,
+                len,
+            }),
+            None => Err(Error::Empty {
+                requested: 1,
+                available: 0,
+            }),
+        }
+    }
+
+    /// How this handle waits in the blocking calls (default [`WaitStrategy::spin_then_yield`]).
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.strategy
+    }
+
+    /// Sets how this handle waits in the blocking calls.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.storage
+            .header()
+            .data_signal()
+            .set_strategy(&mut self.sleeper, strategy);
+        self.strategy = strategy;
+    }
+
+    /// Waits as the handle's [`WaitStrategy`] says until a message is ready; returns its
+    /// offset and length.
+    fn wait_message(&mut self, deadline: Option<Instant>) -> Result<(usize, usize), Error> {
+        let storage = self.storage.clone();
+        storage
+            .header()
+            .data_signal()
+            .wait(self.strategy, deadline, "a message", || self.next())
+    }
+
+    /// Like [`ByteConsumer::try_recv`], but waits for a message until `deadline` (`None`: no
+    /// limit).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] at the deadline; [`Error::Closed`] once the ring is closed and
+    /// every message sent before has been received; otherwise as [`ByteConsumer::try_recv`].
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use shm_queue::{bytes::ByteRing, Error};
+    ///
+    /// let region = shm_region::Region::anonymous(ByteRing::required_bytes(1024)?)?;
+    /// let (mut tx, mut rx) = ByteRing::create(region, 1024, 100)?.split()?;
+    /// let mut buf = [0u8; 100];
+    /// let soon = Some(Instant::now() + Duration::from_millis(10));
+    /// assert!(matches!(rx.recv_blocking(&mut buf, soon), Err(Error::Timeout { .. })));
+    /// tx.try_send(b"last words")?;
+    /// tx.close();
+    /// assert_eq!(rx.recv_blocking(&mut buf, None)?, 10); // drained first
+    /// assert!(matches!(rx.recv_blocking(&mut buf, None), Err(Error::Closed { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_blocking(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, Error> {
+        let (offset, len) = self.wait_message(deadline)?;
+        if buf.len() < len {
+            return Err(Error::BufferTooSmall {
+                needed: len,
+                len: buf.len(),
+            });
+        }
+        // SAFETY: as in try_recv: decode checked the record lies inside the area, and it is
+        // committed and ours until released.
+        unsafe { self.storage.read(offset + RECORD_HEADER, &mut buf[..len]) };
+        self.release(record_size(len));
+        Ok(len)
+    }
+
+    /// Like [`ByteConsumer::read`], but waits for a message; see
+    /// [`ByteConsumer::recv_blocking`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteConsumer::recv_blocking`].
+    pub fn read_blocking(&mut self, deadline: Option<Instant>) -> Result<ReadGuard<'_>, Error> {
+        let (offset, len) = self.wait_message(deadline)?;
+        Ok(ReadGuard {
+            consumer: self,
+            offset,
+            len,
+        })
+    }
+
+    /// Waits until a message can be received, without receiving it: after `Ok`, the next
+    /// [`ByteConsumer::read`] or [`ByteConsumer::try_recv`] returns it. Lets a caller wait in
+    /// slices (to check something between them) and still read in place.
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteConsumer::recv_blocking`].
+    pub fn wait_for_message(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+        self.wait_message(deadline).map(drop)
+    }
+
+    /// Arms the readiness descriptor the producer holds (see
+    /// [`crate::wait::readiness_fd`]). Returns `true` if a record is already committed:
+    /// then do not wait for the descriptor, receive now. Otherwise the next commit signals
+    /// it.
+    pub fn arm_readiness(&mut self) -> bool {
+        self.storage.header().data_signal().arm();
+        self.has_message()
+    }
+
+    /// Closes the ring from the consumer side: a producer blocked for space wakes with
+    /// [`Error::Closed`]. Returns `false` if it was already closed.
+    pub fn close(&self) -> bool {
+        self.storage.header().close(2)
+    }
+
+    /// `true` once either side (or liveness code) has closed the ring.
+    pub fn is_closed(&self) -> bool {
+        self.storage.header().data_signal().is_closed()
+    }
+
+    /// `true` if a message (or padding) is committed at `head`.
+    pub fn has_message(&self) -> bool {
+        let s = &*self.storage;
+        s.word((self.head & (s.cap as u64 - 1)) as usize)
+            .load(Ordering::Acquire)
+            != 0
+    }
+
+    /// Size of the data area in bytes.
+    pub fn capacity(&self) -> usize {
+        self.storage.cap
+    }
+
+    /// The largest message the ring accepts.
+    pub fn max_message(&self) -> usize {
+        self.storage.max_message
+    }
+
+    /// The consumer's position: bytes released since creation.
+    pub fn position(&self) -> u64 {
+        self.head
+    }
+}
+
+/// A message read in place by [`ByteConsumer::read`]. Its bytes stay reserved until the
+/// guard drops, then the space goes back to the producer.
+#[must_use = "the slots stay held until the guard is released or dropped"]
+pub struct ReadGuard<'a> {
+    consumer: &'a mut ByteConsumer,
+    offset: usize,
+    len: usize,
+}
+
+impl fmt::Debug for ReadGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadGuard").field("len", &self.len).finish()
+    }
+}
+
+impl ReadGuard<'_> {
+    /// Length of the message.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// `true` for a zero-length message.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies message bytes from `offset` into `dst`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfRange`] if `offset + dst.len()` exceeds the message.
+    #[inline]
+    pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<(), Error> {
+        let end = offset.saturating_add(dst.len());
+        if end > self.len {
+            return Err(Error::OutOfRange {
+                index: end,
+                len: self.len,
+            });
+        }
+        // SAFETY: decode checked the record lies inside the area; end <= len.
+        unsafe {
+            self.consumer
+                .storage
+                .read(self.offset + RECORD_HEADER + offset, dst)
+        };
+        Ok(())
+    }
+
+    /// Copies the whole message into the start of `dst`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BufferTooSmall`] if `dst` is shorter than the message.
+    pub fn copy_to(&self, dst: &mut [u8]) -> Result<(), Error> {
+        let Some(d) = dst.get_mut(..self.len) else {
+            return Err(Error::BufferTooSmall {
+                needed: self.len,
+                len: dst.len(),
+            });
+        };
+        self.read_at(0, d)
+    }
+
+    /// The message as a new `Vec`.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0; self.len];
+        // Cannot fail: v has exactly len bytes.
+        let _ = self.read_at(0, &mut v);
+        v
+    }
+
+    /// The message bytes as a slice, with no copy.
+    ///
+    /// # Safety
+    ///
+    /// The producer process must be honest: no process may write these bytes while the
+    /// slice lives. A correct producer never does (the record is committed and ours until
+    /// the guard drops), but a hostile process mapping the same memory could, which is
+    /// undefined behaviour for a Rust slice. Prefer [`ReadGuard::read_at`].
+    #[cfg(not(loom))]
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        let p = self.consumer.storage.data(self.offset + RECORD_HEADER);
+        // SAFETY: inside the area (decode), reserved to us, and the caller vouches no one
+        // writes it meanwhile.
+        unsafe { core::slice::from_raw_parts(p, self.len) }
+    }
+
+    /// Releases the message now (the same as dropping the guard).
+    pub fn release(self) {}
+}
+
+impl Drop for ReadGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.consumer.release(record_size(self.len));
+    }
+}

@@ -1,0 +1,348 @@
+//! [`ByteProducer`]: sends byte messages, copied or written in place through a [`WriteClaim`].
+
+use super::*;
+
+/// The producer side of a [`ByteRing`]. One per ring; `Send`, not `Clone`.
+pub struct ByteProducer {
+    pub(super) storage: Arc<ByteStorage>,
+    /// Position after the last committed (or padding) record.
+    pub(super) tail: u64,
+    /// Last `head` loaded from shared memory.
+    pub(super) head_cache: u64,
+    pub(super) token: u64,
+    pub(super) strategy: WaitStrategy,
+    /// Whether this handle is counted in the header's `producer_sleepers`.
+    pub(super) sleeper: bool,
+    /// The consumer's readiness descriptor, if installed.
+    pub(super) readiness: ReadinessFd,
+}
+
+impl fmt::Debug for ByteProducer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ByteProducer")
+            .field("tail", &self.tail)
+            .field("head_cache", &self.head_cache)
+            .finish()
+    }
+}
+
+impl Drop for ByteProducer {
+    fn drop(&mut self) {
+        let header = self.storage.header();
+        header.space_signal().unregister(&mut self.sleeper);
+        claim::release(&header.control.producer_claim, self.token);
+    }
+}
+
+impl ByteProducer {
+    /// Free bytes as far as the cached `head` knows.
+    #[inline]
+    fn cached_free(&self) -> u64 {
+        self.storage.cap as u64 - (self.tail - self.head_cache)
+    }
+
+    /// Makes sure `need` bytes are free, reloading the shared `head` if the cache says no.
+    #[inline]
+    fn ensure_free(&mut self, need: usize, requested: usize) -> Result<(), Error> {
+        if self.cached_free() >= need as u64 {
+            return Ok(());
+        }
+        self.reload_free(need, requested)
+    }
+
+    /// [`ByteProducer::ensure_free`] once the cache has run out: reloads `head`.
+    #[cold]
+    fn reload_free(&mut self, need: usize, requested: usize) -> Result<(), Error> {
+        let head = self.storage.header().consumer.pos.load(Ordering::Acquire);
+        let cap = self.storage.cap as u64;
+        if head < self.head_cache || head > self.tail {
+            return Err(corrupted(
+                "consumer position (head)",
+                head,
+                self.head_cache,
+                self.tail,
+            ));
+        }
+        self.head_cache = head;
+        let free = cap - (self.tail - head);
+        if free >= need as u64 {
+            Ok(())
+        } else {
+            Err(Error::Full {
+                requested,
+                available: (free as usize).saturating_sub(RECORD_HEADER * 2),
+            })
+        }
+    }
+
+    /// Reserves room for a message of `len` bytes and returns a claim to write it in place.
+    /// Nothing is visible to the consumer until [`WriteClaim::commit`]; dropping the claim
+    /// (or [`WriteClaim::abort`]) sends nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MessageTooLarge`] above [`ByteRing::max_message`]; [`Error::Full`] when the
+    /// consumer has not freed enough space yet (retry later); [`Error::Corrupted`] if the
+    /// consumer's `head` is impossible.
+    #[inline]
+    pub fn claim(&mut self, len: usize) -> Result<WriteClaim<'_>, Error> {
+        let max = self.storage.max_message;
+        if len > max {
+            return Err(Error::MessageTooLarge { len, max });
+        }
+        let size = record_size(len);
+        let cap = self.storage.cap;
+        let offset = (self.tail & (cap as u64 - 1)) as usize;
+        let to_end = cap - offset;
+        let pad = if size > to_end { to_end } else { 0 };
+        self.ensure_free(pad + size + RECORD_HEADER, len)?;
+        if pad > 0 {
+            let s = &self.storage;
+            // Terminator where the padding ends (offset 0), then the padding record itself.
+            s.word(0).store(0, Ordering::Relaxed);
+            s.word(offset)
+                .store(encode(KIND_PADDING, pad - RECORD_HEADER), Ordering::Release);
+            self.tail += pad as u64;
+            s.header().producer.pos.store(self.tail, Ordering::Release);
+        }
+        let offset = (self.tail & (cap as u64 - 1)) as usize;
+        Ok(WriteClaim {
+            producer: self,
+            offset,
+            len,
+        })
+    }
+
+    /// Copies `msg` into the ring as one message.
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteProducer::claim`].
+    #[inline]
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), Error> {
+        let mut c = self.claim(msg.len())?;
+        c.write_at(0, msg)?;
+        c.commit();
+        Ok(())
+    }
+
+    /// Publishes the record of `len` bytes at the current `tail`.
+    #[inline]
+    fn commit(&mut self, len: usize) {
+        let s = &self.storage;
+        let cap = s.cap as u64;
+        let offset = (self.tail & (cap - 1)) as usize;
+        let end = self.tail + record_size(len) as u64;
+        // The terminator first: the next header slot reads zero before this record is
+        // visible. The Release of the header store orders it (and the payload) first.
+        s.word(((end & (cap - 1)) as usize) & !7)
+            .store(0, Ordering::Relaxed);
+        s.word(offset)
+            .store(encode(KIND_MESSAGE, len), Ordering::Release);
+        self.tail = end;
+        s.header().producer.pos.store(end, Ordering::Release);
+        self.readiness
+            .fire(s.header().notify_data(self.readiness.is_some()));
+    }
+
+    /// Size of the data area in bytes.
+    pub fn capacity(&self) -> usize {
+        self.storage.cap
+    }
+
+    /// The largest message the ring accepts.
+    pub fn max_message(&self) -> usize {
+        self.storage.max_message
+    }
+
+    /// How this handle waits in the blocking calls (default [`WaitStrategy::spin_then_yield`]).
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.strategy
+    }
+
+    /// Sets how this handle waits in the blocking calls.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.storage
+            .header()
+            .space_signal()
+            .set_strategy(&mut self.sleeper, strategy);
+        self.strategy = strategy;
+    }
+
+    /// Like [`ByteProducer::claim`], but waits for space as the handle's
+    /// [`WaitStrategy`] says, until `deadline` (`None`: no limit).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] at the deadline, [`Error::Closed`] if the ring is closed while
+    /// waiting; otherwise as [`ByteProducer::claim`].
+    pub fn claim_blocking(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<WriteClaim<'_>, Error> {
+        let max = self.storage.max_message;
+        if len > max {
+            return Err(Error::MessageTooLarge { len, max });
+        }
+        // Room for the record, a padding record before it and the terminator after it.
+        let need = (record_size(len) * 2 + RECORD_HEADER).min(self.storage.cap);
+        let storage = self.storage.clone();
+        let waited = storage.header().space_signal().wait(
+            self.strategy,
+            deadline,
+            "space in the ring",
+            || crate::wait::pending(self.ensure_free(need, len)),
+        );
+        waited?;
+        self.claim(len)
+    }
+
+    /// Like [`ByteProducer::try_send`], but waits for space; see
+    /// [`ByteProducer::claim_blocking`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteProducer::claim_blocking`].
+    pub fn send_blocking(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), Error> {
+        let mut c = self.claim_blocking(msg.len(), deadline)?;
+        c.write_at(0, msg)?;
+        c.commit();
+        Ok(())
+    }
+
+    /// Installs (or removes) the consumer's readiness descriptor (see
+    /// [`crate::wait::readiness_fd`]): after the consumer arms it, the next commit writes
+    /// to it.
+    pub fn set_readiness_fd(&mut self, fd: Option<std::os::fd::OwnedFd>) {
+        self.readiness.set(fd);
+    }
+
+    /// How many times this handle has written to the readiness descriptor: once per arming
+    /// it consumed (a consumer that arms and then finds no data waits for exactly that).
+    pub fn readiness_signals(&self) -> u64 {
+        self.readiness.signals()
+    }
+
+    /// Closes the ring: the consumer drains what was sent, then its blocking calls return
+    /// [`Error::Closed`]; every sleeper on both sides is woken. Returns `false` if the ring
+    /// was already closed.
+    pub fn close(&self) -> bool {
+        self.storage.header().close(1)
+    }
+
+    /// `true` once either side (or liveness code) has closed the ring.
+    pub fn is_closed(&self) -> bool {
+        self.storage.header().data_signal().is_closed()
+    }
+
+    /// Bytes the consumer has not released yet, as far as this side knows (records,
+    /// headers and padding included).
+    pub fn used_bytes(&self) -> usize {
+        let head = self.storage.header().consumer.pos.load(Ordering::Relaxed);
+        self.tail.saturating_sub(head).min(self.storage.cap as u64) as usize
+    }
+
+    /// The producer's position: bytes of records and padding written since creation.
+    pub fn position(&self) -> u64 {
+        self.tail
+    }
+}
+
+/// Room for one message, reserved by [`ByteProducer::claim`]: write it in place, then
+/// [`commit`](WriteClaim::commit). Dropping it without committing sends nothing.
+#[must_use = "dropping a claim or chunk without committing abandons it"]
+pub struct WriteClaim<'a> {
+    producer: &'a mut ByteProducer,
+    /// Data offset of the record header.
+    offset: usize,
+    len: usize,
+}
+
+impl fmt::Debug for WriteClaim<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteClaim")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl WriteClaim<'_> {
+    /// Length of the message being written.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// `true` for a zero-length message.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `src` into the message at byte `offset`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfRange`] if `offset + src.len()` exceeds the message length.
+    #[inline]
+    pub fn write_at(&mut self, offset: usize, src: &[u8]) -> Result<(), Error> {
+        let end = offset.saturating_add(src.len());
+        if end > self.len {
+            return Err(Error::OutOfRange {
+                index: end,
+                len: self.len,
+            });
+        }
+        // SAFETY: the claim reserved offset+8 .. offset+8+len of the area for us (the
+        // consumer does not read it until commit), and end <= len keeps us inside it.
+        unsafe {
+            self.producer
+                .storage
+                .write(self.offset + RECORD_HEADER + offset, src)
+        };
+        Ok(())
+    }
+
+    /// The message bytes as a mutable slice, for code that must write in place (for
+    /// example a serializer).
+    ///
+    /// # Safety
+    ///
+    /// The consumer process must be honest: no process may read or write these bytes while
+    /// the slice lives. The ring protocol guarantees that of a correct consumer, but a
+    /// hostile process mapping the same memory could write them, which is undefined
+    /// behaviour for a Rust slice. Prefer [`WriteClaim::write_at`].
+    #[cfg(not(loom))]
+    pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
+        let p = self.producer.storage.data(self.offset + RECORD_HEADER);
+        // SAFETY: the bytes lie inside the area (claim checked len fits before the end) and
+        // are reserved to us; the caller vouches that no one else touches them.
+        unsafe { core::slice::from_raw_parts_mut(p, self.len) }
+    }
+
+    /// Publishes the message.
+    #[inline]
+    pub fn commit(self) {
+        self.producer.commit(self.len);
+    }
+
+    /// Publishes the first `len` bytes only (at most the claimed length), for messages whose
+    /// final size is known only after writing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfRange`] if `len` exceeds the claimed length.
+    pub fn commit_len(self, len: usize) -> Result<(), Error> {
+        if len > self.len {
+            return Err(Error::OutOfRange {
+                index: len,
+                len: self.len,
+            });
+        }
+        self.producer.commit(len);
+        Ok(())
+    }
+
+    /// Gives the space back without sending anything (the same as dropping the claim).
+    pub fn abort(self) {}
+}

@@ -1,0 +1,322 @@
+//! [`ByteRing`]: creating, attaching and validating a byte ring, and taking its two handles.
+
+use super::*;
+
+/// Options for [`ByteRing::create_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "options do nothing until passed to a constructor"]
+pub struct ByteOptions {
+    capacity: usize,
+    max_message: Option<usize>,
+    reinitialize: bool,
+}
+
+impl ByteOptions {
+    /// A data area of at least `capacity` bytes (rounded up to a power of two, at least
+    /// [`MIN_CAPACITY`]); the maximum message size defaults to [`max_message_for`] it.
+    pub fn new(capacity: usize) -> Self {
+        ByteOptions {
+            capacity,
+            max_message: None,
+            reinitialize: false,
+        }
+    }
+
+    /// The largest message the ring accepts (at most [`max_message_for`] the capacity).
+    pub fn max_message(mut self, max: usize) -> Self {
+        self.max_message = Some(max);
+        self
+    }
+
+    /// Initialise even if the region already holds a ring; see
+    /// [`crate::spsc::CreateOptions::reinitialize`].
+    ///
+    /// # Safety
+    ///
+    /// As [`crate::spsc::CreateOptions::reinitialize`]: with `yes`, no previous user of the
+    /// region may use its handles again.
+    pub unsafe fn reinitialize(mut self, yes: bool) -> Self {
+        self.reinitialize = yes;
+        self
+    }
+
+    /// The real capacity and maximum message size these options give.
+    fn resolve(&self) -> Result<(usize, usize), Error> {
+        let cap = self
+            .capacity
+            .max(MIN_CAPACITY as usize)
+            .checked_next_power_of_two()
+            .filter(|c| *c as u64 <= MAX_CAPACITY)
+            .ok_or(Error::BadByteCapacity {
+                capacity: self.capacity as u64,
+                reason: "larger than 1 TiB",
+            })?;
+        let limit = bytes_max_message_for(cap);
+        let max = self.max_message.unwrap_or(limit);
+        if max == 0 || max > limit {
+            return Err(Error::BadMaxMessage {
+                max: max as u64,
+                limit: limit as u64,
+                capacity: cap as u64,
+            });
+        }
+        Ok((cap, max))
+    }
+}
+
+/// A handle to a byte-message ring: makes the one [`ByteProducer`] and the one
+/// [`ByteConsumer`]. Cheap to clone.
+#[derive(Clone)]
+pub struct ByteRing {
+    storage: Arc<ByteStorage>,
+}
+
+impl fmt::Debug for ByteRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ByteRing")
+            .field("capacity", &self.storage.cap)
+            .field("max_message", &self.storage.max_message)
+            .finish()
+    }
+}
+
+#[cfg(not(loom))]
+impl ByteRing {
+    /// Bytes a region needs for a ring with a data area of at least `capacity` bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadByteCapacity`] above [`MAX_CAPACITY`].
+    ///
+    /// ```
+    /// use shm_queue::bytes::ByteRing;
+    /// assert_eq!(ByteRing::required_bytes(1000)?, 512 + 1024);
+    /// # Ok::<(), shm_queue::Error>(())
+    /// ```
+    pub fn required_bytes(capacity: usize) -> Result<usize, Error> {
+        let (cap, _) = ByteOptions::new(capacity).resolve()?;
+        Ok(HEADER_SIZE + cap)
+    }
+
+    /// Creates a ring with a data area of at least `capacity` bytes that carries messages
+    /// of up to `max_message` bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadByteCapacity`], [`Error::BadMaxMessage`] (zero, or more than
+    /// [`max_message_for`] the capacity), [`Error::RegionTooSmall`],
+    /// [`Error::AlreadyInitialized`].
+    pub fn create(
+        region: impl Into<Arc<Region>>,
+        capacity: usize,
+        max_message: usize,
+    ) -> Result<Self, Error> {
+        Self::create_with(region, ByteOptions::new(capacity).max_message(max_message))
+    }
+
+    /// Creates a ring with explicit [`ByteOptions`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteRing::create`].
+    pub fn create_with(
+        region: impl Into<Arc<Region>>,
+        options: ByteOptions,
+    ) -> Result<Self, Error> {
+        let (cap, max) = options.resolve()?;
+        let storage = ByteStorage::in_region(region.into(), cap, max)?;
+        Self::initialise(storage, options)
+    }
+
+    /// Attaches to the byte ring at the start of `region`, checking every header field.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RegionTooSmall`], [`Error::NotReady`], [`Error::BadMagic`],
+    /// [`Error::VersionMismatch`], [`Error::KindMismatch`], [`Error::LayoutMismatch`],
+    /// [`Error::BadByteCapacity`], [`Error::BadMaxMessage`], [`Error::Corrupted`].
+    pub fn attach(region: impl Into<Arc<Region>>) -> Result<Self, Error> {
+        let region = region.into();
+        let header = header_of(&region)?;
+        let (cap, max) = header.validate_bytes(region.len() as u64)?;
+        let storage = ByteStorage::in_region(region, cap, max)?;
+        check_positions(storage.header(), cap)?;
+        Ok(ByteRing {
+            storage: Arc::new(storage),
+        })
+    }
+
+    /// The region the ring lives in.
+    pub fn region(&self) -> &Arc<Region> {
+        self.storage.region()
+    }
+}
+
+#[cfg(loom)]
+impl ByteRing {
+    /// A ring with a data area of `capacity` bytes in heap memory, for loom models.
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteRing::create`].
+    pub fn new_model(capacity: usize, max_message: usize) -> Result<Self, Error> {
+        let options = ByteOptions::new(capacity).max_message(max_message);
+        let (cap, max) = options.resolve()?;
+        Self::initialise(ByteStorage::on_heap(cap, max)?, options)
+    }
+}
+
+impl ByteRing {
+    fn initialise(storage: ByteStorage, options: ByteOptions) -> Result<Self, Error> {
+        let header = storage.header();
+        header.begin_init(options.reinitialize)?;
+        header.write_config(
+            &Geometry::for_bytes(storage.cap)?,
+            RingKind::Bytes,
+            options.capacity as u64,
+        );
+        header
+            .config
+            .max_message
+            .store(storage.max_message as u32, Ordering::Relaxed);
+        // The first record header goes at offset 0: it must read as "nothing yet".
+        storage.word(0).store(0, Ordering::Relaxed);
+        header.publish_ready();
+        Ok(ByteRing {
+            storage: Arc::new(storage),
+        })
+    }
+
+    /// Size of the data area in bytes.
+    pub fn capacity(&self) -> usize {
+        self.storage.cap
+    }
+
+    /// The largest message the ring accepts.
+    pub fn max_message(&self) -> usize {
+        self.storage.max_message
+    }
+
+    /// Takes the producer side. It resumes after the last committed record, also when a
+    /// previous producer died between committing a record and updating the shared `tail`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ProducerClaimed`] while another producer exists (in any process);
+    /// [`Error::Corrupted`] if the shared positions or records are impossible.
+    pub fn producer(&self) -> Result<ByteProducer, Error> {
+        let header = self.storage.header();
+        let token = claim::take(&header.control.producer_claim)
+            .map_err(|holder| Error::ProducerClaimed { holder })?;
+        match self.recover_tail() {
+            Ok((head, tail)) => Ok(ByteProducer {
+                storage: self.storage.clone(),
+                tail,
+                head_cache: head,
+                token,
+                strategy: WaitStrategy::default(),
+                sleeper: false,
+                readiness: ReadinessFd::default(),
+            }),
+            Err(e) => {
+                claim::release(&header.control.producer_claim, token);
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes the consumer side; it resumes at the last published `head`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConsumerClaimed`] while another consumer exists; [`Error::Corrupted`] if
+    /// the shared positions are impossible.
+    pub fn consumer(&self) -> Result<ByteConsumer, Error> {
+        let header = self.storage.header();
+        let token = claim::take(&header.control.consumer_claim)
+            .map_err(|holder| Error::ConsumerClaimed { holder })?;
+        match check_positions(header, self.storage.cap) {
+            Ok((head, _)) => Ok(ByteConsumer {
+                storage: self.storage.clone(),
+                head,
+                token,
+                strategy: WaitStrategy::default(),
+                sleeper: false,
+            }),
+            Err(e) => {
+                claim::release(&header.control.consumer_claim, token);
+                Err(e)
+            }
+        }
+    }
+
+    /// Both sides at once, for one process or a ring split across `fork()`.
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteRing::producer`] and [`ByteRing::consumer`].
+    pub fn split(&self) -> Result<(ByteProducer, ByteConsumer), Error> {
+        Ok((self.producer()?, self.consumer()?))
+    }
+
+    /// The claim token of the current producer, if any (pid in the high 32 bits).
+    pub fn producer_holder(&self) -> Option<u64> {
+        claim::holder(&self.storage.header().control.producer_claim)
+    }
+
+    /// The claim token of the current consumer, if any (pid in the high 32 bits).
+    pub fn consumer_holder(&self) -> Option<u64> {
+        claim::holder(&self.storage.header().control.consumer_claim)
+    }
+
+    /// Frees the producer claim held by `holder`, for liveness code that knows the holder's
+    /// process died. Returns `false` if `holder` no longer held it.
+    ///
+    /// # Safety
+    ///
+    /// The handle holding the claim must never be used again (its process is dead): two live
+    /// producers would write the same bytes.
+    pub unsafe fn force_release_producer(&self, holder: u64) -> bool {
+        claim::force_release(&self.storage.header().control.producer_claim, holder)
+    }
+
+    /// Frees the consumer claim held by `holder`; see [`ByteRing::force_release_producer`].
+    ///
+    /// # Safety
+    ///
+    /// The handle holding the claim must never be used again (its process is dead).
+    pub unsafe fn force_release_consumer(&self, holder: u64) -> bool {
+        claim::force_release(&self.storage.header().control.consumer_claim, holder)
+    }
+
+    /// Where a new producer resumes: after the last committed record. Walks the committed
+    /// records from the shared `tail` (a producer may have died after committing a record
+    /// and before storing `tail`), validating each. Returns `(head, tail)`.
+    fn recover_tail(&self) -> Result<(u64, u64), Error> {
+        let s = &*self.storage;
+        let (head, tail) = check_positions(s.header(), s.cap)?;
+        // Everything before `head` was committed and consumed; resume the walk there if the
+        // `tail` word lags behind it.
+        let mut tail = tail.max(head);
+        let limit = head + s.cap as u64;
+        while tail + RECORD_HEADER as u64 <= limit {
+            let offset = (tail & (s.cap as u64 - 1)) as usize;
+            let word = s.word(offset).load(Ordering::Acquire);
+            if word == 0 {
+                break;
+            }
+            let size = decode(word, offset, s)?.size();
+            if tail + size as u64 > limit {
+                return Err(corrupted(
+                    "committed record beyond the free space",
+                    tail + size as u64,
+                    head,
+                    limit,
+                ));
+            }
+            tail += size as u64;
+        }
+        s.header().producer.pos.store(tail, Ordering::Release);
+        Ok((head, tail))
+    }
+}

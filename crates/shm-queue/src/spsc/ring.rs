@@ -1,0 +1,379 @@
+//! [`Ring`]: creating, attaching and validating an SPSC ring, and taking its two handles.
+
+use super::*;
+
+/// Options for [`Ring::create_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "options do nothing until passed to a constructor"]
+pub struct CreateOptions {
+    capacity: usize,
+    reinitialize: bool,
+}
+
+impl CreateOptions {
+    /// A ring with room for at least `capacity` elements.
+    ///
+    /// The real capacity is rounded up to a power-of-two number of blocks times the elements
+    /// per block (for example 7 `u64`s per 64-byte block); [`Ring::capacity`] reports it.
+    pub fn new(capacity: usize) -> Self {
+        CreateOptions {
+            capacity,
+            reinitialize: false,
+        }
+    }
+
+    /// Initialise even if the region already holds a ready ring (or a creation that never
+    /// finished). Off by default, because it resets a ring that other processes may be
+    /// using.
+    ///
+    /// # Safety
+    ///
+    /// With `yes`, every previous user of the region must be gone (or never use its handles
+    /// again): a producer or consumer still attached to the old ring would share slots with
+    /// the new ring's handles, which is a data race on the payload.
+    pub unsafe fn reinitialize(mut self, yes: bool) -> Self {
+        self.reinitialize = yes;
+        self
+    }
+}
+
+/// A handle to an SPSC ring: makes the one [`Producer`] and the one [`Consumer`].
+///
+/// Cloning is cheap and shares the ring. The ring keeps its region mapped for as long as any
+/// handle, producer or consumer exists.
+///
+/// # Example
+///
+/// A creator and an attacher (in real use, two processes mapping the same named region):
+///
+/// ```
+/// use std::sync::Arc;
+/// use shm_queue::spsc::Ring;
+/// use shm_region::Region;
+///
+/// let region = Arc::new(Region::anonymous(Ring::<u32>::required_bytes(64)?)?);
+/// let created = Ring::<u32>::create(region.clone(), 64)?;
+/// let attached = Ring::<u32>::attach(region.clone())?;
+/// assert_eq!(created.capacity(), attached.capacity());
+///
+/// // The element type is checked: the ring holds u32, not f32.
+/// assert!(Ring::<f32>::attach(region).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Ring<T: Pod> {
+    storage: Arc<Storage<T>>,
+}
+
+impl<T: Pod> Clone for Ring<T> {
+    fn clone(&self) -> Self {
+        Ring {
+            storage: self.storage.clone(),
+        }
+    }
+}
+
+impl<T: Pod> fmt::Debug for Ring<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let h = self.storage.header();
+        f.debug_struct("Ring")
+            .field("element", &core::any::type_name::<T>())
+            .field("capacity", &self.capacity())
+            .field("blocks", &self.storage.geom.block_count)
+            .field("elements_per_block", &self.storage.geom.elems_per_block)
+            .field("head", &h.consumer.pos.load(Ordering::Relaxed))
+            .field("tail", &h.producer.pos.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+#[cfg(not(loom))]
+impl<T: Pod> Ring<T> {
+    /// Bytes a region needs for a ring of at least `capacity` elements of `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadCapacity`] for a zero or too large capacity, [`Error::UnsupportedType`]
+    /// for a zero-sized `T` or one aligned to more than 64 bytes.
+    ///
+    /// ```
+    /// use shm_queue::spsc::Ring;
+    /// // 512 header bytes, then 2 blocks of 64 bytes holding 7 u64s each.
+    /// assert_eq!(Ring::<u64>::required_bytes(10)?, 512 + 2 * 64);
+    /// # Ok::<(), shm_queue::Error>(())
+    /// ```
+    pub fn required_bytes(capacity: usize) -> Result<usize, Error> {
+        Ok(Geometry::for_capacity::<T>(capacity)?.area_size())
+    }
+
+    /// Creates a ring of at least `capacity` elements at the start of `region`.
+    ///
+    /// Refuses to touch a region whose header says a ring is already there (see
+    /// [`CreateOptions::reinitialize`]). The creator stores the `ready` word last, so an
+    /// attacher never sees a half-built ring.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyInitialized`] if the region already holds a ring, or another process
+    /// is creating one; [`Error::RegionTooSmall`] if the region is shorter than
+    /// [`Ring::required_bytes`]; those of [`Ring::required_bytes`].
+    ///
+    /// ```
+    /// use shm_queue::{spsc::Ring, Error};
+    /// use shm_region::Region;
+    /// use std::sync::Arc;
+    ///
+    /// let region = Arc::new(Region::anonymous(4096)?);
+    /// let ring = Ring::<u64>::create(region.clone(), 100)?;
+    /// assert!(ring.capacity() >= 100);
+    /// // A second create on the same region is refused.
+    /// assert!(matches!(
+    ///     Ring::<u64>::create(region, 100),
+    ///     Err(Error::AlreadyInitialized { .. })
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create(region: impl Into<Arc<Region>>, capacity: usize) -> Result<Self, Error> {
+        Self::create_with(region, CreateOptions::new(capacity))
+    }
+
+    /// Creates a ring with explicit [`CreateOptions`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Ring::create`]; with `reinitialize(true)` never [`Error::AlreadyInitialized`]
+    /// unless another creator races with this one.
+    pub fn create_with(
+        region: impl Into<Arc<Region>>,
+        options: CreateOptions,
+    ) -> Result<Self, Error> {
+        let geom = Geometry::for_capacity::<T>(options.capacity)?;
+        let storage = Storage::in_region(region.into(), geom)?;
+        Self::initialise(storage, options)
+    }
+
+    /// Attaches to the ring at the start of `region`, checking every header field.
+    ///
+    /// # Errors
+    ///
+    /// A distinct variant for each thing that can be wrong: [`Error::RegionTooSmall`],
+    /// [`Error::NotReady`], [`Error::BadMagic`], [`Error::VersionMismatch`],
+    /// [`Error::KindMismatch`], [`Error::TypeMismatch`], [`Error::UnsupportedType`],
+    /// [`Error::BadCapacity`], [`Error::LayoutMismatch`], and [`Error::Corrupted`] when the
+    /// recorded positions are impossible.
+    pub fn attach(region: impl Into<Arc<Region>>) -> Result<Self, Error> {
+        let region = region.into();
+        let geom = header_of(&region)?.validate::<T>(RingKind::Spsc, region.len() as u64)?;
+        let storage = Storage::in_region(region, geom)?;
+        check_positions(storage.header(), &geom)?;
+        Ok(Ring {
+            storage: Arc::new(storage),
+        })
+    }
+
+    /// The region the ring lives in.
+    pub fn region(&self) -> &Arc<Region> {
+        self.storage.region()
+    }
+}
+
+#[cfg(loom)]
+impl<T: Pod> Ring<T> {
+    /// A ring of `block_count` blocks of `elems_per_block` elements in heap memory, for loom
+    /// models (only with `cfg(loom)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Ring::create`].
+    pub fn new_model(block_count: usize, elems_per_block: usize) -> Result<Self, Error> {
+        let geom = Geometry::for_model::<T>(block_count, elems_per_block)?;
+        Self::initialise(Storage::on_heap(geom)?, CreateOptions::new(geom.capacity()))
+    }
+}
+
+impl<T: Pod> Ring<T> {
+    fn initialise(storage: Storage<T>, options: CreateOptions) -> Result<Self, Error> {
+        let header = storage.header();
+        header.begin_init(options.reinitialize)?;
+        header.write_config(&storage.geom, RingKind::Spsc, options.capacity as u64);
+        for b in 0..storage.geom.block_count {
+            storage.word(b).store(0, Ordering::Relaxed);
+        }
+        header.publish_ready();
+        Ok(Ring {
+            storage: Arc::new(storage),
+        })
+    }
+
+    /// Capacity in elements: blocks times elements per block (not always a power of two).
+    pub fn capacity(&self) -> usize {
+        self.storage.geom.capacity()
+    }
+
+    /// Elements per block (per 64-byte line for elements of up to 56 bytes).
+    pub fn elements_per_block(&self) -> usize {
+        self.storage.geom.elems_per_block
+    }
+
+    /// Number of blocks (a power of two).
+    pub fn block_count(&self) -> usize {
+        self.storage.geom.block_count
+    }
+
+    /// Takes the producer side.
+    ///
+    /// The producer resumes where the last one stopped. If a previous producer died in the
+    /// middle of publishing a batch, the elements it had fully written are kept and made
+    /// visible to the consumer; an uncommitted chunk is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ProducerClaimed`] while another producer handle exists (in any process);
+    /// [`Error::Corrupted`] if the shared positions are impossible.
+    pub fn producer(&self) -> Result<Producer<T>, Error> {
+        let header = self.storage.header();
+        let token = claim::take(&header.control.producer_claim)
+            .map_err(|holder| Error::ProducerClaimed { holder })?;
+        match self.recover_tail() {
+            Ok((head, tail)) => {
+                let cursor = Cursor::of(tail, &self.storage.geom);
+                Ok(Producer {
+                    storage: self.storage.clone(),
+                    geom: self.storage.geom,
+                    tail,
+                    cursor,
+                    blk: self.storage.block(cursor.block),
+                    head_cache: head,
+                    capacity: self.capacity() as u64,
+                    token,
+                    strategy: WaitStrategy::default(),
+                    sleeper: false,
+                    readiness: ReadinessFd::default(),
+                })
+            }
+            Err(e) => {
+                claim::release(&header.control.producer_claim, token);
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes the consumer side; it resumes at the last published `head`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConsumerClaimed`] while another consumer handle exists (in any process);
+    /// [`Error::Corrupted`] if the shared positions are impossible.
+    pub fn consumer(&self) -> Result<Consumer<T>, Error> {
+        let header = self.storage.header();
+        let token = claim::take(&header.control.consumer_claim)
+            .map_err(|holder| Error::ConsumerClaimed { holder })?;
+        match check_positions(header, &self.storage.geom) {
+            Ok((head, _)) => {
+                let cursor = Cursor::of(head, &self.storage.geom);
+                Ok(Consumer {
+                    storage: self.storage.clone(),
+                    geom: self.storage.geom,
+                    head,
+                    cursor,
+                    blk: self.storage.block(cursor.block),
+                    tail_cache: head,
+                    capacity: self.capacity() as u64,
+                    token,
+                    strategy: WaitStrategy::default(),
+                    sleeper: false,
+                })
+            }
+            Err(e) => {
+                claim::release(&header.control.consumer_claim, token);
+                Err(e)
+            }
+        }
+    }
+
+    /// Both sides at once, for a ring used within one process or split across `fork()`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ring::producer`] and [`Ring::consumer`].
+    pub fn split(&self) -> Result<(Producer<T>, Consumer<T>), Error> {
+        Ok((self.producer()?, self.consumer()?))
+    }
+
+    /// The claim token of the current producer handle, if any: the holder's pid in the high
+    /// 32 bits (informative only, pids are reused), a per-process counter in the low 32.
+    pub fn producer_holder(&self) -> Option<u64> {
+        claim::holder(&self.storage.header().control.producer_claim)
+    }
+
+    /// The claim token of the current consumer handle, if any; see
+    /// [`Ring::producer_holder`].
+    pub fn consumer_holder(&self) -> Option<u64> {
+        claim::holder(&self.storage.header().control.consumer_claim)
+    }
+
+    /// Frees the producer claim held by `holder` (as read from [`Ring::producer_holder`]),
+    /// so a new producer can be taken. Returns `false` if the claim was not held by
+    /// `holder` any more (nothing is changed then).
+    ///
+    /// This is the hook for liveness code: the bridge calls it once it knows, from something
+    /// the kernel releases when a process dies (an OFD lock, a socket EOF), that the holder's
+    /// process is gone. The next producer resumes after the last element that was fully
+    /// written.
+    ///
+    /// # Safety
+    ///
+    /// The handle that holds the claim must never be used again: it must belong to a process
+    /// that has died. Two live producers on one ring write the same slots concurrently.
+    pub unsafe fn force_release_producer(&self, holder: u64) -> bool {
+        claim::force_release(&self.storage.header().control.producer_claim, holder)
+    }
+
+    /// Frees the consumer claim held by `holder`; see [`Ring::force_release_producer`]. The
+    /// next consumer resumes at the last published `head`, so it may see again the elements
+    /// the dead consumer was reading.
+    ///
+    /// # Safety
+    ///
+    /// The handle that holds the claim must never be used again (its process has died).
+    pub unsafe fn force_release_consumer(&self, holder: u64) -> bool {
+        claim::force_release(&self.storage.header().control.consumer_claim, holder)
+    }
+
+    /// The position a new producer resumes at, repairing what a producer that died
+    /// mid-publish left behind. Returns `(head, tail)`.
+    fn recover_tail(&self) -> Result<(u64, u64), Error> {
+        let storage = &*self.storage;
+        let g = &storage.geom;
+        let header = storage.header();
+        let (head, mut tail) = check_positions(header, g)?;
+        let max = head + g.capacity() as u64;
+        // Every P word holds a position below which everything was written; a producer that
+        // died between its P stores leaves some of them ahead of the tail word.
+        for b in 0..g.block_count {
+            let p = storage.word(b).load(Ordering::Acquire);
+            if p > max {
+                return Err(corrupted("block published position", p, 0, max));
+            }
+            tail = tail.max(p);
+        }
+        if tail < head {
+            return Err(corrupted("producer position (tail)", tail, head, max));
+        }
+        // Make sure the block of every unread position knows it is ready, in case the dead
+        // producer stored only some of its P words. Storing `tail` is always sound: all
+        // positions below it are written. P words only ever grow.
+        runs(
+            Cursor::of(head, g),
+            (tail - head) as usize,
+            g,
+            |block, _, _| {
+                let w = storage.word(block);
+                if w.load(Ordering::Relaxed) < tail {
+                    w.store(tail, Ordering::Release);
+                }
+            },
+        );
+        header.producer.pos.store(tail, Ordering::Release);
+        Ok((head, tail))
+    }
+}
