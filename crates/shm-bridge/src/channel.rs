@@ -243,7 +243,7 @@ impl ChannelOptions {
     pub fn create_bytes(&self, name: &str) -> Result<ByteSender> {
         let cap = self.capacity.unwrap_or(1 << 20);
         let max = self.max_message.unwrap_or(cap / 4);
-        let limit = shm_queue::header::bytes_max_message_for(cap);
+        let limit = shm_queue::bytes::max_message_for(cap);
         if max == 0 || max > limit {
             return Err(self.bad(
                 name,

@@ -44,7 +44,6 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod bytes;
-mod claim;
 mod error;
 pub mod header;
 /// Drivers that play a hostile peer, for the fuzz targets and the proptest suite.

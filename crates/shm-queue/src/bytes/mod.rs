@@ -67,9 +67,9 @@
 
 use core::fmt;
 
-use crate::claim;
 use crate::error::{corrupted, Error};
-use crate::header::{bytes_max_message_for, Geometry, Header, RingKind, MAX_POSITION};
+use crate::header::{Geometry, Header, RingKind, MAX_POSITION};
+use crate::sync::claim;
 use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::wait::{ReadinessFd, WaitStrategy};
 use std::time::Instant;
@@ -91,9 +91,7 @@ use record::{decode, encode, record_size, Record, KIND_MESSAGE, KIND_PADDING, RE
 pub use ring::{ByteOptions, ByteRing};
 use storage::ByteStorage;
 
-pub use crate::header::{BYTES_MAX_CAPACITY as MAX_CAPACITY, BYTES_MIN_CAPACITY as MIN_CAPACITY};
-
-pub use crate::header::bytes_max_message_for as max_message_for;
+pub use ring::{max_message_for, MAX_CAPACITY, MIN_CAPACITY};
 
 /// Checks the shared positions; returns `(head, tail)` as recorded.
 ///

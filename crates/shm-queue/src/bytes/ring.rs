@@ -1,6 +1,7 @@
 //! [`ByteRing`]: creating, attaching and validating a byte ring, and taking its two handles.
 
 use super::*;
+use crate::header::{type_fingerprint, BLOCK_BYTES};
 
 /// Options for [`ByteRing::create_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +52,7 @@ impl ByteOptions {
                 capacity: self.capacity as u64,
                 reason: "larger than 1 TiB",
             })?;
-        let limit = bytes_max_message_for(cap);
+        let limit = max_message_for(cap);
         let max = self.max_message.unwrap_or(limit);
         if max == 0 || max > limit {
             return Err(Error::BadMaxMessage {
@@ -318,5 +319,77 @@ impl ByteRing {
         }
         s.header().producer.pos.store(tail, Ordering::Release);
         Ok((head, tail))
+    }
+}
+
+/// Smallest data area of a byte-message ring, in bytes.
+pub const MIN_CAPACITY: u64 = 64;
+
+/// Largest data area of a byte-message ring, in bytes (1 TiB).
+pub const MAX_CAPACITY: u64 = 1 << 40;
+
+/// The largest message a byte ring with a data area of `capacity` bytes can carry: its
+/// record (8-byte header plus payload, padded to 8) takes at most half the area, so one
+/// always fits after a padding record at the wrap.
+///
+/// ```
+/// assert_eq!(shm_queue::bytes::max_message_for(4096), 2040);
+/// ```
+pub fn max_message_for(capacity: usize) -> usize {
+    (capacity / 2).saturating_sub(8).min(u32::MAX as usize)
+}
+
+impl Header {
+    /// Checks every configuration field of a byte-message ring against the length of the
+    /// memory the header sits in; returns the data area size and the largest message.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn validate_bytes(&self, region_len: u64) -> Result<(usize, usize), Error> {
+        self.check_identity(RingKind::Bytes)?;
+        let c = &self.config;
+        let r = Ordering::Relaxed;
+        let cap = c.capacity.load(r);
+        if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cap) || !cap.is_power_of_two() {
+            return Err(Error::BadByteCapacity {
+                capacity: cap,
+                reason: "not a power of two between 64 bytes and 1 TiB",
+            });
+        }
+        let g = Geometry::for_bytes(cap as usize)?;
+        self.expect_geometry(&g, g.area_size() as u64, region_len)?;
+        let max = u64::from(c.max_message.load(r));
+        let limit = max_message_for(cap as usize) as u64;
+        if max == 0 || max > limit {
+            return Err(Error::BadMaxMessage {
+                max,
+                limit,
+                capacity: cap,
+            });
+        }
+        Ok((cap as usize, max as usize))
+    }
+}
+
+impl Geometry {
+    /// The geometry a byte-message ring records: `cap` one-byte "elements" in 64-byte
+    /// blocks, so every shared header field keeps a meaning and the same checks apply.
+    /// `cap` must be a power of two between [`MIN_CAPACITY`] and
+    /// [`MAX_CAPACITY`].
+    pub(crate) fn for_bytes(cap: usize) -> Result<Self, Error> {
+        if !(MIN_CAPACITY as usize..=MAX_CAPACITY as usize).contains(&cap) || !cap.is_power_of_two()
+        {
+            return Err(Error::BadByteCapacity {
+                capacity: cap as u64,
+                reason: "not a power of two between 64 bytes and 1 TiB",
+            });
+        }
+        Ok(Geometry {
+            elem_size: 1,
+            elem_align: 8,
+            type_hash: type_fingerprint::<u8>(),
+            elem_offset: 0,
+            block_size: BLOCK_BYTES,
+            elems_per_block: BLOCK_BYTES,
+            block_count: cap / BLOCK_BYTES,
+        })
     }
 }

@@ -76,9 +76,9 @@ use core::ops::Range;
 
 use bytemuck::Pod;
 
-use crate::claim;
 use crate::error::{corrupted, Error};
 use crate::header::{Geometry, Header, RingKind, MAX_POSITION};
+use crate::sync::claim;
 use crate::sync::{Arc, Ordering};
 use crate::wait::{ReadinessFd, WaitStrategy};
 use std::time::Instant;

@@ -1,6 +1,7 @@
 //! [`Ring`]: creating, attaching and validating an SPSC ring, and taking its two handles.
 
 use super::*;
+use crate::header::{check_block_count, expect_field};
 
 /// Options for [`Ring::create_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,5 +376,30 @@ impl<T: Pod> Ring<T> {
         );
         header.producer.pos.store(tail, Ordering::Release);
         Ok((head, tail))
+    }
+}
+
+impl Header {
+    /// Checks every configuration field against the caller's element type and the length of
+    /// the memory the header sits in, and returns the geometry it describes.
+    ///
+    /// The `Acquire` load of `ready` comes first, so the `Relaxed` loads after it see what
+    /// the creator stored before publishing.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn validate<T: Pod>(
+        &self,
+        kind: RingKind,
+        region_len: u64,
+    ) -> Result<Geometry, Error> {
+        self.check_identity(kind)?;
+        let c = &self.config;
+        let r = Ordering::Relaxed;
+        let shape = self.check_element_type::<T>()?;
+        let blocks = c.block_count.load(r);
+        check_block_count(blocks)?;
+        let g = Geometry::from_shape(shape, blocks as usize);
+        self.expect_geometry(&g, g.area_size() as u64, region_len)?;
+        expect_field("max_message", c.max_message.load(r).into(), 0)?;
+        Ok(g)
     }
 }

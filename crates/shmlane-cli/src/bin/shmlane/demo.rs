@@ -104,7 +104,7 @@ fn demo_seconds(s: &str) -> Result<f64, String> {
 /// The ring capacity that holds [`BUFFER`] bytes and carries `size`-byte messages.
 fn ring_capacity(size: usize) -> usize {
     let mut cap = BUFFER;
-    while shm_queue::header::bytes_max_message_for(cap) < size {
+    while shm_queue::bytes::max_message_for(cap) < size {
         cap *= 2;
     }
     cap
@@ -856,6 +856,6 @@ mod tests {
     fn ring_fits_the_message() {
         assert_eq!(ring_capacity(64), BUFFER);
         let big = ring_capacity(1 << 20);
-        assert!(shm_queue::header::bytes_max_message_for(big) >= 1 << 20);
+        assert!(shm_queue::bytes::max_message_for(big) >= 1 << 20);
     }
 }

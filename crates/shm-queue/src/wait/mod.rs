@@ -62,6 +62,8 @@
 //! stand-in that sleeps until `event` changes, with no time-out, so that a lost wake-up shows
 //! up in the model as a deadlock.
 
+mod notify;
+
 use std::time::{Duration, Instant};
 
 use crate::error::Error;

@@ -9,7 +9,8 @@
 use crate::sync::{AtomicU64, Ordering};
 
 /// A fresh claim token: our pid in the high half, a per-process counter in the low half.
-fn new_token() -> u64 {
+/// The byte rings' claim words and MPMC's owner entries use the same tokens.
+pub(crate) fn new_token() -> u64 {
     static NEXT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(1);
     let n = NEXT
         .fetch_add(1, core::sync::atomic::Ordering::Relaxed)

@@ -4,10 +4,10 @@
 //! Without `cfg(loom)` these are the `core` atomics, which have the size and alignment of
 //! the plain integers and so can be placed in a shared mapping. Under `cfg(loom)` they are
 //! loom's model-checked atomics, which are bigger and process-private: they must only ever
-//! live in heap memory built by a loom test (see [`crate::storage`]), never in a mapping.
+//! live in heap memory built by a loom test (see [`crate::mem`]), never in a mapping.
 //!
 //! Payload cells: in a mapping, elements are reached by raw pointers inside the window the
-//! protocol grants (see [`crate::storage`]); under loom every element is a
+//! protocol grants (see [`crate::mem`]); under loom every element is a
 //! `loom::cell::UnsafeCell`, so loom reports a read or write of a slot that the protocol did
 //! not order as a data race.
 
@@ -26,3 +26,5 @@ pub(crate) use std::sync::Arc;
 /// The cell every payload element lives in under loom.
 #[cfg(loom)]
 pub(crate) use loom::cell::UnsafeCell as PayloadCell;
+
+pub(crate) mod claim;

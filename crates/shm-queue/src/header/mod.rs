@@ -1,4 +1,7 @@
-//! The header every ring region starts with, its geometry, and its validation.
+//! The header every ring region starts with, its geometry ([`geometry`]), the generic
+//! checks every ring's validation shares, and [`snapshot`] for tools. Each ring validates its
+//! own geometry (`spsc::ring`, `bytes::ring`, `mpmc::layout`); the waiting protocol on the
+//! header's wait words is `wait::notify`.
 //!
 //! The header is 512 bytes: four 128-byte lines, each `#[repr(C, align(128))]` and made only of
 //! fixed-width atomics (`u32`/`u64`, never `usize`), so a header written by one process reads
@@ -21,10 +24,16 @@
 //! process writes it; configuration words are read once with `Relaxed` after the `Acquire`
 //! of `ready` and then kept in process memory.
 
-use bytemuck::Pod;
-
 use crate::error::Error;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+mod geometry;
+mod snapshot;
+
+pub(crate) use geometry::{round_up, BlockShape, Geometry};
+#[cfg(not(loom))]
+pub use snapshot::snapshot;
+pub use snapshot::Snapshot;
 
 /// First word of every shmlane ring: the bytes `SHMLANEQ`, little endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMLANEQ");
@@ -57,23 +66,6 @@ pub const MAX_BLOCKS: u64 = 1 << 36;
 /// creation and never wrap: at a billion elements a second this limit is 146 years away, and
 /// keeping it far below `u64::MAX` means no sum of a position and a capacity can overflow.
 pub const MAX_POSITION: u64 = 1 << 62;
-
-/// Smallest data area of a byte-message ring, in bytes.
-pub const BYTES_MIN_CAPACITY: u64 = 64;
-
-/// Largest data area of a byte-message ring, in bytes (1 TiB).
-pub const BYTES_MAX_CAPACITY: u64 = 1 << 40;
-
-/// The largest message a byte ring with a data area of `capacity` bytes can carry: its
-/// record (8-byte header plus payload, padded to 8) takes at most half the area, so one
-/// always fits after a padding record at the wrap.
-///
-/// ```
-/// assert_eq!(shm_queue::header::bytes_max_message_for(4096), 2040);
-/// ```
-pub fn bytes_max_message_for(capacity: usize) -> usize {
-    (capacity / 2).saturating_sub(8).min(u32::MAX as usize)
-}
 
 /// What kind of ring a header describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -339,98 +331,6 @@ impl Header {
         self.consumer.pos.store(0, r);
     }
 
-    /// The words a consumer waits on for data, and the producer signals.
-    pub(crate) fn data_signal(&self) -> crate::wait::Signal<'_> {
-        let k = &self.control;
-        crate::wait::Signal {
-            event: &k.data_futex,
-            waiters: &k.consumer_waiters,
-            sleepers: &k.consumer_sleepers,
-            closed: &k.closed,
-            armed: Some(&k.data_armed),
-        }
-    }
-
-    /// The words a producer waits on for space, and the consumer signals.
-    pub(crate) fn space_signal(&self) -> crate::wait::Signal<'_> {
-        let k = &self.control;
-        crate::wait::Signal {
-            event: &k.space_futex,
-            waiters: &k.producer_waiters,
-            sleepers: &k.producer_sleepers,
-            closed: &k.closed,
-            armed: None,
-        }
-    }
-
-    /// After a publish: wakes a consumer that may sleep, or consumes an armed readiness
-    /// descriptor (returned, for the producer's readiness descriptor; `has_fd`: the producer holds one).
-    /// The handshake of [`crate::wait`] made on the words directly, so the hot path (no
-    /// descriptor, nobody may sleep) is one relaxed load and no `Signal`.
-    #[inline]
-    pub(crate) fn notify_data(&self, has_fd: bool) -> bool {
-        let k = &self.control;
-        if !has_fd
-            && (k.consumer_sleepers.load(Ordering::Relaxed) == 0
-                || (crate::wait::light_fence() && k.consumer_waiters.load(Ordering::Relaxed) == 0))
-        {
-            return false;
-        }
-        self.notify_data_slow(has_fd)
-    }
-
-    /// [`Header::notify_data`] when a consumer may sleep or a descriptor is held: out of
-    /// line, so the publish path inlines into the caller's loop.
-    #[inline(never)]
-    fn notify_data_slow(&self, has_fd: bool) -> bool {
-        let k = &self.control;
-        let light = crate::wait::publish_fence(has_fd);
-        let armed = has_fd && k.data_armed.load(Ordering::Relaxed) != 0;
-        if !armed
-            && (k.consumer_sleepers.load(Ordering::Relaxed) == 0
-                || (light && k.consumer_waiters.load(Ordering::Relaxed) == 0))
-        {
-            return false;
-        }
-        self.data_signal().wake(light, armed)
-    }
-
-    /// After freeing space: wakes a producer that may sleep (see [`Header::notify_data`]).
-    #[inline]
-    pub(crate) fn notify_space(&self) {
-        let k = &self.control;
-        if k.producer_sleepers.load(Ordering::Relaxed) == 0
-            || (crate::wait::light_fence() && k.producer_waiters.load(Ordering::Relaxed) == 0)
-        {
-            return;
-        }
-        self.notify_space_slow();
-    }
-
-    /// [`Header::notify_space`] when a producer may sleep: out of line, as in
-    /// [`Header::notify_data_slow`].
-    #[inline(never)]
-    fn notify_space_slow(&self) {
-        let k = &self.control;
-        let light = crate::wait::publish_fence(false);
-        if !(light && k.producer_waiters.load(Ordering::Relaxed) == 0) {
-            self.space_signal().wake(light, false);
-        }
-    }
-
-    /// Closes the ring and wakes every sleeper on both sides. `by`: 1 producer, 2 consumer,
-    /// 3 anyone else. Returns `false` if it was already closed.
-    pub(crate) fn close(&self, by: u32) -> bool {
-        let first = self
-            .control
-            .closed
-            .compare_exchange(0, by.max(1), Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok();
-        self.data_signal().wake_all();
-        self.space_signal().wake_all();
-        first
-    }
-
     /// Marks the ring usable: the `Release` that publishes every earlier store of the creator.
     pub(crate) fn publish_ready(&self) {
         self.config.ready.store(READY, Ordering::Release);
@@ -450,33 +350,10 @@ impl Header {
             .map_err(|ready| Error::AlreadyInitialized { ready })
     }
 
-    /// Checks every configuration field against the caller's element type and the length of
-    /// the memory the header sits in, and returns the geometry it describes.
-    ///
-    /// The `Acquire` load of `ready` comes first, so the `Relaxed` loads after it see what
-    /// the creator stored before publishing.
-    #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn validate<T: Pod>(
-        &self,
-        kind: RingKind,
-        region_len: u64,
-    ) -> Result<Geometry, Error> {
-        self.check_identity(kind)?;
-        let c = &self.config;
-        let r = Ordering::Relaxed;
-        let shape = self.check_element_type::<T>()?;
-        let blocks = c.block_count.load(r);
-        check_block_count(blocks)?;
-        let g = Geometry::from_shape(shape, blocks as usize);
-        self.expect_geometry(&g, g.area_size() as u64, region_len)?;
-        expect_field("max_message", c.max_message.load(r).into(), 0)?;
-        Ok(g)
-    }
-
     /// Checks the recorded element size, alignment and type fingerprint against `T`;
     /// returns `T`'s block shape.
     #[cfg_attr(loom, allow(dead_code))]
-    fn check_element_type<T>(&self) -> Result<BlockShape, Error> {
+    pub(crate) fn check_element_type<T>(&self) -> Result<BlockShape, Error> {
         let c = &self.config;
         let r = Ordering::Relaxed;
         let shape = BlockShape::for_type::<T>()?;
@@ -506,7 +383,12 @@ impl Header {
     /// passed separately because an MPMC ring adds its owner table), the flags, and that
     /// the region holds the whole area.
     #[cfg_attr(loom, allow(dead_code))]
-    fn expect_geometry(&self, g: &Geometry, area_size: u64, region_len: u64) -> Result<(), Error> {
+    pub(crate) fn expect_geometry(
+        &self,
+        g: &Geometry,
+        area_size: u64,
+        region_len: u64,
+    ) -> Result<(), Error> {
         let c = &self.config;
         let r = Ordering::Relaxed;
         let fields: [(&'static str, u64, u64); 11] = [
@@ -553,7 +435,7 @@ impl Header {
     /// Checks `ready` (with `Acquire`, first), magic, version and kind: what every ring
     /// kind's validation starts with.
     #[cfg_attr(loom, allow(dead_code))]
-    fn check_identity(&self, kind: RingKind) -> Result<(), Error> {
+    pub(crate) fn check_identity(&self, kind: RingKind) -> Result<(), Error> {
         let c = &self.config;
         let r = Ordering::Relaxed;
         let ready = c.ready.load(Ordering::Acquire);
@@ -589,69 +471,10 @@ impl Header {
         }
         Ok(())
     }
-
-    /// Checks every configuration field of a byte-message ring against the length of the
-    /// memory the header sits in; returns the data area size and the largest message.
-    #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn validate_bytes(&self, region_len: u64) -> Result<(usize, usize), Error> {
-        self.check_identity(RingKind::Bytes)?;
-        let c = &self.config;
-        let r = Ordering::Relaxed;
-        let cap = c.capacity.load(r);
-        if !(BYTES_MIN_CAPACITY..=BYTES_MAX_CAPACITY).contains(&cap) || !cap.is_power_of_two() {
-            return Err(Error::BadByteCapacity {
-                capacity: cap,
-                reason: "not a power of two between 64 bytes and 1 TiB",
-            });
-        }
-        let g = Geometry::for_bytes(cap as usize)?;
-        self.expect_geometry(&g, g.area_size() as u64, region_len)?;
-        let max = u64::from(c.max_message.load(r));
-        let limit = bytes_max_message_for(cap as usize) as u64;
-        if max == 0 || max > limit {
-            return Err(Error::BadMaxMessage {
-                max,
-                limit,
-                capacity: cap,
-            });
-        }
-        Ok((cap as usize, max as usize))
-    }
-}
-
-impl Header {
-    /// Checks every configuration field of an MPMC ring against the caller's element type
-    /// and the length of the memory the header sits in; returns its layout.
-    ///
-    /// For kind 3 the common fields mean: `capacity == block_count` slots (a power of two,
-    /// at least 2), `elems_per_block == 1`, `block_size` the slot stride, and the first
-    /// reserved word (offset 96) the number of owner-table entries; the other two reserved
-    /// words are 0. See the MPMC section of `docs/layout.md`.
-    #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn validate_mpmc<T: Pod>(
-        &self,
-        region_len: u64,
-    ) -> Result<crate::mpmc::mem::Layout, Error> {
-        use crate::mpmc::mem::{check_capacity, check_owners, Layout};
-        self.check_identity(RingKind::Mpmc)?;
-        let c = &self.config;
-        let r = Ordering::Relaxed;
-        self.check_element_type::<T>()?;
-        let cap = c.capacity.load(r);
-        check_capacity(cap)?;
-        let owners = c.reserved1[0].load(r);
-        check_owners(owners)?;
-        let layout = Layout::new::<T>(cap as usize, owners as usize)?;
-        self.expect_geometry(&layout.geom, layout.area_size() as u64, region_len)?;
-        expect_field("max_message", c.max_message.load(r).into(), 0)?;
-        expect_field("reserved1[1]", c.reserved1[1].load(r), 0)?;
-        expect_field("reserved1[2]", c.reserved1[2].load(r), 0)?;
-        Ok(layout)
-    }
 }
 
 #[cfg_attr(loom, allow(dead_code))]
-fn expect_field(field: &'static str, found: u64, expected: u64) -> Result<(), Error> {
+pub(crate) fn expect_field(field: &'static str, found: u64, expected: u64) -> Result<(), Error> {
     if found == expected {
         Ok(())
     } else {
@@ -663,7 +486,7 @@ fn expect_field(field: &'static str, found: u64, expected: u64) -> Result<(), Er
     }
 }
 
-fn check_block_count(blocks: u64) -> Result<(), Error> {
+pub(crate) fn check_block_count(blocks: u64) -> Result<(), Error> {
     let reason = if blocks == 0 {
         "zero"
     } else if blocks > MAX_BLOCKS {
@@ -679,329 +502,6 @@ fn check_block_count(blocks: u64) -> Result<(), Error> {
         reason,
     })
 }
-
-/// How elements of one type sit in a block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct BlockShape {
-    pub elem_size: usize,
-    pub elem_align: usize,
-    pub type_hash: u64,
-    /// Offset of element 0 within its block: `round_up(8, elem_align)`.
-    pub elem_offset: usize,
-    /// Bytes per block, a multiple of 64.
-    pub block_size: usize,
-    /// Elements per block, at least 1.
-    pub elems_per_block: usize,
-}
-
-impl BlockShape {
-    /// The shape for elements of `size` bytes aligned to `align` (a power of two).
-    ///
-    /// A block is one 64-byte line holding its 8-byte published-position word and as many
-    /// elements as fit after it; an element too big for that gets a block of its own, rounded
-    /// up to whole 64-byte lines.
-    pub(crate) fn compute(
-        size: usize,
-        align: usize,
-    ) -> Result<(usize, usize, usize), &'static str> {
-        if size == 0 {
-            return Err("zero-sized types carry no data");
-        }
-        if size > MAX_ELEMENT_SIZE {
-            return Err("it is larger than 2^30 bytes");
-        }
-        if !align.is_power_of_two() || align > MAX_ELEMENT_ALIGN {
-            return Err("its alignment is above 64");
-        }
-        let offset = round_up(8, align);
-        if offset + size <= BLOCK_BYTES {
-            Ok((offset, BLOCK_BYTES, (BLOCK_BYTES - offset) / size))
-        } else {
-            Ok((offset, round_up(offset + size, BLOCK_BYTES), 1))
-        }
-    }
-
-    pub(crate) fn for_type<T>() -> Result<Self, Error> {
-        let (size, align) = (core::mem::size_of::<T>(), core::mem::align_of::<T>());
-        let (elem_offset, block_size, elems_per_block) =
-            Self::compute(size, align).map_err(|reason| Error::UnsupportedType {
-                type_name: core::any::type_name::<T>(),
-                size,
-                align,
-                reason,
-            })?;
-        Ok(BlockShape {
-            elem_size: size,
-            elem_align: align,
-            type_hash: type_fingerprint::<T>(),
-            elem_offset,
-            block_size,
-            elems_per_block,
-        })
-    }
-}
-
-/// The full geometry of one ring: the block shape and the number of blocks.
-///
-/// Invariants (checked by every constructor): `block_count` is a power of two in
-/// `1..=MAX_BLOCKS`, so `capacity()` and `area_size()` cannot overflow on a 64-bit target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Geometry {
-    pub elem_size: usize,
-    pub elem_align: usize,
-    pub type_hash: u64,
-    pub elem_offset: usize,
-    pub block_size: usize,
-    pub elems_per_block: usize,
-    pub block_count: usize,
-}
-
-impl Geometry {
-    fn from_shape(s: BlockShape, block_count: usize) -> Self {
-        Geometry {
-            elem_size: s.elem_size,
-            elem_align: s.elem_align,
-            type_hash: s.type_hash,
-            elem_offset: s.elem_offset,
-            block_size: s.block_size,
-            elems_per_block: s.elems_per_block,
-            block_count,
-        }
-    }
-
-    /// The smallest geometry for `T` with room for at least `min_capacity` elements.
-    pub(crate) fn for_capacity<T>(min_capacity: usize) -> Result<Self, Error> {
-        let shape = BlockShape::for_type::<T>()?;
-        let blocks = (min_capacity as u64)
-            .div_ceil(shape.elems_per_block as u64)
-            .checked_next_power_of_two()
-            .unwrap_or(u64::MAX);
-        if min_capacity == 0 {
-            return Err(Error::BadCapacity {
-                blocks: 0,
-                max_blocks: MAX_BLOCKS,
-                reason: "zero",
-            });
-        }
-        check_block_count(blocks)?;
-        Ok(Self::from_shape(shape, blocks as usize))
-    }
-
-    /// The geometry a byte-message ring records: `cap` one-byte "elements" in 64-byte
-    /// blocks, so every shared header field keeps a meaning and the same checks apply.
-    /// `cap` must be a power of two between [`BYTES_MIN_CAPACITY`] and
-    /// [`BYTES_MAX_CAPACITY`].
-    pub(crate) fn for_bytes(cap: usize) -> Result<Self, Error> {
-        if !(BYTES_MIN_CAPACITY as usize..=BYTES_MAX_CAPACITY as usize).contains(&cap)
-            || !cap.is_power_of_two()
-        {
-            return Err(Error::BadByteCapacity {
-                capacity: cap as u64,
-                reason: "not a power of two between 64 bytes and 1 TiB",
-            });
-        }
-        Ok(Geometry {
-            elem_size: 1,
-            elem_align: 8,
-            type_hash: type_fingerprint::<u8>(),
-            elem_offset: 0,
-            block_size: BLOCK_BYTES,
-            elems_per_block: BLOCK_BYTES,
-            block_count: cap / BLOCK_BYTES,
-        })
-    }
-
-    /// A geometry with a chosen number of elements per block, for loom models, which need
-    /// rings of 2 to 4 elements with several elements per block.
-    #[cfg(loom)]
-    pub(crate) fn for_model<T>(block_count: usize, elems_per_block: usize) -> Result<Self, Error> {
-        let mut g = Self::for_capacity::<T>(1)?;
-        check_block_count(block_count as u64)?;
-        g.block_count = block_count;
-        g.elems_per_block = elems_per_block.max(1);
-        Ok(g)
-    }
-
-    /// Capacity in elements.
-    pub(crate) fn capacity(&self) -> usize {
-        self.block_count * self.elems_per_block
-    }
-
-    /// Bytes of header plus slot area.
-    pub(crate) fn area_size(&self) -> usize {
-        HEADER_SIZE + self.block_count * self.block_size
-    }
-}
-
-/// `x` rounded up to a multiple of `to` (a power of two).
-pub(crate) const fn round_up(x: usize, to: usize) -> usize {
-    (x + to - 1) & !(to - 1)
-}
-
-/// Every header field of a ring, read once with relaxed loads and not validated: what a
-/// tool such as `shmlane inspect` shows. A peer may be changing the fields while they are
-/// read, so the values need not be consistent with each other; [`Snapshot::problem`] says
-/// whether they describe a usable ring at all.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    /// Magic number ([`MAGIC`] for a ring).
-    pub magic: u64,
-    /// Layout version ([`LAYOUT_VERSION`]).
-    pub version: u32,
-    /// Ring kind as stored (see [`RingKind`]).
-    pub kind: u32,
-    /// Capacity in elements (typed and MPMC rings) or data bytes (byte rings).
-    pub capacity: u64,
-    /// Number of 64-byte blocks (SPSC) or slots (MPMC).
-    pub block_count: u64,
-    /// Bytes per block.
-    pub block_size: u32,
-    /// Elements per block.
-    pub elems_per_block: u32,
-    /// Element size in bytes.
-    pub elem_size: u32,
-    /// Element alignment in bytes.
-    pub elem_align: u32,
-    /// Element type fingerprint ([`type_fingerprint`]).
-    pub type_hash: u64,
-    /// Bytes from the header's start to the end of the ring's data.
-    pub area_size: u64,
-    /// Capacity the creator asked for.
-    pub requested_capacity: u64,
-    /// Pid of the creating process (informative: pids are reused).
-    pub creator_pid: u32,
-    /// Largest message of a byte ring (0 for the other kinds).
-    pub max_message: u32,
-    /// Owner-table entries of an MPMC ring (0 for the other kinds).
-    pub owners: u64,
-    /// The `ready` word ([`READY`] once initialised).
-    pub ready: u64,
-    /// Producer claim token (0 when free); an MPMC ring keeps its handles in the owner table.
-    pub producer_claim: u64,
-    /// Consumer claim token (0 when free).
-    pub consumer_claim: u64,
-    /// Non-zero once a side closed the ring.
-    pub closed: u32,
-    /// Consumers registered as waiting for data.
-    pub consumer_waiters: u32,
-    /// Producers registered as waiting for space.
-    pub producer_waiters: u32,
-    /// Consumers asleep in the kernel.
-    pub consumer_sleepers: u32,
-    /// Producers asleep in the kernel.
-    pub producer_sleepers: u32,
-    /// Producer position (`tail`): elements (or bytes) published so far.
-    pub tail: u64,
-    /// Consumer position (`head`): elements (or bytes) consumed so far.
-    pub head: u64,
-}
-
-impl Snapshot {
-    /// The ring kind, if the stored value names one.
-    pub fn ring_kind(&self) -> Option<RingKind> {
-        match self.kind {
-            1 => Some(RingKind::Spsc),
-            2 => Some(RingKind::Bytes),
-            3 => Some(RingKind::Mpmc),
-            _ => None,
-        }
-    }
-
-    /// `tail - head` when that is a plausible fill level (at most the capacity), else `None`.
-    pub fn fill(&self) -> Option<u64> {
-        self.tail
-            .checked_sub(self.head)
-            .filter(|&n| n <= self.capacity)
-    }
-
-    /// Why these fields do not describe a ready ring that fits in `region_len` bytes, or
-    /// `None` if they do. Attaching still validates everything against the element type.
-    pub fn problem(&self, region_len: u64) -> Option<String> {
-        if self.magic != MAGIC {
-            return Some(format!(
-                "bad magic {:#018x} (not a shmlane ring)",
-                self.magic
-            ));
-        }
-        if self.version != LAYOUT_VERSION {
-            return Some(format!(
-                "layout version {} (this build reads {LAYOUT_VERSION})",
-                self.version
-            ));
-        }
-        if self.ring_kind().is_none() {
-            return Some(format!("unknown ring kind {}", self.kind));
-        }
-        if self.ready != READY {
-            return Some(format!("not ready (ready word {:#018x})", self.ready));
-        }
-        if self.area_size < HEADER_SIZE as u64 || self.area_size > region_len {
-            return Some(format!(
-                "ring area of {} bytes does not fit the {region_len}-byte region",
-                self.area_size
-            ));
-        }
-        None
-    }
-}
-
-/// Reads every header field of the ring at the start of `region` (see [`Snapshot`]).
-///
-/// # Errors
-///
-/// [`Error::RegionTooSmall`] if the region cannot hold a header.
-///
-/// ```
-/// use shm_queue::{header, spsc::Ring};
-/// use shm_region::AnonOptions;
-///
-/// let region = AnonOptions::new().create(Ring::<u64>::required_bytes(64)?)?;
-/// let ring = Ring::<u64>::create(region, 64)?;
-/// let (mut tx, _rx) = ring.split()?;
-/// tx.try_push(7)?;
-/// let s = header::snapshot(ring.region())?;
-/// assert_eq!(s.problem(ring.region().len() as u64), None);
-/// assert_eq!(s.ring_kind(), Some(header::RingKind::Spsc));
-/// assert_eq!(s.capacity, ring.capacity() as u64); // 64 rounded up to whole blocks
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[cfg(not(loom))]
-pub fn snapshot(region: &shm_region::Region) -> Result<Snapshot, Error> {
-    let h = crate::mem::header_of(region)?;
-    let (c, k, r) = (&h.config, &h.control, Ordering::Relaxed);
-    // `head` first: it never passes `tail`, so a `tail` read after it is at least as new and
-    // `tail - head` is a plausible fill even while both move.
-    let head = h.consumer.pos.load(Ordering::Acquire);
-    let tail = h.producer.pos.load(Ordering::Acquire);
-    Ok(Snapshot {
-        magic: c.magic.load(r),
-        version: c.version.load(r),
-        kind: c.kind.load(r),
-        capacity: c.capacity.load(r),
-        block_count: c.block_count.load(r),
-        block_size: c.block_size.load(r),
-        elems_per_block: c.elems_per_block.load(r),
-        elem_size: c.elem_size.load(r),
-        elem_align: c.elem_align.load(r),
-        type_hash: c.type_hash.load(r),
-        area_size: c.area_size.load(r),
-        requested_capacity: c.requested_capacity.load(r),
-        creator_pid: c.creator_pid.load(r),
-        max_message: c.max_message.load(r),
-        owners: c.reserved1[0].load(r),
-        ready: c.ready.load(r),
-        producer_claim: k.producer_claim.load(r),
-        consumer_claim: k.consumer_claim.load(r),
-        closed: k.closed.load(r),
-        consumer_waiters: k.consumer_waiters.load(r),
-        producer_waiters: k.producer_waiters.load(r),
-        consumer_sleepers: k.consumer_sleepers.load(r),
-        producer_sleepers: k.producer_sleepers.load(r),
-        tail,
-        head,
-    })
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

@@ -8,6 +8,8 @@
 //! checked against the memory's real length before a `Mem` is built, so any position masked
 //! with `capacity - 1` and any owner index below `owners` address memory inside the ring.
 
+use crate::header::{expect_field, RingKind};
+use crate::sync::Ordering;
 use core::marker::PhantomData;
 
 use bytemuck::Pod;
@@ -283,5 +285,36 @@ impl<T: Pod> Slots<T> {
     pub(crate) unsafe fn write(&self, pos: u64, value: T) {
         // SAFETY: in bounds and aligned, as in read; the caller owns the slot.
         unsafe { self.mem.write(self.slot(pos).add(Self::ELEM_OFFSET), value) }
+    }
+}
+
+impl Header {
+    /// Checks every configuration field of an MPMC ring against the caller's element type
+    /// and the length of the memory the header sits in; returns its layout.
+    ///
+    /// For kind 3 the common fields mean: `capacity == block_count` slots (a power of two,
+    /// at least 2), `elems_per_block == 1`, `block_size` the slot stride, and the first
+    /// reserved word (offset 96) the number of owner-table entries; the other two reserved
+    /// words are 0. See the MPMC section of `docs/layout.md`.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn validate_mpmc<T: Pod>(
+        &self,
+        region_len: u64,
+    ) -> Result<crate::mpmc::layout::Layout, Error> {
+        use crate::mpmc::layout::{check_capacity, check_owners, Layout};
+        self.check_identity(RingKind::Mpmc)?;
+        let c = &self.config;
+        let r = Ordering::Relaxed;
+        self.check_element_type::<T>()?;
+        let cap = c.capacity.load(r);
+        check_capacity(cap)?;
+        let owners = c.reserved1[0].load(r);
+        check_owners(owners)?;
+        let layout = Layout::new::<T>(cap as usize, owners as usize)?;
+        self.expect_geometry(&layout.geom, layout.area_size() as u64, region_len)?;
+        expect_field("max_message", c.max_message.load(r).into(), 0)?;
+        expect_field("reserved1[1]", c.reserved1[1].load(r), 0)?;
+        expect_field("reserved1[2]", c.reserved1[2].load(r), 0)?;
+        Ok(layout)
     }
 }

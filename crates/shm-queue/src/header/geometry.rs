@@ -1,0 +1,138 @@
+//! Where a ring's elements sit: [`BlockShape`] for one element type and [`Geometry`] for a
+//! whole ring, computed from a capacity with checked arithmetic.
+
+use super::*;
+
+/// How elements of one type sit in a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BlockShape {
+    pub elem_size: usize,
+    pub elem_align: usize,
+    pub type_hash: u64,
+    /// Offset of element 0 within its block: `round_up(8, elem_align)`.
+    pub elem_offset: usize,
+    /// Bytes per block, a multiple of 64.
+    pub block_size: usize,
+    /// Elements per block, at least 1.
+    pub elems_per_block: usize,
+}
+
+impl BlockShape {
+    /// The shape for elements of `size` bytes aligned to `align` (a power of two).
+    ///
+    /// A block is one 64-byte line holding its 8-byte published-position word and as many
+    /// elements as fit after it; an element too big for that gets a block of its own, rounded
+    /// up to whole 64-byte lines.
+    pub(crate) fn compute(
+        size: usize,
+        align: usize,
+    ) -> Result<(usize, usize, usize), &'static str> {
+        if size == 0 {
+            return Err("zero-sized types carry no data");
+        }
+        if size > MAX_ELEMENT_SIZE {
+            return Err("it is larger than 2^30 bytes");
+        }
+        if !align.is_power_of_two() || align > MAX_ELEMENT_ALIGN {
+            return Err("its alignment is above 64");
+        }
+        let offset = round_up(8, align);
+        if offset + size <= BLOCK_BYTES {
+            Ok((offset, BLOCK_BYTES, (BLOCK_BYTES - offset) / size))
+        } else {
+            Ok((offset, round_up(offset + size, BLOCK_BYTES), 1))
+        }
+    }
+
+    pub(crate) fn for_type<T>() -> Result<Self, Error> {
+        let (size, align) = (core::mem::size_of::<T>(), core::mem::align_of::<T>());
+        let (elem_offset, block_size, elems_per_block) =
+            Self::compute(size, align).map_err(|reason| Error::UnsupportedType {
+                type_name: core::any::type_name::<T>(),
+                size,
+                align,
+                reason,
+            })?;
+        Ok(BlockShape {
+            elem_size: size,
+            elem_align: align,
+            type_hash: type_fingerprint::<T>(),
+            elem_offset,
+            block_size,
+            elems_per_block,
+        })
+    }
+}
+
+/// The full geometry of one ring: the block shape and the number of blocks.
+///
+/// Invariants (checked by every constructor): `block_count` is a power of two in
+/// `1..=MAX_BLOCKS`, so `capacity()` and `area_size()` cannot overflow on a 64-bit target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub elem_size: usize,
+    pub elem_align: usize,
+    pub type_hash: u64,
+    pub elem_offset: usize,
+    pub block_size: usize,
+    pub elems_per_block: usize,
+    pub block_count: usize,
+}
+
+impl Geometry {
+    pub(crate) fn from_shape(s: BlockShape, block_count: usize) -> Self {
+        Geometry {
+            elem_size: s.elem_size,
+            elem_align: s.elem_align,
+            type_hash: s.type_hash,
+            elem_offset: s.elem_offset,
+            block_size: s.block_size,
+            elems_per_block: s.elems_per_block,
+            block_count,
+        }
+    }
+
+    /// The smallest geometry for `T` with room for at least `min_capacity` elements.
+    pub(crate) fn for_capacity<T>(min_capacity: usize) -> Result<Self, Error> {
+        let shape = BlockShape::for_type::<T>()?;
+        let blocks = (min_capacity as u64)
+            .div_ceil(shape.elems_per_block as u64)
+            .checked_next_power_of_two()
+            .unwrap_or(u64::MAX);
+        if min_capacity == 0 {
+            return Err(Error::BadCapacity {
+                blocks: 0,
+                max_blocks: MAX_BLOCKS,
+                reason: "zero",
+            });
+        }
+        check_block_count(blocks)?;
+        Ok(Self::from_shape(shape, blocks as usize))
+    }
+
+    /// A geometry with a chosen number of elements per block, for loom models, which need
+    /// rings of 2 to 4 elements with several elements per block.
+    #[cfg(loom)]
+    pub(crate) fn for_model<T>(block_count: usize, elems_per_block: usize) -> Result<Self, Error> {
+        let mut g = Self::for_capacity::<T>(1)?;
+        check_block_count(block_count as u64)?;
+        g.block_count = block_count;
+        g.elems_per_block = elems_per_block.max(1);
+        Ok(g)
+    }
+
+    /// Capacity in elements.
+    pub(crate) fn capacity(&self) -> usize {
+        self.block_count * self.elems_per_block
+    }
+
+    /// Bytes of header plus slot area.
+    pub(crate) fn area_size(&self) -> usize {
+        HEADER_SIZE + self.block_count * self.block_size
+    }
+}
+
+/// `x` rounded up to a multiple of `to` (a power of two).
+pub(crate) const fn round_up(x: usize, to: usize) -> usize {
+    (x + to - 1) & !(to - 1)
+}

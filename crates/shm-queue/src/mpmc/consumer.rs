@@ -1,0 +1,370 @@
+//! [`Consumer`]: a reading handle of an MPMC ring, `Clone` and `Send`, any number per ring.
+
+use super::*;
+
+/// A consumer handle of an [`MpmcRing`]. `Send` and `Clone`, like [`Producer`].
+pub struct Consumer<T: Pod> {
+    pub(super) h: Handle<T>,
+}
+
+impl<T: Pod> Clone for Consumer<T> {
+    fn clone(&self) -> Self {
+        Consumer { h: self.h.clone() }
+    }
+}
+
+impl<T: Pod> fmt::Debug for Consumer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("token", &self.h.token)
+            .field("entry", &self.h.entry)
+            .field("recovery", &self.h.recovery.as_ref().map(|r| r.patience))
+            .finish()
+    }
+}
+
+const EMPTY: Error = Error::Empty {
+    requested: 1,
+    available: 0,
+};
+
+impl<T: Pod> Consumer<T> {
+    /// Turns on recovery of positions claimed by dead producers: when the element at the
+    /// head is still unpublished after `patience`, asks `liveness` about the producers
+    /// whose recorded claims cover it and, if all are dead, skips it (see the module
+    /// documentation). Clones share the setting.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # use shm_queue::mpmc::MpmcRing;
+    /// # let region = shm_region::Region::anonymous(MpmcRing::<u32>::required_bytes(4)?)?;
+    /// let ring = MpmcRing::<u32>::create(region, 4)?;
+    /// let mut dying = ring.producer()?;
+    /// let dead_token = dying.token();
+    /// dying.claim_and_hold(7)?; // as if killed between claim and publish
+    /// ring.producer()?.try_push(8)?;
+    ///
+    /// let mut rx = ring
+    ///     .consumer()?
+    ///     .with_recovery(move |t: u64| t == dead_token, Duration::ZERO);
+    /// assert_eq!(rx.try_pop()?, 8);
+    /// assert_eq!(ring.stats().skipped, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_recovery(
+        mut self,
+        liveness: impl Liveness + Send + Sync + 'static,
+        patience: Duration,
+    ) -> Self {
+        self.h.recovery = Some(Recovery {
+            liveness: std::sync::Arc::new(liveness),
+            patience,
+        });
+        self
+    }
+
+    /// The owner token this handle registers under.
+    pub fn token(&self) -> u64 {
+        self.h.token
+    }
+
+    /// Claims the next published position (recording it first), consuming any poisoned
+    /// ones on the way, and returns it; the element is not read.
+    #[inline]
+    fn claim(&mut self) -> Result<u64, Error> {
+        let i = self.h.entry()?;
+        let cap = self.h.mem.layout.capacity() as u64;
+        let head = &self.h.mem.header().consumer.pos;
+        let mut h = head.load(Ordering::Relaxed);
+        for _ in 0..RETRIES {
+            check_pos(h, "consumer position (head)")?;
+            let seq = self.h.mem.seq(h).load(Ordering::Acquire);
+            match consumer_view(seq, h) {
+                view @ (Seq::Mine | Seq::Poisoned) => {
+                    self.h.record(i, h, 1);
+                    match head.compare_exchange(h, h + 1, Ordering::Release, Ordering::Relaxed) {
+                        Ok(_) if view == Seq::Mine => return Ok(h),
+                        Ok(_) => {
+                            // A skipped position: release its slot for the next lap.
+                            let _ = self.h.mem.seq(h).compare_exchange(
+                                seq,
+                                h + cap,
+                                Ordering::Release,
+                                Ordering::Relaxed,
+                            );
+                            h += 1;
+                        }
+                        Err(now) => {
+                            self.h.clear(i);
+                            h = now;
+                        }
+                    }
+                }
+                Seq::Behind => {
+                    let tail = self.h.mem.header().producer.pos.load(Ordering::Acquire);
+                    if seq == h && tail > h && self.h.recover_producer_claim(h) {
+                        continue;
+                    }
+                    return Err(EMPTY);
+                }
+                Seq::Ahead => {
+                    let now = head.load(Ordering::Relaxed);
+                    if now == h {
+                        return Err(corrupted("slot sequence", seq, h, h + 1));
+                    }
+                    h = now;
+                }
+            }
+        }
+        Err(EMPTY)
+    }
+
+    /// Releases the slot of claimed position `h` for the next lap; `false` if a producer
+    /// released it first (it judged us dead), in which case what we read may be torn.
+    #[inline]
+    fn release(&self, h: u64) -> bool {
+        let m = &*self.h.mem;
+        let cap = m.layout.capacity() as u64;
+        let ok = m
+            .seq(h)
+            .compare_exchange(h + 1, h + cap, Ordering::Release, Ordering::Relaxed)
+            .is_ok();
+        if !ok {
+            m.counters().revoked.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// Pops one element.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Empty`] if no element is published at the head (retry later): nothing
+    /// pushed, or the next element is still being written (or its producer died and
+    /// recovery has not skipped it yet); [`Error::OwnerTableFull`] for a clone that finds
+    /// no owner entry; [`Error::ClaimRevoked`] if a producer's liveness check declared this
+    /// process dead and reused the slot while we read it; [`Error::Corrupted`].
+    ///
+    /// ```
+    /// # use shm_queue::{mpmc::MpmcRing, Error};
+    /// # let region = shm_region::Region::anonymous(MpmcRing::<u32>::required_bytes(4)?)?;
+    /// let ring = MpmcRing::<u32>::create(region, 4)?;
+    /// let mut rx = ring.consumer()?;
+    /// assert!(matches!(rx.try_pop(), Err(Error::Empty { .. })));
+    /// ring.producer()?.try_push(9)?;
+    /// assert_eq!(rx.try_pop()?, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn try_pop(&mut self) -> Result<T, Error> {
+        let h = self.claim()?;
+        // SAFETY: we claimed `h` (head moved past it by our swap) after seeing it published
+        // with Acquire; no producer writes the slot until we release it.
+        let v = unsafe { self.h.mem.read(h) };
+        let released = self.release(h);
+        self.h.mem.header().notify_space();
+        if released {
+            Ok(v)
+        } else {
+            Err(Error::ClaimRevoked {
+                revoked: 1,
+                completed: 0,
+            })
+        }
+    }
+
+    /// Pops up to `dst.len()` elements into the front of `dst`: the run published at the
+    /// head, claimed with one compare-and-swap; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// As [`Consumer::try_pop`] when not even one is ready; [`Error::ClaimRevoked`] if some
+    /// slots of the batch were reused by producers that judged this process dead (the
+    /// others are at the front of `dst`, counted in `completed`).
+    ///
+    /// ```
+    /// # use shm_queue::mpmc::MpmcRing;
+    /// # let region = shm_region::Region::anonymous(MpmcRing::<u32>::required_bytes(8)?)?;
+    /// let ring = MpmcRing::<u32>::create(region, 8)?;
+    /// ring.producer()?.push_partial_slice(&[1, 2, 3])?;
+    /// let mut buf = [0; 8];
+    /// assert_eq!(ring.consumer()?.pop_partial_slice(&mut buf)?, 3);
+    /// assert_eq!(&buf[..3], &[1, 2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use = "the call may do only part of the work: check how many it did"]
+    pub fn pop_partial_slice(&mut self, dst: &mut [T]) -> Result<usize, Error> {
+        if dst.len() <= 1 {
+            let Some(d) = dst.first_mut() else {
+                return Ok(0);
+            };
+            *d = self.try_pop()?;
+            return Ok(1);
+        }
+        let i = self.h.entry()?;
+        let m = &*self.h.mem;
+        let head = &m.header().consumer.pos;
+        let want = dst.len().min(m.layout.capacity()) as u64;
+        let mut h = head.load(Ordering::Relaxed);
+        for _ in 0..RETRIES {
+            check_pos(h, "consumer position (head)")?;
+            let mut k = 0;
+            while k < want && m.seq(h + k).load(Ordering::Acquire) == h + k + 1 {
+                k += 1;
+            }
+            if k == 0 {
+                break;
+            }
+            self.h.record(i, h, k);
+            match head.compare_exchange(h, h + k, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => {
+                    let mut n = 0;
+                    for p in h..h + k {
+                        // SAFETY: as in try_pop: positions h..h+k are ours, each seen
+                        // published with Acquire before the claiming swap.
+                        let v = unsafe { m.read(p) };
+                        if self.release(p) {
+                            dst[n] = v;
+                            n += 1;
+                        }
+                    }
+                    self.h.mem.header().notify_space();
+                    return if n as u64 == k {
+                        Ok(n)
+                    } else {
+                        Err(Error::ClaimRevoked {
+                            revoked: k as usize - n,
+                            completed: n,
+                        })
+                    };
+                }
+                Err(now) => {
+                    self.h.clear(i);
+                    h = now;
+                }
+            }
+        }
+        dst[0] = self.try_pop()?;
+        Ok(1)
+    }
+
+    /// How this handle waits in the blocking calls (default [`WaitStrategy::spin_then_yield`]).
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.h.strategy
+    }
+
+    /// Sets how this handle waits in the blocking calls. Clones made afterwards inherit it.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.h.set_strategy(strategy);
+    }
+
+    /// Pops one element, waiting as the handle's [`WaitStrategy`] says until one is ready
+    /// or `deadline` passes (`None`: no limit).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] at the deadline; [`Error::Closed`] once the ring is closed and
+    /// empty; the other errors of [`Consumer::try_pop`].
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use shm_queue::{mpmc::MpmcRing, wait::WaitStrategy, Error};
+    ///
+    /// let region = shm_region::Region::anonymous(MpmcRing::<u32>::required_bytes(8)?)?;
+    /// let ring = MpmcRing::<u32>::create(region, 8)?;
+    /// let mut rx = ring.consumer()?;
+    /// rx.set_wait_strategy(WaitStrategy::blocking());
+    /// let soon = Some(Instant::now() + Duration::from_millis(10));
+    /// assert!(matches!(rx.pop_blocking(soon), Err(Error::Timeout { .. })));
+    /// let tx = ring.producer()?;
+    /// tx.close();
+    /// assert!(matches!(rx.pop_blocking(None), Err(Error::Closed { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pop_blocking(&mut self, deadline: Option<Instant>) -> Result<T, Error> {
+        match self.try_pop() {
+            Err(Error::Empty { .. }) => {}
+            done => return done,
+        }
+        let mem = self.h.mem.clone();
+        let strategy = self.h.strategy;
+        mem.header()
+            .data_signal()
+            .wait(strategy, deadline, "an element", || {
+                crate::wait::pending(self.try_pop())
+            })
+    }
+
+    /// Waits like [`Consumer::pop_blocking`] until at least one element is ready, then pops
+    /// the run ready at the head, up to `dst.len()`; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// As [`Consumer::pop_blocking`] and [`Consumer::pop_partial_slice`].
+    #[must_use = "the call may do only part of the work: check how many it did"]
+    pub fn pop_partial_slice_blocking(
+        &mut self,
+        dst: &mut [T],
+        deadline: Option<Instant>,
+    ) -> Result<usize, Error> {
+        if dst.is_empty() {
+            return Ok(0);
+        }
+        match self.pop_partial_slice(dst) {
+            Err(Error::Empty { .. }) => {}
+            done => return done,
+        }
+        let mem = self.h.mem.clone();
+        let strategy = self.h.strategy;
+        mem.header()
+            .data_signal()
+            .wait(strategy, deadline, "elements", || {
+                crate::wait::pending(self.pop_partial_slice(dst))
+            })
+    }
+
+    /// Arms the readiness descriptor the producers hold (see
+    /// [`crate::wait::readiness_fd`]). Returns `true` if the element at the head is already
+    /// published: then do not wait for the descriptor, pop now.
+    pub fn arm_readiness(&mut self) -> bool {
+        let m = &*self.h.mem;
+        m.header().data_signal().arm();
+        let h = m.header().consumer.pos.load(Ordering::Acquire);
+        h <= MAX_POSITION && m.seq(h).load(Ordering::Acquire) == h + 1
+    }
+
+    /// Closes the ring from a consumer: producers blocked for space wake with
+    /// [`Error::Closed`]. Returns `false` if it was already closed.
+    pub fn close(&self) -> bool {
+        self.h.mem.header().close(2)
+    }
+
+    /// `true` once the ring has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.h.mem.header().data_signal().is_closed()
+    }
+
+    /// Approximate number of elements in the ring; see [`Producer::len`].
+    pub fn len(&self) -> usize {
+        approx_len(&self.h.mem)
+    }
+
+    /// `true` if [`Consumer::len`] is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Capacity in elements.
+    pub fn capacity(&self) -> usize {
+        self.h.mem.layout.capacity()
+    }
+
+    /// Test hook: claims the next element and returns it without releasing its slot, as a
+    /// consumer killed at that moment would leave it. Returns the position and the value.
+    #[cfg(feature = "test-hooks")]
+    pub fn claim_and_hold(&mut self) -> Result<(u64, T), Error> {
+        let h = self.claim()?;
+        // SAFETY: as in try_pop.
+        Ok((h, unsafe { self.h.mem.read(h) }))
+    }
+}

@@ -1,0 +1,357 @@
+//! [`Producer`]: a writing handle of an MPMC ring, `Clone` and `Send`, any number per ring.
+
+use super::*;
+
+/// A producer handle of an [`MpmcRing`]. `Send` and `Clone`: make as many as you like, in
+/// any process (each live handle takes one owner entry; a clone takes its own on first use).
+pub struct Producer<T: Pod> {
+    pub(super) h: Handle<T>,
+}
+
+impl<T: Pod> Clone for Producer<T> {
+    fn clone(&self) -> Self {
+        Producer { h: self.h.clone() }
+    }
+}
+
+impl<T: Pod> fmt::Debug for Producer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("token", &self.h.token)
+            .field("entry", &self.h.entry)
+            .field("recovery", &self.h.recovery.as_ref().map(|r| r.patience))
+            .finish()
+    }
+}
+
+impl<T: Pod> Producer<T> {
+    /// Turns on recovery of slots held by dead consumers: when the slot this producer needs
+    /// is still held by a consumer after `patience`, it asks `liveness` about the owners
+    /// and, if they are all dead, releases the slot (see the module documentation). Clones
+    /// share the setting.
+    pub fn with_recovery(
+        mut self,
+        liveness: impl Liveness + Send + Sync + 'static,
+        patience: Duration,
+    ) -> Self {
+        self.h.recovery = Some(Recovery {
+            liveness: std::sync::Arc::new(liveness),
+            patience,
+        });
+        self
+    }
+
+    /// The owner token this handle registers under.
+    pub fn token(&self) -> u64 {
+        self.h.token
+    }
+
+    /// Claims one position (recording it first) and returns it; the element is not written.
+    #[inline]
+    fn claim(&mut self) -> Result<u64, Error> {
+        let i = self.h.entry()?;
+        let tail = &self.h.mem.header().producer.pos;
+        let mut t = tail.load(Ordering::Relaxed);
+        for _ in 0..RETRIES {
+            check_pos(t, "producer position (tail)")?;
+            let seq = self.h.mem.seq(t).load(Ordering::Acquire);
+            match producer_view(seq, t) {
+                Seq::Mine => {
+                    self.h.record(i, t, 1);
+                    match tail.compare_exchange(t, t + 1, Ordering::Release, Ordering::Relaxed) {
+                        Ok(_) => return Ok(t),
+                        Err(now) => {
+                            self.h.clear(i);
+                            t = now;
+                        }
+                    }
+                }
+                Seq::Behind => {
+                    if self.h.recover_consumer_claim(t, seq) {
+                        continue;
+                    }
+                    return Err(Error::Full {
+                        requested: 1,
+                        available: 0,
+                    });
+                }
+                Seq::Ahead | Seq::Poisoned => {
+                    let now = tail.load(Ordering::Relaxed);
+                    if now == t {
+                        // Honest peers never leave a sequence ahead of an unmoved tail.
+                        return Err(corrupted("slot sequence", seq, t - t.min(1), t));
+                    }
+                    t = now;
+                }
+            }
+        }
+        Err(Error::Full {
+            requested: 1,
+            available: 0,
+        })
+    }
+
+    /// Publishes the element at claimed position `t`; `false` if a consumer poisoned it
+    /// first (it was judged dead).
+    #[inline]
+    fn publish(&self, t: u64) -> bool {
+        let m = &*self.h.mem;
+        let ok = m
+            .seq(t)
+            .compare_exchange(t, t + 1, Ordering::Release, Ordering::Relaxed)
+            .is_ok();
+        if !ok {
+            m.counters().revoked.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// Pushes one element.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Full`] if the slot at the tail is not free yet (retry later; also after
+    /// 4096 lost races in one call); [`Error::OwnerTableFull`] for a clone that finds no
+    /// owner entry; [`Error::ClaimRevoked`] if a consumer's liveness check declared this
+    /// process dead and skipped the element; [`Error::Corrupted`] for impossible shared
+    /// words.
+    ///
+    /// ```
+    /// # use shm_queue::{mpmc::MpmcRing, Error};
+    /// # let region = shm_region::Region::anonymous(MpmcRing::<u32>::required_bytes(2)?)?;
+    /// let ring = MpmcRing::<u32>::create(region, 2)?;
+    /// let mut tx = ring.producer()?;
+    /// tx.try_push(1)?;
+    /// tx.try_push(2)?;
+    /// assert!(matches!(tx.try_push(3), Err(Error::Full { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn try_push(&mut self, value: T) -> Result<(), Error> {
+        let t = self.claim()?;
+        // SAFETY: we claimed `t` (tail moved past it by our swap) after seeing its slot free
+        // for `t` with Acquire, so no consumer reads it until we publish.
+        unsafe { self.h.mem.write(t, value) };
+        let published = self.publish(t);
+        self.h
+            .readiness
+            .fire(self.h.mem.header().notify_data(self.h.readiness.is_some()));
+        if published {
+            Ok(())
+        } else {
+            Err(Error::ClaimRevoked {
+                revoked: 1,
+                completed: 0,
+            })
+        }
+    }
+
+    /// Pushes as many elements from the front of `src` as there are free slots in one run
+    /// at the tail (at most the capacity), claiming them with one compare-and-swap; returns
+    /// how many.
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::try_push`] when not even one slot is free;
+    /// [`Error::ClaimRevoked`] if some of the batch was skipped by consumers that judged
+    /// this process dead (the others were delivered; which ones is not reported).
+    ///
+    /// ```
+    /// # use shm_queue::mpmc::MpmcRing;
+    /// # let region = shm_region::Region::anonymous(MpmcRing::<u32>::required_bytes(4)?)?;
+    /// let ring = MpmcRing::<u32>::create(region, 4)?;
+    /// let mut tx = ring.producer()?;
+    /// assert_eq!(tx.push_partial_slice(&[1, 2, 3, 4, 5, 6])?, 4);
+    /// assert_eq!(ring.len(), 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use = "the call may do only part of the work: check how many it did"]
+    pub fn push_partial_slice(&mut self, src: &[T]) -> Result<usize, Error> {
+        match src {
+            [] => return Ok(0),
+            [one] => return self.try_push(*one).map(|()| 1),
+            _ => {}
+        }
+        let i = self.h.entry()?;
+        let m = &*self.h.mem;
+        let tail = &m.header().producer.pos;
+        let want = src.len().min(m.layout.capacity()) as u64;
+        let mut t = tail.load(Ordering::Relaxed);
+        for _ in 0..RETRIES {
+            check_pos(t, "producer position (tail)")?;
+            let mut k = 0;
+            while k < want && m.seq(t + k).load(Ordering::Acquire) == t + k {
+                k += 1;
+            }
+            if k == 0 {
+                break;
+            }
+            self.h.record(i, t, k);
+            match tail.compare_exchange(t, t + k, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => {
+                    let mut revoked = 0;
+                    for (j, v) in src[..k as usize].iter().enumerate() {
+                        let p = t + j as u64;
+                        // SAFETY: as in try_push: positions t..t+k are ours, each seen free
+                        // with Acquire before the claiming swap.
+                        unsafe { m.write(p, *v) };
+                        revoked += usize::from(!self.publish(p));
+                    }
+                    self.h
+                        .readiness
+                        .fire(self.h.mem.header().notify_data(self.h.readiness.is_some()));
+                    return if revoked == 0 {
+                        Ok(k as usize)
+                    } else {
+                        Err(Error::ClaimRevoked {
+                            revoked,
+                            completed: k as usize - revoked,
+                        })
+                    };
+                }
+                Err(now) => {
+                    self.h.clear(i);
+                    t = now;
+                }
+            }
+        }
+        // Nothing free at the tail (or a stale tail): the single path sorts it out.
+        self.try_push(src[0]).map(|()| 1)
+    }
+
+    /// How this handle waits in the blocking calls (default [`WaitStrategy::spin_then_yield`]).
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.h.strategy
+    }
+
+    /// Sets how this handle waits in the blocking calls. Clones made afterwards inherit it.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.h.set_strategy(strategy);
+    }
+
+    /// Pushes one element, waiting for a free slot as the handle's [`WaitStrategy`] says,
+    /// until `deadline` (`None`: no limit).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] at the deadline; [`Error::Closed`] if the ring is closed while
+    /// waiting; the other errors of [`Producer::try_push`].
+    pub fn push_blocking(&mut self, value: T, deadline: Option<Instant>) -> Result<(), Error> {
+        match self.try_push(value) {
+            Err(Error::Full { .. }) => {}
+            done => return done,
+        }
+        let mem = self.h.mem.clone();
+        let strategy = self.h.strategy;
+        mem.header()
+            .space_signal()
+            .wait(strategy, deadline, "a free slot", || {
+                crate::wait::pending(self.try_push(value))
+            })
+    }
+
+    /// Pushes all of `src`, in batches as slots free up, waiting as the handle's
+    /// [`WaitStrategy`] says, until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// `(pushed, error)`: how many were pushed before [`Error::Timeout`], [`Error::Closed`]
+    /// or another error of [`Producer::push_partial_slice`] stopped it.
+    pub fn push_slice_blocking(
+        &mut self,
+        src: &[T],
+        deadline: Option<Instant>,
+    ) -> Result<(), (usize, Error)> {
+        let mut done = 0;
+        let mut step = |this: &mut Self| -> Result<Option<()>, Error> {
+            while done < src.len() {
+                match this.push_partial_slice(&src[done..]) {
+                    Ok(k) => done += k,
+                    Err(Error::Full { .. }) => return Ok(None),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(Some(()))
+        };
+        let first = step(self);
+        match first {
+            Ok(Some(())) => return Ok(()),
+            Ok(None) => {}
+            Err(e) => return Err((done, e)),
+        }
+        let mem = self.h.mem.clone();
+        let strategy = self.h.strategy;
+        mem.header()
+            .space_signal()
+            .wait(strategy, deadline, "free slots", || step(self))
+            .map_err(|e| (done, e))
+    }
+
+    /// Installs (or removes) the consumers' readiness descriptor (see
+    /// [`crate::wait::readiness_fd`]); clones made afterwards share it.
+    pub fn set_readiness_fd(&mut self, fd: Option<std::os::fd::OwnedFd>) {
+        self.h.readiness.set(fd);
+    }
+
+    /// How many times this handle has written to the readiness descriptor: once per arming
+    /// it consumed (a consumer that arms and then finds no data waits for exactly that).
+    pub fn readiness_signals(&self) -> u64 {
+        self.h.readiness.signals()
+    }
+
+    /// Closes the ring: consumers drain what was pushed, then their blocking calls return
+    /// [`Error::Closed`]; every sleeper is woken. Returns `false` if it was already closed.
+    pub fn close(&self) -> bool {
+        self.h.mem.header().close(1)
+    }
+
+    /// `true` once the ring has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.h.mem.header().data_signal().is_closed()
+    }
+
+    /// Approximate number of elements in the ring: `tail - head` from two loads that other
+    /// handles may move in between, clamped to `0..=capacity`. It counts claimed positions,
+    /// so it includes elements still being written and excludes those being read.
+    pub fn len(&self) -> usize {
+        approx_len(&self.h.mem)
+    }
+
+    /// `true` if [`Producer::len`] is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Capacity in elements.
+    pub fn capacity(&self) -> usize {
+        self.h.mem.layout.capacity()
+    }
+
+    /// Test hook: claims a position and writes `value` without publishing it, as a producer
+    /// killed at that moment would leave it. Returns the position.
+    #[cfg(feature = "test-hooks")]
+    pub fn claim_and_hold(&mut self, value: T) -> Result<u64, Error> {
+        let t = self.claim()?;
+        // SAFETY: as in try_push.
+        unsafe { self.h.mem.write(t, value) };
+        Ok(t)
+    }
+
+    /// Test hook: publishes a position returned by [`Producer::claim_and_hold`].
+    ///
+    /// # Safety
+    ///
+    /// `pos` came from `claim_and_hold` on this handle and was not published since; any
+    /// other position could publish a slot another producer is still writing.
+    #[cfg(feature = "test-hooks")]
+    pub unsafe fn publish_held(&mut self, pos: u64) -> Result<(), Error> {
+        if self.publish(pos) {
+            Ok(())
+        } else {
+            Err(Error::ClaimRevoked {
+                revoked: 1,
+                completed: 0,
+            })
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! [`MpmcRing`]: creating, attaching and validating an MPMC ring, and making its handles.
+
+use super::*;
+
+/// Options for [`MpmcRing::create_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "options do nothing until passed to a constructor"]
+pub struct MpmcOptions {
+    capacity: usize,
+    owners: usize,
+    reinitialize: bool,
+}
+
+impl MpmcOptions {
+    /// A ring of at least `capacity` slots (rounded up to a power of two, at least 2) with
+    /// [`DEFAULT_OWNERS`] owner entries.
+    pub fn new(capacity: usize) -> Self {
+        MpmcOptions {
+            capacity,
+            owners: DEFAULT_OWNERS,
+            reinitialize: false,
+        }
+    }
+
+    /// The number of owner-table entries: how many producer and consumer handles may exist
+    /// at once, all processes together (1 to 4096; each costs 128 bytes).
+    pub fn owners(mut self, owners: usize) -> Self {
+        self.owners = owners;
+        self
+    }
+
+    /// Initialise even if the region already holds a ring; see
+    /// [`crate::spsc::CreateOptions::reinitialize`].
+    ///
+    /// # Safety
+    ///
+    /// As [`crate::spsc::CreateOptions::reinitialize`]: with `yes`, no previous user of the
+    /// region may use its handles again.
+    pub unsafe fn reinitialize(mut self, yes: bool) -> Self {
+        self.reinitialize = yes;
+        self
+    }
+
+    fn layout<T>(&self) -> Result<Layout, Error> {
+        let cap = self
+            .capacity
+            .max(layout::MIN_CAPACITY)
+            .checked_next_power_of_two()
+            .ok_or(Error::BadCapacity {
+                blocks: self.capacity as u64,
+                max_blocks: layout::MAX_CAPACITY as u64,
+                reason: "too large",
+            })?;
+        Layout::new::<T>(cap, self.owners)
+    }
+}
+
+/// A handle to an MPMC ring: makes [`Producer`]s and [`Consumer`]s. Cheap to clone; keeps
+/// the region mapped while it or any handle lives.
+pub struct MpmcRing<T: Pod> {
+    mem: Arc<Slots<T>>,
+}
+
+impl<T: Pod> Clone for MpmcRing<T> {
+    fn clone(&self) -> Self {
+        MpmcRing {
+            mem: self.mem.clone(),
+        }
+    }
+}
+
+impl<T: Pod> fmt::Debug for MpmcRing<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MpmcRing")
+            .field("capacity", &self.capacity())
+            .field("owners", &self.mem.layout.owners)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+#[cfg(not(loom))]
+impl<T: Pod> MpmcRing<T> {
+    /// Bytes a region needs for a ring of at least `capacity` elements of `T` with
+    /// [`DEFAULT_OWNERS`] owner entries.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadCapacity`] above 2^36 slots, [`Error::UnsupportedType`] for a zero-sized
+    /// `T` or one aligned to more than 64 bytes.
+    ///
+    /// ```
+    /// use shm_queue::mpmc::MpmcRing;
+    /// // Header, counters line, 64 owner entries of 128 bytes, 1024 slots of 64 bytes.
+    /// assert_eq!(MpmcRing::<u64>::required_bytes(1000)?, 512 + 128 + 64 * 128 + 1024 * 64);
+    /// # Ok::<(), shm_queue::Error>(())
+    /// ```
+    pub fn required_bytes(capacity: usize) -> Result<usize, Error> {
+        Self::required_bytes_with(MpmcOptions::new(capacity))
+    }
+
+    /// Bytes a region needs for a ring made with `options`.
+    ///
+    /// # Errors
+    ///
+    /// As [`MpmcRing::required_bytes`], and [`Error::BadOwnerCount`].
+    pub fn required_bytes_with(options: MpmcOptions) -> Result<usize, Error> {
+        Ok(options.layout::<T>()?.area_size())
+    }
+
+    /// Creates a ring of at least `capacity` elements at the start of `region`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyInitialized`] if the region already holds a ring (see
+    /// [`MpmcOptions::reinitialize`]); [`Error::RegionTooSmall`]; those of
+    /// [`MpmcRing::required_bytes`].
+    ///
+    /// ```
+    /// use shm_queue::{mpmc::MpmcRing, Error};
+    /// use shm_region::Region;
+    /// use std::sync::Arc;
+    ///
+    /// let region = Arc::new(Region::anonymous(MpmcRing::<u32>::required_bytes(100)?)?);
+    /// let ring = MpmcRing::<u32>::create(region.clone(), 100)?;
+    /// assert_eq!(ring.capacity(), 128);
+    /// assert!(matches!(
+    ///     MpmcRing::<u32>::create(region, 100),
+    ///     Err(Error::AlreadyInitialized { .. })
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create(region: impl Into<Arc<Region>>, capacity: usize) -> Result<Self, Error> {
+        Self::create_with(region, MpmcOptions::new(capacity))
+    }
+
+    /// Creates a ring with explicit [`MpmcOptions`].
+    ///
+    /// # Errors
+    ///
+    /// As [`MpmcRing::create`], and [`Error::BadOwnerCount`].
+    pub fn create_with(
+        region: impl Into<Arc<Region>>,
+        options: MpmcOptions,
+    ) -> Result<Self, Error> {
+        let layout = options.layout::<T>()?;
+        Self::initialise(Slots::in_region(region.into(), layout)?, options)
+    }
+
+    /// Attaches to the MPMC ring at the start of `region`, checking every header field
+    /// against the region's length and `T`.
+    ///
+    /// # Errors
+    ///
+    /// A distinct variant for each thing that can be wrong: [`Error::RegionTooSmall`],
+    /// [`Error::NotReady`], [`Error::BadMagic`], [`Error::VersionMismatch`],
+    /// [`Error::KindMismatch`], [`Error::TypeMismatch`], [`Error::UnsupportedType`],
+    /// [`Error::BadCapacity`], [`Error::BadOwnerCount`], [`Error::LayoutMismatch`], and
+    /// [`Error::Corrupted`] when the recorded positions are impossible.
+    ///
+    /// ```
+    /// use shm_queue::mpmc::MpmcRing;
+    /// use shm_region::Region;
+    /// use std::sync::Arc;
+    ///
+    /// let region = Arc::new(Region::anonymous(MpmcRing::<u64>::required_bytes(64)?)?);
+    /// let mut tx = MpmcRing::<u64>::create(region.clone(), 64)?.producer()?;
+    /// let ring = MpmcRing::<u64>::attach(region.clone())?;
+    /// tx.try_push(5)?;
+    /// assert_eq!(ring.consumer()?.try_pop()?, 5);
+    /// assert!(MpmcRing::<f64>::attach(region).is_err()); // the element type is checked
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn attach(region: impl Into<Arc<Region>>) -> Result<Self, Error> {
+        let region = region.into();
+        let layout = crate::mem::header_of(&region)?.validate_mpmc::<T>(region.len() as u64)?;
+        let mem = Slots::in_region(region, layout)?;
+        let h = mem.header();
+        let tail = h.producer.pos.load(Ordering::Acquire);
+        let head = h.consumer.pos.load(Ordering::Acquire);
+        check_pos(head, "consumer position (head)")?;
+        let max = head + layout.capacity() as u64;
+        if tail > max {
+            return Err(corrupted("producer position (tail)", tail, 0, max));
+        }
+        Ok(MpmcRing { mem: Arc::new(mem) })
+    }
+
+    /// The region the ring lives in.
+    pub fn region(&self) -> &Arc<Region> {
+        self.mem.region()
+    }
+}
+
+#[cfg(loom)]
+impl<T: Pod> MpmcRing<T> {
+    /// A ring of `capacity` slots and `owners` owner entries in heap memory, for loom
+    /// models (only with `cfg(loom)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`MpmcRing::create`].
+    pub fn new_model(capacity: usize, owners: usize) -> Result<Self, Error> {
+        let options = MpmcOptions::new(capacity).owners(owners);
+        Self::initialise(Slots::on_heap(options.layout::<T>()?)?, options)
+    }
+}
+
+impl<T: Pod> MpmcRing<T> {
+    fn initialise(mem: Slots<T>, options: MpmcOptions) -> Result<Self, Error> {
+        let layout = mem.layout;
+        let header = mem.header();
+        header.begin_init(options.reinitialize)?;
+        header.write_config(&layout.geom, RingKind::Mpmc, options.capacity as u64);
+        let r = Ordering::Relaxed;
+        let c = &header.config;
+        c.area_size.store(layout.area_size() as u64, r);
+        c.reserved1[0].store(layout.owners as u64, r);
+        let k = mem.counters();
+        for w in [&k.skipped, &k.released, &k.revoked] {
+            w.store(0, r);
+        }
+        for e in (0..layout.owners).filter_map(|i| mem.owner(i)) {
+            for w in [&e.token, &e.role, &e.claim_start, &e.claim_len] {
+                w.store(0, r);
+            }
+        }
+        for p in 0..layout.capacity() as u64 {
+            mem.seq(p).store(p, r);
+        }
+        header.publish_ready();
+        Ok(MpmcRing { mem: Arc::new(mem) })
+    }
+
+    /// Capacity in elements (a power of two).
+    pub fn capacity(&self) -> usize {
+        self.mem.layout.capacity()
+    }
+
+    /// Number of owner-table entries: the most handles that can exist at once.
+    pub fn owner_entries(&self) -> usize {
+        self.mem.layout.owners
+    }
+
+    /// Elements claimed by producers and not yet claimed by consumers: approximate, see
+    /// [`Producer::len`].
+    pub fn len(&self) -> usize {
+        approx_len(&self.mem)
+    }
+
+    /// `true` if [`MpmcRing::len`] is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What recovery has done on this ring since it was created (shared by all processes).
+    ///
+    /// ```
+    /// # use shm_queue::mpmc::MpmcRing;
+    /// # let region = shm_region::Region::anonymous(MpmcRing::<u8>::required_bytes(4)?)?;
+    /// let ring = MpmcRing::<u8>::create(region, 4)?;
+    /// assert_eq!(ring.stats().skipped, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stats(&self) -> MpmcStats {
+        let k = self.mem.counters();
+        let r = Ordering::Relaxed;
+        MpmcStats {
+            skipped: k.skipped.load(r),
+            released: k.released.load(r),
+            revoked: k.revoked.load(r),
+        }
+    }
+
+    /// A producer handle with a fresh owner token (this process's pid in the high 32 bits,
+    /// a per-process counter in the low 32), registered in the owner table now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OwnerTableFull`] when every owner entry is taken.
+    pub fn producer(&self) -> Result<Producer<T>, Error> {
+        self.producer_with_token(new_token())
+    }
+
+    /// A producer handle that registers under `token`: the value the [`Liveness`] check
+    /// will be asked about. Use one token per process (or per liveness unit).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOwnerToken`] for 0; [`Error::OwnerTableFull`].
+    pub fn producer_with_token(&self, token: u64) -> Result<Producer<T>, Error> {
+        Ok(Producer {
+            h: Handle::new(self.mem.clone(), token, ROLE_PRODUCER)?,
+        })
+    }
+
+    /// A consumer handle with a fresh owner token; see [`MpmcRing::producer`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OwnerTableFull`] when every owner entry is taken.
+    pub fn consumer(&self) -> Result<Consumer<T>, Error> {
+        self.consumer_with_token(new_token())
+    }
+
+    /// A consumer handle that registers under `token`; see
+    /// [`MpmcRing::producer_with_token`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOwnerToken`] for 0; [`Error::OwnerTableFull`].
+    pub fn consumer_with_token(&self, token: u64) -> Result<Consumer<T>, Error> {
+        Ok(Consumer {
+            h: Handle::new(self.mem.clone(), token, ROLE_CONSUMER)?,
+        })
+    }
+
+    /// Frees the owner entries of dead processes whose claims are resolved (every position
+    /// they claimed has since been consumed or skipped, or released and reused). Returns how
+    /// many it freed. Entries whose claim is still stuck are kept: the recovery of that
+    /// claim needs them.
+    pub fn reclaim_dead_owners(&self, liveness: &dyn Liveness) -> usize {
+        let m = &*self.mem;
+        let cap = m.layout.capacity() as u64;
+        let head = m.header().consumer.pos.load(Ordering::Acquire);
+        let tail = m.header().producer.pos.load(Ordering::Acquire);
+        let mut freed = 0;
+        for e in (0..m.layout.owners).filter_map(|i| m.owner(i)) {
+            let token = e.token.load(Ordering::Acquire);
+            if token == 0 {
+                continue;
+            }
+            let start = e.claim_start.load(Ordering::Relaxed);
+            let len = e.claim_len.load(Ordering::Relaxed).min(cap);
+            let end = start.saturating_add(len);
+            let resolved = len == 0
+                || match e.role.load(Ordering::Relaxed) {
+                    ROLE_PRODUCER => end <= head,
+                    ROLE_CONSUMER => end.saturating_add(cap) <= tail,
+                    _ => true,
+                };
+            if resolved
+                && liveness.is_dead(token)
+                && e.token
+                    .compare_exchange(token, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                freed += 1;
+            }
+        }
+        freed
+    }
+}
