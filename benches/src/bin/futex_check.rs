@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use shm_queue::bytes::ByteRing;
 use shm_queue::wait::WaitStrategy;
-use shm_queue::Error;
 use shm_region::Region;
 
 fn main() -> ExitCode {
@@ -65,7 +64,7 @@ fn run() -> Result<u64, Box<dyn std::error::Error>> {
             loop {
                 match rx.try_recv(&mut buf) {
                     Ok(k) => break k,
-                    Err(Error::Empty { .. }) => std::hint::spin_loop(),
+                    Err(shm_queue::TryError::Empty { .. }) => std::hint::spin_loop(),
                     Err(e) => return Err(e.into()),
                 }
             }

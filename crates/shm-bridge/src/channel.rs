@@ -619,7 +619,7 @@ impl<T: Pod> Sender<T> {
                 self.ep.messages += 1;
                 Ok(())
             }
-            Err(e) => Err(self.full(e)),
+            Err(e) => Err(self.full(e.into())),
         }
     }
 
@@ -667,7 +667,7 @@ impl<T: Pod> Sender<T> {
                 self.ep.messages += n as u64;
                 Ok(n)
             }
-            Err(e) => Err(self.full(e)),
+            Err(e) => Err(self.full(e.into())),
         }
     }
 
@@ -798,7 +798,7 @@ impl<T: Pod> Receiver<T> {
             }
             Err(e) => {
                 let rx = &self.rx;
-                Err(recv_error(&mut self.ep, e, rx.is_closed(), || {
+                Err(recv_error(&mut self.ep, e.into(), rx.is_closed(), || {
                     !rx.is_empty()
                 }))
             }
@@ -849,7 +849,7 @@ impl<T: Pod> Receiver<T> {
             }
             Err(e) => {
                 let rx = &self.rx;
-                Err(recv_error(&mut self.ep, e, rx.is_closed(), || {
+                Err(recv_error(&mut self.ep, e.into(), rx.is_closed(), || {
                     !rx.is_empty()
                 }))
             }
@@ -914,7 +914,7 @@ impl ByteSender {
                 self.ep.bytes += msg.len() as u64;
                 Ok(())
             }
-            Err(e) => Err(self.full(e)),
+            Err(e) => Err(self.full(e.into())),
         }
     }
 
@@ -957,7 +957,7 @@ impl ByteSender {
         let name = &self.ep.name;
         self.tx
             .claim(len)
-            .map_err(|e| Error::queue_shared(name, e, Duration::ZERO))
+            .map_err(|e| Error::queue_shared(name, e.into(), Duration::ZERO))
     }
 
     /// The ring's producer, for calls this wrapper does not offer.
@@ -1015,7 +1015,7 @@ impl ByteReceiver {
             }
             Err(e) => {
                 let rx = &self.rx;
-                Err(recv_error(&mut self.ep, e, rx.is_closed(), || {
+                Err(recv_error(&mut self.ep, e.into(), rx.is_closed(), || {
                     rx.has_message()
                 }))
             }
@@ -1043,7 +1043,7 @@ impl ByteReceiver {
         let guard = self
             .rx
             .read()
-            .map_err(|e| Error::queue_shared(&self.ep.name, e, Duration::ZERO))?;
+            .map_err(|e| Error::queue_shared(&self.ep.name, e.into(), Duration::ZERO))?;
         self.ep.messages += 1;
         self.ep.bytes += guard.len() as u64;
         Ok(guard)
@@ -1059,7 +1059,7 @@ impl ByteReceiver {
         let n = self
             .rx
             .try_recv_vec(buf)
-            .map_err(|e| Error::queue_shared(&self.ep.name, e, Duration::ZERO))?;
+            .map_err(|e| Error::queue_shared(&self.ep.name, e.into(), Duration::ZERO))?;
         self.count(n);
         Ok(n)
     }
@@ -1120,7 +1120,7 @@ impl<T: Pod> MpmcSender<T> {
             }
             Err(e) => {
                 let closed_now = self.tx.is_closed();
-                Err(sender_error(&mut self.ep, e, closed_now))
+                Err(sender_error(&mut self.ep, e.into(), closed_now))
             }
         }
     }
@@ -1191,7 +1191,7 @@ impl<T: Pod> MpmcReceiver<T> {
             }
             Err(e) => {
                 let rx = &self.rx;
-                Err(recv_error(&mut self.ep, e, rx.is_closed(), || {
+                Err(recv_error(&mut self.ep, e.into(), rx.is_closed(), || {
                     !rx.is_empty()
                 }))
             }

@@ -146,7 +146,7 @@ fn recovery(patience: Duration) -> Duration {
     loop {
         match rx.try_pop() {
             Ok(2) => return t.elapsed(),
-            Err(shm_queue::Error::Empty { .. }) => std::hint::spin_loop(),
+            Err(shm_queue::TryError::Empty { .. }) => std::hint::spin_loop(),
             other => panic!("unexpected {other:?} (stats {:?})", ring.stats()),
         }
         assert!(

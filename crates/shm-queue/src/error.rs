@@ -281,19 +281,14 @@ pub enum Error {
     /// A word read from shared memory is impossible: the peer is broken or hostile, or the
     /// memory was overwritten.
     #[error(
-        "shared ring state is corrupted: {what} is {value}, outside the possible range \
-         {min}..={max}; the peer process is broken or the region was overwritten, recreate \
-         the ring"
+        "shared ring state is corrupted: {what} is {value}, which is impossible here; the peer \
+         process is broken or the region was overwritten, recreate the ring"
     )]
     Corrupted {
-        /// Which word.
+        /// Which word ([`Word::name`]).
         what: &'static str,
         /// The value read.
         value: u64,
-        /// The smallest value that would have been possible.
-        min: u64,
-        /// The largest value that would have been possible.
-        max: u64,
     },
 
     /// An MPMC ring's owner table has no free entry for a new handle.
@@ -355,12 +350,199 @@ impl Error {
     }
 }
 
-/// Shorthand for [`Error::Corrupted`].
-pub(crate) fn corrupted(what: &'static str, value: u64, min: u64, max: u64) -> Error {
-    Error::Corrupted {
-        what,
-        value,
-        min,
-        max,
+/// Shorthand for [`TryError::Corrupted`] (which converts to [`Error::Corrupted`]).
+#[cold]
+pub(crate) fn corrupted(what: Word, value: u64) -> TryError {
+    TryError::Corrupted { what, value }
+}
+
+/// The shared word that held an impossible value, in [`TryError::Corrupted`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Word {
+    /// An SPSC block's published-position word.
+    BlockPosition,
+    /// The consumer's position (`head`).
+    Head,
+    /// The producer's position (`tail`).
+    Tail,
+    /// A byte ring's `head` that is not a multiple of 8.
+    HeadAlignment,
+    /// A byte ring's `tail` that is not a multiple of 8.
+    TailAlignment,
+    /// An MPMC slot's sequence word.
+    SlotSequence,
+    /// A byte ring's record header tag.
+    RecordTag,
+    /// A byte ring's record kind.
+    RecordKind,
+    /// A byte ring's record length.
+    RecordLength,
+    /// A byte ring's padding record length.
+    PaddingLength,
+    /// A byte ring's padding record at the start of the area (it can only end the area).
+    PaddingAtZero,
+    /// A committed byte record that reaches past the free space.
+    CommittedRecord,
+}
+
+impl Word {
+    /// What the word is, in words.
+    pub fn name(self) -> &'static str {
+        match self {
+            Word::BlockPosition => "block published position",
+            Word::Head => "consumer position (head)",
+            Word::Tail => "producer position (tail)",
+            Word::HeadAlignment => "consumer position (head), not 8-aligned",
+            Word::TailAlignment => "producer position (tail), not 8-aligned",
+            Word::SlotSequence => "slot sequence",
+            Word::RecordTag => "record header tag",
+            Word::RecordKind => "record kind",
+            Word::RecordLength => "record length",
+            Word::PaddingLength => "padding record length",
+            Word::PaddingAtZero => "padding record at offset 0",
+            Word::CommittedRecord => "committed record beyond the free space",
+        }
+    }
+}
+
+impl core::fmt::Display for Word {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The error of a ring call that does not wait (`try_push`, `try_pop`, `try_send`,
+/// `try_recv`, `claim`, `read`, the partial-slice and chunk calls): small and `Copy` (24
+/// bytes, a tag and two words), so a hot loop that meets "full" or "empty" moves no more
+/// than it must. Calls that wait, create or attach return the rich [`Error`], and a
+/// `TryError` converts into it with `?`.
+///
+/// ```
+/// use shm_queue::{spsc::Ring, TryError};
+/// use shm_region::Region;
+///
+/// let (mut tx, mut rx) = Ring::<u64>::create(Region::anonymous(Ring::<u64>::required_bytes(7)?)?, 7)?.split()?;
+/// assert_eq!(rx.try_pop(), Err(TryError::Empty { requested: 1, available: 0 }));
+/// tx.try_push(1)?;
+/// assert_eq!(rx.try_pop()?, 1);
+/// assert!(std::mem::size_of::<TryError>() <= 24);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TryError {
+    /// Not enough free slots (or bytes) for the write; nothing was written.
+    #[error(
+        "the ring is full: {requested} requested, {available} free; retry after the consumer pops"
+    )]
+    Full {
+        /// Slots (or record bytes) asked for.
+        requested: usize,
+        /// Slots (or bytes) free.
+        available: usize,
+    },
+
+    /// Not enough elements for the read; nothing was read.
+    #[error("the ring is empty: {requested} requested, {available} ready; retry after the producer pushes")]
+    Empty {
+        /// Elements asked for.
+        requested: usize,
+        /// Elements ready.
+        available: usize,
+    },
+
+    /// An index or count passed to a chunk is past its end.
+    #[error("index or count {index} is out of range for a chunk of {len} elements")]
+    OutOfRange {
+        /// The index or count given.
+        index: usize,
+        /// The chunk length.
+        len: usize,
+    },
+
+    /// A message is larger than the ring's maximum message size.
+    #[error("message of {len} bytes exceeds this ring's maximum of {max}; split it, or create the ring with a larger maximum")]
+    MessageTooLarge {
+        /// The message length.
+        len: usize,
+        /// The ring's maximum.
+        max: usize,
+    },
+
+    /// The caller's buffer is too small for the next message (which stays in the ring).
+    #[error("the next message is {needed} bytes but the buffer holds {len}; pass a buffer of at least the ring's maximum message size")]
+    BufferTooSmall {
+        /// The message length.
+        needed: usize,
+        /// The buffer length.
+        len: usize,
+    },
+
+    /// An MPMC ring's owner table has no free entry for this handle.
+    #[error("all {entries} owner entries of the MPMC ring are taken; drop unused handles or reclaim dead owners")]
+    OwnerTableFull {
+        /// Number of entries in the table.
+        entries: u64,
+    },
+
+    /// A peer judged this process dead and recovered some of this call's MPMC claims.
+    #[error("{revoked} claimed element(s) were recovered by a peer that judged this process dead ({completed} completed normally)")]
+    ClaimRevoked {
+        /// Elements whose claim was recovered by a peer.
+        revoked: usize,
+        /// Elements of the same call that completed.
+        completed: usize,
+    },
+
+    /// A word read from shared memory is impossible.
+    #[error("shared ring state is corrupted: {what} is {value}, which is impossible here; the peer process is broken or the region was overwritten, recreate the ring")]
+    Corrupted {
+        /// Which word.
+        what: Word,
+        /// The value read.
+        value: u64,
+    },
+}
+
+impl TryError {
+    /// `true` for [`TryError::Full`] and [`TryError::Empty`]: the ring is fine and the same
+    /// call may succeed later.
+    #[inline]
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, TryError::Full { .. } | TryError::Empty { .. })
+    }
+}
+
+impl From<TryError> for Error {
+    #[cold]
+    fn from(e: TryError) -> Self {
+        match e {
+            TryError::Full {
+                requested,
+                available,
+            } => Error::Full {
+                requested,
+                available,
+            },
+            TryError::Empty {
+                requested,
+                available,
+            } => Error::Empty {
+                requested,
+                available,
+            },
+            TryError::OutOfRange { index, len } => Error::OutOfRange { index, len },
+            TryError::MessageTooLarge { len, max } => Error::MessageTooLarge { len, max },
+            TryError::BufferTooSmall { needed, len } => Error::BufferTooSmall { needed, len },
+            TryError::OwnerTableFull { entries } => Error::OwnerTableFull { entries },
+            TryError::ClaimRevoked { revoked, completed } => {
+                Error::ClaimRevoked { revoked, completed }
+            }
+            TryError::Corrupted { what, value } => Error::Corrupted {
+                what: what.name(),
+                value,
+            },
+        }
     }
 }

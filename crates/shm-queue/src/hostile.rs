@@ -82,31 +82,31 @@ pub fn spsc(data: &[u8]) {
                 let n = usize::from(arg % 40);
                 let past = Some(Instant::now());
                 let _ = match op {
-                    2 => tx.try_push(u64::from(arg)).map(drop),
-                    3 => rx.try_pop().map(drop),
-                    4 => tx.push_partial_slice(&buf[..n]).map(drop),
-                    5 => rx.pop_partial_slice(&mut buf[..n]).map(drop),
+                    2 => tx.try_push(u64::from(arg)).map(drop).map_err(drop),
+                    3 => rx.try_pop().map(drop).map_err(drop),
+                    4 => tx.push_partial_slice(&buf[..n]).map(drop).map_err(drop),
+                    5 => rx.pop_partial_slice(&mut buf[..n]).map(drop).map_err(drop),
                     6 => match tx.write_chunk_up_to(n) {
                         Ok(mut ch) => {
                             let k = ch.len();
                             for i in 0..k {
                                 let _ = ch.set(i, i as u64);
                             }
-                            ch.commit(k / 2 + usize::from(arg & 1))
+                            ch.commit(k / 2 + usize::from(arg & 1)).map_err(drop)
                         }
-                        Err(e) => Err(e),
+                        Err(_) => Err(()),
                     },
                     _ => match arg % 5 {
-                        0 => rx.peek().map(drop),
-                        1 => rx.pop_blocking(past).map(drop),
-                        2 => tx.push_blocking(1, past),
+                        0 => rx.peek().map(drop).map_err(drop),
+                        1 => rx.pop_blocking(past).map(drop).map_err(drop),
+                        2 => tx.push_blocking(1, past).map_err(drop),
                         3 => match rx.read_chunk_up_to(n) {
                             Ok(ch) => {
                                 let _ = ch.iter().count();
                                 let _ = ch.get(n);
-                                ch.commit(n / 2)
+                                ch.commit(n / 2).map_err(drop)
                             }
-                            Err(e) => Err(e),
+                            Err(_) => Err(()),
                         },
                         _ => {
                             let _ = (tx.len(), rx.len(), rx.is_empty(), tx.is_full());
@@ -150,8 +150,8 @@ pub fn bytes(data: &[u8]) {
                 let n = usize::from(arg);
                 let past = Some(Instant::now());
                 let _ = match op {
-                    2 => tx.try_send(&buf[..n.min(buf.len())]),
-                    3 => rx.try_recv(&mut buf[..n]).map(drop),
+                    2 => tx.try_send(&buf[..n.min(buf.len())]).map_err(drop),
+                    3 => rx.try_recv(&mut buf[..n]).map(drop).map_err(drop),
                     4 => match tx.claim(n) {
                         Ok(mut cl) => {
                             let _ = cl.write_at(0, &[7; 16][..n.min(16)]);
@@ -160,14 +160,14 @@ pub fn bytes(data: &[u8]) {
                                     cl.commit();
                                     Ok(())
                                 }
-                                1 => cl.commit_len(n / 2),
+                                1 => cl.commit_len(n / 2).map_err(drop),
                                 _ => {
                                     cl.abort();
                                     Ok(())
                                 }
                             }
                         }
-                        Err(e) => Err(e),
+                        Err(_) => Err(()),
                     },
                     5 => match rx.read() {
                         Ok(g) => {
@@ -175,13 +175,13 @@ pub fn bytes(data: &[u8]) {
                             let _ = g.to_vec();
                             Ok(())
                         }
-                        Err(e) => Err(e),
+                        Err(_) => Err(()),
                     },
-                    6 => rx.try_recv_vec(&mut vec).map(drop),
+                    6 => rx.try_recv_vec(&mut vec).map(drop).map_err(drop),
                     _ => match arg % 4 {
-                        0 => rx.recv_blocking(&mut buf, past).map(drop),
-                        1 => tx.send_blocking(b"x", past),
-                        2 => rx.wait_for_message(past),
+                        0 => rx.recv_blocking(&mut buf, past).map(drop).map_err(drop),
+                        1 => tx.send_blocking(b"x", past).map_err(drop),
+                        2 => rx.wait_for_message(past).map_err(drop),
                         _ => {
                             let _ = (tx.used_bytes(), rx.position(), rx.has_message());
                             Ok(())
@@ -232,15 +232,15 @@ pub fn mpmc(data: &[u8]) {
                 let n = usize::from(arg % 20);
                 let past = Some(Instant::now());
                 let _ = match op {
-                    2 => p.try_push(u64::from(arg)),
-                    3 => c.try_pop().map(drop),
-                    4 => p.push_partial_slice(&buf[..n]).map(drop),
-                    5 => c.pop_partial_slice(&mut buf[..n]).map(drop),
-                    6 => p.push_blocking(3, past),
+                    2 => p.try_push(u64::from(arg)).map_err(drop),
+                    3 => c.try_pop().map(drop).map_err(drop),
+                    4 => p.push_partial_slice(&buf[..n]).map(drop).map_err(drop),
+                    5 => c.pop_partial_slice(&mut buf[..n]).map(drop).map_err(drop),
+                    6 => p.push_blocking(3, past).map_err(drop),
                     _ => match arg % 3 {
-                        0 => c.pop_blocking(past).map(drop),
-                        1 => p.claim_and_hold(9).map(drop),
-                        _ => c.claim_and_hold().map(drop),
+                        0 => c.pop_blocking(past).map(drop).map_err(drop),
+                        1 => p.claim_and_hold(9).map(drop).map_err(drop),
+                        _ => c.claim_and_hold().map(drop).map_err(drop),
                     },
                 };
             }

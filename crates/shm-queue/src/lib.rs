@@ -55,4 +55,4 @@ pub mod spsc;
 mod sync;
 pub mod wait;
 
-pub use error::Error;
+pub use error::{Error, TryError, Word};

@@ -6,6 +6,7 @@
 
 mod common;
 
+use shm_queue::TryError;
 use std::sync::Arc;
 
 use shm_queue::bytes::{ByteOptions, ByteRing};
@@ -148,7 +149,7 @@ fn send_and_receive_across_many_wraps() {
         common::payload(seq, len, &mut expect);
         assert_eq!(&got[..n], &expect[..len], "message {seq}");
     }
-    assert!(matches!(rx.try_recv(&mut buf), Err(Error::Empty { .. })));
+    assert!(matches!(rx.try_recv(&mut buf), Err(TryError::Empty { .. })));
     assert!(tx.position() > 10 * 256, "the test must wrap many times");
 }
 
@@ -160,7 +161,7 @@ fn fills_up_then_drains_in_order() {
     loop {
         match tx.try_send(&sent.to_le_bytes()) {
             Ok(()) => sent += 1,
-            Err(Error::Full { .. }) => break,
+            Err(TryError::Full { .. }) => break,
             Err(e) => panic!("{e}"),
         }
     }
@@ -171,7 +172,7 @@ fn fills_up_then_drains_in_order() {
         let m = rx.read().unwrap();
         assert_eq!(m.to_vec(), i.to_le_bytes());
     }
-    assert!(matches!(rx.read(), Err(Error::Empty { .. })));
+    assert!(matches!(rx.read(), Err(TryError::Empty { .. })));
     // The space is back.
     tx.try_send(b"again").unwrap();
 }
@@ -185,7 +186,7 @@ fn claims_commit_shorter_or_abort() {
     c.write_at(0, b"0123456789").unwrap();
     assert!(matches!(
         c.write_at(5, b"123456"),
-        Err(Error::OutOfRange { .. })
+        Err(TryError::OutOfRange { .. })
     ));
     c.commit();
     let c = tx.claim(50).unwrap();
@@ -221,7 +222,7 @@ fn claims_commit_shorter_or_abort() {
     let mut small = [0u8; 2];
     assert!(matches!(
         g.copy_to(&mut small),
-        Err(Error::BufferTooSmall { needed: 3, len: 2 })
+        Err(TryError::BufferTooSmall { needed: 3, len: 2 })
     ));
     g.release();
     assert_eq!(rx.try_recv(&mut [0u8; 0]).unwrap(), 0);
@@ -234,17 +235,17 @@ fn bad_input_is_an_error_and_loses_nothing() {
     let (mut tx, mut rx) = r.split().unwrap();
     assert!(matches!(
         tx.try_send(&[0u8; 101]),
-        Err(Error::MessageTooLarge { len: 101, max: 100 })
+        Err(TryError::MessageTooLarge { len: 101, max: 100 })
     ));
     assert!(matches!(
         tx.claim(1 << 40),
-        Err(Error::MessageTooLarge { .. })
+        Err(TryError::MessageTooLarge { .. })
     ));
     tx.try_send(&[7u8; 50]).unwrap();
     let mut small = [0u8; 49];
     assert!(matches!(
         rx.try_recv(&mut small),
-        Err(Error::BufferTooSmall {
+        Err(TryError::BufferTooSmall {
             needed: 50,
             len: 49
         })
@@ -286,7 +287,7 @@ fn a_new_producer_resumes_after_a_dead_one() {
         let n = rx.try_recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], &[i; 30], "message {i}");
     }
-    assert!(matches!(rx.try_recv(&mut buf), Err(Error::Empty { .. })));
+    assert!(matches!(rx.try_recv(&mut buf), Err(TryError::Empty { .. })));
 }
 
 #[test]

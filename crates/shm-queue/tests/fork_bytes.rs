@@ -7,6 +7,7 @@
 
 mod common;
 
+use shm_queue::TryError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,6 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 use shm_queue::bytes::{ByteConsumer, ByteProducer, ByteRing};
-use shm_queue::Error;
 use shm_region::{Region, ShmOptions};
 
 const MESSAGES: u64 = if cfg!(debug_assertions) {
@@ -44,7 +44,7 @@ fn produce(tx: &mut ByteProducer, n: u64) -> i32 {
         };
         match r {
             Ok(()) => seq += 1,
-            Err(Error::Full { .. }) => {
+            Err(TryError::Full { .. }) => {
                 spins += 1;
                 if spins & 1023 == 0 && Instant::now() > deadline {
                     return 2;
@@ -84,7 +84,7 @@ fn consume(rx: &mut ByteConsumer, n: u64) -> Result<(), String> {
                 }
                 seq += 1;
             }
-            Err(Error::Empty { .. }) => {
+            Err(TryError::Empty { .. }) => {
                 spins += 1;
                 if spins & 1023 == 0 && Instant::now() > deadline {
                     return Err(format!("timed out after {seq} messages"));
@@ -95,7 +95,7 @@ fn consume(rx: &mut ByteConsumer, n: u64) -> Result<(), String> {
         }
     }
     match rx.try_recv(&mut got) {
-        Err(Error::Empty { .. }) => Ok(()),
+        Err(TryError::Empty { .. }) => Ok(()),
         other => Err(format!("extra message after the last: {other:?}")),
     }
 }

@@ -10,6 +10,7 @@
 #![cfg(not(loom))]
 #![allow(clippy::unwrap_used)]
 
+use shm_queue::TryError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +19,6 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use shm_queue::mpmc::MpmcRing;
-use shm_queue::Error;
 use shm_region::Region;
 
 const DEADLINE: Duration = Duration::from_secs(150);
@@ -123,7 +123,7 @@ fn produce(ring: &MpmcRing<u64>, p: u64, n: u64) -> i32 {
         };
         match r {
             Ok(k) => seq += k as u64,
-            Err(Error::Full { .. }) => {
+            Err(TryError::Full { .. }) => {
                 spins += 1;
                 if spins & 1023 == 0 && Instant::now() > deadline {
                     return 2;
@@ -189,7 +189,7 @@ fn consume(
                 }
                 board.word(CONSUMED).fetch_add(k as u64, Ordering::Relaxed);
             }
-            Err(Error::Empty { .. }) => {
+            Err(TryError::Empty { .. }) => {
                 spins += 1;
                 if spins & 1023 == 0 && Instant::now() > deadline {
                     return 2;
@@ -270,7 +270,7 @@ fn killed_producer_holding_a_claim_is_skipped_within_the_patience() {
             let pos = loop {
                 match tx.claim_and_hold(before) {
                     Ok(pos) => break pos,
-                    Err(Error::Full { .. }) => std::hint::spin_loop(),
+                    Err(TryError::Full { .. }) => std::hint::spin_loop(),
                     Err(_) => return 3,
                 }
             };

@@ -7,6 +7,7 @@
 #![cfg(not(loom))]
 #![allow(clippy::unwrap_used)]
 
+use shm_queue::TryError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,6 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 use shm_queue::spsc::{Consumer, Producer, Ring};
-use shm_queue::Error;
 use shm_region::Region;
 
 const MESSAGES: u64 = if cfg!(debug_assertions) {
@@ -52,7 +52,7 @@ fn produce(tx: &mut Producer<u64>, n: u64) -> i32 {
             }
         };
         match res {
-            Ok(0) | Err(Error::Full { .. }) => {
+            Ok(0) | Err(TryError::Full { .. }) => {
                 spins += 1;
                 if spins & 1023 == 0 {
                     if Instant::now() > deadline {
@@ -82,7 +82,7 @@ fn consume(rx: &mut Consumer<u64>, n: u64, deadline: Instant) -> Result<(), Stri
                     }
                     1
                 }
-                Err(Error::Empty { .. }) => 0,
+                Err(TryError::Empty { .. }) => 0,
                 Err(e) => return Err(e.to_string()),
             }
         } else if expect & 1 == 0 {
@@ -117,7 +117,7 @@ fn consume(rx: &mut Consumer<u64>, n: u64, deadline: Instant) -> Result<(), Stri
     }
     // Nothing beyond the last message.
     match rx.try_pop() {
-        Err(Error::Empty { .. }) => Ok(()),
+        Err(TryError::Empty { .. }) => Ok(()),
         other => Err(format!("extra element after the last: {other:?}")),
     }
 }

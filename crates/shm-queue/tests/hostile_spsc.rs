@@ -258,7 +258,7 @@ fn absurd_block_word_reads_inside_the_block_only() {
         .unwrap();
     assert!(matches!(
         rx.try_pop(),
-        Err(shm_queue::Error::Corrupted { .. })
+        Err(shm_queue::TryError::Corrupted { .. })
     ));
     // The peer claims a full ring when one element was written: garbage, but inside the ring.
     region.write_at(HEADER_SIZE, &14u64.to_le_bytes()).unwrap();
@@ -275,8 +275,8 @@ fn absurd_block_word_reads_inside_the_block_only() {
     let first_err = (0..20).map(|i| tx.try_push(i)).find(|r| r.is_err());
     assert!(matches!(
         first_err,
-        Some(Err(shm_queue::Error::Corrupted {
-            what: "consumer position (head)",
+        Some(Err(shm_queue::TryError::Corrupted {
+            what: shm_queue::Word::Head,
             ..
         }))
     ));

@@ -10,12 +10,13 @@
 use loom::thread;
 use shm_queue::bytes::{ByteConsumer, ByteProducer, ByteRing};
 use shm_queue::Error;
+use shm_queue::TryError;
 
 fn send(tx: &mut ByteProducer, msg: &[u8]) {
     loop {
         match tx.try_send(msg) {
             Ok(()) => return,
-            Err(Error::Full { .. }) => thread::yield_now(),
+            Err(TryError::Full { .. }) => thread::yield_now(),
             Err(e) => panic!("send: {e}"),
         }
     }
@@ -26,7 +27,7 @@ fn recv(rx: &mut ByteConsumer) -> Vec<u8> {
     loop {
         match rx.try_recv(&mut buf) {
             Ok(n) => return buf[..n].to_vec(),
-            Err(Error::Empty { .. }) => thread::yield_now(),
+            Err(TryError::Empty { .. }) => thread::yield_now(),
             Err(e) => panic!("recv: {e}"),
         }
     }
@@ -51,7 +52,7 @@ fn wrap_with_a_padding_record() {
         // Nothing more: the slot after the last record must not show a previous lap.
         assert!(matches!(
             rx.try_recv(&mut [0u8; 32]),
-            Err(Error::Empty { .. })
+            Err(TryError::Empty { .. })
         ));
     });
 }
@@ -76,7 +77,7 @@ fn claim_abort_and_commit_len() {
         t.join().unwrap();
         assert!(matches!(
             rx.try_recv(&mut [0u8; 32]),
-            Err(Error::Empty { .. })
+            Err(TryError::Empty { .. })
         ));
     });
 }
@@ -94,7 +95,7 @@ fn read_guard_holds_its_space() {
         let first = loop {
             match rx.read() {
                 Ok(g) => break g.to_vec(),
-                Err(Error::Empty { .. }) => thread::yield_now(),
+                Err(TryError::Empty { .. }) => thread::yield_now(),
                 Err(e) => panic!("{e}"),
             }
         };
@@ -103,7 +104,7 @@ fn read_guard_holds_its_space() {
         t.join().unwrap();
         assert!(matches!(
             rx.try_recv(&mut [0u8; 32]),
-            Err(Error::Empty { .. })
+            Err(TryError::Empty { .. })
         ));
     });
 }

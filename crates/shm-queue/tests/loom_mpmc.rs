@@ -8,6 +8,7 @@
 #![cfg(loom)]
 #![allow(clippy::unwrap_used)]
 
+use shm_queue::TryError;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ fn push(tx: &mut Producer<u64>, v: u64) {
     loop {
         match tx.try_push(v) {
             Ok(()) => return,
-            Err(Error::Full { .. }) => thread::yield_now(),
+            Err(TryError::Full { .. }) => thread::yield_now(),
             Err(e) => panic!("push: {e}"),
         }
     }
@@ -37,7 +38,7 @@ fn pop(rx: &mut Consumer<u64>) -> u64 {
     loop {
         match rx.try_pop() {
             Ok(v) => return v,
-            Err(Error::Empty { .. }) => thread::yield_now(),
+            Err(TryError::Empty { .. }) => thread::yield_now(),
             Err(e) => panic!("pop: {e}"),
         }
     }
@@ -70,7 +71,7 @@ fn two_producers_one_consumer_around_the_wrap() {
         tb.join().unwrap();
         got.sort_unstable();
         assert_eq!(got, [1, 2]);
-        assert!(matches!(rx.try_pop(), Err(Error::Empty { .. })));
+        assert!(matches!(rx.try_pop(), Err(TryError::Empty { .. })));
         assert_eq!(ring.stats(), Default::default());
     });
 }
@@ -123,7 +124,7 @@ fn try_push_try_pop_linearize_against_a_model() {
         let pops: Vec<Op> = (0..2)
             .map(|_| match rx.try_pop() {
                 Ok(v) => Op::Pop(Some(v)),
-                Err(Error::Empty { .. }) => Op::Pop(None),
+                Err(TryError::Empty { .. }) => Op::Pop(None),
                 Err(e) => panic!("{e}"),
             })
             .collect();
@@ -196,7 +197,7 @@ fn poison_races_a_late_publish() {
                 assert_eq!(got, vec![7, 8]);
                 assert_eq!((stats.skipped, stats.revoked), (0, 0));
             }
-            Err(Error::ClaimRevoked {
+            Err(TryError::ClaimRevoked {
                 revoked: 1,
                 completed: 0,
             }) => {
@@ -205,7 +206,7 @@ fn poison_races_a_late_publish() {
             }
             Err(e) => panic!("{e}"),
         }
-        assert!(matches!(rx.try_pop(), Err(Error::Empty { .. })));
+        assert!(matches!(rx.try_pop(), Err(TryError::Empty { .. })));
     });
 }
 

@@ -9,13 +9,14 @@
 use loom::thread;
 use shm_queue::spsc::{Consumer, Producer, Ring};
 use shm_queue::Error;
+use shm_queue::TryError;
 
 /// Pushes `v`, yielding while the ring is full.
 fn push(tx: &mut Producer<u64>, v: u64) {
     loop {
         match tx.try_push(v) {
             Ok(()) => return,
-            Err(Error::Full { .. }) => thread::yield_now(),
+            Err(TryError::Full { .. }) => thread::yield_now(),
             Err(e) => panic!("push: {e}"),
         }
     }
@@ -26,7 +27,7 @@ fn pop(rx: &mut Consumer<u64>) -> u64 {
     loop {
         match rx.try_pop() {
             Ok(v) => return v,
-            Err(Error::Empty { .. }) => thread::yield_now(),
+            Err(TryError::Empty { .. }) => thread::yield_now(),
             Err(e) => panic!("pop: {e}"),
         }
     }
@@ -81,7 +82,7 @@ fn chunk_commit_against_concurrent_pops() {
             let mut chunk = loop {
                 match tx.write_chunk(3) {
                     Ok(c) => break c,
-                    Err(Error::Full { .. }) => thread::yield_now(),
+                    Err(TryError::Full { .. }) => thread::yield_now(),
                     Err(e) => panic!("write_chunk: {e}"),
                 }
             };
@@ -167,7 +168,7 @@ fn peek_then_pop() {
             let seen = loop {
                 match rx.peek() {
                     Ok(x) => break x,
-                    Err(Error::Empty { .. }) => thread::yield_now(),
+                    Err(TryError::Empty { .. }) => thread::yield_now(),
                     Err(e) => panic!("peek: {e}"),
                 }
             };

@@ -12,6 +12,7 @@ use loom::thread;
 use shm_queue::bytes::ByteRing;
 use shm_queue::wait::WaitStrategy;
 use shm_queue::Error;
+use shm_queue::TryError;
 
 /// Straight to sleep: no spinning or yielding first, so every wait exercises the handshake.
 const SLEEP_AT_ONCE: WaitStrategy = WaitStrategy::Blocking {
@@ -50,7 +51,7 @@ fn producer_sleeping_for_space_is_woken() {
             loop {
                 match rx.try_recv(&mut buf) {
                     Ok(_) => return rx,
-                    Err(Error::Empty { .. }) => thread::yield_now(),
+                    Err(TryError::Empty { .. }) => thread::yield_now(),
                     Err(e) => panic!("{e}"),
                 }
             }

@@ -4,11 +4,11 @@
 #![cfg(not(loom))]
 #![allow(clippy::unwrap_used)]
 
+use shm_queue::TryError;
 use std::collections::VecDeque;
 
 use proptest::prelude::*;
 use shm_queue::bytes::ByteRing;
-use shm_queue::Error;
 use shm_region::Region;
 
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ fn run(capacity: usize, max: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
         match op {
             Op::Send(m) => match tx.try_send(&m) {
                 Ok(()) => model.push_back(m),
-                Err(Error::Full { .. }) => prop_assert!(!model.is_empty(), "full while empty"),
+                Err(TryError::Full { .. }) => prop_assert!(!model.is_empty(), "full while empty"),
                 Err(e) => return Err(TestCaseError::fail(e.to_string())),
             },
             Op::Claim { len, commit } => match tx.claim(len) {
@@ -55,7 +55,7 @@ fn run(capacity: usize, max: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         Some(k) => prop_assert!(c.commit_len(k).is_err()),
                     }
                 }
-                Err(Error::Full { .. }) => prop_assert!(!model.is_empty(), "full while empty"),
+                Err(TryError::Full { .. }) => prop_assert!(!model.is_empty(), "full while empty"),
                 Err(e) => return Err(TestCaseError::fail(e.to_string())),
             },
             Op::Recv { buf } => {
@@ -65,8 +65,8 @@ fn run(capacity: usize, max: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         let want = model.pop_front().unwrap();
                         prop_assert_eq!(&b[..n], &want[..]);
                     }
-                    Err(Error::Empty { .. }) => prop_assert!(model.is_empty()),
-                    Err(Error::BufferTooSmall { needed, .. }) => {
+                    Err(TryError::Empty { .. }) => prop_assert!(model.is_empty()),
+                    Err(TryError::BufferTooSmall { needed, .. }) => {
                         prop_assert_eq!(needed, model.front().unwrap().len());
                     }
                     Err(e) => return Err(TestCaseError::fail(e.to_string())),
@@ -77,7 +77,7 @@ fn run(capacity: usize, max: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let want = model.pop_front().unwrap();
                     prop_assert_eq!(g.to_vec(), want);
                 }
-                Err(Error::Empty { .. }) => prop_assert!(model.is_empty()),
+                Err(TryError::Empty { .. }) => prop_assert!(model.is_empty()),
                 Err(e) => return Err(TestCaseError::fail(e.to_string())),
             },
             Op::Reattach => {
@@ -91,7 +91,7 @@ fn run(capacity: usize, max: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
     while let Some(want) = model.pop_front() {
         prop_assert_eq!(rx.read().unwrap().to_vec(), want);
     }
-    let empty = matches!(rx.read(), Err(Error::Empty { .. }));
+    let empty = matches!(rx.read(), Err(TryError::Empty { .. }));
     prop_assert!(empty);
     Ok(())
 }

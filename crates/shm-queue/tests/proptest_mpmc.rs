@@ -4,6 +4,7 @@
 #![cfg(not(loom))]
 #![allow(clippy::unwrap_used)]
 
+use shm_queue::TryError;
 use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -81,7 +82,7 @@ fn run<T: Elem>(capacity: usize, ops: &[Op]) {
                     model.push_back(next);
                     next += 1;
                 } else {
-                    assert!(matches!(r, Err(Error::Full { .. })), "{r:?}");
+                    assert!(matches!(r, Err(TryError::Full { .. })), "{r:?}");
                 }
             }
             Op::PushSlice(h, n) => {
@@ -91,7 +92,7 @@ fn run<T: Elem>(capacity: usize, ops: &[Op]) {
                 if n == 0 {
                     assert_eq!(r, Ok(0));
                 } else if free == 0 {
-                    assert!(matches!(r, Err(Error::Full { .. })), "{r:?}");
+                    assert!(matches!(r, Err(TryError::Full { .. })), "{r:?}");
                 } else {
                     let k = n.min(free);
                     assert_eq!(r, Ok(k));
@@ -101,7 +102,7 @@ fn run<T: Elem>(capacity: usize, ops: &[Op]) {
             }
             Op::Pop(h) => match model.pop_front() {
                 Some(v) => assert_eq!(rxs[h].try_pop(), Ok(T::make(v))),
-                None => assert!(matches!(rxs[h].try_pop(), Err(Error::Empty { .. }))),
+                None => assert!(matches!(rxs[h].try_pop(), Err(TryError::Empty { .. }))),
             },
             Op::PopInto(h, n) => {
                 let mut dst = vec![T::zeroed(); n];
@@ -109,7 +110,7 @@ fn run<T: Elem>(capacity: usize, ops: &[Op]) {
                 if n == 0 {
                     assert_eq!(r, Ok(0));
                 } else if model.is_empty() {
-                    assert!(matches!(r, Err(Error::Empty { .. })), "{r:?}");
+                    assert!(matches!(r, Err(TryError::Empty { .. })), "{r:?}");
                 } else {
                     let k = n.min(model.len());
                     assert_eq!(r, Ok(k));
@@ -158,11 +159,11 @@ fn owner_table_fills_and_frees() {
     let mut b = ring.consumer().unwrap();
     assert_eq!(
         ring.producer().unwrap_err(),
-        Error::OwnerTableFull { entries: 2 }
+        shm_queue::Error::OwnerTableFull { entries: 2 }
     );
     // A clone registers on first use, and says so when it cannot.
     let mut a2 = a.clone();
-    assert_eq!(a2.try_push(1), Err(Error::OwnerTableFull { entries: 2 }));
+    assert_eq!(a2.try_push(1), Err(TryError::OwnerTableFull { entries: 2 }));
     drop(a);
     a2.try_push(1).unwrap();
     assert_eq!(b.try_pop(), Ok(1));
@@ -211,7 +212,7 @@ fn threads_keep_per_producer_order_and_lose_nothing() {
                     };
                     match r {
                         Ok(n) => seq += n as u64,
-                        Err(Error::Full { .. }) => {
+                        Err(TryError::Full { .. }) => {
                             assert!(Instant::now() < deadline, "producer {p} timed out");
                             std::thread::yield_now();
                         }
@@ -242,7 +243,7 @@ fn threads_keep_per_producer_order_and_lose_nothing() {
                             got.extend_from_slice(&buf[..n]);
                             consumed.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                         }
-                        Err(Error::Empty { .. }) => {
+                        Err(TryError::Empty { .. }) => {
                             assert!(Instant::now() < deadline, "consumer {c} timed out");
                             std::thread::yield_now();
                         }

@@ -3,6 +3,7 @@
 #![cfg(not(loom))]
 #![allow(clippy::unwrap_used)]
 
+use shm_queue::TryError;
 use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -10,7 +11,6 @@ use std::sync::Arc;
 use bytemuck::{Pod, Zeroable};
 use proptest::prelude::*;
 use shm_queue::spsc::Ring;
-use shm_queue::Error;
 use shm_region::Region;
 
 /// Element types with different block shapes: 7, 28 and 1 per block.
@@ -106,7 +106,7 @@ fn check<T: Elem>(min_capacity: usize, ops: &[Op]) {
                 let v = fresh(1)[0];
                 match tx.try_push(v) {
                     Ok(()) => model.push_back(v),
-                    Err(Error::Full {
+                    Err(TryError::Full {
                         requested: 1,
                         available: 0,
                     }) => assert_eq!(model.len(), cap),
@@ -128,7 +128,7 @@ fn check<T: Elem>(min_capacity: usize, ops: &[Op]) {
                 };
                 let mut chunk = match chunk {
                     Ok(c) => c,
-                    Err(Error::Full {
+                    Err(TryError::Full {
                         requested,
                         available,
                     }) => {
@@ -154,7 +154,7 @@ fn check<T: Elem>(min_capacity: usize, ops: &[Op]) {
                 if commit > len {
                     assert!(matches!(
                         chunk.commit(commit),
-                        Err(Error::OutOfRange { .. })
+                        Err(TryError::OutOfRange { .. })
                     ));
                 } else {
                     chunk.commit(commit).unwrap();
@@ -163,7 +163,7 @@ fn check<T: Elem>(min_capacity: usize, ops: &[Op]) {
             }
             Op::Pop => match rx.try_pop() {
                 Ok(v) => assert_eq!(Some(v), model.pop_front()),
-                Err(Error::Empty { .. }) => assert!(model.is_empty()),
+                Err(TryError::Empty { .. }) => assert!(model.is_empty()),
                 Err(e) => panic!("pop: {e}"),
             },
             Op::PopInto(n) => {
@@ -182,7 +182,7 @@ fn check<T: Elem>(min_capacity: usize, ops: &[Op]) {
                 };
                 let chunk = match chunk {
                     Ok(c) => c,
-                    Err(Error::Empty {
+                    Err(TryError::Empty {
                         requested,
                         available,
                     }) => {
@@ -212,7 +212,7 @@ fn check<T: Elem>(min_capacity: usize, ops: &[Op]) {
                 if commit > len {
                     assert!(matches!(
                         chunk.commit(commit),
-                        Err(Error::OutOfRange { .. })
+                        Err(TryError::OutOfRange { .. })
                     ));
                 } else {
                     chunk.commit(commit).unwrap();
@@ -221,7 +221,7 @@ fn check<T: Elem>(min_capacity: usize, ops: &[Op]) {
             }
             Op::Peek => match rx.peek() {
                 Ok(v) => assert_eq!(Some(&v), model.front()),
-                Err(Error::Empty { .. }) => assert!(model.is_empty()),
+                Err(TryError::Empty { .. }) => assert!(model.is_empty()),
                 Err(e) => panic!("peek: {e}"),
             },
             Op::Len => {

@@ -6,6 +6,7 @@
 
 mod common;
 
+use shm_queue::TryError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -154,7 +155,7 @@ fn a_producer_blocked_on_a_full_ring_wakes_when_space_frees() {
                     break;
                 }
             }
-            Err(Error::Empty { .. }) => std::thread::sleep(Duration::from_millis(1)),
+            Err(TryError::Empty { .. }) => std::thread::sleep(Duration::from_millis(1)),
             Err(e) => panic!("{e}"),
         }
         assert!(n < 100, "the blocked message never arrived");

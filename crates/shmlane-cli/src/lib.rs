@@ -1,6 +1,6 @@
 //! The internals of the `shmlane` tool that other packages of this workspace reuse.
 //!
-//! - [`bench`]: the cross-process benchmark suite behind `shmlane bench`. The `pairs`
+//! - [`bench`](mod@bench): the cross-process benchmark suite behind `shmlane bench`. The `pairs`
 //!   binary and the Criterion benches in `benches/` run the same code.
 //! - [`stamp`]: the self-checking message format of `shmlane demo`, the example `producer`
 //!   and `consumer`, and the soak tests.

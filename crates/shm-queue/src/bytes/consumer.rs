@@ -33,7 +33,7 @@ impl ByteConsumer {
     /// The next message's data offset and length, skipping a padding record; `None` if
     /// nothing is committed yet.
     #[inline]
-    fn next(&mut self) -> Result<Option<(usize, usize)>, Error> {
+    fn next(&mut self) -> Result<Option<(usize, usize)>, TryError> {
         let s = &*self.storage;
         let mask = s.cap as u64 - 1;
         // At most one padding record precedes a message.
@@ -52,7 +52,7 @@ impl ByteConsumer {
                 }
             }
         }
-        Err(corrupted("padding record at offset 0", 0, 1, s.cap as u64))
+        Err(corrupted(Word::PaddingAtZero, 0))
     }
 
     /// Frees `size` bytes at `head`.
@@ -68,19 +68,19 @@ impl ByteConsumer {
     ///
     /// # Errors
     ///
-    /// [`Error::Empty`] if no message is ready (retry later); [`Error::BufferTooSmall`] if
+    /// [`TryError::Empty`] if no message is ready (retry later); [`TryError::BufferTooSmall`] if
     /// `buf` is shorter than the message, which then stays in the ring;
-    /// [`Error::Corrupted`] if the record header is impossible.
+    /// [`TryError::Corrupted`] if the record header is impossible.
     #[inline]
-    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, TryError> {
         let Some((offset, len)) = self.next()? else {
-            return Err(Error::Empty {
+            return Err(TryError::Empty {
                 requested: 1,
                 available: 0,
             });
         };
         if buf.len() < len {
-            return Err(Error::BufferTooSmall {
+            return Err(TryError::BufferTooSmall {
                 needed: len,
                 len: buf.len(),
             });
@@ -96,8 +96,8 @@ impl ByteConsumer {
     ///
     /// # Errors
     ///
-    /// [`Error::Empty`] or [`Error::Corrupted`], as [`ByteConsumer::try_recv`].
-    pub fn try_recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize, Error> {
+    /// [`TryError::Empty`] or [`TryError::Corrupted`], as [`ByteConsumer::try_recv`].
+    pub fn try_recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize, TryError> {
         let msg = self.read()?;
         buf.clear();
         buf.resize(msg.len(), 0);
@@ -109,16 +109,16 @@ impl ByteConsumer {
     ///
     /// # Errors
     ///
-    /// [`Error::Empty`] if no message is ready; [`Error::Corrupted`].
+    /// [`TryError::Empty`] if no message is ready; [`TryError::Corrupted`].
     #[inline]
-    pub fn read(&mut self) -> Result<ReadGuard<'_>, Error> {
+    pub fn read(&mut self) -> Result<ReadGuard<'_>, TryError> {
         match self.next()? {
             Some((offset, len)) => Ok(ReadGuard {
                 consumer: self,
                 offset,
                 len,
             }),
-            None => Err(Error::Empty {
+            None => Err(TryError::Empty {
                 requested: 1,
                 available: 0,
             }),
@@ -142,11 +142,7 @@ impl ByteConsumer {
     /// Waits as the handle's [`WaitStrategy`] says until a message is ready; returns its
     /// offset and length.
     fn wait_message(&mut self, deadline: Option<Instant>) -> Result<(usize, usize), Error> {
-        let storage = self.storage.clone();
-        storage
-            .header()
-            .data_signal()
-            .wait(self.strategy, deadline, "a message", || self.next())
+        block_on(self, deadline, "a message", |s| Ok(s.next()?))
     }
 
     /// Like [`ByteConsumer::try_recv`], but waits for a message until `deadline` (`None`: no
@@ -179,10 +175,11 @@ impl ByteConsumer {
     ) -> Result<usize, Error> {
         let (offset, len) = self.wait_message(deadline)?;
         if buf.len() < len {
-            return Err(Error::BufferTooSmall {
+            return Err(TryError::BufferTooSmall {
                 needed: len,
                 len: buf.len(),
-            });
+            }
+            .into());
         }
         // SAFETY: as in try_recv: decode checked the record lies inside the area, and it is
         // committed and ours until released.
@@ -292,12 +289,12 @@ impl ReadGuard<'_> {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfRange`] if `offset + dst.len()` exceeds the message.
+    /// [`TryError::OutOfRange`] if `offset + dst.len()` exceeds the message.
     #[inline]
-    pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<(), Error> {
+    pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<(), TryError> {
         let end = offset.saturating_add(dst.len());
         if end > self.len {
-            return Err(Error::OutOfRange {
+            return Err(TryError::OutOfRange {
                 index: end,
                 len: self.len,
             });
@@ -315,10 +312,10 @@ impl ReadGuard<'_> {
     ///
     /// # Errors
     ///
-    /// [`Error::BufferTooSmall`] if `dst` is shorter than the message.
-    pub fn copy_to(&self, dst: &mut [u8]) -> Result<(), Error> {
+    /// [`TryError::BufferTooSmall`] if `dst` is shorter than the message.
+    pub fn copy_to(&self, dst: &mut [u8]) -> Result<(), TryError> {
         let Some(d) = dst.get_mut(..self.len) else {
-            return Err(Error::BufferTooSmall {
+            return Err(TryError::BufferTooSmall {
                 needed: self.len,
                 len: dst.len(),
             });
@@ -358,5 +355,22 @@ impl Drop for ReadGuard<'_> {
     #[inline]
     fn drop(&mut self) {
         self.consumer.release(record_size(self.len));
+    }
+}
+
+impl Waiter for ByteConsumer {
+    type Keep = Arc<ByteStorage>;
+    const SIDE: Side = Side::Data;
+    #[inline]
+    fn keep(&self) -> Self::Keep {
+        self.storage.clone()
+    }
+    #[inline]
+    fn header_of(keep: &Self::Keep) -> &Header {
+        keep.header()
+    }
+    #[inline]
+    fn strategy(&self) -> WaitStrategy {
+        self.strategy
     }
 }

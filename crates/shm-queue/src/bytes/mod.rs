@@ -67,10 +67,12 @@
 
 use core::fmt;
 
-use crate::error::{corrupted, Error};
+use crate::error::{corrupted, Error, TryError, Word};
 use crate::header::{Geometry, Header, RingKind, MAX_POSITION};
 use crate::sync::claim;
 use crate::sync::{Arc, AtomicU64, Ordering};
+use crate::wait::blocking::{block_on, Side, Waiter};
+use crate::wait::pending;
 use crate::wait::{ReadinessFd, WaitStrategy};
 use std::time::Instant;
 
@@ -98,34 +100,24 @@ pub use ring::{max_message_for, MAX_CAPACITY, MIN_CAPACITY};
 /// The `tail` word is stored after each record is committed, so it may lag `head` by one
 /// record if the consumer is quick or the producer died in between; anything beyond one
 /// lap either way is impossible.
-fn check_positions(header: &Header, cap: usize) -> Result<(u64, u64), Error> {
+fn check_positions(header: &Header, cap: usize) -> Result<(u64, u64), TryError> {
     let head = header.consumer.pos.load(Ordering::Acquire);
     if head > MAX_POSITION {
-        return Err(corrupted("consumer position (head)", head, 0, MAX_POSITION));
+        return Err(corrupted(Word::Head, head));
     }
     let tail = header.producer.pos.load(Ordering::Acquire);
     let (min, max) = (head.saturating_sub(cap as u64), head + cap as u64);
     if tail < min || tail > max {
-        return Err(corrupted("producer position (tail)", tail, min, max));
+        return Err(corrupted(Word::Tail, tail));
     }
     // Records are 8-byte aligned, so both positions are too; an unaligned one would leave
     // less than a record header before the end of the area (found by fuzzing).
     let align = RECORD_HEADER as u64;
     if !head.is_multiple_of(align) {
-        return Err(corrupted(
-            "consumer position (head), not 8-aligned",
-            head,
-            0,
-            MAX_POSITION,
-        ));
+        return Err(corrupted(Word::HeadAlignment, head));
     }
     if !tail.is_multiple_of(align) {
-        return Err(corrupted(
-            "producer position (tail), not 8-aligned",
-            tail,
-            min,
-            max,
-        ));
+        return Err(corrupted(Word::TailAlignment, tail));
     }
     Ok((head, tail))
 }

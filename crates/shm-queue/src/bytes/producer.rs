@@ -43,7 +43,7 @@ impl ByteProducer {
 
     /// Makes sure `need` bytes are free, reloading the shared `head` if the cache says no.
     #[inline]
-    fn ensure_free(&mut self, need: usize, requested: usize) -> Result<(), Error> {
+    fn ensure_free(&mut self, need: usize, requested: usize) -> Result<(), TryError> {
         if self.cached_free() >= need as u64 {
             return Ok(());
         }
@@ -52,23 +52,18 @@ impl ByteProducer {
 
     /// [`ByteProducer::ensure_free`] once the cache has run out: reloads `head`.
     #[cold]
-    fn reload_free(&mut self, need: usize, requested: usize) -> Result<(), Error> {
+    fn reload_free(&mut self, need: usize, requested: usize) -> Result<(), TryError> {
         let head = self.storage.header().consumer.pos.load(Ordering::Acquire);
         let cap = self.storage.cap as u64;
         if head < self.head_cache || head > self.tail {
-            return Err(corrupted(
-                "consumer position (head)",
-                head,
-                self.head_cache,
-                self.tail,
-            ));
+            return Err(corrupted(Word::Head, head));
         }
         self.head_cache = head;
         let free = cap - (self.tail - head);
         if free >= need as u64 {
             Ok(())
         } else {
-            Err(Error::Full {
+            Err(TryError::Full {
                 requested,
                 available: (free as usize).saturating_sub(RECORD_HEADER * 2),
             })
@@ -81,14 +76,14 @@ impl ByteProducer {
     ///
     /// # Errors
     ///
-    /// [`Error::MessageTooLarge`] above [`ByteRing::max_message`]; [`Error::Full`] when the
-    /// consumer has not freed enough space yet (retry later); [`Error::Corrupted`] if the
+    /// [`TryError::MessageTooLarge`] above [`ByteRing::max_message`]; [`TryError::Full`] when the
+    /// consumer has not freed enough space yet (retry later); [`TryError::Corrupted`] if the
     /// consumer's `head` is impossible.
     #[inline]
-    pub fn claim(&mut self, len: usize) -> Result<WriteClaim<'_>, Error> {
+    pub fn claim(&mut self, len: usize) -> Result<WriteClaim<'_>, TryError> {
         let max = self.storage.max_message;
         if len > max {
-            return Err(Error::MessageTooLarge { len, max });
+            return Err(TryError::MessageTooLarge { len, max });
         }
         let size = record_size(len);
         let cap = self.storage.cap;
@@ -119,7 +114,7 @@ impl ByteProducer {
     ///
     /// As [`ByteProducer::claim`].
     #[inline]
-    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), Error> {
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), TryError> {
         let mut c = self.claim(msg.len())?;
         c.write_at(0, msg)?;
         c.commit();
@@ -183,19 +178,14 @@ impl ByteProducer {
     ) -> Result<WriteClaim<'_>, Error> {
         let max = self.storage.max_message;
         if len > max {
-            return Err(Error::MessageTooLarge { len, max });
+            return Err(TryError::MessageTooLarge { len, max }.into());
         }
         // Room for the record, a padding record before it and the terminator after it.
         let need = (record_size(len) * 2 + RECORD_HEADER).min(self.storage.cap);
-        let storage = self.storage.clone();
-        let waited = storage.header().space_signal().wait(
-            self.strategy,
-            deadline,
-            "space in the ring",
-            || crate::wait::pending(self.ensure_free(need, len)),
-        );
-        waited?;
-        self.claim(len)
+        block_on(self, deadline, "space in the ring", |s| {
+            pending(s.ensure_free(need, len))
+        })?;
+        Ok(self.claim(len)?)
     }
 
     /// Like [`ByteProducer::try_send`], but waits for space; see
@@ -283,12 +273,12 @@ impl WriteClaim<'_> {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfRange`] if `offset + src.len()` exceeds the message length.
+    /// [`TryError::OutOfRange`] if `offset + src.len()` exceeds the message length.
     #[inline]
-    pub fn write_at(&mut self, offset: usize, src: &[u8]) -> Result<(), Error> {
+    pub fn write_at(&mut self, offset: usize, src: &[u8]) -> Result<(), TryError> {
         let end = offset.saturating_add(src.len());
         if end > self.len {
-            return Err(Error::OutOfRange {
+            return Err(TryError::OutOfRange {
                 index: end,
                 len: self.len,
             });
@@ -331,10 +321,10 @@ impl WriteClaim<'_> {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfRange`] if `len` exceeds the claimed length.
-    pub fn commit_len(self, len: usize) -> Result<(), Error> {
+    /// [`TryError::OutOfRange`] if `len` exceeds the claimed length.
+    pub fn commit_len(self, len: usize) -> Result<(), TryError> {
         if len > self.len {
-            return Err(Error::OutOfRange {
+            return Err(TryError::OutOfRange {
                 index: len,
                 len: self.len,
             });
@@ -345,4 +335,21 @@ impl WriteClaim<'_> {
 
     /// Gives the space back without sending anything (the same as dropping the claim).
     pub fn abort(self) {}
+}
+
+impl Waiter for ByteProducer {
+    type Keep = Arc<ByteStorage>;
+    const SIDE: Side = Side::Space;
+    #[inline]
+    fn keep(&self) -> Self::Keep {
+        self.storage.clone()
+    }
+    #[inline]
+    fn header_of(keep: &Self::Keep) -> &Header {
+        keep.header()
+    }
+    #[inline]
+    fn strategy(&self) -> WaitStrategy {
+        self.strategy
+    }
 }

@@ -47,18 +47,18 @@ impl Record {
 
 /// Validates the (non-zero) header word found at data offset `offset`.
 #[inline]
-pub(super) fn decode(word: u64, offset: usize, s: &ByteStorage) -> Result<Record, Error> {
+pub(super) fn decode(word: u64, offset: usize, s: &ByteStorage) -> Result<Record, TryError> {
     let len = (word & 0xffff_ffff) as usize;
     let kind = (word >> 32) & 0xffff;
     if word >> 48 != TAG {
-        return Err(corrupted("record header tag", word >> 48, TAG, TAG));
+        return Err(corrupted(Word::RecordTag, word >> 48));
     }
     let to_end = s.cap - offset;
     match kind {
         KIND_MESSAGE => {
             let max = s.max_message.min(to_end - RECORD_HEADER);
             if len > max {
-                return Err(corrupted("record length", len as u64, 0, max as u64));
+                return Err(corrupted(Word::RecordLength, len as u64));
             }
             Ok(Record::Message { len })
         }
@@ -67,10 +67,10 @@ pub(super) fn decode(word: u64, offset: usize, s: &ByteStorage) -> Result<Record
             // A padding record at offset 0 would cover the whole area: never written, and a
             // loop hazard if accepted.
             if len as u64 != want || offset == 0 {
-                return Err(corrupted("padding record length", len as u64, want, want));
+                return Err(corrupted(Word::PaddingLength, len as u64));
             }
             Ok(Record::Padding { size: to_end })
         }
-        _ => Err(corrupted("record kind", kind, KIND_MESSAGE, KIND_PADDING)),
+        _ => Err(corrupted(Word::RecordKind, kind)),
     }
 }

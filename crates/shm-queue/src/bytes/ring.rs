@@ -246,7 +246,7 @@ impl ByteRing {
             }),
             Err(e) => {
                 claim::release(&header.control.consumer_claim, token);
-                Err(e)
+                Err(e.into())
             }
         }
     }
@@ -308,12 +308,7 @@ impl ByteRing {
             }
             let size = decode(word, offset, s)?.size();
             if tail + size as u64 > limit {
-                return Err(corrupted(
-                    "committed record beyond the free space",
-                    tail + size as u64,
-                    head,
-                    limit,
-                ));
+                return Err(corrupted(Word::CommittedRecord, tail + size as u64).into());
             }
             tail += size as u64;
         }

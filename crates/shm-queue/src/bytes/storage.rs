@@ -7,7 +7,7 @@ use super::*;
 ///
 /// Invariant: the memory holds `HEADER_SIZE + cap` bytes (checked in [`ByteStorage::over`]),
 /// so any data offset masked with `cap - 1` addresses a byte of the area.
-pub(super) struct ByteStorage {
+pub(crate) struct ByteStorage {
     mem: Mem,
     /// Data area size in bytes, a power of two.
     pub(super) cap: usize,

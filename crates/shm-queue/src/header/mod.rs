@@ -1,4 +1,4 @@
-//! The header every ring region starts with, its geometry ([`geometry`]), the generic
+//! The header every ring region starts with, its geometry (`geometry`), the generic
 //! checks every ring's validation shares, and [`snapshot`] for tools. Each ring validates its
 //! own geometry (`spsc::ring`, `bytes::ring`, `mpmc::layout`); the waiting protocol on the
 //! header's wait words is `wait::notify`.

@@ -105,7 +105,7 @@ impl<T: Pod> Handle<T> {
 
     /// Our owner entry's index, registering first if needed.
     #[inline]
-    pub(super) fn entry(&mut self) -> Result<usize, Error> {
+    pub(super) fn entry(&mut self) -> Result<usize, TryError> {
         if let Some(i) = self.entry {
             return Ok(i);
         }
@@ -126,7 +126,7 @@ impl<T: Pod> Handle<T> {
                 return Ok(i);
             }
         }
-        Err(Error::OwnerTableFull {
+        Err(TryError::OwnerTableFull {
             entries: m.layout.owners as u64,
         })
     }

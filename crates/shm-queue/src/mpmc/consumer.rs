@@ -23,7 +23,7 @@ impl<T: Pod> fmt::Debug for Consumer<T> {
     }
 }
 
-const EMPTY: Error = Error::Empty {
+const EMPTY: TryError = TryError::Empty {
     requested: 1,
     available: 0,
 };
@@ -71,13 +71,13 @@ impl<T: Pod> Consumer<T> {
     /// Claims the next published position (recording it first), consuming any poisoned
     /// ones on the way, and returns it; the element is not read.
     #[inline]
-    fn claim(&mut self) -> Result<u64, Error> {
+    fn claim(&mut self) -> Result<u64, TryError> {
         let i = self.h.entry()?;
         let cap = self.h.mem.layout.capacity() as u64;
         let head = &self.h.mem.header().consumer.pos;
         let mut h = head.load(Ordering::Relaxed);
         for _ in 0..RETRIES {
-            check_pos(h, "consumer position (head)")?;
+            check_pos(h, Word::Head)?;
             let seq = self.h.mem.seq(h).load(Ordering::Acquire);
             match consumer_view(seq, h) {
                 view @ (Seq::Mine | Seq::Poisoned) => {
@@ -110,7 +110,7 @@ impl<T: Pod> Consumer<T> {
                 Seq::Ahead => {
                     let now = head.load(Ordering::Relaxed);
                     if now == h {
-                        return Err(corrupted("slot sequence", seq, h, h + 1));
+                        return Err(corrupted(Word::SlotSequence, seq));
                     }
                     h = now;
                 }
@@ -139,24 +139,24 @@ impl<T: Pod> Consumer<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Empty`] if no element is published at the head (retry later): nothing
+    /// [`TryError::Empty`] if no element is published at the head (retry later): nothing
     /// pushed, or the next element is still being written (or its producer died and
-    /// recovery has not skipped it yet); [`Error::OwnerTableFull`] for a clone that finds
-    /// no owner entry; [`Error::ClaimRevoked`] if a producer's liveness check declared this
-    /// process dead and reused the slot while we read it; [`Error::Corrupted`].
+    /// recovery has not skipped it yet); [`TryError::OwnerTableFull`] for a clone that finds
+    /// no owner entry; [`TryError::ClaimRevoked`] if a producer's liveness check declared this
+    /// process dead and reused the slot while we read it; [`TryError::Corrupted`].
     ///
     /// ```
-    /// # use shm_queue::{mpmc::MpmcRing, Error};
+    /// # use shm_queue::{mpmc::MpmcRing, TryError};
     /// # let region = shm_region::Region::anonymous(MpmcRing::<u32>::required_bytes(4)?)?;
     /// let ring = MpmcRing::<u32>::create(region, 4)?;
     /// let mut rx = ring.consumer()?;
-    /// assert!(matches!(rx.try_pop(), Err(Error::Empty { .. })));
+    /// assert!(matches!(rx.try_pop(), Err(TryError::Empty { .. })));
     /// ring.producer()?.try_push(9)?;
     /// assert_eq!(rx.try_pop()?, 9);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
-    pub fn try_pop(&mut self) -> Result<T, Error> {
+    pub fn try_pop(&mut self) -> Result<T, TryError> {
         let h = self.claim()?;
         // SAFETY: we claimed `h` (head moved past it by our swap) after seeing it published
         // with Acquire; no producer writes the slot until we release it.
@@ -166,7 +166,7 @@ impl<T: Pod> Consumer<T> {
         if released {
             Ok(v)
         } else {
-            Err(Error::ClaimRevoked {
+            Err(TryError::ClaimRevoked {
                 revoked: 1,
                 completed: 0,
             })
@@ -178,7 +178,7 @@ impl<T: Pod> Consumer<T> {
     ///
     /// # Errors
     ///
-    /// As [`Consumer::try_pop`] when not even one is ready; [`Error::ClaimRevoked`] if some
+    /// As [`Consumer::try_pop`] when not even one is ready; [`TryError::ClaimRevoked`] if some
     /// slots of the batch were reused by producers that judged this process dead (the
     /// others are at the front of `dst`, counted in `completed`).
     ///
@@ -193,7 +193,7 @@ impl<T: Pod> Consumer<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use = "the call may do only part of the work: check how many it did"]
-    pub fn pop_partial_slice(&mut self, dst: &mut [T]) -> Result<usize, Error> {
+    pub fn pop_partial_slice(&mut self, dst: &mut [T]) -> Result<usize, TryError> {
         if dst.len() <= 1 {
             let Some(d) = dst.first_mut() else {
                 return Ok(0);
@@ -207,7 +207,7 @@ impl<T: Pod> Consumer<T> {
         let want = dst.len().min(m.layout.capacity()) as u64;
         let mut h = head.load(Ordering::Relaxed);
         for _ in 0..RETRIES {
-            check_pos(h, "consumer position (head)")?;
+            check_pos(h, Word::Head)?;
             let mut k = 0;
             while k < want && m.seq(h + k).load(Ordering::Acquire) == h + k + 1 {
                 k += 1;
@@ -232,7 +232,7 @@ impl<T: Pod> Consumer<T> {
                     return if n as u64 == k {
                         Ok(n)
                     } else {
-                        Err(Error::ClaimRevoked {
+                        Err(TryError::ClaimRevoked {
                             revoked: k as usize - n,
                             completed: n,
                         })
@@ -282,17 +282,7 @@ impl<T: Pod> Consumer<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn pop_blocking(&mut self, deadline: Option<Instant>) -> Result<T, Error> {
-        match self.try_pop() {
-            Err(Error::Empty { .. }) => {}
-            done => return done,
-        }
-        let mem = self.h.mem.clone();
-        let strategy = self.h.strategy;
-        mem.header()
-            .data_signal()
-            .wait(strategy, deadline, "an element", || {
-                crate::wait::pending(self.try_pop())
-            })
+        block_on(self, deadline, "an element", |s| pending(s.try_pop()))
     }
 
     /// Waits like [`Consumer::pop_blocking`] until at least one element is ready, then pops
@@ -310,17 +300,9 @@ impl<T: Pod> Consumer<T> {
         if dst.is_empty() {
             return Ok(0);
         }
-        match self.pop_partial_slice(dst) {
-            Err(Error::Empty { .. }) => {}
-            done => return done,
-        }
-        let mem = self.h.mem.clone();
-        let strategy = self.h.strategy;
-        mem.header()
-            .data_signal()
-            .wait(strategy, deadline, "elements", || {
-                crate::wait::pending(self.pop_partial_slice(dst))
-            })
+        block_on(self, deadline, "elements", |s| {
+            pending(s.pop_partial_slice(dst))
+        })
     }
 
     /// Arms the readiness descriptor the producers hold (see
@@ -362,9 +344,26 @@ impl<T: Pod> Consumer<T> {
     /// Test hook: claims the next element and returns it without releasing its slot, as a
     /// consumer killed at that moment would leave it. Returns the position and the value.
     #[cfg(feature = "test-hooks")]
-    pub fn claim_and_hold(&mut self) -> Result<(u64, T), Error> {
+    pub fn claim_and_hold(&mut self) -> Result<(u64, T), TryError> {
         let h = self.claim()?;
         // SAFETY: as in try_pop.
         Ok((h, unsafe { self.h.mem.read(h) }))
+    }
+}
+
+impl<T: Pod> Waiter for Consumer<T> {
+    type Keep = Arc<Slots<T>>;
+    const SIDE: Side = Side::Data;
+    #[inline]
+    fn keep(&self) -> Self::Keep {
+        self.h.mem.clone()
+    }
+    #[inline]
+    fn header_of(keep: &Self::Keep) -> &Header {
+        keep.header()
+    }
+    #[inline]
+    fn strategy(&self) -> WaitStrategy {
+        self.h.strategy
     }
 }

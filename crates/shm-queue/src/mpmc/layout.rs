@@ -40,7 +40,7 @@ pub(crate) struct Counters<'a> {
     /// message handed to a consumer that died before (or while) reading it.
     pub released: &'a AtomicU64,
     /// Publishes (or releases) that lost the race against a recovery: each is a message
-    /// that a live handle had to report as [`Error::ClaimRevoked`].
+    /// that a live handle had to report as [`TryError::ClaimRevoked`].
     pub revoked: &'a AtomicU64,
 }
 

@@ -54,7 +54,7 @@
 //!   releases the slot for the next lap, counted in [`MpmcStats::released`].
 //! - Publishing and releasing are compare-and-swaps from the claimed sequence, so a late
 //!   publish racing a poison (or a late release racing a recovery) has exactly one winner.
-//!   A loser learns it: its call returns [`Error::ClaimRevoked`] and the shared
+//!   A loser learns it: its call returns [`TryError::ClaimRevoked`] and the shared
 //!   [`MpmcStats::revoked`] counts it. Its element is not delivered (a push) or is dropped
 //!   as possibly torn (a pop).
 //!
@@ -124,9 +124,11 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::error::{corrupted, Error};
-use crate::header::{RingKind, MAX_POSITION};
+use crate::error::{corrupted, Error, TryError, Word};
+use crate::header::{Header, RingKind, MAX_POSITION};
 use crate::sync::{Arc, Ordering};
+use crate::wait::blocking::{block_on, Side, Waiter};
+use crate::wait::pending;
 use crate::wait::{ReadinessFd, Signal, WaitStrategy};
 use layout::{Layout, Slots, ROLE_CONSUMER, ROLE_PRODUCER};
 
@@ -153,7 +155,7 @@ pub const DEFAULT_OWNERS: usize = 64;
 /// nothing of processes (the bridge answers with OFD locks; a test may answer with the pid
 /// it killed).
 ///
-/// It must never call a live owner dead (see [`Error::ClaimRevoked`] for what happens if it
+/// It must never call a live owner dead (see [`TryError::ClaimRevoked`] for what happens if it
 /// does). It is called only for claims stuck longer than the handle's patience.
 ///
 /// Closures `Fn(u64) -> bool` implement it:

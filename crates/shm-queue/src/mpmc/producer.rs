@@ -48,12 +48,12 @@ impl<T: Pod> Producer<T> {
 
     /// Claims one position (recording it first) and returns it; the element is not written.
     #[inline]
-    fn claim(&mut self) -> Result<u64, Error> {
+    fn claim(&mut self) -> Result<u64, TryError> {
         let i = self.h.entry()?;
         let tail = &self.h.mem.header().producer.pos;
         let mut t = tail.load(Ordering::Relaxed);
         for _ in 0..RETRIES {
-            check_pos(t, "producer position (tail)")?;
+            check_pos(t, Word::Tail)?;
             let seq = self.h.mem.seq(t).load(Ordering::Acquire);
             match producer_view(seq, t) {
                 Seq::Mine => {
@@ -70,7 +70,7 @@ impl<T: Pod> Producer<T> {
                     if self.h.recover_consumer_claim(t, seq) {
                         continue;
                     }
-                    return Err(Error::Full {
+                    return Err(TryError::Full {
                         requested: 1,
                         available: 0,
                     });
@@ -79,13 +79,13 @@ impl<T: Pod> Producer<T> {
                     let now = tail.load(Ordering::Relaxed);
                     if now == t {
                         // Honest peers never leave a sequence ahead of an unmoved tail.
-                        return Err(corrupted("slot sequence", seq, t - t.min(1), t));
+                        return Err(corrupted(Word::SlotSequence, seq));
                     }
                     t = now;
                 }
             }
         }
-        Err(Error::Full {
+        Err(TryError::Full {
             requested: 1,
             available: 0,
         })
@@ -110,24 +110,24 @@ impl<T: Pod> Producer<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Full`] if the slot at the tail is not free yet (retry later; also after
-    /// 4096 lost races in one call); [`Error::OwnerTableFull`] for a clone that finds no
-    /// owner entry; [`Error::ClaimRevoked`] if a consumer's liveness check declared this
-    /// process dead and skipped the element; [`Error::Corrupted`] for impossible shared
+    /// [`TryError::Full`] if the slot at the tail is not free yet (retry later; also after
+    /// 4096 lost races in one call); [`TryError::OwnerTableFull`] for a clone that finds no
+    /// owner entry; [`TryError::ClaimRevoked`] if a consumer's liveness check declared this
+    /// process dead and skipped the element; [`TryError::Corrupted`] for impossible shared
     /// words.
     ///
     /// ```
-    /// # use shm_queue::{mpmc::MpmcRing, Error};
+    /// # use shm_queue::{mpmc::MpmcRing, TryError};
     /// # let region = shm_region::Region::anonymous(MpmcRing::<u32>::required_bytes(2)?)?;
     /// let ring = MpmcRing::<u32>::create(region, 2)?;
     /// let mut tx = ring.producer()?;
     /// tx.try_push(1)?;
     /// tx.try_push(2)?;
-    /// assert!(matches!(tx.try_push(3), Err(Error::Full { .. })));
+    /// assert!(matches!(tx.try_push(3), Err(TryError::Full { .. })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
-    pub fn try_push(&mut self, value: T) -> Result<(), Error> {
+    pub fn try_push(&mut self, value: T) -> Result<(), TryError> {
         let t = self.claim()?;
         // SAFETY: we claimed `t` (tail moved past it by our swap) after seeing its slot free
         // for `t` with Acquire, so no consumer reads it until we publish.
@@ -139,7 +139,7 @@ impl<T: Pod> Producer<T> {
         if published {
             Ok(())
         } else {
-            Err(Error::ClaimRevoked {
+            Err(TryError::ClaimRevoked {
                 revoked: 1,
                 completed: 0,
             })
@@ -153,7 +153,7 @@ impl<T: Pod> Producer<T> {
     /// # Errors
     ///
     /// As [`Producer::try_push`] when not even one slot is free;
-    /// [`Error::ClaimRevoked`] if some of the batch was skipped by consumers that judged
+    /// [`TryError::ClaimRevoked`] if some of the batch was skipped by consumers that judged
     /// this process dead (the others were delivered; which ones is not reported).
     ///
     /// ```
@@ -166,7 +166,7 @@ impl<T: Pod> Producer<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use = "the call may do only part of the work: check how many it did"]
-    pub fn push_partial_slice(&mut self, src: &[T]) -> Result<usize, Error> {
+    pub fn push_partial_slice(&mut self, src: &[T]) -> Result<usize, TryError> {
         match src {
             [] => return Ok(0),
             [one] => return self.try_push(*one).map(|()| 1),
@@ -178,7 +178,7 @@ impl<T: Pod> Producer<T> {
         let want = src.len().min(m.layout.capacity()) as u64;
         let mut t = tail.load(Ordering::Relaxed);
         for _ in 0..RETRIES {
-            check_pos(t, "producer position (tail)")?;
+            check_pos(t, Word::Tail)?;
             let mut k = 0;
             while k < want && m.seq(t + k).load(Ordering::Acquire) == t + k {
                 k += 1;
@@ -203,7 +203,7 @@ impl<T: Pod> Producer<T> {
                     return if revoked == 0 {
                         Ok(k as usize)
                     } else {
-                        Err(Error::ClaimRevoked {
+                        Err(TryError::ClaimRevoked {
                             revoked,
                             completed: k as usize - revoked,
                         })
@@ -237,17 +237,9 @@ impl<T: Pod> Producer<T> {
     /// [`Error::Timeout`] at the deadline; [`Error::Closed`] if the ring is closed while
     /// waiting; the other errors of [`Producer::try_push`].
     pub fn push_blocking(&mut self, value: T, deadline: Option<Instant>) -> Result<(), Error> {
-        match self.try_push(value) {
-            Err(Error::Full { .. }) => {}
-            done => return done,
-        }
-        let mem = self.h.mem.clone();
-        let strategy = self.h.strategy;
-        mem.header()
-            .space_signal()
-            .wait(strategy, deadline, "a free slot", || {
-                crate::wait::pending(self.try_push(value))
-            })
+        block_on(self, deadline, "a free slot", |s| {
+            pending(s.try_push(value))
+        })
     }
 
     /// Pushes all of `src`, in batches as slots free up, waiting as the handle's
@@ -263,28 +255,17 @@ impl<T: Pod> Producer<T> {
         deadline: Option<Instant>,
     ) -> Result<(), (usize, Error)> {
         let mut done = 0;
-        let mut step = |this: &mut Self| -> Result<Option<()>, Error> {
+        block_on(self, deadline, "free slots", |s| {
             while done < src.len() {
-                match this.push_partial_slice(&src[done..]) {
+                match s.push_partial_slice(&src[done..]) {
                     Ok(k) => done += k,
-                    Err(Error::Full { .. }) => return Ok(None),
-                    Err(e) => return Err(e),
+                    Err(TryError::Full { .. }) => return Ok(None),
+                    Err(e) => return Err(e.into()),
                 }
             }
             Ok(Some(()))
-        };
-        let first = step(self);
-        match first {
-            Ok(Some(())) => return Ok(()),
-            Ok(None) => {}
-            Err(e) => return Err((done, e)),
-        }
-        let mem = self.h.mem.clone();
-        let strategy = self.h.strategy;
-        mem.header()
-            .space_signal()
-            .wait(strategy, deadline, "free slots", || step(self))
-            .map_err(|e| (done, e))
+        })
+        .map_err(|e| (done, e))
     }
 
     /// Installs (or removes) the consumers' readiness descriptor (see
@@ -330,7 +311,7 @@ impl<T: Pod> Producer<T> {
     /// Test hook: claims a position and writes `value` without publishing it, as a producer
     /// killed at that moment would leave it. Returns the position.
     #[cfg(feature = "test-hooks")]
-    pub fn claim_and_hold(&mut self, value: T) -> Result<u64, Error> {
+    pub fn claim_and_hold(&mut self, value: T) -> Result<u64, TryError> {
         let t = self.claim()?;
         // SAFETY: as in try_push.
         unsafe { self.h.mem.write(t, value) };
@@ -344,14 +325,31 @@ impl<T: Pod> Producer<T> {
     /// `pos` came from `claim_and_hold` on this handle and was not published since; any
     /// other position could publish a slot another producer is still writing.
     #[cfg(feature = "test-hooks")]
-    pub unsafe fn publish_held(&mut self, pos: u64) -> Result<(), Error> {
+    pub unsafe fn publish_held(&mut self, pos: u64) -> Result<(), TryError> {
         if self.publish(pos) {
             Ok(())
         } else {
-            Err(Error::ClaimRevoked {
+            Err(TryError::ClaimRevoked {
                 revoked: 1,
                 completed: 0,
             })
         }
+    }
+}
+
+impl<T: Pod> Waiter for Producer<T> {
+    type Keep = Arc<Slots<T>>;
+    const SIDE: Side = Side::Space;
+    #[inline]
+    fn keep(&self) -> Self::Keep {
+        self.h.mem.clone()
+    }
+    #[inline]
+    fn header_of(keep: &Self::Keep) -> &Header {
+        keep.header()
+    }
+    #[inline]
+    fn strategy(&self) -> WaitStrategy {
+        self.h.strategy
     }
 }

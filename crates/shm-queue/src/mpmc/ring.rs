@@ -178,10 +178,10 @@ impl<T: Pod> MpmcRing<T> {
         let h = mem.header();
         let tail = h.producer.pos.load(Ordering::Acquire);
         let head = h.consumer.pos.load(Ordering::Acquire);
-        check_pos(head, "consumer position (head)")?;
+        check_pos(head, Word::Head)?;
         let max = head + layout.capacity() as u64;
         if tail > max {
-            return Err(corrupted("producer position (tail)", tail, 0, max));
+            return Err(corrupted(Word::Tail, tail).into());
         }
         Ok(MpmcRing { mem: Arc::new(mem) })
     }
@@ -277,7 +277,7 @@ impl<T: Pod> MpmcRing<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::OwnerTableFull`] when every owner entry is taken.
+    /// [`TryError::OwnerTableFull`] when every owner entry is taken.
     pub fn producer(&self) -> Result<Producer<T>, Error> {
         self.producer_with_token(new_token())
     }
@@ -287,7 +287,7 @@ impl<T: Pod> MpmcRing<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidOwnerToken`] for 0; [`Error::OwnerTableFull`].
+    /// [`Error::InvalidOwnerToken`] for 0; [`TryError::OwnerTableFull`].
     pub fn producer_with_token(&self, token: u64) -> Result<Producer<T>, Error> {
         Ok(Producer {
             h: Handle::new(self.mem.clone(), token, ROLE_PRODUCER)?,
@@ -298,7 +298,7 @@ impl<T: Pod> MpmcRing<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::OwnerTableFull`] when every owner entry is taken.
+    /// [`TryError::OwnerTableFull`] when every owner entry is taken.
     pub fn consumer(&self) -> Result<Consumer<T>, Error> {
         self.consumer_with_token(new_token())
     }
@@ -308,7 +308,7 @@ impl<T: Pod> MpmcRing<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidOwnerToken`] for 0; [`Error::OwnerTableFull`].
+    /// [`Error::InvalidOwnerToken`] for 0; [`TryError::OwnerTableFull`].
     pub fn consumer_with_token(&self, token: u64) -> Result<Consumer<T>, Error> {
         Ok(Consumer {
             h: Handle::new(self.mem.clone(), token, ROLE_CONSUMER)?,

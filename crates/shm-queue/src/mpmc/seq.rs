@@ -13,9 +13,9 @@ pub(super) const RETRIES: usize = 1 << 12;
 
 /// Position check: at most [`MAX_POSITION`], so `pos + capacity` and `POISON | pos` are exact.
 #[inline]
-pub(super) fn check_pos(pos: u64, what: &'static str) -> Result<(), Error> {
+pub(super) fn check_pos(pos: u64, what: Word) -> Result<(), TryError> {
     if pos > MAX_POSITION {
-        Err(corrupted(what, pos, 0, MAX_POSITION))
+        Err(corrupted(what, pos))
     } else {
         Ok(())
     }

@@ -38,10 +38,10 @@ impl<T: Pod> WriteChunk<'_, T> {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfRange`] if `i >= len()`.
-    pub fn set(&mut self, i: usize, value: T) -> Result<(), Error> {
+    /// [`TryError::OutOfRange`] if `i >= len()`.
+    pub fn set(&mut self, i: usize, value: T) -> Result<(), TryError> {
         if i >= self.len {
-            return Err(Error::OutOfRange {
+            return Err(TryError::OutOfRange {
                 index: i,
                 len: self.len,
             });
@@ -58,11 +58,11 @@ impl<T: Pod> WriteChunk<'_, T> {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfRange`] if that range goes past the end of the chunk.
-    pub fn copy_from_slice(&mut self, offset: usize, src: &[T]) -> Result<(), Error> {
+    /// [`TryError::OutOfRange`] if that range goes past the end of the chunk.
+    pub fn copy_from_slice(&mut self, offset: usize, src: &[T]) -> Result<(), TryError> {
         let end = offset.saturating_add(src.len());
         if end > self.len {
-            return Err(Error::OutOfRange {
+            return Err(TryError::OutOfRange {
                 index: end,
                 len: self.len,
             });
@@ -108,10 +108,10 @@ impl<T: Pod> WriteChunk<'_, T> {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfRange`] if `k > len()`; nothing is published then.
-    pub fn commit(self, k: usize) -> Result<(), Error> {
+    /// [`TryError::OutOfRange`] if `k > len()`; nothing is published then.
+    pub fn commit(self, k: usize) -> Result<(), TryError> {
         if k > self.len {
-            return Err(Error::OutOfRange {
+            return Err(TryError::OutOfRange {
                 index: k,
                 len: self.len,
             });
@@ -177,11 +177,11 @@ impl<T: Pod> ReadChunk<'_, T> {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfRange`] if that range goes past the end of the chunk.
-    pub fn copy_to_slice(&self, offset: usize, dst: &mut [T]) -> Result<(), Error> {
+    /// [`TryError::OutOfRange`] if that range goes past the end of the chunk.
+    pub fn copy_to_slice(&self, offset: usize, dst: &mut [T]) -> Result<(), TryError> {
         let end = offset.saturating_add(dst.len());
         if end > self.len {
-            return Err(Error::OutOfRange {
+            return Err(TryError::OutOfRange {
                 index: end,
                 len: self.len,
             });
@@ -215,10 +215,10 @@ impl<T: Pod> ReadChunk<'_, T> {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfRange`] if `k > len()`; nothing is consumed then.
-    pub fn commit(self, k: usize) -> Result<(), Error> {
+    /// [`TryError::OutOfRange`] if `k > len()`; nothing is consumed then.
+    pub fn commit(self, k: usize) -> Result<(), TryError> {
         if k > self.len {
-            return Err(Error::OutOfRange {
+            return Err(TryError::OutOfRange {
                 index: k,
                 len: self.len,
             });

@@ -44,17 +44,17 @@ impl<T: Pod> Drop for Consumer<T> {
 impl<T: Pod> Consumer<T> {
     /// Checks a published position read from shared memory: at most `head + capacity`.
     #[inline]
-    fn check(&self, p: u64, what: &'static str) -> Result<u64, Error> {
+    fn check(&self, p: u64, what: Word) -> Result<u64, TryError> {
         let max = self.head + self.capacity;
         if p > max {
-            return Err(corrupted(what, p, 0, max));
+            return Err(corrupted(what, p));
         }
         Ok(p)
     }
 
     /// Ready elements, learning more from the block words if fewer than `want` are known.
     #[inline]
-    fn refresh(&mut self, want: usize) -> Result<usize, Error> {
+    fn refresh(&mut self, want: usize) -> Result<usize, TryError> {
         let avail = (self.tail_cache - self.head) as usize;
         if avail >= want {
             return Ok(avail);
@@ -67,14 +67,14 @@ impl<T: Pod> Consumer<T> {
     /// position `known` (the first not known to be ready) and follows on to the block of each
     /// new value until `want` elements after `head` are known or a word brings nothing new.
     /// Every line it touches is one the reader needs for the payload anyway.
-    fn learn(&self, mut known: u64, want: usize) -> Result<u64, Error> {
+    fn learn(&self, mut known: u64, want: usize) -> Result<u64, TryError> {
         let mut at = self.cursor.offset((known - self.head) as usize, &self.geom);
         for _ in 0..=self.geom.block_count {
             let p = self.storage.word(at.block).load(Ordering::Acquire);
             if p <= known {
                 break;
             }
-            let p = self.check(p, "block published position")?;
+            let p = self.check(p, Word::BlockPosition)?;
             let gained = (p - known) as usize;
             known = p;
             if (known - self.head) as usize >= want {
@@ -88,13 +88,13 @@ impl<T: Pod> Consumer<T> {
     /// Loads `P` of the current block: `true` if it shows elements beyond `head` (cached in
     /// `tail_cache`). Called only when `head == tail_cache`.
     #[inline]
-    fn poll(&mut self) -> Result<bool, Error> {
+    fn poll(&mut self) -> Result<bool, TryError> {
         // SAFETY: `blk` is the storage's block of `cursor`.
         let p = unsafe { self.storage.word_in(self.blk) }.load(Ordering::Acquire);
         if p <= self.tail_cache {
             return Ok(false);
         }
-        self.tail_cache = self.check(p, "block published position")?;
+        self.tail_cache = self.check(p, Word::BlockPosition)?;
         Ok(true)
     }
 
@@ -154,17 +154,7 @@ impl<T: Pod> Consumer<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn pop_blocking(&mut self, deadline: Option<Instant>) -> Result<T, Error> {
-        match self.try_pop() {
-            Err(Error::Empty { .. }) => {}
-            done => return done,
-        }
-        let storage = self.storage.clone();
-        storage
-            .header()
-            .data_signal()
-            .wait(self.strategy, deadline, "an element", || {
-                crate::wait::pending(self.try_pop())
-            })
+        block_on(self, deadline, "an element", |s| pending(s.try_pop()))
     }
 
     /// Waits like [`Consumer::pop_blocking`] until at least one element is ready, then pops
@@ -182,20 +172,9 @@ impl<T: Pod> Consumer<T> {
         if dst.is_empty() {
             return Ok(0);
         }
-        match self.pop_partial_slice(dst)? {
-            0 => {}
-            n => return Ok(n),
-        }
-        let storage = self.storage.clone();
-        storage
-            .header()
-            .data_signal()
-            .wait(self.strategy, deadline, "elements", || {
-                Ok(match self.pop_partial_slice(dst)? {
-                    0 => None,
-                    n => Some(n),
-                })
-            })
+        block_on(self, deadline, "elements", |s| {
+            Ok(Some(s.pop_partial_slice(dst)?).filter(|&n| n > 0))
+        })
     }
 
     /// Arms the readiness descriptor the producer holds (see
@@ -225,23 +204,23 @@ impl<T: Pod> Consumer<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Empty`] if nothing is ready; [`Error::Corrupted`] if a published position in
+    /// [`TryError::Empty`] if nothing is ready; [`TryError::Corrupted`] if a published position in
     /// shared memory is impossible.
     ///
     /// ```
-    /// # use shm_queue::{spsc::Ring, Error};
+    /// # use shm_queue::{spsc::Ring, TryError};
     /// # let region = shm_region::Region::anonymous(4096)?;
     /// let (mut tx, mut rx) = Ring::<u64>::create(region, 16)?.split()?;
-    /// assert!(matches!(rx.try_pop(), Err(Error::Empty { .. })));
+    /// assert!(matches!(rx.try_pop(), Err(TryError::Empty { .. })));
     /// tx.try_push(42)?;
     /// assert_eq!(rx.peek()?, 42);
     /// assert_eq!(rx.try_pop()?, 42);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
-    pub fn try_pop(&mut self) -> Result<T, Error> {
+    pub fn try_pop(&mut self) -> Result<T, TryError> {
         if self.head == self.tail_cache && !self.poll()? {
-            return Err(Error::Empty {
+            return Err(TryError::Empty {
                 requested: 1,
                 available: 0,
             });
@@ -267,9 +246,9 @@ impl<T: Pod> Consumer<T> {
     /// # Errors
     ///
     /// As [`Consumer::try_pop`].
-    pub fn peek(&mut self) -> Result<T, Error> {
+    pub fn peek(&mut self) -> Result<T, TryError> {
         if self.refresh(1)? == 0 {
-            return Err(Error::Empty {
+            return Err(TryError::Empty {
                 requested: 1,
                 available: 0,
             });
@@ -283,9 +262,9 @@ impl<T: Pod> Consumer<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Corrupted`] if a published position in shared memory is impossible.
+    /// [`TryError::Corrupted`] if a published position in shared memory is impossible.
     #[must_use = "the call may do only part of the work: check how many it did"]
-    pub fn pop_partial_slice(&mut self, dst: &mut [T]) -> Result<usize, Error> {
+    pub fn pop_partial_slice(&mut self, dst: &mut [T]) -> Result<usize, TryError> {
         let n = self.refresh(dst.len())?.min(dst.len());
         if n == 0 {
             return Ok(0);
@@ -305,12 +284,12 @@ impl<T: Pod> Consumer<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Empty`] with the number ready if fewer than `n` are; [`Error::Corrupted`] if a
+    /// [`TryError::Empty`] with the number ready if fewer than `n` are; [`TryError::Corrupted`] if a
     /// published position in shared memory is impossible.
-    pub fn read_chunk(&mut self, n: usize) -> Result<ReadChunk<'_, T>, Error> {
+    pub fn read_chunk(&mut self, n: usize) -> Result<ReadChunk<'_, T>, TryError> {
         let available = self.refresh(n)?;
         if available < n {
-            return Err(Error::Empty {
+            return Err(TryError::Empty {
                 requested: n,
                 available,
             });
@@ -325,8 +304,8 @@ impl<T: Pod> Consumer<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Corrupted`] if a published position in shared memory is impossible.
-    pub fn read_chunk_up_to(&mut self, max: usize) -> Result<ReadChunk<'_, T>, Error> {
+    /// [`TryError::Corrupted`] if a published position in shared memory is impossible.
+    pub fn read_chunk_up_to(&mut self, max: usize) -> Result<ReadChunk<'_, T>, TryError> {
         let len = self.refresh(max)?.min(max);
         Ok(ReadChunk {
             consumer: self,
@@ -339,7 +318,7 @@ impl<T: Pod> Consumer<T> {
     pub fn slots(&self) -> usize {
         let mut tail = self.tail_cache;
         let word = self.storage.header().producer.pos.load(Ordering::Acquire);
-        if let Ok(p) = self.check(word, "") {
+        if let Ok(p) = self.check(word, Word::Tail) {
             tail = tail.max(p);
         }
         // The `tail` word lags single pushes by up to a block; the block words have the rest.
@@ -365,5 +344,22 @@ impl<T: Pod> Consumer<T> {
     /// Elements consumed since the ring was created (the absolute `head` position).
     pub fn position(&self) -> u64 {
         self.head
+    }
+}
+
+impl<T: Pod> Waiter for Consumer<T> {
+    type Keep = Arc<Storage<T>>;
+    const SIDE: Side = Side::Data;
+    #[inline]
+    fn keep(&self) -> Self::Keep {
+        self.storage.clone()
+    }
+    #[inline]
+    fn header_of(keep: &Self::Keep) -> &Header {
+        keep.header()
+    }
+    #[inline]
+    fn strategy(&self) -> WaitStrategy {
+        self.strategy
     }
 }

@@ -76,10 +76,12 @@ use core::ops::Range;
 
 use bytemuck::Pod;
 
-use crate::error::{corrupted, Error};
+use crate::error::{corrupted, Error, TryError, Word};
 use crate::header::{Geometry, Header, RingKind, MAX_POSITION};
 use crate::sync::claim;
 use crate::sync::{Arc, Ordering};
+use crate::wait::blocking::{block_on, Side, Waiter};
+use crate::wait::pending;
 use crate::wait::{ReadinessFd, WaitStrategy};
 use std::time::Instant;
 use storage::{Block, Storage};
@@ -99,17 +101,17 @@ pub use producer::Producer;
 pub use ring::{CreateOptions, Ring};
 
 /// Checks the shared positions against each other and the capacity; returns `(head, tail)`.
-fn check_positions(header: &Header, g: &Geometry) -> Result<(u64, u64), Error> {
+fn check_positions(header: &Header, g: &Geometry) -> Result<(u64, u64), TryError> {
     let cap = g.capacity() as u64;
     let head = header.consumer.pos.load(Ordering::Acquire);
     if head > MAX_POSITION {
-        return Err(corrupted("consumer position (head)", head, 0, MAX_POSITION));
+        return Err(corrupted(Word::Head, head));
     }
     let tail = header.producer.pos.load(Ordering::Acquire);
     // The tail word may lag `head` by up to one batch if a producer died mid-publish.
     let (min, max) = (head.saturating_sub(cap), head + cap);
     if tail < min || tail > max {
-        return Err(corrupted("producer position (tail)", tail, min, max));
+        return Err(corrupted(Word::Tail, tail));
     }
     Ok((head, tail))
 }

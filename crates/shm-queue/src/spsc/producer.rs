@@ -51,18 +51,18 @@ impl<T: Pod> Producer<T> {
     }
 
     /// Loads the consumer's `head` and checks it.
-    fn load_head(&self) -> Result<u64, Error> {
+    fn load_head(&self) -> Result<u64, TryError> {
         let h = self.storage.header().consumer.pos.load(Ordering::Acquire);
         let min = self.tail.saturating_sub(self.capacity);
         if h < min || h > self.tail {
-            return Err(corrupted("consumer position (head)", h, min, self.tail));
+            return Err(corrupted(Word::Head, h));
         }
         Ok(h)
     }
 
     /// Free slots, reloading `head` if the cache says fewer than `want`.
     #[inline]
-    fn free(&mut self, want: usize) -> Result<usize, Error> {
+    fn free(&mut self, want: usize) -> Result<usize, TryError> {
         let free = self.free_cached();
         if free >= want {
             return Ok(free);
@@ -110,28 +110,28 @@ impl<T: Pod> Producer<T> {
 
     /// Pushes one element.
     ///
-    /// `T` is `Copy`, so on [`Error::Full`] the caller still has `value` to retry with.
+    /// `T` is `Copy`, so on [`TryError::Full`] the caller still has `value` to retry with.
     ///
     /// # Errors
     ///
-    /// [`Error::Full`] if no slot is free; [`Error::Corrupted`] if the consumer's `head`
+    /// [`TryError::Full`] if no slot is free; [`TryError::Corrupted`] if the consumer's `head`
     /// in shared memory is impossible.
     ///
     /// ```
-    /// # use shm_queue::{spsc::Ring, Error};
+    /// # use shm_queue::{spsc::Ring, TryError};
     /// # let region = shm_region::Region::anonymous(4096)?;
     /// let ring = Ring::<u64>::create(region, 7)?;
     /// let mut tx = ring.producer()?;
     /// for i in 0..7 {
     ///     tx.try_push(i)?;
     /// }
-    /// assert!(matches!(tx.try_push(7), Err(Error::Full { .. })));
+    /// assert!(matches!(tx.try_push(7), Err(TryError::Full { .. })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
-    pub fn try_push(&mut self, value: T) -> Result<(), Error> {
+    pub fn try_push(&mut self, value: T) -> Result<(), TryError> {
         if self.tail - self.head_cache >= self.capacity && self.free(1)? == 0 {
-            return Err(Error::Full {
+            return Err(TryError::Full {
                 requested: 1,
                 available: 0,
             });
@@ -158,9 +158,9 @@ impl<T: Pod> Producer<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Corrupted`] if the consumer's `head` in shared memory is impossible.
+    /// [`TryError::Corrupted`] if the consumer's `head` in shared memory is impossible.
     #[must_use = "the call may do only part of the work: check how many it did"]
-    pub fn push_partial_slice(&mut self, src: &[T]) -> Result<usize, Error> {
+    pub fn push_partial_slice(&mut self, src: &[T]) -> Result<usize, TryError> {
         let n = self.free(src.len())?.min(src.len());
         if n == 0 {
             return Ok(0);
@@ -179,28 +179,28 @@ impl<T: Pod> Producer<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Full`] with the number of free slots if `src` does not fit (nothing was
-    /// pushed); [`Error::Corrupted`] if the consumer's `head` in shared memory is impossible.
+    /// [`TryError::Full`] with the number of free slots if `src` does not fit (nothing was
+    /// pushed); [`TryError::Corrupted`] if the consumer's `head` in shared memory is impossible.
     ///
     /// # Example
     ///
     /// ```
-    /// use shm_queue::{spsc::Ring, Error};
+    /// use shm_queue::{spsc::Ring, TryError};
     /// use shm_region::Region;
     ///
     /// let region = Region::anonymous(Ring::<u64>::required_bytes(7)?)?;
     /// let (mut tx, mut rx) = Ring::<u64>::create(region, 7)?.split()?;
     /// tx.push_entire_slice(&[1, 2, 3])?;
     /// // Five more do not fit in the seven slots: nothing is pushed.
-    /// assert!(matches!(tx.push_entire_slice(&[0; 5]), Err(Error::Full { available: 4, .. })));
+    /// assert!(matches!(tx.push_entire_slice(&[0; 5]), Err(TryError::Full { available: 4, .. })));
     /// let mut out = [0u64; 7];
     /// assert_eq!(rx.pop_partial_slice(&mut out)?, 3);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn push_entire_slice(&mut self, src: &[T]) -> Result<(), Error> {
+    pub fn push_entire_slice(&mut self, src: &[T]) -> Result<(), TryError> {
         let free = self.free(src.len())?;
         if free < src.len() {
-            return Err(Error::Full {
+            return Err(TryError::Full {
                 requested: src.len(),
                 available: free,
             });
@@ -217,8 +217,8 @@ impl<T: Pod> Producer<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Full`] with the number of free slots if fewer than `n` are free;
-    /// [`Error::Corrupted`] if the consumer's `head` in shared memory is impossible.
+    /// [`TryError::Full`] with the number of free slots if fewer than `n` are free;
+    /// [`TryError::Corrupted`] if the consumer's `head` in shared memory is impossible.
     ///
     /// ```
     /// # let region = shm_region::Region::anonymous(4096)?;
@@ -237,10 +237,10 @@ impl<T: Pod> Producer<T> {
     /// assert!(rx.is_empty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn write_chunk(&mut self, n: usize) -> Result<WriteChunk<'_, T>, Error> {
+    pub fn write_chunk(&mut self, n: usize) -> Result<WriteChunk<'_, T>, TryError> {
         let available = self.free(n)?;
         if available < n {
-            return Err(Error::Full {
+            return Err(TryError::Full {
                 requested: n,
                 available,
             });
@@ -255,8 +255,8 @@ impl<T: Pod> Producer<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Corrupted`] if the consumer's `head` in shared memory is impossible.
-    pub fn write_chunk_up_to(&mut self, max: usize) -> Result<WriteChunk<'_, T>, Error> {
+    /// [`TryError::Corrupted`] if the consumer's `head` in shared memory is impossible.
+    pub fn write_chunk_up_to(&mut self, max: usize) -> Result<WriteChunk<'_, T>, TryError> {
         let len = self.free(max)?.min(max);
         Ok(WriteChunk {
             producer: self,
@@ -287,17 +287,9 @@ impl<T: Pod> Producer<T> {
     /// [`Error::Timeout`] at the deadline; [`Error::Closed`] if the ring is closed while
     /// waiting; [`Error::Corrupted`] as [`Producer::try_push`].
     pub fn push_blocking(&mut self, value: T, deadline: Option<Instant>) -> Result<(), Error> {
-        match self.try_push(value) {
-            Err(Error::Full { .. }) => {}
-            done => return done,
-        }
-        let storage = self.storage.clone();
-        storage
-            .header()
-            .space_signal()
-            .wait(self.strategy, deadline, "a free slot", || {
-                crate::wait::pending(self.try_push(value))
-            })
+        block_on(self, deadline, "a free slot", |s| {
+            pending(s.try_push(value))
+        })
     }
 
     /// Pushes all of `src`, in batches as room appears, waiting as the handle's
@@ -312,19 +304,12 @@ impl<T: Pod> Producer<T> {
         src: &[T],
         deadline: Option<Instant>,
     ) -> Result<(), (usize, Error)> {
-        let mut done = self.push_partial_slice(src).map_err(|e| (0, e))?;
-        if done == src.len() {
-            return Ok(());
-        }
-        let storage = self.storage.clone();
-        storage
-            .header()
-            .space_signal()
-            .wait(self.strategy, deadline, "free slots", || {
-                done += self.push_partial_slice(&src[done..])?;
-                Ok((done == src.len()).then_some(()))
-            })
-            .map_err(|e| (done, e))
+        let mut done = 0;
+        block_on(self, deadline, "free slots", |s| {
+            done += s.push_partial_slice(&src[done..])?;
+            Ok((done == src.len()).then_some(()))
+        })
+        .map_err(|e| (done, e))
     }
 
     /// Installs (or removes) the consumer's readiness descriptor (see
@@ -385,5 +370,22 @@ impl<T: Pod> Producer<T> {
     /// Elements published since the ring was created (the absolute `tail` position).
     pub fn position(&self) -> u64 {
         self.tail
+    }
+}
+
+impl<T: Pod> Waiter for Producer<T> {
+    type Keep = Arc<Storage<T>>;
+    const SIDE: Side = Side::Space;
+    #[inline]
+    fn keep(&self) -> Self::Keep {
+        self.storage.clone()
+    }
+    #[inline]
+    fn header_of(keep: &Self::Keep) -> &Header {
+        keep.header()
+    }
+    #[inline]
+    fn strategy(&self) -> WaitStrategy {
+        self.strategy
     }
 }

@@ -286,7 +286,7 @@ impl<T: Pod> Ring<T> {
             }
             Err(e) => {
                 claim::release(&header.control.consumer_claim, token);
-                Err(e)
+                Err(e.into())
             }
         }
     }
@@ -353,12 +353,12 @@ impl<T: Pod> Ring<T> {
         for b in 0..g.block_count {
             let p = storage.word(b).load(Ordering::Acquire);
             if p > max {
-                return Err(corrupted("block published position", p, 0, max));
+                return Err(corrupted(Word::BlockPosition, p).into());
             }
             tail = tail.max(p);
         }
         if tail < head {
-            return Err(corrupted("producer position (tail)", tail, head, max));
+            return Err(corrupted(Word::Tail, tail).into());
         }
         // Make sure the block of every unread position knows it is ready, in case the dead
         // producer stored only some of its P words. Storing `tail` is always sound: all

@@ -62,11 +62,12 @@
 //! stand-in that sleeps until `event` changes, with no time-out, so that a lost wake-up shows
 //! up in the model as a deadlock.
 
+pub(crate) mod blocking;
 mod notify;
 
 use std::time::{Duration, Instant};
 
-use crate::error::Error;
+use crate::error::{Error, TryError};
 use crate::sync::{fence, AtomicU32, Ordering};
 
 /// Longest single sleep: a waiter re-checks everything at least this often.
@@ -138,11 +139,12 @@ impl Default for WaitStrategy {
 
 /// A non-blocking call's result as a wait condition: `Full` and `Empty` mean "not yet"
 /// (`Ok(None)`), anything else ends the wait.
-pub(crate) fn pending<R>(r: Result<R, Error>) -> Result<Option<R>, Error> {
+#[inline]
+pub(crate) fn pending<R>(r: Result<R, TryError>) -> Result<Option<R>, Error> {
     match r {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.is_retryable() => Ok(None),
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -7,7 +7,7 @@ use bytemuck::Pod;
 use shm_queue::bytes::{ByteConsumer, ByteProducer, ByteRing};
 use shm_queue::spsc::{Consumer, Producer, Ring};
 use shm_queue::wait::WaitStrategy;
-use shm_queue::Error;
+use shm_queue::TryError;
 use shm_region::Region;
 
 use crate::bench::report::Report;
@@ -33,7 +33,7 @@ fn spsc_pair<T: Pod>(capacity: usize) -> Res<(Producer<T>, Consumer<T>)> {
 /// baselines' loops are written inline: an out-of-line call per message (which rustc chose
 /// here before) halved the per-item figure and measured the call, not the ring.
 #[inline(always)]
-fn spin<R>(patience: &mut Patience, mut f: impl FnMut() -> Result<R, Error>) -> Res<R> {
+fn spin<R>(patience: &mut Patience, mut f: impl FnMut() -> Result<R, TryError>) -> Res<R> {
     loop {
         match f() {
             Ok(v) => return Ok(v),
@@ -266,7 +266,7 @@ pub fn bytes_rate(n: u64, size: usize, zero_copy: bool) -> Res<f64> {
                             c.commit();
                             i += 1;
                         }
-                        Err(Error::Full { .. }) => {
+                        Err(TryError::Full { .. }) => {
                             if !patience.spin() {
                                 return Err("timed out waiting for room".into());
                             }
@@ -306,7 +306,7 @@ pub fn bytes_rate(n: u64, size: usize, zero_copy: bool) -> Res<f64> {
                             }
                             u64::from_le_bytes(first)
                         }
-                        Err(Error::Empty { .. }) => {
+                        Err(TryError::Empty { .. }) => {
                             if !patience.spin() {
                                 return Err("timed out waiting for data".into());
                             }
