@@ -452,11 +452,11 @@ impl SlotRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shm_region::AnonOptions;
+    use shm_region::Options;
 
     #[test]
     fn layout_round_trips_and_garbage_is_rejected() {
-        let region = AnonOptions::new().create(3 * CONTROL_SIZE).unwrap();
+        let region = Options::new().create_anonymous(3 * CONTROL_SIZE).unwrap();
         let c = Control::of(&region).unwrap();
         assert!(matches!(c.layout(&region), Err(Invalid::NotReady(_))));
         let l = Layout {

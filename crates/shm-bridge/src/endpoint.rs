@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use shm_region::{Advice, Region, ShmOptions};
+use shm_region::{Advice, Options, Region};
 
 use crate::control::{
     self, monotonic_ms, ChannelKind, Control, Invalid, Layout, Role, SlotRecord, CONTROL_SIZE,
@@ -238,8 +238,8 @@ fn fd_of(region: &Region) -> Result<BorrowedFd<'_>> {
     })
 }
 
-fn region_options(c: &Common) -> ShmOptions {
-    ShmOptions::new()
+fn region_options(c: &Common) -> Options {
+    Options::new()
         .mode(c.mode)
         .keep_name(true)
         .allow_foreign_owner(c.allow_foreign_owner)
@@ -338,7 +338,7 @@ impl Endpoint {
         let shm = shm_name(name);
         let (mut reclaimed, mut tried) = (None, false);
         let region = loop {
-            match region_options(c).create(&shm, len) {
+            match region_options(c).create_shm(&shm, len) {
                 Ok(r) => break Arc::new(r),
                 Err(shm_region::Error::AlreadyExists { .. }) if !tried => {
                     tried = true;
@@ -431,7 +431,7 @@ impl Endpoint {
                 reason,
             })
         };
-        let region = match region_options(c).open(shm) {
+        let region = match region_options(c).open_shm(shm) {
             Ok(r) => Arc::new(r),
             Err(shm_region::Error::NotFound { .. }) => {
                 return Err(Retry::Later("it does not exist".into()))
@@ -648,7 +648,7 @@ fn take_slot(
 fn reclaim(name: &str, c: &Common) -> Result<Option<Reclaimed>> {
     let shm = shm_name(name);
     let opts = region_options(c);
-    let region = match opts.open(&shm) {
+    let region = match opts.open_shm(&shm) {
         Ok(r) => r,
         // Gone meanwhile: nothing to reclaim; the caller's next create decides.
         Err(shm_region::Error::NotFound { .. }) => return Ok(None),

@@ -7,7 +7,7 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::PathBuf;
 
-use shm_region::{Region, ShmOptions};
+use shm_region::{Options, Region};
 
 use crate::control::{self, monotonic_ms, ChannelKind, Control, Invalid, Role, MAX_SLOTS};
 use crate::endpoint::{shm_name, shm_path, slot_state, PeerState, PREFIX};
@@ -246,7 +246,7 @@ fn inspect_unchecked(name: &str) -> ChannelInfo {
         info.problem = Some("name outside the channel-name character set".into());
         return info;
     }
-    let region = match ShmOptions::new().keep_name(true).open(&shm_name(name)) {
+    let region = match Options::new().open_shm(&shm_name(name)) {
         Ok(r) => r,
         Err(e) => {
             info.problem = Some(e.to_string());

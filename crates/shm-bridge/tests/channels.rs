@@ -489,17 +489,14 @@ fn mpmc_survives_a_killed_participant() {
 
 #[test]
 fn scribbled_control_block_never_panics_or_hangs() {
-    use shm_region::ShmOptions;
+    use shm_region::Options;
     let n = name("scribble");
     let mut tx = ChannelOptions::new()
         .capacity(64)
         .create::<u64>(&n)
         .unwrap();
     let mut rx = ChannelOptions::new().connect::<u64>(&n).unwrap();
-    let raw = ShmOptions::new()
-        .keep_name(true)
-        .open(&shm_bridge::shm_name(&n))
-        .unwrap();
+    let raw = Options::new().open_shm(&shm_bridge::shm_name(&n)).unwrap();
     let ctl = raw.len() - shm_bridge::control::CONTROL_SIZE;
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for round in 0..200 {

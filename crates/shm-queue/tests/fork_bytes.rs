@@ -15,7 +15,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 use shm_queue::bytes::{ByteConsumer, ByteProducer, ByteRing};
-use shm_region::{Region, ShmOptions};
+use shm_region::{Options, Region};
 
 const MESSAGES: u64 = if cfg!(debug_assertions) {
     200_000
@@ -137,8 +137,8 @@ fn forked_producer_over_anonymous_memory() {
 #[test]
 fn forked_producer_over_named_memory() {
     let name = format!("shmq-test-bytes-{}", std::process::id());
-    let region = ShmOptions::new()
-        .create(&name, ByteRing::required_bytes(64 * 1024).unwrap())
+    let region = Options::new()
+        .create_shm(&name, ByteRing::required_bytes(64 * 1024).unwrap())
         .unwrap();
     run(Arc::new(region));
 }

@@ -162,14 +162,14 @@ fn fork_anonymous_region() {
 
 #[test]
 fn fork_named_region() {
-    use shm_region::ShmOptions;
+    use shm_region::Options;
     let name = format!("shmlane-test-spsc-{}", std::process::id());
     let len = Ring::<u64>::required_bytes(4096).unwrap();
     // The creator's mapping removes the name when it drops.
-    let created = ShmOptions::new().create(&name, len).unwrap();
+    let created = Options::new().create_shm(&name, len).unwrap();
     let ring = Ring::<u64>::create(created, 4096).unwrap();
     // A second, independent mapping of the same object, as another process would open it.
-    let opened = Arc::new(ShmOptions::new().open(&name).unwrap());
+    let opened = Arc::new(Options::new().open_shm(&name).unwrap());
     let attached = Ring::<u64>::attach(opened).unwrap();
     let (tx, rx) = (attached.producer().unwrap(), ring.consumer().unwrap());
     run(tx, rx);

@@ -8,76 +8,42 @@ use std::num::NonZeroUsize;
 use nix::errno::Errno;
 use nix::sys::mman::{self, MapFlags, ProtFlags};
 
+use crate::checks;
 use crate::error::{Error, Result};
+use crate::options::Options;
 use crate::region::{Backend, Cleanup, Region, Unmap};
-use crate::sys;
 
-/// Options for an anonymous shared region; [`Region::anonymous`] is the shortcut with the
-/// defaults.
-///
-/// # Example
-///
-/// ```
-/// use shm_region::AnonOptions;
-///
-/// let region = AnonOptions::new().populate(true).create(64 * 1024)?;
-/// assert_eq!(region.residency()?.resident_pages, region.residency()?.total_pages);
-/// # Ok::<(), shm_region::Error>(())
-/// ```
-#[derive(Debug, Clone, Default)]
-#[must_use = "options do nothing until passed to a constructor"]
-pub struct AnonOptions {
-    huge_pages: bool,
-    populate: bool,
-}
-
-impl AnonOptions {
-    /// Default options: base pages, faulted in lazily.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Back the region with reserved huge pages (`MAP_HUGETLB`). The length is rounded up to
-    /// whole huge pages.
-    pub fn huge_pages(mut self, yes: bool) -> Self {
-        self.huge_pages = yes;
-        self
-    }
-
-    /// Fault every page in at creation (`MAP_POPULATE`).
-    pub fn populate(mut self, yes: bool) -> Self {
-        self.populate = yes;
-        self
-    }
-
-    /// Maps `len` zeroed bytes shared with future `fork()` children.
+impl Options {
+    /// Maps `len` zeroed bytes of anonymous shared memory (`MAP_SHARED | MAP_ANONYMOUS`),
+    /// shared with `fork()` children made after this call. [`Options::huge_pages`] rounds
+    /// the length up to whole huge pages; [`Options::populate`] faults every page in now.
+    /// [`Region::anonymous`] is the shortcut with the defaults.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidLength`] for zero, [`Error::HugePagesUnavailable`] when huge pages
-    /// were asked for and none are free, [`Error::Sys`] for other `mmap` failures.
-    pub fn create(&self, len: usize) -> Result<Region> {
+    /// [`Error::UnsupportedOption`], [`Error::InvalidLength`] for zero,
+    /// [`Error::HugePagesUnavailable`] when huge pages were asked for and none are free,
+    /// [`Error::Sys`] for other `mmap` failures.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shm_region::Options;
+    ///
+    /// let region = Options::new().populate(true).create_anonymous(64 * 1024)?;
+    /// assert_eq!(region.residency()?.resident_pages, region.residency()?.total_pages);
+    /// # Ok::<(), shm_region::Error>(())
+    /// ```
+    pub fn create_anonymous(&self, len: usize) -> Result<Region> {
         let desc = "anonymous shared region".to_string();
+        self.check_backend(Backend::Anonymous, &desc)?;
+        checks::nonzero(&desc, len)?;
         let mut len = len;
-        if len == 0 {
-            return Err(Error::InvalidLength {
-                region: desc,
-                len: 0,
-                reason: "a region needs at least one byte".into(),
-            });
-        }
         let mut flags = MapFlags::MAP_SHARED;
         let mut huge = None;
         if self.huge_pages {
-            let info = sys::huge_page_info();
-            let hp = usize::try_from(info.size).unwrap_or(2 << 20);
-            len = len
-                .checked_next_multiple_of(hp)
-                .ok_or_else(|| Error::InvalidLength {
-                    region: desc.clone(),
-                    len: len as u64,
-                    reason: "too large to round up to whole huge pages".into(),
-                })?;
+            let (rounded, hp) = checks::round_to_huge_pages(&desc, len)?;
+            len = rounded;
             flags |= MapFlags::MAP_HUGETLB;
             huge = Some(hp);
         }
@@ -99,17 +65,7 @@ impl AnonOptions {
         };
         let ptr = match r {
             Ok(p) => p.cast(),
-            Err(e) if self.huge_pages => {
-                let info = sys::huge_page_info();
-                return Err(Error::HugePagesUnavailable {
-                    region: desc,
-                    len: len as u64,
-                    huge_page_size: info.size,
-                    free: info.free,
-                    total: info.total,
-                    source: e,
-                });
-            }
+            Err(e) if self.huge_pages => return Err(Error::huge_pages_unavailable(desc, len, e)),
             Err(e) => return Err(Error::sys(desc, "mmap(MAP_SHARED|MAP_ANONYMOUS)", e)),
         };
         Ok(Region {

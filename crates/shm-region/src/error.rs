@@ -6,6 +6,9 @@
 
 use nix::errno::Errno;
 
+use crate::region::Backend;
+use crate::sys;
+
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -203,7 +206,7 @@ pub enum Error {
     /// A memfd lacks the seals the caller requires.
     #[error(
         "{region} is missing seals {missing:#x} (has {present:#x}); the sender must create it \
-         with `MemfdOptions::seal(true)` so that it cannot be shrunk under us"
+         with `Options::new().seal(true)` so that it cannot be shrunk under us"
     )]
     MissingSeals {
         /// The region.
@@ -212,6 +215,23 @@ pub enum Error {
         missing: i32,
         /// The seal bits present.
         present: i32,
+    },
+
+    /// A setting on [`Options`](crate::Options) that the chosen backend cannot honour was
+    /// changed from its default; nothing was created or opened.
+    #[error(
+        "`.{option}(..)` has no effect on {region} (a {backend} region): it applies to \
+         {applies_to} only; leave it unset for this backend, or pick one that has it"
+    )]
+    UnsupportedOption {
+        /// The region that was about to be made.
+        region: String,
+        /// The name of the setting (its builder method).
+        option: &'static str,
+        /// The backend that cannot honour it.
+        backend: Backend,
+        /// The backends that do honour it, in words.
+        applies_to: &'static str,
     },
 
     /// A message received over a Unix socket carried no file descriptor.
@@ -252,6 +272,41 @@ impl Error {
             region: region.into(),
             op,
             source,
+        }
+    }
+
+    /// [`Error::HugePagesUnavailable`] for `len` bytes, with the system's huge page figures
+    /// from `/proc/meminfo`.
+    pub(crate) fn huge_pages_unavailable(
+        region: impl Into<String>,
+        len: usize,
+        source: Errno,
+    ) -> Error {
+        let info = sys::huge_page_info();
+        Error::HugePagesUnavailable {
+            region: region.into(),
+            len: len as u64,
+            huge_page_size: info.size,
+            free: info.free,
+            total: info.total,
+            source,
+        }
+    }
+
+    /// [`Error::NoSpace`] for `len` bytes on `filesystem`, with its `(total, available)`
+    /// bytes (`(0, 0)` if unknown).
+    pub(crate) fn no_space(
+        region: impl Into<String>,
+        len: usize,
+        filesystem: &str,
+        (total, available): (u64, u64),
+    ) -> Error {
+        Error::NoSpace {
+            region: region.into(),
+            len: len as u64,
+            filesystem: filesystem.to_string(),
+            total,
+            available,
         }
     }
 }

@@ -11,141 +11,139 @@ use std::path::Path;
 
 use nix::errno::Errno;
 
+use crate::checks;
 use crate::error::{io_errno, Error, Result};
+use crate::options::Options;
 use crate::region::{Backend, Cleanup, Region, Unmap};
 use crate::sys;
 
-/// Options for mapping a regular file.
-///
-/// # Example
-///
-/// ```
-/// use shm_region::FileOptions;
-///
-/// let dir = std::env::temp_dir().join(format!("shm-region-doc-{}", std::process::id()));
-/// std::fs::create_dir_all(&dir).expect("temp dir");
-/// let path = dir.join("log.bin");
-/// {
-///     let region = FileOptions::new().create(true).len(4096).open(&path)?;
-///     region.write_at(0, b"persisted")?;
-///     region.flush()?; // msync(MS_SYNC)
-/// }
-/// let again = FileOptions::new().open(&path)?;
-/// let mut buf = [0u8; 9];
-/// again.read_at(0, &mut buf)?;
-/// assert_eq!(&buf, b"persisted");
-/// # std::fs::remove_dir_all(&dir).ok();
-/// # Ok::<(), shm_region::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-#[must_use = "options do nothing until passed to a constructor"]
-pub struct FileOptions {
-    create: bool,
-    create_new: bool,
-    len: Option<usize>,
-    follow_symlinks: bool,
-    copy_on_write: bool,
-    allocate: bool,
-    mode: u32,
+/// Whether opening a file region may create the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Create {
+    /// The file must exist (`open`).
+    No,
+    /// Create it if missing (`O_CREAT`).
+    IfMissing,
+    /// It must not exist (`O_CREAT|O_EXCL`).
+    New,
 }
 
-impl Default for FileOptions {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl FileOptions {
-    /// Open an existing file, map all of it shared, never follow a symlink.
-    pub fn new() -> Self {
-        FileOptions {
-            create: false,
-            create_new: false,
-            len: None,
-            follow_symlinks: false,
-            copy_on_write: false,
-            allocate: false,
-            mode: 0o600,
-        }
-    }
-
-    /// Create the file if it does not exist (requires [`FileOptions::len`]).
-    pub fn create(mut self, yes: bool) -> Self {
-        self.create = yes;
-        self
-    }
-
-    /// Create the file and fail with [`Error::AlreadyExists`] if it exists.
-    pub fn create_new(mut self, yes: bool) -> Self {
-        self.create_new = yes;
-        self
-    }
-
-    /// Map exactly `len` bytes, growing the file (sparsely) if it is shorter.
-    pub fn len(mut self, len: usize) -> Self {
-        self.len = Some(len);
-        self
-    }
-
-    /// Follow a symbolic link in the last path component (default: refuse).
-    pub fn follow_symlinks(mut self, yes: bool) -> Self {
-        self.follow_symlinks = yes;
-        self
-    }
-
-    /// Map `MAP_PRIVATE`: writes go to private copies of the pages and never reach the
-    /// file or other processes.
-    pub fn copy_on_write(mut self, yes: bool) -> Self {
-        self.copy_on_write = yes;
-        self
-    }
-
-    /// Allocate disk blocks for the whole length now (`posix_fallocate`), so a full disk
-    /// is an [`Error::NoSpace`] now rather than `SIGBUS` on a later write. Off by default so
-    /// large sparse files stay sparse.
-    pub fn allocate(mut self, yes: bool) -> Self {
-        self.allocate = yes;
-        self
-    }
-
-    /// Permission bits for a created file (default `0o600`, subject to the umask).
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.mode = mode & 0o777;
-        self
-    }
-
-    /// Opens (or creates) the file and maps it.
+impl Options {
+    /// Creates the file, which must not exist yet (`O_CREAT|O_EXCL`), with
+    /// [`Options::mode`] (subject to the umask), sizes it to `len` bytes (sparsely, unless
+    /// [`Options::allocate`]) and maps it. [`Region::is_creator`] is `true`.
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`], [`Error::AlreadyExists`], [`Error::Symlink`],
-    /// [`Error::NotRegularFile`], [`Error::InvalidLength`] (zero length, or `create` without
-    /// `len`), [`Error::TooSmall`] (an empty file and no `len`), [`Error::NoSpace`],
-    /// [`Error::Sys`].
-    pub fn open(&self, path: impl AsRef<Path>) -> Result<Region> {
-        let path = path.as_ref();
+    /// [`Error::UnsupportedOption`], [`Error::InvalidLength`] (zero, or beyond `off_t`),
+    /// [`Error::AlreadyExists`], [`Error::Symlink`] (a dangling link in its place),
+    /// [`Error::NotFound`] (a missing directory), [`Error::NoSpace`], [`Error::Sys`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shm_region::{Error, Options};
+    ///
+    /// let dir = std::env::temp_dir().join(format!("shm-region-doc-cf-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).expect("temp dir");
+    /// let path = dir.join("new.bin");
+    /// let region = Options::new().create_file(&path, 4096)?;
+    /// assert!(region.is_creator());
+    /// let err = Options::new().create_file(&path, 4096).unwrap_err();
+    /// assert!(matches!(err, Error::AlreadyExists { .. }));
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), shm_region::Error>(())
+    /// ```
+    pub fn create_file(&self, path: impl AsRef<Path>, len: usize) -> Result<Region> {
+        self.file_region(path.as_ref(), Create::New, Some(len))
+    }
+
+    /// Opens an existing file and maps all of it, after checking that it is a regular file
+    /// of at least [`Options::min_len`] bytes (and at least one). A symbolic link in the last
+    /// path component is refused unless [`Options::follow_symlinks`].
+    /// [`Options::copy_on_write`] maps a private view.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnsupportedOption`], [`Error::NotFound`], [`Error::Symlink`],
+    /// [`Error::NotRegularFile`], [`Error::TooSmall`], [`Error::Sys`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shm_region::Options;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("shm-region-doc-of-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).expect("temp dir");
+    /// let path = dir.join("log.bin");
+    /// {
+    ///     let region = Options::new().create_file(&path, 4096)?;
+    ///     region.write_at(0, b"persisted")?;
+    ///     region.flush()?; // msync(MS_SYNC)
+    /// }
+    /// let again = Options::new().open_file(&path)?;
+    /// assert_eq!(again.len(), 4096);
+    /// let mut buf = [0u8; 9];
+    /// again.read_at(0, &mut buf)?;
+    /// assert_eq!(&buf, b"persisted");
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), shm_region::Error>(())
+    /// ```
+    pub fn open_file(&self, path: impl AsRef<Path>) -> Result<Region> {
+        self.file_region(path.as_ref(), Create::No, None)
+    }
+
+    /// Opens the file, creating it if it is missing (`O_CREAT`, with [`Options::mode`]),
+    /// and maps exactly `len` bytes of it, growing it (sparsely, unless
+    /// [`Options::allocate`]) if it is shorter. A copy-on-write view
+    /// ([`Options::copy_on_write`]) never grows the file: a shorter one is
+    /// [`Error::TooSmall`]. [`Region::is_creator`] is `false` even when the file was
+    /// created; use [`Options::create_file`] to know.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnsupportedOption`], [`Error::InvalidLength`] (zero, or beyond `off_t`),
+    /// [`Error::Symlink`], [`Error::NotRegularFile`], [`Error::TooSmall`],
+    /// [`Error::NoSpace`], [`Error::Sys`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shm_region::Options;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("shm-region-doc-ocf-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).expect("temp dir");
+    /// let path = dir.join("grown.bin");
+    /// std::fs::write(&path, b"short").expect("write");
+    /// let region = Options::new().open_or_create_file(&path, 8192)?;
+    /// assert_eq!(region.len(), 8192);
+    /// assert_eq!(std::fs::metadata(&path).expect("stat").len(), 8192);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), shm_region::Error>(())
+    /// ```
+    pub fn open_or_create_file(&self, path: impl AsRef<Path>, len: usize) -> Result<Region> {
+        self.file_region(path.as_ref(), Create::IfMissing, Some(len))
+    }
+
+    /// Opens (or creates) the file and maps it: the whole file if `len` is `None`, else
+    /// exactly `len` bytes.
+    fn file_region(&self, path: &Path, create: Create, len: Option<usize>) -> Result<Region> {
         let shown = path.display().to_string();
         let desc = format!("file `{shown}`");
-        if (self.create || self.create_new) && self.len.is_none() {
-            return Err(Error::InvalidLength {
-                region: desc,
-                len: 0,
-                reason: "creating a file region needs `.len(bytes)`".into(),
-            });
-        }
-        if self.len == Some(0) {
-            return Err(Error::InvalidLength {
-                region: desc,
-                len: 0,
-                reason: "a region needs at least one byte".into(),
-            });
+        self.check_backend(Backend::File, &desc)?;
+        if let Some(len) = len {
+            checks::nonzero(&desc, len)?;
         }
         let mut oo = OpenOptions::new();
         oo.read(true).write(true).mode(self.mode);
-        if self.create_new {
-            oo.create_new(true);
-        } else if self.create {
-            oo.create(true);
+        match create {
+            Create::No => {}
+            Create::IfMissing => {
+                oo.create(true);
+            }
+            Create::New => {
+                oo.create_new(true);
+            }
         }
         if !self.follow_symlinks {
             oo.custom_flags(libc::O_NOFOLLOW);
@@ -172,7 +170,10 @@ impl FileOptions {
                 file_type: meta.mode() & libc::S_IFMT,
             });
         }
-        let len = self.size_and_grow(&file, meta.len(), &desc)?;
+        let len = match len {
+            None => checks::at_least(&desc, meta.len(), self.min_len)?,
+            Some(len) => self.grow(&file, meta.len(), len, &desc)?,
+        };
         let mut mo = memmap2::MmapOptions::new();
         mo.len(len);
         let raw = if self.copy_on_write {
@@ -199,27 +200,14 @@ impl FileOptions {
             fd: Some(file.into()),
             unmap: Unmap::Memmap(raw),
             cleanup: Cleanup::Nothing,
-            created: self.create_new,
+            created: create == Create::New,
             huge_page_size: None,
         })
     }
 
-    /// Decides the mapped length, growing (and optionally allocating) the file as asked.
-    fn size_and_grow(&self, file: &File, size: u64, desc: &str) -> Result<usize> {
-        let Some(len) = self.len else {
-            if size == 0 {
-                return Err(Error::TooSmall {
-                    region: desc.to_string(),
-                    actual: 0,
-                    required: 1,
-                });
-            }
-            return usize::try_from(size).map_err(|_| Error::InvalidLength {
-                region: desc.to_string(),
-                len: size,
-                reason: "larger than this process's address space".into(),
-            });
-        };
+    /// Makes a file of `size` bytes at least `len` long (and allocates it) as asked, and
+    /// returns `len`.
+    fn grow(&self, file: &File, size: u64, len: usize, desc: &str) -> Result<usize> {
         let Some(off) = sys::to_off(len) else {
             return Err(Error::InvalidLength {
                 region: desc.to_string(),
@@ -227,6 +215,7 @@ impl FileOptions {
                 reason: format!("must be at most {} bytes", libc::off_t::MAX),
             });
         };
+        let no_space = || Error::no_space(desc, len, "the file's filesystem", (0, 0));
         if size < len as u64 {
             if self.copy_on_write {
                 return Err(Error::TooSmall {
@@ -236,26 +225,16 @@ impl FileOptions {
                 });
             }
             file.set_len(len as u64).map_err(|e| match io_errno(&e) {
-                Errno::ENOSPC | Errno::EFBIG => self.no_space(desc, len),
+                Errno::ENOSPC | Errno::EFBIG => no_space(),
                 e => Error::sys(desc, "ftruncate", e),
             })?;
         }
-        if self.allocate && !self.copy_on_write {
+        if self.allocate.unwrap_or(false) && !self.copy_on_write {
             nix::fcntl::posix_fallocate(file, 0, off).map_err(|e| match e {
-                Errno::ENOSPC => self.no_space(desc, len),
+                Errno::ENOSPC => no_space(),
                 e => Error::sys(desc, "posix_fallocate", e),
             })?;
         }
         Ok(len)
-    }
-
-    fn no_space(&self, desc: &str, len: usize) -> Error {
-        Error::NoSpace {
-            region: desc.to_string(),
-            len: len as u64,
-            filesystem: "the file's filesystem".to_string(),
-            total: 0,
-            available: 0,
-        }
     }
 }

@@ -3,13 +3,17 @@
 //! One type, [`Region`], stands for a mapped range of shared memory whatever backs it, so
 //! the rings built on it do not care where the bytes come from:
 //!
-//! | backend | made with | shared with | survives its processes |
+//! | backend | made with [`Options`] | shared with | survives its processes |
 //! |---|---|---|---|
-//! | named POSIX shm (`/dev/shm/NAME`) | [`ShmOptions`] | any process that knows the name | until unlinked or reboot |
-//! | anonymous `MAP_SHARED` | [`Region::anonymous`], [`AnonOptions`] | `fork()`ed children | no |
-//! | memfd | [`MemfdOptions`], [`send_fd`]/[`recv_fd`] | whoever gets the descriptor | no |
-//! | regular file | [`FileOptions`] | any process that can open the file | yes, on disk |
-//! | System V segment | [`SysVOptions`] | any process that knows the key or id | until removed or reboot |
+//! | named POSIX shm (`/dev/shm/NAME`) | `create_shm`, `open_shm`, `open_or_create_shm` | any process that knows the name | until unlinked or reboot |
+//! | anonymous `MAP_SHARED` | [`Region::anonymous`], `create_anonymous` | `fork()`ed children | no |
+//! | memfd | `create_memfd`, `map_memfd`, with [`send_fd`]/[`recv_fd`] | whoever gets the descriptor | no |
+//! | regular file | `create_file`, `open_file`, `open_or_create_file` | any process that can open the file | yes, on disk |
+//! | System V segment | `create_sysv`, `attach_sysv`, `open_sysv_key` | any process that knows the key or id | until removed or reboot |
+//!
+//! One [`Options`] value carries every setting (mode, huge pages, allocation, owner and mode
+//! checks, seals, ...), each documented once; a setting the chosen backend cannot honour is
+//! an [`Error::UnsupportedOption`] rather than silently ignored.
 //!
 //! Every region offers the same figures and tuning: [`Region::len`], [`Region::page_size`],
 //! [`Region::residency`] (`mincore`), [`Region::prefault`], [`Region::lock`] (`mlock`),
@@ -51,18 +55,19 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod anon;
+mod checks;
 mod error;
 mod file;
 mod memfd;
+mod options;
 mod posix;
 mod region;
 mod sys;
 mod sysv;
 
-pub use anon::AnonOptions;
 pub use error::{Error, Result};
-pub use file::FileOptions;
-pub use memfd::{recv_fd, send_fd, MemfdOptions};
-pub use posix::{shm_unlink, validate_name, ShmOptions, MAX_NAME_LEN, SHM_DIR};
+pub use memfd::{recv_fd, send_fd};
+pub use options::Options;
+pub use posix::{shm_unlink, validate_name, MAX_NAME_LEN, SHM_DIR};
 pub use region::{Advice, Backend, Prefault, Region, Residency};
-pub use sysv::{sysv_remove, SysVOptions};
+pub use sysv::sysv_remove;

@@ -16,104 +16,48 @@ use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::mman::MapFlags;
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
+use crate::checks::{self, Trust};
 use crate::error::{Error, Result};
+use crate::options::Options;
 use crate::region::{Backend, Cleanup, Region, Unmap};
 use crate::sys;
 
-/// The seals [`MemfdOptions::seal`] applies and [`MemfdOptions::require_seals`] checks.
+/// The seals [`Options::seal`] applies and [`Options::require_seals`] checks.
 const SIZE_SEALS: SealFlag = SealFlag::F_SEAL_SHRINK.union(SealFlag::F_SEAL_GROW);
 
-/// Options for creating or mapping a memfd region.
-///
-/// # Example
-///
-/// ```
-/// use shm_region::MemfdOptions;
-///
-/// let region = MemfdOptions::new().seal(true).create("ring", 8192)?;
-/// region.write_at(0, b"memfd")?;
-/// // A second mapping of the same descriptor, as a receiving process would make.
-/// let fd = region.fd().expect("memfd regions have a descriptor").try_clone_to_owned()
-///     .map_err(|e| shm_region::Error::NoFdReceived { detail: e.to_string() })?;
-/// let other = MemfdOptions::new().require_seals(true).map(fd)?;
-/// let mut buf = [0u8; 5];
-/// other.read_at(0, &mut buf)?;
-/// assert_eq!(&buf, b"memfd");
-/// # Ok::<(), shm_region::Error>(())
-/// ```
-#[derive(Debug, Clone, Default)]
-#[must_use = "options do nothing until passed to a constructor"]
-pub struct MemfdOptions {
-    seal: bool,
-    require_seals: bool,
-    huge_pages: bool,
-    allocate: bool,
-}
-
-impl MemfdOptions {
-    /// No seals, base pages, memory allocated at creation.
-    pub fn new() -> Self {
-        MemfdOptions {
-            allocate: true,
-            ..Self::default()
-        }
-    }
-
-    /// Seal the size at creation (`F_SEAL_SHRINK | F_SEAL_GROW`, then `F_SEAL_SEAL` so no
-    /// one can remove them).
-    pub fn seal(mut self, yes: bool) -> Self {
-        self.seal = yes;
-        self
-    }
-
-    /// When mapping a received descriptor, refuse one whose size is not sealed.
-    pub fn require_seals(mut self, yes: bool) -> Self {
-        self.require_seals = yes;
-        self
-    }
-
-    /// Create with `MFD_HUGETLB`; the length is rounded up to whole huge pages.
-    pub fn huge_pages(mut self, yes: bool) -> Self {
-        self.huge_pages = yes;
-        self
-    }
-
-    /// Allocate the memory at creation with `posix_fallocate` (default: yes), so that
-    /// exhaustion (of memory or huge pages) is an error now, not `SIGBUS` later.
-    pub fn allocate(mut self, yes: bool) -> Self {
-        self.allocate = yes;
-        self
-    }
-
+impl Options {
     /// Creates a memfd of `len` bytes and maps it. `name` only labels it in
     /// `/proc/PID/fd` and `/proc/PID/maps` (as `memfd:NAME`); it is validated like a shm
-    /// name.
+    /// name. [`Options::seal`] fixes its size for good; [`Options::huge_pages`] rounds the
+    /// length up to whole huge pages; the memory is allocated at once unless
+    /// [`Options::allocate`] says otherwise.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidName`], [`Error::InvalidLength`], [`Error::HugePagesUnavailable`],
-    /// [`Error::NoSpace`], [`Error::Sys`].
-    pub fn create(&self, name: &str, len: usize) -> Result<Region> {
+    /// [`Error::InvalidName`], [`Error::UnsupportedOption`], [`Error::InvalidLength`],
+    /// [`Error::HugePagesUnavailable`], [`Error::NoSpace`], [`Error::Sys`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shm_region::{Backend, Options};
+    ///
+    /// let region = Options::new().seal(true).create_memfd("ring", 8192)?;
+    /// assert_eq!(region.backend(), Backend::Memfd);
+    /// region.write_at(0, b"memfd")?;
+    /// # Ok::<(), shm_region::Error>(())
+    /// ```
+    pub fn create_memfd(&self, name: &str, len: usize) -> Result<Region> {
         let bare = crate::posix::validate_name(name)?;
         let desc = format!("memfd `{bare}`");
-        let mut len = len;
-        let huge = if self.huge_pages {
-            let hp = usize::try_from(sys::huge_page_info().size).unwrap_or(2 << 20);
-            len = len.checked_next_multiple_of(hp).unwrap_or(0);
-            Some(hp)
+        self.check_backend(Backend::Memfd, &desc)?;
+        let (len, huge) = if self.huge_pages {
+            let (rounded, hp) = checks::round_to_huge_pages(&desc, len)?;
+            (rounded, Some(hp))
         } else {
-            None
+            (len, None)
         };
-        let off = match sys::to_off(len) {
-            Some(off) if len > 0 => off,
-            _ => {
-                return Err(Error::InvalidLength {
-                    region: desc,
-                    len: len as u64,
-                    reason: format!("must be between 1 and {} bytes", libc::off_t::MAX),
-                })
-            }
-        };
+        let off = checks::off_len(&desc, len)?;
         let cname = CString::new(bare).map_err(|_| Error::InvalidName {
             name: bare.to_string(),
             reason: "it contains a NUL byte",
@@ -123,36 +67,22 @@ impl MemfdOptions {
         if self.huge_pages {
             flags |= MFdFlags::MFD_HUGETLB;
         }
-        let huge_err = |e: Errno| {
-            let info = sys::huge_page_info();
-            Error::HugePagesUnavailable {
-                region: desc.clone(),
-                len: len as u64,
-                huge_page_size: info.size,
-                free: info.free,
-                total: info.total,
-                source: e,
+        // With huge pages, any failure to get memory means none are free.
+        let fail = |op, e| {
+            if self.huge_pages {
+                Error::huge_pages_unavailable(&desc, len, e)
+            } else {
+                Error::sys(&desc, op, e)
             }
         };
-        let fd = memfd_create(cname.as_c_str(), flags).map_err(|e| {
-            if self.huge_pages {
-                huge_err(e)
-            } else {
-                Error::sys(&desc, "memfd_create", e)
-            }
-        })?;
+        let fd = memfd_create(cname.as_c_str(), flags).map_err(|e| fail("memfd_create", e))?;
         nix::unistd::ftruncate(&fd, off).map_err(|e| Error::sys(&desc, "ftruncate", e))?;
-        if self.allocate {
+        if self.allocate.unwrap_or(true) {
             nix::fcntl::posix_fallocate(&fd, 0, off).map_err(|e| match e {
-                _ if self.huge_pages => huge_err(e),
-                Errno::ENOSPC | Errno::ENOMEM => Error::NoSpace {
-                    region: desc.clone(),
-                    len: len as u64,
-                    filesystem: "memory (memfd)".to_string(),
-                    total: 0,
-                    available: 0,
-                },
-                e => Error::sys(&desc, "posix_fallocate", e),
+                Errno::ENOSPC | Errno::ENOMEM if !self.huge_pages => {
+                    Error::no_space(&desc, len, "memory (memfd)", (0, 0))
+                }
+                e => fail("posix_fallocate", e),
             })?;
         }
         if self.seal {
@@ -162,13 +92,8 @@ impl MemfdOptions {
             )
             .map_err(|e| Error::sys(&desc, "fcntl(F_ADD_SEALS)", e))?;
         }
-        let ptr = sys::map_shared_fd(&fd, len, MapFlags::empty()).map_err(|e| {
-            if self.huge_pages {
-                huge_err(e)
-            } else {
-                Error::sys(&desc, "mmap(MAP_SHARED)", e)
-            }
-        })?;
+        let ptr = sys::map_shared_fd(&fd, len, MapFlags::empty())
+            .map_err(|e| fail("mmap(MAP_SHARED)", e))?;
         Ok(Region {
             ptr,
             len,
@@ -184,15 +109,34 @@ impl MemfdOptions {
     }
 
     /// Maps a memfd received from another process (all of it), after checking that it is a
-    /// regular memory file and, with [`MemfdOptions::require_seals`], that its size is
-    /// sealed.
+    /// regular memory file of at least [`Options::min_len`] bytes and, with
+    /// [`Options::require_seals`], that its size is sealed. Its owner and mode are not
+    /// checked: the descriptor was handed over on purpose.
     ///
     /// # Errors
     ///
-    /// [`Error::MissingSeals`], [`Error::NotRegularFile`], [`Error::TooSmall`] for an empty
-    /// file, [`Error::Sys`].
-    pub fn map(&self, fd: OwnedFd) -> Result<Region> {
+    /// [`Error::UnsupportedOption`], [`Error::MissingSeals`], [`Error::NotRegularFile`],
+    /// [`Error::TooSmall`] for an empty file (or one below `min_len`), [`Error::Sys`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shm_region::Options;
+    ///
+    /// let region = Options::new().seal(true).create_memfd("ring", 8192)?;
+    /// region.write_at(0, b"memfd")?;
+    /// // A second mapping of the same descriptor, as a receiving process would make.
+    /// let fd = region.fd().expect("memfd regions have a descriptor").try_clone_to_owned()
+    ///     .map_err(|e| shm_region::Error::NoFdReceived { detail: e.to_string() })?;
+    /// let other = Options::new().require_seals(true).map_memfd(fd)?;
+    /// let mut buf = [0u8; 5];
+    /// other.read_at(0, &mut buf)?;
+    /// assert_eq!(&buf, b"memfd");
+    /// # Ok::<(), shm_region::Error>(())
+    /// ```
+    pub fn map_memfd(&self, fd: OwnedFd) -> Result<Region> {
         let desc = format!("received memfd (fd {})", fd.as_raw_fd());
+        self.check_backend(Backend::Memfd, &desc)?;
         if self.require_seals {
             let present = fcntl(&fd, FcntlArg::F_GET_SEALS)
                 .map_err(|e| Error::sys(&desc, "fcntl(F_GET_SEALS)", e))?;
@@ -205,23 +149,8 @@ impl MemfdOptions {
                 });
             }
         }
-        // The sender owns it; a descriptor was handed to us on purpose, so owner and mode
-        // checks do not apply.
-        let len = crate::posix::check_fd(&fd, &desc, true, true, 1)?;
-        let ptr = sys::map_shared_fd(&fd, len, MapFlags::empty())
-            .map_err(|e| Error::sys(&desc, "mmap(MAP_SHARED)", e))?;
-        Ok(Region {
-            ptr,
-            len,
-            backend: Backend::Memfd,
-            name: None,
-            desc,
-            fd: Some(fd),
-            unmap: Unmap::Munmap,
-            cleanup: Cleanup::Nothing,
-            created: false,
-            huge_page_size: None,
-        })
+        let len = checks::check_fd(&fd, &desc, Trust::ANY, self.min_len)?;
+        Region::map_existing(fd, len, Backend::Memfd, None, desc)
     }
 }
 
@@ -237,13 +166,13 @@ impl MemfdOptions {
 ///
 /// ```
 /// use std::os::unix::net::UnixStream;
-/// use shm_region::{recv_fd, send_fd, MemfdOptions};
+/// use shm_region::{recv_fd, send_fd, Options};
 ///
 /// let (a, b) = UnixStream::pair().expect("socketpair");
-/// let region = MemfdOptions::new().seal(true).create("passed", 4096)?;
+/// let region = Options::new().seal(true).create_memfd("passed", 4096)?;
 /// region.write_at(0, &[42])?;
 /// send_fd(&a, region.fd().expect("memfd has an fd"))?;
-/// let received = MemfdOptions::new().require_seals(true).map(recv_fd(&b)?)?;
+/// let received = Options::new().require_seals(true).map_memfd(recv_fd(&b)?)?;
 /// let mut byte = [0u8];
 /// received.read_at(0, &mut byte)?;
 /// assert_eq!(byte[0], 42);

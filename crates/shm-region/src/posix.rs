@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::mman::{self, MapFlags};
-use nix::sys::stat::{fchmod, fstat, Mode, SFlag};
+use nix::sys::stat::{fchmod, Mode};
 
+use crate::checks;
 use crate::error::{Error, Result};
+use crate::options::Options;
 use crate::region::{Backend, Cleanup, Region, Unmap};
 use crate::sys;
 
@@ -78,125 +80,39 @@ fn c_name(bare: &str) -> Result<CString> {
     })
 }
 
-/// Options for creating and opening named POSIX shared memory.
-///
-/// The defaults are the safe ones: mode `0600`; opening refuses another user's object and
-/// one that group or others may write; the creator removes the name when its region drops.
-///
-/// # Example
-///
-/// ```
-/// use shm_region::ShmOptions;
-///
-/// let name = format!("shm-region-doc-{}", std::process::id());
-/// let creator = ShmOptions::new().create(&name, 4096)?;
-/// let other = ShmOptions::new().open(&name)?; // in real use, another process
-/// creator.write_at(0, b"ping")?;
-/// let mut buf = [0u8; 4];
-/// other.read_at(0, &mut buf)?;
-/// assert_eq!(&buf, b"ping");
-/// drop(other);
-/// drop(creator); // unlinks /dev/shm/<name>
-/// assert!(ShmOptions::new().open(&name).is_err());
-/// # Ok::<(), shm_region::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-#[must_use = "options do nothing until passed to a constructor"]
-pub struct ShmOptions {
-    mode: u32,
-    keep_name: bool,
-    allow_foreign_owner: bool,
-    allow_shared_write: bool,
-    min_len: usize,
-    allocate: bool,
-    open_wait: Duration,
-}
-
-impl Default for ShmOptions {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ShmOptions {
-    /// Mode `0600`, strict checks on open, name removed by the creator on drop.
-    pub fn new() -> Self {
-        ShmOptions {
-            mode: 0o600,
-            keep_name: false,
-            allow_foreign_owner: false,
-            allow_shared_write: false,
-            min_len: 0,
-            allocate: true,
-            open_wait: Duration::from_millis(200),
-        }
-    }
-
-    /// Permission bits for a new object (default `0o600`); applied with `fchmod`, so the
-    /// umask does not change them.
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.mode = mode & 0o777;
-        self
-    }
-
-    /// Keep the name when the creating region drops (default: remove it).
-    pub fn keep_name(mut self, yes: bool) -> Self {
-        self.keep_name = yes;
-        self
-    }
-
-    /// Open objects owned by another uid (default: refuse them).
-    pub fn allow_foreign_owner(mut self, yes: bool) -> Self {
-        self.allow_foreign_owner = yes;
-        self
-    }
-
-    /// Open objects that group or others may write (default: refuse them).
-    pub fn allow_shared_write(mut self, yes: bool) -> Self {
-        self.allow_shared_write = yes;
-        self
-    }
-
-    /// On open, require at least this many bytes (default: at least one).
-    pub fn min_len(mut self, len: usize) -> Self {
-        self.min_len = len;
-        self
-    }
-
-    /// Allocate the memory at creation with `posix_fallocate` (default: yes), so a full
-    /// filesystem is an [`Error::NoSpace`] now rather than `SIGBUS` later.
-    pub fn allocate(mut self, yes: bool) -> Self {
-        self.allocate = yes;
-        self
-    }
-
-    /// How long [`ShmOptions::open_or_create`] waits for a concurrent creator to finish
-    /// sizing the object (default 200 ms).
-    pub fn open_wait(mut self, wait: Duration) -> Self {
-        self.open_wait = wait;
-        self
-    }
-
+impl Options {
     /// Creates `/dev/shm/NAME` of `len` bytes, zeroed, and maps it.
+    ///
+    /// Creation is exclusive (`O_CREAT|O_EXCL|O_CLOEXEC`); the object gets
+    /// [`Options::mode`] exactly and, unless [`Options::allocate`] says otherwise, its
+    /// memory at once. The name is removed when the region drops, unless
+    /// [`Options::keep_name`].
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidName`], [`Error::InvalidLength`] (zero, or beyond `off_t`),
-    /// [`Error::AlreadyExists`], [`Error::NoSpace`] when `/dev/shm` is full (with its size),
-    /// [`Error::Sys`] for other failures. On any error nothing is left in `/dev/shm`.
-    pub fn create(&self, name: &str, len: usize) -> Result<Region> {
+    /// [`Error::InvalidName`], [`Error::UnsupportedOption`], [`Error::InvalidLength`] (zero,
+    /// or beyond `off_t`), [`Error::AlreadyExists`], [`Error::NoSpace`] when `/dev/shm` is
+    /// full (with its size), [`Error::Sys`] for other failures. On any error nothing is left
+    /// in `/dev/shm`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shm_region::{Backend, Options};
+    ///
+    /// let name = format!("shm-region-doc-create-{}", std::process::id());
+    /// let region = Options::new().mode(0o640).create_shm(&name, 4096)?;
+    /// assert_eq!(region.backend(), Backend::PosixShm);
+    /// assert!(region.is_creator());
+    /// drop(region); // unlinks /dev/shm/<name>
+    /// assert!(Options::new().open_shm(&name).is_err());
+    /// # Ok::<(), shm_region::Error>(())
+    /// ```
+    pub fn create_shm(&self, name: &str, len: usize) -> Result<Region> {
         let bare = validate_name(name)?;
         let desc = describe(bare);
-        let off = match sys::to_off(len) {
-            Some(off) if len > 0 => off,
-            _ => {
-                return Err(Error::InvalidLength {
-                    region: desc,
-                    len: len as u64,
-                    reason: format!("must be between 1 and {} bytes", libc::off_t::MAX),
-                })
-            }
-        };
+        self.check_backend(Backend::PosixShm, &desc)?;
+        let off = checks::off_len(&desc, len)?;
         let cname = c_name(bare)?;
         let fd = mman::shm_open(
             cname.as_c_str(),
@@ -217,19 +133,10 @@ impl ShmOptions {
         fchmod(&fd, Mode::from_bits_truncate(self.mode))
             .map_err(|e| undo(Error::sys(&desc, "fchmod", e)))?;
         nix::unistd::ftruncate(&fd, off).map_err(|e| undo(Error::sys(&desc, "ftruncate", e)))?;
-        if self.allocate {
+        if self.allocate.unwrap_or(true) {
             nix::fcntl::posix_fallocate(&fd, 0, off).map_err(|e| {
                 undo(match e {
-                    Errno::ENOSPC => {
-                        let (total, available) = sys::fs_space(SHM_DIR);
-                        Error::NoSpace {
-                            region: desc.clone(),
-                            len: len as u64,
-                            filesystem: SHM_DIR.to_string(),
-                            total,
-                            available,
-                        }
-                    }
+                    Errno::ENOSPC => Error::no_space(&desc, len, SHM_DIR, sys::fs_space(SHM_DIR)),
                     e => Error::sys(&desc, "posix_fallocate", e),
                 })
             })?;
@@ -255,88 +162,79 @@ impl ShmOptions {
     }
 
     /// Opens and maps an existing `/dev/shm/NAME`, all of it, after checking with `fstat`
-    /// that it is a regular object of ours (unless allowed otherwise), not writable by group
-    /// or others (unless allowed), and at least [`ShmOptions::min_len`] bytes. Symbolic links
-    /// are never followed. The name is not removed when the region drops.
+    /// that it is a regular object of ours (unless [`Options::allow_foreign_owner`]), not
+    /// writable by group or others (unless [`Options::allow_shared_write`]), and at least
+    /// [`Options::min_len`] bytes. Symbolic links are never followed. The name is not
+    /// removed when the region drops.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::Symlink`],
-    /// [`Error::NotRegularFile`], [`Error::ForeignOwner`], [`Error::InsecureMode`],
-    /// [`Error::TooSmall`], [`Error::Sys`].
-    pub fn open(&self, name: &str) -> Result<Region> {
+    /// [`Error::InvalidName`], [`Error::UnsupportedOption`], [`Error::NotFound`],
+    /// [`Error::Symlink`], [`Error::NotRegularFile`], [`Error::ForeignOwner`],
+    /// [`Error::InsecureMode`], [`Error::TooSmall`], [`Error::Sys`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shm_region::{Error, Options};
+    ///
+    /// let name = format!("shm-region-doc-open-{}", std::process::id());
+    /// let creator = Options::new().create_shm(&name, 4096)?;
+    /// creator.write_at(0, b"ping")?;
+    /// let other = Options::new().min_len(4096).open_shm(&name)?; // in real use, another process
+    /// let mut buf = [0u8; 4];
+    /// other.read_at(0, &mut buf)?;
+    /// assert_eq!(&buf, b"ping");
+    /// assert!(!other.is_creator());
+    /// let err = Options::new().min_len(8192).open_shm(&name).unwrap_err();
+    /// assert!(matches!(err, Error::TooSmall { actual: 4096, .. }));
+    /// # Ok::<(), shm_region::Error>(())
+    /// ```
+    pub fn open_shm(&self, name: &str) -> Result<Region> {
         let bare = validate_name(name)?;
         let desc = describe(bare);
-        let fd = self.open_fd(bare, &desc)?;
-        self.map_checked(fd, bare, desc)
+        self.check_backend(Backend::PosixShm, &desc)?;
+        let fd = open_fd(bare, &desc)?;
+        let len = checks::check_fd(&fd, &desc, self.trust(), self.min_len)?;
+        Region::map_existing(fd, len, Backend::PosixShm, Some(bare.to_string()), desc)
     }
 
-    fn open_fd(&self, bare: &str, desc: &str) -> Result<OwnedFd> {
-        let cname = c_name(bare)?;
-        // glibc's shm_open adds O_NOFOLLOW; we add it too in case another libc does not.
-        mman::shm_open(
-            cname.as_c_str(),
-            OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-            Mode::empty(),
-        )
-        .map_err(|e| match e {
-            Errno::ENOENT => Error::NotFound {
-                region: desc.to_string(),
-            },
-            Errno::ELOOP => Error::Symlink {
-                region: desc.to_string(),
-            },
-            e => Error::sys(desc, "shm_open", e),
-        })
-    }
-
-    fn map_checked(&self, fd: OwnedFd, bare: &str, desc: String) -> Result<Region> {
-        let size = check_fd(
-            &fd,
-            &desc,
-            self.allow_foreign_owner,
-            self.allow_shared_write,
-            self.min_len,
-        )?;
-        let ptr = sys::map_shared_fd(&fd, size, MapFlags::empty())
-            .map_err(|e| Error::sys(&desc, "mmap(MAP_SHARED)", e))?;
-        Ok(Region {
-            ptr,
-            len: size,
-            backend: Backend::PosixShm,
-            name: Some(bare.to_string()),
-            desc,
-            fd: Some(fd),
-            unmap: Unmap::Munmap,
-            cleanup: Cleanup::Nothing,
-            created: false,
-            huge_page_size: None,
-        })
-    }
-
-    /// Creates `/dev/shm/NAME` of `len` bytes, or opens it (requiring at least `len` bytes)
-    /// if it already exists. [`Region::is_creator`] tells which happened. If another process
-    /// is creating the object at the same moment, waits up to [`ShmOptions::open_wait`] for
-    /// it to reach its size.
+    /// Creates `/dev/shm/NAME` of `len` bytes like [`Options::create_shm`], or opens it like
+    /// [`Options::open_shm`] (requiring at least `len` bytes) if it already exists.
+    /// [`Region::is_creator`] tells which happened. If another process is creating the
+    /// object at the same moment, waits up to [`Options::open_wait`] for it to reach its
+    /// size.
     ///
     /// # Errors
     ///
-    /// As [`ShmOptions::create`] and [`ShmOptions::open`].
-    pub fn open_or_create(&self, name: &str, len: usize) -> Result<Region> {
+    /// As [`Options::create_shm`] and [`Options::open_shm`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shm_region::Options;
+    ///
+    /// let name = format!("shm-region-doc-ooc-{}", std::process::id());
+    /// let first = Options::new().open_or_create_shm(&name, 4096)?;
+    /// let second = Options::new().open_or_create_shm(&name, 4096)?;
+    /// assert!(first.is_creator() && !second.is_creator());
+    /// # Ok::<(), shm_region::Error>(())
+    /// ```
+    pub fn open_or_create_shm(&self, name: &str, len: usize) -> Result<Region> {
         let deadline = Instant::now() + self.open_wait;
         loop {
-            match self.create(name, len) {
+            match self.create_shm(name, len) {
                 Err(Error::AlreadyExists { .. }) => {}
                 other => return other,
             }
             let opener = self.clone().min_len(self.min_len.max(len));
-            match opener.open(name) {
+            match opener.open_shm(name) {
                 // Gone between our create and open: try creating again.
                 Err(Error::NotFound { .. }) => {}
                 // A creator that has not sized it yet: wait a little.
                 Err(Error::TooSmall { actual, .. }) if actual < len as u64 => {
                     if Instant::now() >= deadline {
-                        return opener.open(name);
+                        return opener.open_shm(name);
                     }
                     std::thread::sleep(Duration::from_millis(1));
                 }
@@ -346,50 +244,22 @@ impl ShmOptions {
     }
 }
 
-/// The `fstat` checks shared by every fd-backed open: returns the size to map.
-pub(crate) fn check_fd(
-    fd: &OwnedFd,
-    desc: &str,
-    allow_foreign_owner: bool,
-    allow_shared_write: bool,
-    min_len: usize,
-) -> Result<usize> {
-    let st = fstat(fd).map_err(|e| Error::sys(desc, "fstat", e))?;
-    let file_type = st.st_mode & SFlag::S_IFMT.bits();
-    if file_type != SFlag::S_IFREG.bits() {
-        return Err(Error::NotRegularFile {
+fn open_fd(bare: &str, desc: &str) -> Result<OwnedFd> {
+    let cname = c_name(bare)?;
+    // glibc's shm_open adds O_NOFOLLOW; we add it too in case another libc does not.
+    mman::shm_open(
+        cname.as_c_str(),
+        OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        Errno::ENOENT => Error::NotFound {
             region: desc.to_string(),
-            file_type,
-        });
-    }
-    let ours = nix::unistd::geteuid().as_raw();
-    if st.st_uid != ours && !allow_foreign_owner {
-        return Err(Error::ForeignOwner {
+        },
+        Errno::ELOOP => Error::Symlink {
             region: desc.to_string(),
-            owner: st.st_uid,
-            ours,
-        });
-    }
-    let mode = st.st_mode & 0o777;
-    if mode & 0o022 != 0 && !allow_shared_write {
-        return Err(Error::InsecureMode {
-            region: desc.to_string(),
-            mode,
-        });
-    }
-    let size = u64::try_from(st.st_size).unwrap_or(0);
-    let required = min_len.max(1) as u64;
-    if size < required {
-        return Err(Error::TooSmall {
-            region: desc.to_string(),
-            actual: size,
-            required,
-        });
-    }
-    usize::try_from(size).map_err(|_| Error::InvalidLength {
-        region: desc.to_string(),
-        len: size,
-        reason: "larger than this process's address space".into(),
+        },
+        e => Error::sys(desc, "shm_open", e),
     })
 }
 

@@ -13,7 +13,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use nix::errno::Errno;
-use nix::sys::mman::{self, MmapAdvise, MsFlags};
+use nix::sys::mman::{self, MapFlags, MmapAdvise, MsFlags};
 
 use crate::error::{Error, Result};
 use crate::sys;
@@ -136,9 +136,9 @@ pub(crate) enum Cleanup {
 
 /// One mapped range of shared memory.
 ///
-/// Made by the constructors of each backend ([`Region::anonymous`], [`crate::ShmOptions`],
-/// [`crate::MemfdOptions`], [`crate::FileOptions`], [`crate::SysVOptions`]); used the same way
-/// whatever backs it. The rings above take [`Region::as_ptr`] and [`Region::len`]; everyone
+/// Made by the entry points of [`crate::Options`] (`create_shm`, `create_memfd`,
+/// `open_file`, `create_sysv`, ...) or by [`Region::anonymous`]; used the same way whatever
+/// backs it. The rings above take [`Region::as_ptr`] and [`Region::len`]; everyone
 /// else copies bytes in and out with [`Region::write_at`] and [`Region::read_at`], or uses the
 /// aligned atomics of [`Region::atomic_u64`] and [`Region::atomic_u32`].
 ///
@@ -189,8 +189,9 @@ impl Region {
     /// Maps `len` bytes of anonymous shared memory (`MAP_SHARED | MAP_ANONYMOUS`), zeroed.
     ///
     /// A child made by `fork()` after this call shares the same bytes with the parent, so
-    /// this is the region for parent/child pipelines. See [`crate::AnonOptions`] for huge
-    /// pages and pre-faulting.
+    /// this is the region for parent/child pipelines. See
+    /// [`Options::create_anonymous`](crate::Options::create_anonymous) for huge pages and
+    /// pre-faulting.
     ///
     /// # Errors
     ///
@@ -206,7 +207,32 @@ impl Region {
     /// # Ok::<(), shm_region::Error>(())
     /// ```
     pub fn anonymous(len: usize) -> Result<Region> {
-        crate::AnonOptions::new().create(len)
+        crate::Options::new().create_anonymous(len)
+    }
+
+    /// Maps all `len` bytes of an existing object's descriptor (`MAP_SHARED`), as a region
+    /// this handle did not create and that removes nothing when it drops.
+    pub(crate) fn map_existing(
+        fd: OwnedFd,
+        len: usize,
+        backend: Backend,
+        name: Option<String>,
+        desc: String,
+    ) -> Result<Region> {
+        let ptr = sys::map_shared_fd(&fd, len, MapFlags::empty())
+            .map_err(|e| Error::sys(&desc, "mmap(MAP_SHARED)", e))?;
+        Ok(Region {
+            ptr,
+            len,
+            backend,
+            name,
+            desc,
+            fd: Some(fd),
+            unmap: Unmap::Munmap,
+            cleanup: Cleanup::Nothing,
+            created: false,
+            huge_page_size: None,
+        })
     }
 
     /// The first byte of the mapping (page aligned).

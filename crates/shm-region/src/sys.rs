@@ -61,6 +61,11 @@ pub(crate) fn huge_page_info() -> HugePageInfo {
     info
 }
 
+/// The huge page size in bytes (2 MiB if `/proc/meminfo` does not say).
+pub(crate) fn huge_page_size() -> usize {
+    usize::try_from(huge_page_info().size).unwrap_or(2 << 20)
+}
+
 /// Total and available bytes of the filesystem holding `path`, `(0, 0)` if unknown.
 pub(crate) fn fs_space(path: &str) -> (u64, u64) {
     match nix::sys::statvfs::statvfs(path) {

@@ -5,96 +5,41 @@ use std::ptr::NonNull;
 
 use nix::errno::Errno;
 
+use crate::checks;
 use crate::error::{Error, Result};
+use crate::options::Options;
 use crate::region::{Backend, Cleanup, Region, Unmap};
 use crate::sys;
 
-/// Options for creating or attaching a System V segment.
-///
-/// # Example
-///
-/// ```
-/// use shm_region::SysVOptions;
-///
-/// let a = SysVOptions::new().create(None, 8192)?; // IPC_PRIVATE; removed when `a` drops
-/// let id = a.sysv_id().expect("a System V region has an id");
-/// let b = SysVOptions::new().attach(id, 8192)?;
-/// a.write_at(0, b"sysv")?;
-/// let mut buf = [0u8; 4];
-/// b.read_at(0, &mut buf)?;
-/// assert_eq!(&buf, b"sysv");
-/// # Ok::<(), shm_region::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-#[must_use = "options do nothing until passed to a constructor"]
-pub struct SysVOptions {
-    mode: u32,
-    allow_foreign_owner: bool,
-    allow_shared_write: bool,
-    huge_pages: bool,
-}
-
-impl Default for SysVOptions {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl SysVOptions {
-    /// Mode 0600, same owner required, no group/other write.
-    pub fn new() -> Self {
-        SysVOptions {
-            mode: 0o600,
-            allow_foreign_owner: false,
-            allow_shared_write: false,
-            huge_pages: false,
-        }
-    }
-
-    /// Permission bits for a new segment (default `0o600`).
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.mode = mode & 0o777;
-        self
-    }
-
-    /// Attach to segments owned by another uid.
-    pub fn allow_foreign_owner(mut self, yes: bool) -> Self {
-        self.allow_foreign_owner = yes;
-        self
-    }
-
-    /// Attach to segments that group or others may write.
-    pub fn allow_shared_write(mut self, yes: bool) -> Self {
-        self.allow_shared_write = yes;
-        self
-    }
-
-    /// Create the segment with `SHM_HUGETLB`.
-    pub fn huge_pages(mut self, yes: bool) -> Self {
-        self.huge_pages = yes;
-        self
-    }
-
+impl Options {
     /// Creates a new segment of `len` bytes under `key` (`None` for `IPC_PRIVATE`, reachable
-    /// only by id) and attaches it. The segment is marked for removal (`IPC_RMID`) when the
-    /// returned region drops, unless [`Region::keep_name`] is called.
+    /// only by id) with [`Options::mode`] (and `SHM_HUGETLB` with [`Options::huge_pages`]),
+    /// and attaches it. The segment is marked for removal (`IPC_RMID`) when the returned
+    /// region drops, unless [`Options::keep_name`] (or, later, [`Region::keep_name`]).
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidLength`] for zero, [`Error::AlreadyExists`] if the key is taken,
-    /// [`Error::HugePagesUnavailable`], [`Error::Sys`] otherwise.
-    pub fn create(&self, key: Option<i32>, len: usize) -> Result<Region> {
+    /// [`Error::UnsupportedOption`], [`Error::InvalidLength`] for zero,
+    /// [`Error::AlreadyExists`] if the key is taken, [`Error::HugePagesUnavailable`],
+    /// [`Error::Sys`] otherwise.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shm_region::{Backend, Options};
+    ///
+    /// let a = Options::new().create_sysv(None, 8192)?; // IPC_PRIVATE; removed when `a` drops
+    /// assert_eq!(a.backend(), Backend::SysV);
+    /// assert!(a.sysv_id().is_some());
+    /// # Ok::<(), shm_region::Error>(())
+    /// ```
+    pub fn create_sysv(&self, key: Option<i32>, len: usize) -> Result<Region> {
         let desc = match key {
             Some(k) => format!("System V segment with key {k:#x}"),
             None => "private System V segment".to_string(),
         };
-        if len == 0 {
-            return Err(Error::InvalidLength {
-                region: desc,
-                len: 0,
-                reason: "a segment needs at least one byte".into(),
-            });
-        }
+        self.check_backend(Backend::SysV, &desc)?;
+        checks::nonzero(&desc, len)?;
         let mut flags = libc::IPC_CREAT | libc::IPC_EXCL | self.mode as libc::c_int;
         if self.huge_pages {
             flags |= libc::SHM_HUGETLB;
@@ -107,15 +52,7 @@ impl SysVOptions {
             return Err(match e {
                 Errno::EEXIST => Error::AlreadyExists { region: desc },
                 Errno::ENOMEM | Errno::EPERM if self.huge_pages => {
-                    let info = sys::huge_page_info();
-                    Error::HugePagesUnavailable {
-                        region: desc,
-                        len: len as u64,
-                        huge_page_size: info.size,
-                        free: info.free,
-                        total: info.total,
-                        source: e,
-                    }
+                    Error::huge_pages_unavailable(desc, len, e)
                 }
                 _ => Error::sys(desc, "shmget(IPC_CREAT|IPC_EXCL)", e),
             });
@@ -129,65 +66,80 @@ impl SysVOptions {
         }
     }
 
-    /// Attaches the segment with id `id`, checking its owner and mode and that it holds at
-    /// least `min_len` bytes. The segment is not removed when the region drops.
+    /// Attaches the segment with id `id`, all of it, after checking that it belongs to us
+    /// (unless [`Options::allow_foreign_owner`]), is not writable by group or others
+    /// (unless [`Options::allow_shared_write`]) and holds at least [`Options::min_len`]
+    /// bytes. The segment is not removed when the region drops.
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`], [`Error::ForeignOwner`], [`Error::InsecureMode`],
-    /// [`Error::TooSmall`], [`Error::Sys`].
-    pub fn attach(&self, id: i32, min_len: usize) -> Result<Region> {
-        self.attach_checked(id, min_len)
-    }
-
-    /// Looks up the segment under `key` and attaches it like [`SysVOptions::attach`].
+    /// [`Error::UnsupportedOption`], [`Error::NotFound`], [`Error::ForeignOwner`],
+    /// [`Error::InsecureMode`], [`Error::TooSmall`], [`Error::Sys`].
     ///
-    /// # Errors
+    /// # Example
     ///
-    /// As [`SysVOptions::attach`].
-    pub fn open_key(&self, key: i32, min_len: usize) -> Result<Region> {
-        // SAFETY: plain integers.
-        let id = unsafe { libc::shmget(key, 0, 0) };
-        if id < 0 {
-            let desc = format!("System V segment with key {key:#x}");
-            return Err(match Errno::last() {
-                Errno::ENOENT => Error::NotFound { region: desc },
-                e => Error::sys(desc, "shmget", e),
-            });
-        }
-        self.attach_checked(id, min_len)
-    }
-
-    fn attach_checked(&self, id: i32, min_len: usize) -> Result<Region> {
+    /// ```
+    /// use shm_region::Options;
+    ///
+    /// let a = Options::new().create_sysv(None, 8192)?;
+    /// let id = a.sysv_id().expect("a System V region has an id");
+    /// let b = Options::new().min_len(8192).attach_sysv(id)?;
+    /// a.write_at(0, b"sysv")?;
+    /// let mut buf = [0u8; 4];
+    /// b.read_at(0, &mut buf)?;
+    /// assert_eq!(&buf, b"sysv");
+    /// # Ok::<(), shm_region::Error>(())
+    /// ```
+    pub fn attach_sysv(&self, id: i32) -> Result<Region> {
         let desc = format!("System V segment id {id}");
+        self.check_backend(Backend::SysV, &desc)?;
         let ds = stat(id).map_err(|e| match e {
             Errno::EINVAL | Errno::EIDRM => Error::NotFound {
                 region: desc.clone(),
             },
             e => Error::sys(desc.clone(), "shmctl(IPC_STAT)", e),
         })?;
-        let ours = nix::unistd::geteuid().as_raw();
-        let owner = ds.shm_perm.uid;
-        if owner != ours && !self.allow_foreign_owner {
-            return Err(Error::ForeignOwner {
-                region: desc,
-                owner,
-                ours,
-            });
-        }
-        let mode = u32::from(ds.shm_perm.mode) & 0o777;
-        if mode & 0o022 != 0 && !self.allow_shared_write {
-            return Err(Error::InsecureMode { region: desc, mode });
-        }
-        let size = ds.shm_segsz;
-        if size < min_len.max(1) {
-            return Err(Error::TooSmall {
-                region: desc,
-                actual: size as u64,
-                required: min_len.max(1) as u64,
-            });
-        }
+        checks::owner_and_mode(
+            &desc,
+            ds.shm_perm.uid,
+            u32::from(ds.shm_perm.mode),
+            self.trust(),
+        )?;
+        let size = checks::at_least(&desc, ds.shm_segsz as u64, self.min_len)?;
         self.attach_id(id, size, false)
+    }
+
+    /// Looks up the segment under `key` and attaches it like [`Options::attach_sysv`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Options::attach_sysv`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use shm_region::{Error, Options};
+    ///
+    /// let key = 0x5348_d000 | (std::process::id() as i32 & 0xfff);
+    /// let a = Options::new().create_sysv(Some(key), 4096)?;
+    /// let b = Options::new().open_sysv_key(key)?;
+    /// assert_eq!(a.sysv_id(), b.sysv_id());
+    /// drop((a, b));
+    /// assert!(matches!(Options::new().open_sysv_key(key), Err(Error::NotFound { .. })));
+    /// # Ok::<(), shm_region::Error>(())
+    /// ```
+    pub fn open_sysv_key(&self, key: i32) -> Result<Region> {
+        let desc = format!("System V segment with key {key:#x}");
+        self.check_backend(Backend::SysV, &desc)?;
+        // SAFETY: plain integers.
+        let id = unsafe { libc::shmget(key, 0, 0) };
+        if id < 0 {
+            return Err(match Errno::last() {
+                Errno::ENOENT => Error::NotFound { region: desc },
+                e => Error::sys(desc, "shmget", e),
+            });
+        }
+        self.attach_sysv(id)
     }
 
     fn attach_id(&self, id: i32, len: usize, created: bool) -> Result<Region> {
@@ -208,15 +160,13 @@ impl SysVOptions {
             desc,
             fd: None,
             unmap: Unmap::SysV,
-            cleanup: if created {
+            cleanup: if created && !self.keep_name {
                 Cleanup::SysVRemove(id)
             } else {
                 Cleanup::Nothing
             },
             created,
-            huge_page_size: self
-                .huge_pages
-                .then(|| usize::try_from(sys::huge_page_info().size).unwrap_or(2 << 20)),
+            huge_page_size: self.huge_pages.then(sys::huge_page_size),
         })
     }
 }

@@ -7,10 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering;
 
 use common::{in_child, unique, DEADLINE};
-use shm_region::{
-    recv_fd, send_fd, AnonOptions, Backend, FileOptions, MemfdOptions, Region, ShmOptions,
-    SysVOptions,
-};
+use shm_region::{recv_fd, send_fd, Backend, Options, Region};
 
 const MSG: &[u8] = b"written by the other side";
 
@@ -38,7 +35,7 @@ fn anonymous_is_shared_with_a_forked_child() {
 
 #[test]
 fn anonymous_written_before_fork_is_seen_by_child() {
-    let region = AnonOptions::new().create(4096).unwrap();
+    let region = Options::new().create_anonymous(4096).unwrap();
     region.write_at(100, b"hello").unwrap();
     let code = in_child(DEADLINE, || {
         let mut seen = [0u8; 5];
@@ -51,13 +48,13 @@ fn anonymous_written_before_fork_is_seen_by_child() {
 #[test]
 fn named_posix_shared_between_processes() {
     let name = unique("posix");
-    let creator = ShmOptions::new().create(&name, 8192).unwrap();
+    let creator = Options::new().create_shm(&name, 8192).unwrap();
     assert_eq!(creator.backend(), Backend::PosixShm);
     assert_eq!(creator.name(), Some(name.as_str()));
     assert!(creator.is_creator());
     assert!(std::path::Path::new(&format!("/dev/shm/{name}")).exists());
     // A second mapping in this process.
-    let second = ShmOptions::new().open(&name).unwrap();
+    let second = Options::new().open_shm(&name).unwrap();
     assert!(!second.is_creator());
     assert_eq!(second.len(), 8192);
     creator.write_at(10, b"abc").unwrap();
@@ -69,7 +66,7 @@ fn named_posix_shared_between_processes() {
     // mapping) and writes back.
     let child_name = name.clone();
     let code = in_child(DEADLINE, move || {
-        let r = ShmOptions::new().open(&child_name).unwrap();
+        let r = Options::new().open_shm(&child_name).unwrap();
         r.write_at(4000, MSG).unwrap();
         0
     });
@@ -84,16 +81,16 @@ fn named_posix_shared_between_processes() {
 #[test]
 fn named_posix_open_or_create_and_keep_name() {
     let name = unique("ooc");
-    let mut first = ShmOptions::new().open_or_create(&name, 4096).unwrap();
+    let mut first = Options::new().open_or_create_shm(&name, 4096).unwrap();
     assert!(first.is_creator());
-    let second = ShmOptions::new().open_or_create(&name, 4096).unwrap();
+    let second = Options::new().open_or_create_shm(&name, 4096).unwrap();
     assert!(!second.is_creator());
     first.keep_name();
     assert!(!first.removes_on_drop());
     drop(first);
     drop(second);
     // Still there: open it, then remove it explicitly.
-    let again = ShmOptions::new().open(&name).unwrap();
+    let again = Options::new().open_shm(&name).unwrap();
     drop(again);
     shm_region::shm_unlink(&name).unwrap();
     assert!(matches!(
@@ -107,7 +104,7 @@ fn named_posix_mode_is_exact_despite_umask() {
     use std::os::unix::fs::PermissionsExt;
     let name = unique("mode");
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    let r = ShmOptions::new().mode(0o640).create(&name, 4096);
+    let r = Options::new().mode(0o640).create_shm(&name, 4096);
     nix::sys::stat::umask(old);
     let r = r.unwrap();
     let meta = std::fs::metadata(format!("/dev/shm/{name}")).unwrap();
@@ -117,9 +114,9 @@ fn named_posix_mode_is_exact_despite_umask() {
 
 #[test]
 fn memfd_shared_with_forked_child_and_over_socket() {
-    let region = MemfdOptions::new()
+    let region = Options::new()
         .seal(true)
-        .create("backends", 16384)
+        .create_memfd("backends", 16384)
         .unwrap();
     assert_eq!(region.backend(), Backend::Memfd);
     // Forked child: inherits the mapping.
@@ -139,7 +136,7 @@ fn memfd_shared_with_forked_child_and_over_socket() {
     send_fd(&parent_sock, region.fd().unwrap()).unwrap();
     let code = in_child(DEADLINE, move || {
         let fd = recv_fd(&child_sock).unwrap();
-        let r = MemfdOptions::new().require_seals(true).map(fd).unwrap();
+        let r = Options::new().require_seals(true).map_memfd(fd).unwrap();
         assert_eq!(r.len(), 16384);
         assert!(!r.is_creator());
         r.write_at(1000, MSG).unwrap();
@@ -152,17 +149,20 @@ fn memfd_shared_with_forked_child_and_over_socket() {
 
 #[test]
 fn memfd_seals_are_enforced() {
-    let unsealed = MemfdOptions::new().create("unsealed", 4096).unwrap();
+    let unsealed = Options::new().create_memfd("unsealed", 4096).unwrap();
     let fd = unsealed.fd().unwrap().try_clone_to_owned().unwrap();
-    let err = MemfdOptions::new().require_seals(true).map(fd).unwrap_err();
+    let err = Options::new()
+        .require_seals(true)
+        .map_memfd(fd)
+        .unwrap_err();
     assert!(
         matches!(err, shm_region::Error::MissingSeals { .. }),
         "{err}"
     );
     // A sealed memfd cannot be shrunk by anyone holding it.
-    let sealed = MemfdOptions::new()
+    let sealed = Options::new()
         .seal(true)
-        .create("sealed", 4096)
+        .create_memfd("sealed", 4096)
         .unwrap();
     let e = nix::unistd::ftruncate(sealed.fd().unwrap(), 0).unwrap_err();
     assert_eq!(e, nix::errno::Errno::EPERM);
@@ -181,10 +181,10 @@ fn recv_fd_reports_a_closed_peer() {
 
 #[test]
 fn sysv_two_attachments_and_a_child() {
-    let a = SysVOptions::new().create(None, 10_000).unwrap();
+    let a = Options::new().create_sysv(None, 10_000).unwrap();
     assert_eq!(a.backend(), Backend::SysV);
     let id = a.sysv_id().unwrap();
-    let b = SysVOptions::new().attach(id, 10_000).unwrap();
+    let b = Options::new().min_len(10_000).attach_sysv(id).unwrap();
     assert_eq!(b.len(), 10_000);
     a.write_at(9_990, b"0123456789").unwrap();
     let mut buf = [0u8; 10];
@@ -192,7 +192,7 @@ fn sysv_two_attachments_and_a_child() {
     assert_eq!(&buf, b"0123456789");
     drop(b);
     let code = in_child(DEADLINE, move || {
-        let c = SysVOptions::new().attach(id, 1).unwrap();
+        let c = Options::new().attach_sysv(id).unwrap();
         c.write_at(0, MSG).unwrap();
         0
     });
@@ -201,39 +201,58 @@ fn sysv_two_attachments_and_a_child() {
     a.read_at(0, &mut buf).unwrap();
     assert_eq!(buf, MSG);
     drop(a); // IPC_RMID
-    let err = SysVOptions::new().attach(id, 1).unwrap_err();
+    let err = Options::new().attach_sysv(id).unwrap_err();
     assert!(matches!(err, shm_region::Error::NotFound { .. }), "{err}");
 }
 
 #[test]
 fn sysv_by_key() {
     let key = 0x5348_0000 | (std::process::id() as i32 & 0xffff);
-    let a = SysVOptions::new().create(Some(key), 4096).unwrap();
-    let err = SysVOptions::new().create(Some(key), 4096).unwrap_err();
+    let a = Options::new().create_sysv(Some(key), 4096).unwrap();
+    let err = Options::new().create_sysv(Some(key), 4096).unwrap_err();
     assert!(
         matches!(err, shm_region::Error::AlreadyExists { .. }),
         "{err}"
     );
-    let b = SysVOptions::new().open_key(key, 4096).unwrap();
+    let b = Options::new().min_len(4096).open_sysv_key(key).unwrap();
     a.write_at(0, b"k").unwrap();
     let mut one = [0u8];
     b.read_at(0, &mut one).unwrap();
     assert_eq!(&one, b"k");
-    let err = SysVOptions::new().open_key(key, 8192).unwrap_err();
+    let err = Options::new().min_len(8192).open_sysv_key(key).unwrap_err();
     assert!(matches!(err, shm_region::Error::TooSmall { .. }), "{err}");
+}
+
+#[test]
+fn sysv_keep_name_outlives_the_creator() {
+    let a = Options::new()
+        .keep_name(true)
+        .create_sysv(None, 4096)
+        .unwrap();
+    assert!(a.is_creator());
+    assert!(!a.removes_on_drop());
+    let id = a.sysv_id().unwrap();
+    a.write_at(0, b"kept").unwrap();
+    drop(a);
+    let b = Options::new().attach_sysv(id).unwrap();
+    let mut buf = [0u8; 4];
+    b.read_at(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"kept");
+    drop(b);
+    shm_region::sysv_remove(id).unwrap();
+    assert!(matches!(
+        Options::new().attach_sysv(id),
+        Err(shm_region::Error::NotFound { .. })
+    ));
 }
 
 #[test]
 fn file_two_mappings_share_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shared.bin");
-    let a = FileOptions::new()
-        .create_new(true)
-        .len(8192)
-        .open(&path)
-        .unwrap();
+    let a = Options::new().create_file(&path, 8192).unwrap();
     assert_eq!(a.backend(), Backend::File);
-    let b = FileOptions::new().open(&path).unwrap();
+    let b = Options::new().open_file(&path).unwrap();
     assert_eq!(b.len(), 8192);
     a.write_at(5000, MSG).unwrap();
     let mut buf = vec![0u8; MSG.len()];
@@ -241,7 +260,7 @@ fn file_two_mappings_share_bytes() {
     assert_eq!(buf, MSG);
     let child_path = path.clone();
     let code = in_child(DEADLINE, move || {
-        let c = FileOptions::new().open(&child_path).unwrap();
+        let c = Options::new().open_file(&child_path).unwrap();
         c.write_at(0, b"child").unwrap();
         c.flush().unwrap();
         0
@@ -257,11 +276,7 @@ fn file_persists_across_drop_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("persist.bin");
     {
-        let r = FileOptions::new()
-            .create(true)
-            .len(3 * 4096)
-            .open(&path)
-            .unwrap();
+        let r = Options::new().open_or_create_file(&path, 3 * 4096).unwrap();
         r.write_at(4096 * 2 + 7, b"survives").unwrap();
         r.flush().unwrap();
         r.flush_async().unwrap();
@@ -271,7 +286,7 @@ fn file_persists_across_drop_and_reopen() {
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(bytes.len(), 3 * 4096);
     assert_eq!(&bytes[4096 * 2 + 7..4096 * 2 + 15], b"survives");
-    let r = FileOptions::new().open(&path).unwrap();
+    let r = Options::new().open_file(&path).unwrap();
     let mut buf = [0u8; 8];
     r.read_at(4096 * 2 + 7, &mut buf).unwrap();
     assert_eq!(&buf, b"survives");
@@ -282,8 +297,8 @@ fn file_copy_on_write_view_stays_private() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cow.bin");
     std::fs::write(&path, vec![1u8; 4096]).unwrap();
-    let shared = FileOptions::new().open(&path).unwrap();
-    let private = FileOptions::new().copy_on_write(true).open(&path).unwrap();
+    let shared = Options::new().open_file(&path).unwrap();
+    let private = Options::new().copy_on_write(true).open_file(&path).unwrap();
     assert_eq!(private.backend(), Backend::FilePrivate);
     private.write_at(0, b"private").unwrap();
     private.flush().unwrap();
@@ -301,7 +316,7 @@ fn file_larger_than_ram_maps_lazily() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("huge.bin");
     let len: usize = 64 << 30;
-    let r = match FileOptions::new().create(true).len(len).open(&path) {
+    let r = match Options::new().open_or_create_file(&path, len) {
         Ok(r) => r,
         Err(e) => {
             eprintln!(

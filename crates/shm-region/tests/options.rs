@@ -4,9 +4,7 @@
 mod common;
 
 use common::{in_child, is_root, unique, DEADLINE};
-use shm_region::{
-    Advice, AnonOptions, Error, FileOptions, MemfdOptions, Prefault, Region, ShmOptions,
-};
+use shm_region::{Advice, Error, Options, Prefault, Region};
 
 #[test]
 fn prefault_takes_residency_from_zero_to_all() {
@@ -35,11 +33,14 @@ fn prefault_takes_residency_from_zero_to_all() {
         );
     }
     // MAP_POPULATE at creation, and an unallocated memfd.
-    let r = AnonOptions::new().populate(true).create(32 * 4096).unwrap();
+    let r = Options::new()
+        .populate(true)
+        .create_anonymous(32 * 4096)
+        .unwrap();
     assert_eq!(r.residency().unwrap().resident_pages, 32);
-    let m = MemfdOptions::new()
+    let m = Options::new()
         .allocate(false)
-        .create("prefault", 16 * 4096)
+        .create_memfd("prefault", 16 * 4096)
         .unwrap();
     assert_eq!(m.residency().unwrap().resident_pages, 0);
     m.prefault().unwrap();
@@ -49,9 +50,9 @@ fn prefault_takes_residency_from_zero_to_all() {
 #[test]
 fn residency_of_a_named_region_counts_the_object() {
     let name = unique("resid");
-    let r = ShmOptions::new()
+    let r = Options::new()
         .allocate(false)
-        .create(&name, 8 * 4096)
+        .create_shm(&name, 8 * 4096)
         .unwrap();
     assert_eq!(r.residency().unwrap().resident_pages, 0);
     r.write_at(0, &[1]).unwrap();
@@ -123,9 +124,9 @@ fn free_hugepages() -> u64 {
 #[test]
 fn huge_pages_unavailable_then_reserved() {
     if free_hugepages() == 0 {
-        let err = AnonOptions::new()
+        let err = Options::new()
             .huge_pages(true)
-            .create(1 << 20)
+            .create_anonymous(1 << 20)
             .unwrap_err();
         match &err {
             Error::HugePagesUnavailable {
@@ -140,9 +141,9 @@ fn huge_pages_unavailable_then_reserved() {
             other => panic!("expected HugePagesUnavailable, got {other:?}"),
         }
         assert!(err.to_string().contains("nr_hugepages"), "{err}");
-        let err = MemfdOptions::new()
+        let err = Options::new()
             .huge_pages(true)
-            .create("huge", 1 << 20)
+            .create_memfd("huge", 1 << 20)
             .unwrap_err();
         assert!(matches!(err, Error::HugePagesUnavailable { .. }), "{err}");
     } else {
@@ -162,7 +163,10 @@ fn huge_pages_unavailable_then_reserved() {
             eprintln!("skipping the reserved case: the kernel reserved no huge pages");
             return;
         }
-        let r = AnonOptions::new().huge_pages(true).create(100).unwrap();
+        let r = Options::new()
+            .huge_pages(true)
+            .create_anonymous(100)
+            .unwrap();
         let hp = r.huge_page_size().unwrap();
         assert_eq!(r.len(), hp);
         r.write_at(hp - 4, b"huge").unwrap();
@@ -173,9 +177,9 @@ fn huge_pages_unavailable_then_reserved() {
             i32::from(&b != b"huge")
         });
         assert_eq!(code, 0);
-        let m = MemfdOptions::new()
+        let m = Options::new()
             .huge_pages(true)
-            .create("huge-ok", 1)
+            .create_memfd("huge-ok", 1)
             .unwrap();
         assert_eq!(m.len(), hp);
         m.write_at(0, b"ok").unwrap();
@@ -270,7 +274,7 @@ fn a_full_dev_shm_fails_at_creation() {
             Some("size=256k"),
         )
         .unwrap();
-        let err = ShmOptions::new().create(&name, 1 << 20).unwrap_err();
+        let err = Options::new().create_shm(&name, 1 << 20).unwrap_err();
         let Error::NoSpace {
             total,
             filesystem,
@@ -292,7 +296,7 @@ fn a_full_dev_shm_fails_at_creation() {
         // Nothing left behind in the (private) /dev/shm.
         assert_eq!(std::fs::read_dir("/dev/shm").unwrap().count(), 0);
         // A size that fits still works there.
-        ShmOptions::new().create(&name, 64 * 1024).unwrap();
+        Options::new().create_shm(&name, 64 * 1024).unwrap();
 
         // File regions with allocation on a small filesystem fail the same way.
         let dir = tempfile::tempdir().unwrap();
@@ -304,11 +308,9 @@ fn a_full_dev_shm_fails_at_creation() {
             Some("size=128k"),
         )
         .unwrap();
-        let e = FileOptions::new()
-            .create(true)
-            .len(1 << 20)
+        let e = Options::new()
             .allocate(true)
-            .open(dir.path().join("f"))
+            .open_or_create_file(dir.path().join("f"), 1 << 20)
             .unwrap_err();
         assert!(matches!(e, Error::NoSpace { .. }), "{e}");
         0

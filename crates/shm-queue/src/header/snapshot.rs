@@ -118,9 +118,9 @@ impl Snapshot {
 ///
 /// ```
 /// use shm_queue::{header, spsc::Ring};
-/// use shm_region::AnonOptions;
+/// use shm_region::Options;
 ///
-/// let region = AnonOptions::new().create(Ring::<u64>::required_bytes(64)?)?;
+/// let region = Options::new().create_anonymous(Ring::<u64>::required_bytes(64)?)?;
 /// let ring = Ring::<u64>::create(region, 64)?;
 /// let (mut tx, _rx) = ring.split()?;
 /// tx.try_push(7)?;
