@@ -10,8 +10,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use shm_bridge::ChannelOptions;
-use shm_queue::bytes::ByteRing;
-use shm_queue::mpmc::MpmcRing;
+use shm_queue::bytes;
+use shm_queue::mpmc;
 use shm_queue::spsc::Ring;
 use shm_region::Region;
 
@@ -44,8 +44,8 @@ fn push_pop(c: &mut Criterion) {
         })
     });
 
-    let region = Region::anonymous(MpmcRing::<u64>::required_bytes(1024).unwrap()).unwrap();
-    let ring = MpmcRing::<u64>::create(region, 1024).unwrap();
+    let region = Region::anonymous(mpmc::Ring::<u64>::required_bytes(1024).unwrap()).unwrap();
+    let ring = mpmc::Ring::<u64>::create(region, 1024).unwrap();
     let (mut mp, mut mc) = (ring.producer().unwrap(), ring.consumer().unwrap());
     g.bench_function("shmlane mpmc", |b| {
         b.iter(|| {
@@ -110,8 +110,8 @@ fn bytes(c: &mut Criterion) {
     for size in [8usize, 64, 1024, 65536] {
         g.throughput(Throughput::Bytes(size as u64));
         let cap = 1 << 20;
-        let region = Region::anonymous(ByteRing::required_bytes(cap).unwrap()).unwrap();
-        let (mut tx, mut rx) = ByteRing::create(region, cap, 1 << 17)
+        let region = Region::anonymous(bytes::Ring::required_bytes(cap).unwrap()).unwrap();
+        let (mut tx, mut rx) = bytes::Ring::create(region, cap, 1 << 17)
             .unwrap()
             .split()
             .unwrap();
@@ -119,8 +119,8 @@ fn bytes(c: &mut Criterion) {
         let mut buf = vec![0u8; size];
         g.bench_function(format!("shmlane bytes {size} B copy"), |b| {
             b.iter(|| {
-                tx.try_send(black_box(&msg)).unwrap();
-                black_box(rx.try_recv(&mut buf).unwrap())
+                tx.try_push(black_box(&msg)).unwrap();
+                black_box(rx.try_pop(&mut buf).unwrap())
             })
         });
         let mut dst = vec![0u8; size];

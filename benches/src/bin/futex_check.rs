@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use shm_queue::bytes::ByteRing;
+use shm_queue::bytes;
 use shm_queue::wait::WaitStrategy;
 use shm_region::Region;
 
@@ -38,8 +38,8 @@ fn run() -> Result<u64, Box<dyn std::error::Error>> {
             }
         }
     }
-    let region = Region::anonymous(ByteRing::required_bytes(1 << 20)?)?;
-    let ring = ByteRing::create(region, 1 << 20, 64)?;
+    let region = Region::anonymous(bytes::Ring::required_bytes(1 << 20)?)?;
+    let ring = bytes::Ring::create(region, 1 << 20, 64)?;
     let (mut tx, mut rx) = ring.split()?;
     if sleepy {
         rx.set_wait_strategy(WaitStrategy::blocking());
@@ -49,7 +49,7 @@ fn run() -> Result<u64, Box<dyn std::error::Error>> {
     let child = shm_bridge::fork::fork_child(move || {
         let deadline = Instant::now() + Duration::from_secs(60);
         for i in 0..n {
-            if tx.send_blocking(&i.to_le_bytes(), Some(deadline)).is_err() {
+            if tx.push_blocking(&i.to_le_bytes(), Some(deadline)).is_err() {
                 return 1;
             }
         }
@@ -59,10 +59,10 @@ fn run() -> Result<u64, Box<dyn std::error::Error>> {
     let mut buf = [0u8; 64];
     for i in 0..n {
         let got = if sleepy {
-            rx.recv_blocking(&mut buf, deadline)?
+            rx.pop_blocking(&mut buf, deadline)?
         } else {
             loop {
-                match rx.try_recv(&mut buf) {
+                match rx.try_pop(&mut buf) {
                     Ok(k) => break k,
                     Err(shm_queue::TryError::Empty { .. }) => std::hint::spin_loop(),
                     Err(e) => return Err(e.into()),

@@ -32,27 +32,27 @@ fn main() {
         }
         "bytes8" => {
             let ring = shm_region::Region::anonymous(
-                shm_queue::bytes::ByteRing::required_bytes(1 << 16).unwrap_or(1 << 20),
+                shm_queue::bytes::Ring::required_bytes(1 << 16).unwrap_or(1 << 20),
             )
             .ok()
-            .and_then(|r| shm_queue::bytes::ByteRing::create(r, 1 << 16, 1024).ok());
+            .and_then(|r| shm_queue::bytes::Ring::create(r, 1 << 16, 1024).ok());
             let Some(Ok((mut tx, mut rx))) = ring.map(|r| r.split()) else {
                 return;
             };
             let mut buf = [0u8; 64];
             for i in 0..n {
-                let _ = tx.try_send(&black_box(i).to_le_bytes());
-                if let Ok(k) = rx.try_recv(&mut buf) {
+                let _ = tx.try_push(&black_box(i).to_le_bytes());
+                if let Ok(k) = rx.try_pop(&mut buf) {
                     sum += k as u64 + u64::from(buf[0]);
                 }
             }
         }
         "mpmc" => {
             let ring = shm_region::Region::anonymous(
-                shm_queue::mpmc::MpmcRing::<u64>::required_bytes(4096).unwrap_or(1 << 20),
+                shm_queue::mpmc::Ring::<u64>::required_bytes(4096).unwrap_or(1 << 20),
             )
             .ok()
-            .and_then(|r| shm_queue::mpmc::MpmcRing::<u64>::create(r, 4096).ok());
+            .and_then(|r| shm_queue::mpmc::Ring::<u64>::create(r, 4096).ok());
             let Some(ring) = ring else { return };
             let (Ok(mut tx), Ok(mut rx)) = (ring.producer(), ring.consumer()) else {
                 return;

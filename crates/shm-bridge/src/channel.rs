@@ -36,8 +36,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
-use shm_queue::bytes::{ByteConsumer, ByteOptions, ByteProducer, ByteRing, ReadGuard, WriteClaim};
-use shm_queue::mpmc::{self, MpmcOptions, MpmcRing};
+use shm_queue::bytes::{self, ReadGuard, WriteClaim};
+use shm_queue::mpmc;
 use shm_queue::spsc::{self, Ring};
 use shm_queue::wait::WaitStrategy;
 use shm_region::Region;
@@ -255,7 +255,7 @@ impl ChannelOptions {
             ));
         }
         let bytes =
-            ByteRing::required_bytes(cap).map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+            bytes::Ring::required_bytes(cap).map_err(|e| Error::queue(name, e, Duration::ZERO))?;
         let layout = Layout {
             kind: ChannelKind::Bytes,
             ring_bytes: bytes as u64,
@@ -265,7 +265,7 @@ impl ChannelOptions {
             slots: 2,
         };
         let (ep, ring) = Endpoint::create(name, layout, &self.common, |r| {
-            ByteRing::create_with(r, ByteOptions::new(cap).max_message(max))
+            bytes::Ring::create_with(r, bytes::Options::new(cap).max_message(max))
         })?;
         let mut tx = ring
             .producer()
@@ -288,12 +288,12 @@ impl ChannelOptions {
             self.timeout,
             |_| Ok(()),
             |region, _| {
-                let ring = ByteRing::attach(region.clone())
+                let ring = bytes::Ring::attach(region.clone())
                     .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
                 fits(
                     name,
                     ring.region(),
-                    ByteRing::required_bytes(ring.capacity()),
+                    bytes::Ring::required_bytes(ring.capacity()),
                 )?;
                 take_over(
                     name,
@@ -311,7 +311,7 @@ impl ChannelOptions {
         Ok(ByteReceiver { rx, ep })
     }
 
-    fn mpmc_options(&self, name: &str) -> Result<MpmcOptions> {
+    fn mpmc_options(&self, name: &str) -> Result<mpmc::Options> {
         if !(2..=MAX_SLOTS).contains(&self.participants) {
             return Err(self.bad(
                 name,
@@ -321,7 +321,7 @@ impl ChannelOptions {
                 ),
             ));
         }
-        Ok(MpmcOptions::new(self.capacity.unwrap_or(1024)).owners(self.participants))
+        Ok(mpmc::Options::new(self.capacity.unwrap_or(1024)).owners(self.participants))
     }
 
     /// Creates MPMC channel `name` and returns a sending end; more producers and consumers
@@ -333,11 +333,11 @@ impl ChannelOptions {
     /// As [`ChannelOptions::create`].
     pub fn create_mpmc<T: Pod>(&self, name: &str) -> Result<MpmcSender<T>> {
         let opts = self.mpmc_options(name)?;
-        let bytes = MpmcRing::<T>::required_bytes_with(opts)
+        let bytes = mpmc::Ring::<T>::required_bytes_with(opts)
             .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
         let layout = self.element_layout::<T>(ChannelKind::Mpmc, bytes, self.participants as u32);
         let (ep, ring) = Endpoint::create(name, layout, &self.common, |r| {
-            MpmcRing::<T>::create_with(r, opts)
+            mpmc::Ring::<T>::create_with(r, opts)
         })?;
         self.mpmc_sender(name, ep, &ring)
     }
@@ -357,7 +357,7 @@ impl ChannelOptions {
         &self,
         name: &str,
         ep: Endpoint,
-        ring: &MpmcRing<T>,
+        ring: &mpmc::Ring<T>,
     ) -> Result<MpmcSender<T>> {
         let tx = ring
             .producer_with_token(token(&ep))
@@ -382,7 +382,7 @@ impl ChannelOptions {
         Ok(MpmcReceiver { rx, ep })
     }
 
-    fn join_mpmc<T: Pod>(&self, name: &str, role: Role) -> Result<(Endpoint, MpmcRing<T>)> {
+    fn join_mpmc<T: Pod>(&self, name: &str, role: Role) -> Result<(Endpoint, mpmc::Ring<T>)> {
         Endpoint::connect(
             name,
             ChannelKind::Mpmc,
@@ -391,13 +391,13 @@ impl ChannelOptions {
             self.timeout,
             |layout| check_type::<T>(name, layout),
             |region, _| {
-                let ring = MpmcRing::<T>::attach(region.clone())
+                let ring = mpmc::Ring::<T>::attach(region.clone())
                     .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
-                let opts = MpmcOptions::new(ring.capacity()).owners(ring.owner_entries());
+                let opts = mpmc::Options::new(ring.capacity()).owners(ring.owner_entries());
                 fits(
                     name,
                     ring.region(),
-                    MpmcRing::<T>::required_bytes_with(opts),
+                    mpmc::Ring::<T>::required_bytes_with(opts),
                 )?;
                 Ok(ring)
             },
@@ -881,7 +881,7 @@ impl<T: Pod> Drop for Receiver<T> {
 /// The sending end of a byte-message channel. Dropping it closes the channel.
 #[derive(Debug)]
 pub struct ByteSender {
-    tx: ByteProducer,
+    tx: bytes::Producer,
     ep: Endpoint,
 }
 
@@ -908,7 +908,7 @@ impl ByteSender {
         if self.ep.tick() {
             self.check_peer()?;
         }
-        match self.tx.try_send(msg) {
+        match self.tx.try_push(msg) {
             Ok(()) => {
                 self.ep.messages += 1;
                 self.ep.bytes += msg.len() as u64;
@@ -938,7 +938,7 @@ impl ByteSender {
             other => return other,
         }
         let tx = &mut self.tx;
-        wait_loop(&mut self.ep, deadline, |d| tx.send_blocking(msg, Some(d)))?;
+        wait_loop(&mut self.ep, deadline, |d| tx.push_blocking(msg, Some(d)))?;
         self.ep.messages += 1;
         self.ep.bytes += msg.len() as u64;
         Ok(())
@@ -961,7 +961,7 @@ impl ByteSender {
     }
 
     /// The ring's producer, for calls this wrapper does not offer.
-    pub fn ring(&mut self) -> &mut ByteProducer {
+    pub fn ring(&mut self) -> &mut bytes::Producer {
         &mut self.tx
     }
 
@@ -989,7 +989,7 @@ impl Drop for ByteSender {
 /// The receiving end of a byte-message channel.
 #[derive(Debug)]
 pub struct ByteReceiver {
-    rx: ByteConsumer,
+    rx: bytes::Consumer,
     ep: Endpoint,
 }
 
@@ -1008,7 +1008,7 @@ impl ByteReceiver {
     /// [`Error::WouldBlock`] when empty, [`Error::Queue`] with `BufferTooSmall` (the
     /// message stays), [`Error::Closed`], [`Error::PeerGone`].
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize> {
-        match self.rx.try_recv(buf) {
+        match self.rx.try_pop(buf) {
             Ok(n) => {
                 self.count(n);
                 Ok(n)
@@ -1058,7 +1058,7 @@ impl ByteReceiver {
         self.wait_deadline(None)?;
         let n = self
             .rx
-            .try_recv_vec(buf)
+            .try_pop_vec(buf)
             .map_err(|e| Error::queue_shared(&self.ep.name, e.into(), Duration::ZERO))?;
         self.count(n);
         Ok(n)
@@ -1076,7 +1076,7 @@ impl ByteReceiver {
     }
 
     /// The ring's consumer, for calls this wrapper does not offer.
-    pub fn ring(&mut self) -> &mut ByteConsumer {
+    pub fn ring(&mut self) -> &mut bytes::Consumer {
         &mut self.rx
     }
 }

@@ -14,7 +14,7 @@ use crossbeam_queue::ArrayQueue;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
-use shm_queue::mpmc::MpmcRing;
+use shm_queue::mpmc;
 use shm_region::Region;
 
 const ITEMS: u64 = 4_000_000;
@@ -34,8 +34,8 @@ fn child(f: impl FnOnce()) -> Pid {
 
 /// Items per second through the ring with `p` producer and `c` consumer processes.
 fn ring(p: u64, c: u64) -> f64 {
-    let region = Region::anonymous(MpmcRing::<u64>::required_bytes(CAP).unwrap()).unwrap();
-    let ring = MpmcRing::<u64>::create(region, CAP).unwrap();
+    let region = Region::anonymous(mpmc::Ring::<u64>::required_bytes(CAP).unwrap()).unwrap();
+    let ring = mpmc::Ring::<u64>::create(region, CAP).unwrap();
     let done = Arc::new(Region::anonymous(4096).unwrap());
     let start = Instant::now();
     let mut kids = Vec::new();
@@ -113,8 +113,8 @@ fn crossbeam(p: u64, c: u64) -> f64 {
 /// Time from a producer's death (known to the liveness check) to the consumer getting the
 /// element after its held claim, with the given patience.
 fn recovery(patience: Duration) -> Duration {
-    let region = Region::anonymous(MpmcRing::<u64>::required_bytes(64).unwrap()).unwrap();
-    let ring = MpmcRing::<u64>::create(region, 64).unwrap();
+    let region = Region::anonymous(mpmc::Ring::<u64>::required_bytes(64).unwrap()).unwrap();
+    let ring = mpmc::Ring::<u64>::create(region, 64).unwrap();
     let board = Arc::new(Region::anonymous(4096).unwrap());
     let victim = {
         let (ring, board) = (ring.clone(), board.clone());

@@ -18,8 +18,6 @@ use std::time::Instant;
 
 use shm_region::Region;
 
-use crate::bytes::{ByteOptions, ByteRing};
-use crate::mpmc::{MpmcOptions, MpmcRing};
 use crate::spsc::Ring;
 
 /// Reads the script.
@@ -121,12 +119,12 @@ pub fn spsc(data: &[u8]) {
 
 /// Byte-message ring, 1 KiB of data, messages up to 200 bytes.
 pub fn bytes(data: &[u8]) {
-    let Some(len) = ByteRing::required_bytes(1024).ok() else {
+    let Some(len) = crate::bytes::Ring::required_bytes(1024).ok() else {
         return;
     };
     let Some(region) = region(len) else { return };
-    let opts = ByteOptions::new(1024).max_message(200);
-    let Ok(ring) = ByteRing::create_with(region.clone(), opts) else {
+    let opts = crate::bytes::Options::new(1024).max_message(200);
+    let Ok(ring) = crate::bytes::Ring::create_with(region.clone(), opts) else {
         return;
     };
     let mut handles = ring.split().ok();
@@ -139,7 +137,7 @@ pub fn bytes(data: &[u8]) {
             0 => s.patch(&region),
             1 => {
                 drop(handles.take());
-                handles = ByteRing::attach(region.clone())
+                handles = crate::bytes::Ring::attach(region.clone())
                     .and_then(|r| r.split())
                     .ok();
             }
@@ -150,8 +148,8 @@ pub fn bytes(data: &[u8]) {
                 let n = usize::from(arg);
                 let past = Some(Instant::now());
                 let _ = match op {
-                    2 => tx.try_send(&buf[..n.min(buf.len())]).map_err(drop),
-                    3 => rx.try_recv(&mut buf[..n]).map(drop).map_err(drop),
+                    2 => tx.try_push(&buf[..n.min(buf.len())]).map_err(drop),
+                    3 => rx.try_pop(&mut buf[..n]).map(drop).map_err(drop),
                     4 => match tx.claim(n) {
                         Ok(mut cl) => {
                             let _ = cl.write_at(0, &[7; 16][..n.min(16)]);
@@ -177,10 +175,10 @@ pub fn bytes(data: &[u8]) {
                         }
                         Err(_) => Err(()),
                     },
-                    6 => rx.try_recv_vec(&mut vec).map(drop).map_err(drop),
+                    6 => rx.try_pop_vec(&mut vec).map(drop).map_err(drop),
                     _ => match arg % 4 {
-                        0 => rx.recv_blocking(&mut buf, past).map(drop).map_err(drop),
-                        1 => tx.send_blocking(b"x", past).map_err(drop),
+                        0 => rx.pop_blocking(&mut buf, past).map(drop).map_err(drop),
+                        1 => tx.push_blocking(b"x", past).map_err(drop),
                         2 => rx.wait_for_message(past).map_err(drop),
                         _ => {
                             let _ = (tx.used_bytes(), rx.position(), rx.has_message());
@@ -195,15 +193,15 @@ pub fn bytes(data: &[u8]) {
 
 /// MPMC ring of `u64`, capacity 16, 4 owner entries, two producers and two consumers.
 pub fn mpmc(data: &[u8]) {
-    let opts = MpmcOptions::new(16).owners(4);
-    let Some(len) = MpmcRing::<u64>::required_bytes_with(opts).ok() else {
+    let opts = crate::mpmc::Options::new(16).owners(4);
+    let Some(len) = crate::mpmc::Ring::<u64>::required_bytes_with(opts).ok() else {
         return;
     };
     let Some(region) = region(len) else { return };
-    let Ok(ring) = MpmcRing::<u64>::create_with(region.clone(), opts) else {
+    let Ok(ring) = crate::mpmc::Ring::<u64>::create_with(region.clone(), opts) else {
         return;
     };
-    let take = |r: &MpmcRing<u64>| {
+    let take = |r: &crate::mpmc::Ring<u64>| {
         Some((
             r.producer().ok()?,
             r.producer().ok()?,
@@ -220,7 +218,7 @@ pub fn mpmc(data: &[u8]) {
             0 => s.patch(&region),
             1 => {
                 drop(handles.take());
-                handles = MpmcRing::<u64>::attach(region.clone())
+                handles = crate::mpmc::Ring::<u64>::attach(region.clone())
                     .ok()
                     .and_then(|r| take(&r));
             }

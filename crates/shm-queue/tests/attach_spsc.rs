@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use shm_queue::header::{HEADER_SIZE, LAYOUT_VERSION, MAGIC};
-use shm_queue::spsc::{CreateOptions, Ring};
+use shm_queue::spsc::{self, Ring};
 use shm_queue::Error;
 use shm_region::Region;
 
@@ -70,7 +70,7 @@ fn create_refuses_a_ready_ring_unless_asked() {
     assert_eq!(rx.try_pop().unwrap(), 1);
     drop(rx);
     // SAFETY: the old ring's handles were dropped above and are not used again.
-    let fresh = unsafe { CreateOptions::new(20).reinitialize(true) };
+    let fresh = unsafe { spsc::Options::new(20).reinitialize(true) };
     let again = Ring::<u64>::create_with(region.clone(), fresh).unwrap();
     assert_eq!(again.capacity(), 28); // 20 / 7 -> 3 blocks -> 4 blocks
     assert!(again.consumer().unwrap().is_empty());
@@ -89,7 +89,7 @@ fn create_refuses_a_half_built_ring() {
         Err(Error::NotReady { .. })
     ));
     // SAFETY: no handle of the old ring is used after this.
-    Ring::<u64>::create_with(region, unsafe { CreateOptions::new(10).reinitialize(true) }).unwrap();
+    Ring::<u64>::create_with(region, unsafe { spsc::Options::new(10).reinitialize(true) }).unwrap();
 }
 
 #[test]

@@ -9,39 +9,39 @@ mod common;
 use shm_queue::TryError;
 use std::sync::Arc;
 
-use shm_queue::bytes::{ByteOptions, ByteRing};
+use shm_queue::bytes;
 use shm_queue::spsc::Ring;
 use shm_queue::Error;
 use shm_region::Region;
 
-fn ring(capacity: usize, max: usize) -> ByteRing {
-    let region = Region::anonymous(ByteRing::required_bytes(capacity).unwrap()).unwrap();
-    ByteRing::create(region, capacity, max).unwrap()
+fn ring(capacity: usize, max: usize) -> bytes::Ring {
+    let region = Region::anonymous(bytes::Ring::required_bytes(capacity).unwrap()).unwrap();
+    bytes::Ring::create(region, capacity, max).unwrap()
 }
 
 #[test]
 fn sizes_and_limits() {
-    assert_eq!(ByteRing::required_bytes(1).unwrap(), 512 + 64);
-    assert_eq!(ByteRing::required_bytes(1000).unwrap(), 512 + 1024);
-    assert_eq!(ByteRing::required_bytes(4096).unwrap(), 512 + 4096);
+    assert_eq!(bytes::Ring::required_bytes(1).unwrap(), 512 + 64);
+    assert_eq!(bytes::Ring::required_bytes(1000).unwrap(), 512 + 1024);
+    assert_eq!(bytes::Ring::required_bytes(4096).unwrap(), 512 + 4096);
     assert!(matches!(
-        ByteRing::required_bytes(usize::MAX),
+        bytes::Ring::required_bytes(usize::MAX),
         Err(Error::BadByteCapacity { .. })
     ));
     let r = ring(1000, 100);
     assert_eq!((r.capacity(), r.max_message()), (1024, 100));
     let region = Arc::new(Region::anonymous(8192).unwrap());
     for max in [0, 2041, 1 << 20] {
-        let e = ByteRing::create(region.clone(), 4096, max).unwrap_err();
+        let e = bytes::Ring::create(region.clone(), 4096, max).unwrap_err();
         assert!(
             matches!(e, Error::BadMaxMessage { limit: 2040, .. }),
             "{max}: {e}"
         );
     }
-    let r = ByteRing::create_with(region, ByteOptions::new(4096)).unwrap();
+    let r = bytes::Ring::create_with(region, bytes::Options::new(4096)).unwrap();
     assert_eq!(r.max_message(), 2040);
     let small = Region::anonymous(4096).unwrap();
-    let e = ByteRing::create(small, 8192, 64).unwrap_err();
+    let e = bytes::Ring::create(small, 8192, 64).unwrap_err();
     assert!(matches!(e, Error::RegionTooSmall { need: 8704, .. }), "{e}");
 }
 
@@ -49,11 +49,11 @@ fn sizes_and_limits() {
 fn attach_checks_kind_readiness_and_fields() {
     let region = Arc::new(Region::anonymous(8192).unwrap());
     assert!(matches!(
-        ByteRing::attach(region.clone()),
+        bytes::Ring::attach(region.clone()),
         Err(Error::NotReady { .. })
     ));
-    let created = ByteRing::create(region.clone(), 4096, 512).unwrap();
-    let attached = ByteRing::attach(region.clone()).unwrap();
+    let created = bytes::Ring::create(region.clone(), 4096, 512).unwrap();
+    let attached = bytes::Ring::attach(region.clone()).unwrap();
     assert_eq!((attached.capacity(), attached.max_message()), (4096, 512));
     // Not an SPSC ring, and an SPSC ring is not a byte ring.
     assert!(matches!(
@@ -66,7 +66,7 @@ fn attach_checks_kind_readiness_and_fields() {
     let other = Arc::new(Region::anonymous(8192).unwrap());
     Ring::<u64>::create(other.clone(), 100).unwrap();
     assert!(matches!(
-        ByteRing::attach(other),
+        bytes::Ring::attach(other),
         Err(Error::KindMismatch {
             found: 1,
             expected: 2
@@ -74,26 +74,26 @@ fn attach_checks_kind_readiness_and_fields() {
     ));
     // A second create is refused.
     assert!(matches!(
-        ByteRing::create(region.clone(), 4096, 512),
+        bytes::Ring::create(region.clone(), 4096, 512),
         Err(Error::AlreadyInitialized { .. })
     ));
     // Damaged fields are named.
     let put32 = |off: usize, v: u32| region.write_at(off, &v.to_le_bytes()).unwrap();
     put32(92, 4000); // max_message above the limit
     assert!(matches!(
-        ByteRing::attach(region.clone()),
+        bytes::Ring::attach(region.clone()),
         Err(Error::BadMaxMessage { max: 4000, .. })
     ));
     put32(92, 512);
     region.write_at(16, &1000u64.to_le_bytes()).unwrap(); // capacity not a power of two
     assert!(matches!(
-        ByteRing::attach(region.clone()),
+        bytes::Ring::attach(region.clone()),
         Err(Error::BadByteCapacity { capacity: 1000, .. })
     ));
     region.write_at(16, &4096u64.to_le_bytes()).unwrap();
     region.write_at(24, &3u64.to_le_bytes()).unwrap(); // block count
     assert!(matches!(
-        ByteRing::attach(region.clone()),
+        bytes::Ring::attach(region.clone()),
         Err(Error::LayoutMismatch {
             field: "block_count",
             ..
@@ -102,18 +102,18 @@ fn attach_checks_kind_readiness_and_fields() {
     region.write_at(24, &64u64.to_le_bytes()).unwrap();
     region.write_at(0, b"garbage!").unwrap();
     assert!(matches!(
-        ByteRing::attach(region.clone()),
+        bytes::Ring::attach(region.clone()),
         Err(Error::BadMagic { .. })
     ));
     drop(created);
     // A region too short for the recorded capacity.
     let short = Arc::new(Region::anonymous(4096).unwrap());
-    ByteRing::create(short.clone(), 2048, 64).unwrap();
+    bytes::Ring::create(short.clone(), 2048, 64).unwrap();
     short.write_at(16, &4096u64.to_le_bytes()).unwrap();
     short.write_at(24, &64u64.to_le_bytes()).unwrap();
     short.write_at(72, &(512u64 + 4096).to_le_bytes()).unwrap();
     assert!(matches!(
-        ByteRing::attach(short),
+        bytes::Ring::attach(short),
         Err(Error::RegionTooSmall { .. })
     ));
 }
@@ -143,13 +143,13 @@ fn send_and_receive_across_many_wraps() {
     for seq in 0..5000u64 {
         let len = common::length(seq, 100);
         common::payload(seq, len, &mut buf);
-        tx.try_send(&buf[..len]).unwrap();
+        tx.try_push(&buf[..len]).unwrap();
         let mut got = [0u8; 100];
-        let n = rx.try_recv(&mut got).unwrap();
+        let n = rx.try_pop(&mut got).unwrap();
         common::payload(seq, len, &mut expect);
         assert_eq!(&got[..n], &expect[..len], "message {seq}");
     }
-    assert!(matches!(rx.try_recv(&mut buf), Err(TryError::Empty { .. })));
+    assert!(matches!(rx.try_pop(&mut buf), Err(TryError::Empty { .. })));
     assert!(tx.position() > 10 * 256, "the test must wrap many times");
 }
 
@@ -159,7 +159,7 @@ fn fills_up_then_drains_in_order() {
     let (mut tx, mut rx) = r.split().unwrap();
     let mut sent = 0u64;
     loop {
-        match tx.try_send(&sent.to_le_bytes()) {
+        match tx.try_push(&sent.to_le_bytes()) {
             Ok(()) => sent += 1,
             Err(TryError::Full { .. }) => break,
             Err(e) => panic!("{e}"),
@@ -174,7 +174,7 @@ fn fills_up_then_drains_in_order() {
     }
     assert!(matches!(rx.read(), Err(TryError::Empty { .. })));
     // The space is back.
-    tx.try_send(b"again").unwrap();
+    tx.try_push(b"again").unwrap();
 }
 
 #[test]
@@ -205,12 +205,12 @@ fn claims_commit_shorter_or_abort() {
     // SAFETY: the consumer is this test, which does not touch the claimed bytes meanwhile.
     unsafe { c.as_mut_slice() }.copy_from_slice(b"abc");
     c.commit();
-    tx.try_send(b"").unwrap();
+    tx.try_push(b"").unwrap();
 
     let mut v = Vec::new();
-    assert_eq!(rx.try_recv_vec(&mut v).unwrap(), 10);
+    assert_eq!(rx.try_pop_vec(&mut v).unwrap(), 10);
     assert_eq!(v, b"0123456789");
-    assert_eq!(rx.try_recv_vec(&mut v).unwrap(), 5);
+    assert_eq!(rx.try_pop_vec(&mut v).unwrap(), 5);
     assert_eq!(v, b"short");
     let g = rx.read().unwrap();
     // SAFETY: the producer is this test, which does not write the record meanwhile.
@@ -225,7 +225,7 @@ fn claims_commit_shorter_or_abort() {
         Err(TryError::BufferTooSmall { needed: 3, len: 2 })
     ));
     g.release();
-    assert_eq!(rx.try_recv(&mut [0u8; 0]).unwrap(), 0);
+    assert_eq!(rx.try_pop(&mut [0u8; 0]).unwrap(), 0);
     assert!(!rx.has_message());
 }
 
@@ -234,17 +234,17 @@ fn bad_input_is_an_error_and_loses_nothing() {
     let r = ring(1024, 100);
     let (mut tx, mut rx) = r.split().unwrap();
     assert!(matches!(
-        tx.try_send(&[0u8; 101]),
+        tx.try_push(&[0u8; 101]),
         Err(TryError::MessageTooLarge { len: 101, max: 100 })
     ));
     assert!(matches!(
         tx.claim(1 << 40),
         Err(TryError::MessageTooLarge { .. })
     ));
-    tx.try_send(&[7u8; 50]).unwrap();
+    tx.try_push(&[7u8; 50]).unwrap();
     let mut small = [0u8; 49];
     assert!(matches!(
-        rx.try_recv(&mut small),
+        rx.try_pop(&mut small),
         Err(TryError::BufferTooSmall {
             needed: 50,
             len: 49
@@ -252,18 +252,18 @@ fn bad_input_is_an_error_and_loses_nothing() {
     ));
     // The message is still there.
     let mut big = [0u8; 100];
-    assert_eq!(rx.try_recv(&mut big).unwrap(), 50);
+    assert_eq!(rx.try_pop(&mut big).unwrap(), 50);
     assert_eq!(&big[..50], &[7u8; 50]);
 }
 
 #[test]
 fn a_new_producer_resumes_after_a_dead_one() {
     let region = Arc::new(Region::anonymous(4096).unwrap());
-    let r = ByteRing::create(region.clone(), 1024, 100).unwrap();
+    let r = bytes::Ring::create(region.clone(), 1024, 100).unwrap();
     let mut tx = r.producer().unwrap();
     let mut rx = r.consumer().unwrap();
     for i in 0..5u8 {
-        tx.try_send(&[i; 30]).unwrap();
+        tx.try_push(&[i; 30]).unwrap();
     }
     // Simulate a producer that committed two more records and died before storing `tail`:
     // commit them, then roll the shared tail word back.
@@ -272,22 +272,22 @@ fn a_new_producer_resumes_after_a_dead_one() {
         region.read_at(256, &mut b).unwrap();
         b
     });
-    tx.try_send(&[5; 30]).unwrap();
-    tx.try_send(&[6; 30]).unwrap();
+    tx.try_push(&[5; 30]).unwrap();
+    tx.try_push(&[6; 30]).unwrap();
     region.write_at(256, &tail_before.to_le_bytes()).unwrap();
     let holder = r.producer_holder().unwrap();
     std::mem::forget(tx); // the dead process never drops its handle
     assert!(matches!(r.producer(), Err(Error::ProducerClaimed { .. })));
     // SAFETY: the "dead" producer handle was forgotten and is never used again.
     assert!(unsafe { r.force_release_producer(holder) });
-    let mut tx = ByteRing::attach(region).unwrap().producer().unwrap();
-    tx.try_send(&[7; 30]).unwrap();
+    let mut tx = bytes::Ring::attach(region).unwrap().producer().unwrap();
+    tx.try_push(&[7; 30]).unwrap();
     let mut buf = [0u8; 100];
     for i in 0..8u8 {
-        let n = rx.try_recv(&mut buf).unwrap();
+        let n = rx.try_pop(&mut buf).unwrap();
         assert_eq!(&buf[..n], &[i; 30], "message {i}");
     }
-    assert!(matches!(rx.try_recv(&mut buf), Err(TryError::Empty { .. })));
+    assert!(matches!(rx.try_pop(&mut buf), Err(TryError::Empty { .. })));
 }
 
 #[test]
@@ -295,17 +295,17 @@ fn consumer_resumes_where_the_last_one_stopped() {
     let r = ring(1024, 100);
     let mut tx = r.producer().unwrap();
     for i in 0..4u8 {
-        tx.try_send(&[i; 20]).unwrap();
+        tx.try_push(&[i; 20]).unwrap();
     }
     let mut buf = [0u8; 100];
     {
         let mut rx = r.consumer().unwrap();
-        rx.try_recv(&mut buf).unwrap();
+        rx.try_pop(&mut buf).unwrap();
         let g = rx.read().unwrap();
         assert_eq!(g.to_vec(), [1u8; 20]);
         // dropped: released
     }
     let mut rx = r.consumer().unwrap();
-    let n = rx.try_recv(&mut buf).unwrap();
+    let n = rx.try_pop(&mut buf).unwrap();
     assert_eq!(&buf[..n], &[2u8; 20]);
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
-use shm_queue::bytes::{ByteConsumer, ByteProducer, ByteRing};
+use shm_queue::bytes;
 use shm_region::{Options, Region};
 
 const MESSAGES: u64 = if cfg!(debug_assertions) {
@@ -25,7 +25,7 @@ const MESSAGES: u64 = if cfg!(debug_assertions) {
 const MAX: usize = 200;
 const DEADLINE: Duration = Duration::from_secs(120);
 
-fn produce(tx: &mut ByteProducer, n: u64) -> i32 {
+fn produce(tx: &mut bytes::Producer, n: u64) -> i32 {
     let deadline = Instant::now() + DEADLINE;
     let mut buf = [0u8; MAX];
     let mut spins = 0u32;
@@ -34,7 +34,7 @@ fn produce(tx: &mut ByteProducer, n: u64) -> i32 {
         let len = common::length(seq, MAX);
         common::payload(seq, len, &mut buf);
         let r = if seq % 2 == 0 {
-            tx.try_send(&buf[..len])
+            tx.try_push(&buf[..len])
         } else {
             tx.claim(len).and_then(|mut c| {
                 c.write_at(0, &buf[..len])?;
@@ -57,7 +57,7 @@ fn produce(tx: &mut ByteProducer, n: u64) -> i32 {
     0
 }
 
-fn consume(rx: &mut ByteConsumer, n: u64) -> Result<(), String> {
+fn consume(rx: &mut bytes::Consumer, n: u64) -> Result<(), String> {
     let deadline = Instant::now() + DEADLINE;
     let mut got = [0u8; MAX];
     let mut want = [0u8; MAX];
@@ -70,7 +70,7 @@ fn consume(rx: &mut ByteConsumer, n: u64) -> Result<(), String> {
                 g.copy_to(&mut got).map(|()| len)
             })
         } else {
-            Ok(rx.try_recv(&mut got))
+            Ok(rx.try_pop(&mut got))
         };
         match r.and_then(|x| x) {
             Ok(len) => {
@@ -94,14 +94,14 @@ fn consume(rx: &mut ByteConsumer, n: u64) -> Result<(), String> {
             Err(e) => return Err(format!("message {seq}: {e}")),
         }
     }
-    match rx.try_recv(&mut got) {
+    match rx.try_pop(&mut got) {
         Err(TryError::Empty { .. }) => Ok(()),
         other => Err(format!("extra message after the last: {other:?}")),
     }
 }
 
 fn run(region: Arc<Region>) {
-    let ring = ByteRing::create(region.clone(), 64 * 1024, MAX).unwrap();
+    let ring = bytes::Ring::create(region.clone(), 64 * 1024, MAX).unwrap();
     let mut tx = ring.producer().unwrap();
     // SAFETY: the child only drives the producer handle it inherits and then _exits.
     match unsafe { fork() }.unwrap() {
@@ -112,7 +112,7 @@ fn run(region: Arc<Region>) {
         }
         ForkResult::Parent { child } => {
             drop(tx); // the child owns the producer side now
-            let mut rx = ByteRing::attach(region).unwrap().consumer().unwrap();
+            let mut rx = bytes::Ring::attach(region).unwrap().consumer().unwrap();
             let result = consume(&mut rx, MESSAGES);
             if result.is_err() {
                 let _ = kill(child, Signal::SIGKILL);
@@ -130,7 +130,7 @@ fn run(region: Arc<Region>) {
 #[test]
 fn forked_producer_over_anonymous_memory() {
     run(Arc::new(
-        Region::anonymous(ByteRing::required_bytes(64 * 1024).unwrap()).unwrap(),
+        Region::anonymous(bytes::Ring::required_bytes(64 * 1024).unwrap()).unwrap(),
     ));
 }
 
@@ -138,7 +138,7 @@ fn forked_producer_over_anonymous_memory() {
 fn forked_producer_over_named_memory() {
     let name = format!("shmq-test-bytes-{}", std::process::id());
     let region = Options::new()
-        .create_shm(&name, ByteRing::required_bytes(64 * 1024).unwrap())
+        .create_shm(&name, bytes::Ring::required_bytes(64 * 1024).unwrap())
         .unwrap();
     run(Arc::new(region));
 }

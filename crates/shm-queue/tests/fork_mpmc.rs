@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
-use shm_queue::mpmc::MpmcRing;
+use shm_queue::mpmc;
 use shm_region::Region;
 
 const DEADLINE: Duration = Duration::from_secs(150);
@@ -103,7 +103,7 @@ fn reap(children: &[Pid], deadline: Instant) -> Vec<WaitStatus> {
 }
 
 /// Producer `p` pushes `n` elements `(p << 40) | seq`, some in batches.
-fn produce(ring: &MpmcRing<u64>, p: u64, n: u64) -> i32 {
+fn produce(ring: &mpmc::Ring<u64>, p: u64, n: u64) -> i32 {
     let Ok(mut tx) = ring.producer() else {
         return 10;
     };
@@ -139,7 +139,7 @@ fn produce(ring: &MpmcRing<u64>, p: u64, n: u64) -> i32 {
 /// Consumes until the board's counter reaches `total`, marking each element's bit and
 /// checking per-producer order. `per` is the number of elements per producer.
 fn consume(
-    ring: &MpmcRing<u64>,
+    ring: &mpmc::Ring<u64>,
     board: &Arc<Board>,
     total: u64,
     per: u64,
@@ -212,8 +212,8 @@ fn two_producer_and_two_consumer_processes_lose_and_duplicate_nothing() {
         5_000_000
     };
     let per = total / 2;
-    let region = Region::anonymous(MpmcRing::<u64>::required_bytes(4096).unwrap()).unwrap();
-    let ring = MpmcRing::<u64>::create(region, 4096).unwrap();
+    let region = Region::anonymous(mpmc::Ring::<u64>::required_bytes(4096).unwrap()).unwrap();
+    let ring = mpmc::Ring::<u64>::create(region, 4096).unwrap();
     let board = Arc::new(Board::new(total));
     let start = Instant::now();
     let mut kids = Vec::new();
@@ -253,8 +253,8 @@ fn killed_producer_holding_a_claim_is_skipped_within_the_patience() {
     // holding it; producer 1 sends `per`. The held element is never delivered.
     let before = per / 4;
     let total = before + per;
-    let region = Region::anonymous(MpmcRing::<u64>::required_bytes(256).unwrap()).unwrap();
-    let ring = MpmcRing::<u64>::create(region, 256).unwrap();
+    let region = Region::anonymous(mpmc::Ring::<u64>::required_bytes(256).unwrap()).unwrap();
+    let ring = mpmc::Ring::<u64>::create(region, 256).unwrap();
     let board = Arc::new(Board::new(2 * per));
 
     let victim = {

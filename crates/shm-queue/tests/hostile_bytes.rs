@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 
 use common::Rng;
-use shm_queue::bytes::{ByteConsumer, ByteProducer, ByteRing};
+use shm_queue::bytes;
 use shm_queue::header::HEADER_SIZE;
 use shm_region::Region;
 
@@ -28,16 +28,16 @@ fn nasty(rng: &mut Rng, near: u64, cap: u64) -> u64 {
 }
 
 fn exercise(
-    ring: &ByteRing,
-    tx: &mut Option<ByteProducer>,
-    rx: &mut Option<ByteConsumer>,
+    ring: &bytes::Ring,
+    tx: &mut Option<bytes::Producer>,
+    rx: &mut Option<bytes::Consumer>,
     rng: &mut Rng,
 ) -> usize {
     let mut ok = 0;
     let mut buf = vec![0u8; ring.max_message() + 16];
     if let Some(tx) = tx.as_mut() {
         let n = rng.below(ring.max_message() as u64 + 2) as usize;
-        ok += usize::from(tx.try_send(&buf[..n.min(buf.len())]).is_ok());
+        ok += usize::from(tx.try_push(&buf[..n.min(buf.len())]).is_ok());
         if let Ok(mut c) = tx.claim(rng.below(ring.max_message() as u64 + 1) as usize) {
             let _ = c.write_at(rng.below(8) as usize, &[1, 2, 3]);
             if rng.below(2) == 0 {
@@ -55,20 +55,20 @@ fn exercise(
     }
     if let Some(rx) = rx.as_mut() {
         let n = rng.below(buf.len() as u64) as usize;
-        ok += usize::from(rx.try_recv(&mut buf[..n]).is_ok());
+        ok += usize::from(rx.try_pop(&mut buf[..n]).is_ok());
         if let Ok(g) = rx.read() {
             let _ = g.to_vec();
             let mut two = [0u8; 2];
             let _ = g.read_at(rng.below(g.len() as u64 + 2) as usize, &mut two);
         }
         let mut v = Vec::new();
-        let _ = rx.try_recv_vec(&mut v);
+        let _ = rx.try_pop_vec(&mut v);
         let _ = (rx.has_message(), rx.position(), rx.capacity());
     }
     if rng.below(8) == 0 {
         *tx = None;
         *rx = None;
-        let r = ByteRing::attach(ring.region().clone()).unwrap_or_else(|_| ring.clone());
+        let r = bytes::Ring::attach(ring.region().clone()).unwrap_or_else(|_| ring.clone());
         for _ in 0..2 {
             match r.producer() {
                 Ok(p) => *tx = Some(p),
@@ -98,9 +98,9 @@ fn exercise(
 }
 
 fn scribble(region: Arc<Region>, capacity: usize, max: usize, seed: u64, rounds: usize) {
-    let ring = ByteRing::create(region.clone(), capacity, max).unwrap();
+    let ring = bytes::Ring::create(region.clone(), capacity, max).unwrap();
     let cap = ring.capacity() as u64;
-    let attached = ByteRing::attach(region.clone()).unwrap();
+    let attached = bytes::Ring::attach(region.clone()).unwrap();
     let (mut tx, mut rx) = (
         Some(ring.producer().unwrap()),
         Some(attached.consumer().unwrap()),

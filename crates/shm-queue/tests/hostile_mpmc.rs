@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Rng;
-use shm_queue::mpmc::{Consumer, MpmcOptions, MpmcRing, Producer};
+use shm_queue::mpmc::{self, Consumer, Producer};
 use shm_region::Region;
 
 fn nasty(rng: &mut Rng, near: u64, cap: u64) -> u64 {
@@ -35,7 +35,12 @@ struct Side {
     rxs: Vec<Consumer<u64>>,
 }
 
-fn exercise(ring: &MpmcRing<u64>, side: &mut Side, rng: &mut Rng, dead: &Arc<AtomicU64>) -> usize {
+fn exercise(
+    ring: &mpmc::Ring<u64>,
+    side: &mut Side,
+    rng: &mut Rng,
+    dead: &Arc<AtomicU64>,
+) -> usize {
     let mut ok = 0;
     let mut buf = [0u64; 6];
     dead.store(rng.next(), Ordering::Relaxed);
@@ -64,7 +69,7 @@ fn exercise(ring: &MpmcRing<u64>, side: &mut Side, rng: &mut Rng, dead: &Arc<Ato
     if rng.below(8) == 0 {
         side.txs.clear();
         side.rxs.clear();
-        let r = MpmcRing::<u64>::attach(ring.region().clone()).unwrap_or_else(|_| ring.clone());
+        let r = mpmc::Ring::<u64>::attach(ring.region().clone()).unwrap_or_else(|_| ring.clone());
         let live = |d: Arc<AtomicU64>| move |t: u64| t & 3 == d.load(Ordering::Relaxed) & 3;
         if let Ok(tx) = r.producer() {
             side.txs
@@ -80,15 +85,15 @@ fn exercise(ring: &MpmcRing<u64>, side: &mut Side, rng: &mut Rng, dead: &Arc<Ato
     ok
 }
 
-fn scribble(region: Arc<Region>, opts: MpmcOptions, seed: u64, rounds: usize) {
-    let ring = MpmcRing::<u64>::create_with(region.clone(), opts).unwrap();
+fn scribble(region: Arc<Region>, opts: mpmc::Options, seed: u64, rounds: usize) {
+    let ring = mpmc::Ring::<u64>::create_with(region.clone(), opts).unwrap();
     let cap = ring.capacity() as u64;
     let owners = ring.owner_entries();
-    let area = MpmcRing::<u64>::required_bytes_with(opts).unwrap();
+    let area = mpmc::Ring::<u64>::required_bytes_with(opts).unwrap();
     let slots = 640 + owners * 128;
     let dead = Arc::new(AtomicU64::new(0));
     let live = |d: Arc<AtomicU64>| move |t: u64| t & 3 == d.load(Ordering::Relaxed) & 3;
-    let attached = MpmcRing::<u64>::attach(region.clone()).unwrap();
+    let attached = mpmc::Ring::<u64>::attach(region.clone()).unwrap();
     let mut side = Side {
         txs: vec![
             ring.producer().unwrap(),
@@ -152,10 +157,10 @@ fn scribbled_mpmc_ring_never_panics_hangs_or_escapes() {
         if !guarded {
             eprintln!("seed {seed}: no guard page could be placed behind the region");
         }
-        scribble(region, MpmcOptions::new(32).owners(4), seed, rounds);
+        scribble(region, mpmc::Options::new(32).owners(4), seed, rounds);
     }
     for seed in 100..104u64 {
         let (region, _) = common::guarded_region(2);
-        scribble(region, MpmcOptions::new(4).owners(16), seed, rounds / 2);
+        scribble(region, mpmc::Options::new(4).owners(16), seed, rounds / 2);
     }
 }

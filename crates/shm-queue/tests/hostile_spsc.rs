@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 use shm_queue::header::HEADER_SIZE;
-use shm_queue::spsc::{Consumer, CreateOptions, Producer, Ring};
+use shm_queue::spsc::{self, Consumer, Producer, Ring};
 use shm_region::Region;
 
 /// 440 bytes: a block is 448 bytes, so 8 blocks and the header fill exactly one 4 KiB page.
@@ -205,7 +205,7 @@ fn scribble<T: Pod>(region: Arc<Region>, capacity: usize, seed: u64, rounds: usi
         if tx.is_none() && rx.is_none() {
             // Both sides refuse the damaged ring: start over, as the peers would.
             // SAFETY: the hostile handles are dropped before the fresh ring is used.
-            let fresh = unsafe { CreateOptions::new(capacity).reinitialize(true) };
+            let fresh = unsafe { spsc::Options::new(capacity).reinitialize(true) };
             let r = Ring::<T>::create_with(region.clone(), fresh).unwrap();
             (tx, rx) = (Some(r.producer().unwrap()), Some(r.consumer().unwrap()));
             restarts += 1;

@@ -8,13 +8,12 @@
 #![allow(clippy::unwrap_used)]
 
 use loom::thread;
-use shm_queue::bytes::{ByteConsumer, ByteProducer, ByteRing};
-use shm_queue::Error;
+use shm_queue::bytes;
 use shm_queue::TryError;
 
-fn send(tx: &mut ByteProducer, msg: &[u8]) {
+fn send(tx: &mut bytes::Producer, msg: &[u8]) {
     loop {
-        match tx.try_send(msg) {
+        match tx.try_push(msg) {
             Ok(()) => return,
             Err(TryError::Full { .. }) => thread::yield_now(),
             Err(e) => panic!("send: {e}"),
@@ -22,10 +21,10 @@ fn send(tx: &mut ByteProducer, msg: &[u8]) {
     }
 }
 
-fn recv(rx: &mut ByteConsumer) -> Vec<u8> {
+fn recv(rx: &mut bytes::Consumer) -> Vec<u8> {
     let mut buf = [0u8; 32];
     loop {
-        match rx.try_recv(&mut buf) {
+        match rx.try_pop(&mut buf) {
             Ok(n) => return buf[..n].to_vec(),
             Err(TryError::Empty { .. }) => thread::yield_now(),
             Err(e) => panic!("recv: {e}"),
@@ -39,7 +38,7 @@ fn recv(rx: &mut ByteConsumer) -> Vec<u8> {
 #[test]
 fn wrap_with_a_padding_record() {
     loom::model(|| {
-        let (mut tx, mut rx) = ByteRing::new_model(64, 24).unwrap().split().unwrap();
+        let (mut tx, mut rx) = bytes::Ring::new_model(64, 24).unwrap().split().unwrap();
         let t = thread::spawn(move || {
             for i in 1..=3u8 {
                 send(&mut tx, &[i; 16]);
@@ -51,7 +50,7 @@ fn wrap_with_a_padding_record() {
         t.join().unwrap();
         // Nothing more: the slot after the last record must not show a previous lap.
         assert!(matches!(
-            rx.try_recv(&mut [0u8; 32]),
+            rx.try_pop(&mut [0u8; 32]),
             Err(TryError::Empty { .. })
         ));
     });
@@ -62,7 +61,7 @@ fn wrap_with_a_padding_record() {
 #[test]
 fn claim_abort_and_commit_len() {
     loom::model(|| {
-        let (mut tx, mut rx) = ByteRing::new_model(64, 24).unwrap().split().unwrap();
+        let (mut tx, mut rx) = bytes::Ring::new_model(64, 24).unwrap().split().unwrap();
         let t = thread::spawn(move || {
             let mut c = tx.claim(16).unwrap();
             c.write_at(0, &[9; 16]).unwrap();
@@ -76,7 +75,7 @@ fn claim_abort_and_commit_len() {
         assert_eq!(recv(&mut rx), vec![2; 8]);
         t.join().unwrap();
         assert!(matches!(
-            rx.try_recv(&mut [0u8; 32]),
+            rx.try_pop(&mut [0u8; 32]),
             Err(TryError::Empty { .. })
         ));
     });
@@ -87,7 +86,7 @@ fn claim_abort_and_commit_len() {
 #[test]
 fn read_guard_holds_its_space() {
     loom::model(|| {
-        let (mut tx, mut rx) = ByteRing::new_model(64, 24).unwrap().split().unwrap();
+        let (mut tx, mut rx) = bytes::Ring::new_model(64, 24).unwrap().split().unwrap();
         let t = thread::spawn(move || {
             send(&mut tx, &[1; 24]);
             send(&mut tx, &[2; 24]);
@@ -103,7 +102,7 @@ fn read_guard_holds_its_space() {
         assert_eq!(recv(&mut rx), vec![2; 24]);
         t.join().unwrap();
         assert!(matches!(
-            rx.try_recv(&mut [0u8; 32]),
+            rx.try_pop(&mut [0u8; 32]),
             Err(TryError::Empty { .. })
         ));
     });

@@ -13,8 +13,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use loom::thread;
-use shm_queue::mpmc::{Consumer, MpmcRing, Producer};
-use shm_queue::Error;
+use shm_queue::mpmc::{self, Consumer, Producer};
 
 /// Runs `f` under loom with room for the spin-then-yield loops of the helpers below: a
 /// waiting side's every poll is a branch point.
@@ -47,8 +46,8 @@ fn pop(rx: &mut Consumer<u64>) -> u64 {
 /// A capacity-2 ring whose positions start at 1 (one element pushed and popped before the
 /// threads start), so the two positions the model uses, 1 and 2, straddle the wrap: position
 /// 2 reuses slot 0, which the consumer of position 0 must have released.
-fn ring_at_the_wrap() -> MpmcRing<u64> {
-    let ring = MpmcRing::<u64>::new_model(2, 4).unwrap();
+fn ring_at_the_wrap() -> mpmc::Ring<u64> {
+    let ring = mpmc::Ring::<u64>::new_model(2, 4).unwrap();
     ring.producer().unwrap().try_push(0).unwrap();
     assert_eq!(ring.consumer().unwrap().try_pop().unwrap(), 0);
     ring
@@ -113,7 +112,7 @@ enum Op {
 #[test]
 fn try_push_try_pop_linearize_against_a_model() {
     model(|| {
-        let ring = MpmcRing::<u64>::new_model(2, 4).unwrap();
+        let ring = mpmc::Ring::<u64>::new_model(2, 4).unwrap();
         let mut tx = ring.producer().unwrap();
         let mut rx = ring.consumer().unwrap();
         let tp = thread::spawn(move || {
@@ -173,7 +172,7 @@ fn explained(a: &[Op], b: &[Op], m: VecDeque<u64>, rest: &[u64]) -> bool {
 #[test]
 fn poison_races_a_late_publish() {
     model(|| {
-        let ring = MpmcRing::<u64>::new_model(2, 4).unwrap();
+        let ring = mpmc::Ring::<u64>::new_model(2, 4).unwrap();
         let mut slow = ring.producer().unwrap();
         let slow_token = slow.token();
         let pos = slow.claim_and_hold(7).unwrap();
@@ -216,7 +215,7 @@ fn poison_races_a_late_publish() {
 #[test]
 fn dead_consumer_claim_is_released_by_a_producer() {
     model(|| {
-        let ring = MpmcRing::<u64>::new_model(2, 4).unwrap();
+        let ring = mpmc::Ring::<u64>::new_model(2, 4).unwrap();
         let mut tx = ring.producer().unwrap();
         tx.try_push(1).unwrap();
         let mut dying = ring.consumer().unwrap();

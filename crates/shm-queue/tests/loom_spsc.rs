@@ -8,7 +8,6 @@
 
 use loom::thread;
 use shm_queue::spsc::{Consumer, Producer, Ring};
-use shm_queue::Error;
 use shm_queue::TryError;
 
 /// Pushes `v`, yielding while the ring is full.

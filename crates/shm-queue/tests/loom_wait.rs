@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 use loom::thread;
-use shm_queue::bytes::ByteRing;
+use shm_queue::bytes;
 use shm_queue::wait::WaitStrategy;
 use shm_queue::Error;
 use shm_queue::TryError;
@@ -24,14 +24,14 @@ const SLEEP_AT_ONCE: WaitStrategy = WaitStrategy::Blocking {
 #[test]
 fn consumer_sleeping_for_data_is_woken() {
     loom::model(|| {
-        let (mut tx, mut rx) = ByteRing::new_model(64, 24).unwrap().split().unwrap();
+        let (mut tx, mut rx) = bytes::Ring::new_model(64, 24).unwrap().split().unwrap();
         rx.set_wait_strategy(SLEEP_AT_ONCE);
         let t = thread::spawn(move || {
-            tx.try_send(&[7; 8]).unwrap();
+            tx.try_push(&[7; 8]).unwrap();
             tx
         });
         let mut buf = [0u8; 24];
-        assert_eq!(rx.recv_blocking(&mut buf, None).unwrap(), 8);
+        assert_eq!(rx.pop_blocking(&mut buf, None).unwrap(), 8);
         assert_eq!(&buf[..8], &[7; 8]);
         drop(t.join().unwrap());
     });
@@ -41,22 +41,22 @@ fn consumer_sleeping_for_data_is_woken() {
 #[test]
 fn producer_sleeping_for_space_is_woken() {
     loom::model(|| {
-        let (mut tx, mut rx) = ByteRing::new_model(64, 24).unwrap().split().unwrap();
+        let (mut tx, mut rx) = bytes::Ring::new_model(64, 24).unwrap().split().unwrap();
         tx.set_wait_strategy(SLEEP_AT_ONCE);
         // Two 32-byte records fill the 64-byte area with its terminator: the second send
         // must wait for the first to be received.
-        tx.try_send(&[1; 24]).unwrap();
+        tx.try_push(&[1; 24]).unwrap();
         let t = thread::spawn(move || {
             let mut buf = [0u8; 24];
             loop {
-                match rx.try_recv(&mut buf) {
+                match rx.try_pop(&mut buf) {
                     Ok(_) => return rx,
                     Err(TryError::Empty { .. }) => thread::yield_now(),
                     Err(e) => panic!("{e}"),
                 }
             }
         });
-        tx.send_blocking(&[2; 24], None).unwrap();
+        tx.push_blocking(&[2; 24], None).unwrap();
         drop(t.join().unwrap());
     });
 }
@@ -65,7 +65,7 @@ fn producer_sleeping_for_space_is_woken() {
 #[test]
 fn close_wakes_a_sleeping_consumer() {
     loom::model(|| {
-        let (tx, mut rx) = ByteRing::new_model(64, 24).unwrap().split().unwrap();
+        let (tx, mut rx) = bytes::Ring::new_model(64, 24).unwrap().split().unwrap();
         rx.set_wait_strategy(SLEEP_AT_ONCE);
         let t = thread::spawn(move || {
             tx.close();
@@ -73,7 +73,7 @@ fn close_wakes_a_sleeping_consumer() {
         });
         let mut buf = [0u8; 24];
         assert!(matches!(
-            rx.recv_blocking(&mut buf, None),
+            rx.pop_blocking(&mut buf, None),
             Err(Error::Closed { .. })
         ));
         drop(t.join().unwrap());
@@ -103,9 +103,9 @@ fn spsc_sleepers_on_both_sides_are_woken() {
 /// The handshake on the MPMC ring: a consumer that sleeps at once is woken by a push.
 #[test]
 fn mpmc_consumer_sleeping_for_data_is_woken() {
-    use shm_queue::mpmc::MpmcRing;
+    use shm_queue::mpmc;
     loom::model(|| {
-        let ring = MpmcRing::<u64>::new_model(2, 2).unwrap();
+        let ring = mpmc::Ring::<u64>::new_model(2, 2).unwrap();
         let mut rx = ring.consumer().unwrap();
         rx.set_wait_strategy(SLEEP_AT_ONCE);
         let mut tx = ring.producer().unwrap();
@@ -125,12 +125,12 @@ fn mpmc_consumer_sleeping_for_data_is_woken() {
 #[test]
 fn readiness_arming_is_never_missed() {
     loom::model(|| {
-        let (mut tx, mut rx) = ByteRing::new_model(64, 24).unwrap().split().unwrap();
+        let (mut tx, mut rx) = bytes::Ring::new_model(64, 24).unwrap().split().unwrap();
         // Any descriptor will do: under loom the producer only counts its signals.
         let fd = std::fs::File::open("/dev/null").unwrap();
         tx.set_readiness_fd(Some(fd.into()));
         let t = thread::spawn(move || {
-            tx.try_send(&[1; 8]).unwrap();
+            tx.try_push(&[1; 8]).unwrap();
             tx.readiness_signals()
         });
         let saw_data = rx.arm_readiness();

@@ -8,7 +8,7 @@ use shm_queue::TryError;
 use std::collections::VecDeque;
 
 use proptest::prelude::*;
-use shm_queue::bytes::ByteRing;
+use shm_queue::bytes;
 use shm_region::Region;
 
 #[derive(Debug, Clone)]
@@ -31,13 +31,13 @@ fn op(max: usize) -> impl Strategy<Value = Op> {
 }
 
 fn run(capacity: usize, max: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let region = Region::anonymous(ByteRing::required_bytes(capacity).unwrap()).unwrap();
-    let ring = ByteRing::create(region, capacity, max).unwrap();
+    let region = Region::anonymous(bytes::Ring::required_bytes(capacity).unwrap()).unwrap();
+    let ring = bytes::Ring::create(region, capacity, max).unwrap();
     let (mut tx, mut rx) = ring.split().unwrap();
     let mut model: VecDeque<Vec<u8>> = VecDeque::new();
     for op in ops {
         match op {
-            Op::Send(m) => match tx.try_send(&m) {
+            Op::Send(m) => match tx.try_push(&m) {
                 Ok(()) => model.push_back(m),
                 Err(TryError::Full { .. }) => prop_assert!(!model.is_empty(), "full while empty"),
                 Err(e) => return Err(TestCaseError::fail(e.to_string())),
@@ -60,7 +60,7 @@ fn run(capacity: usize, max: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
             },
             Op::Recv { buf } => {
                 let mut b = vec![0u8; buf];
-                match rx.try_recv(&mut b) {
+                match rx.try_pop(&mut b) {
                     Ok(n) => {
                         let want = model.pop_front().unwrap();
                         prop_assert_eq!(&b[..n], &want[..]);
@@ -82,7 +82,7 @@ fn run(capacity: usize, max: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
             },
             Op::Reattach => {
                 drop((tx, rx));
-                let again = ByteRing::attach(ring.region().clone()).unwrap();
+                let again = bytes::Ring::attach(ring.region().clone()).unwrap();
                 (tx, rx) = again.split().unwrap();
             }
         }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::{Pod, Zeroable};
 use proptest::prelude::*;
-use shm_queue::mpmc::{MpmcOptions, MpmcRing};
+use shm_queue::mpmc;
 use shm_queue::Error;
 use shm_region::Region;
 
@@ -63,8 +63,8 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn run<T: Elem>(capacity: usize, ops: &[Op]) {
     let region =
-        Arc::new(Region::anonymous(MpmcRing::<T>::required_bytes(capacity).unwrap()).unwrap());
-    let mut ring = MpmcRing::<T>::create(region.clone(), capacity).unwrap();
+        Arc::new(Region::anonymous(mpmc::Ring::<T>::required_bytes(capacity).unwrap()).unwrap());
+    let mut ring = mpmc::Ring::<T>::create(region.clone(), capacity).unwrap();
     let cap = ring.capacity();
     assert_eq!(cap, capacity.next_power_of_two().max(2));
     let first = ring.producer().unwrap();
@@ -125,7 +125,7 @@ fn run<T: Elem>(capacity: usize, ops: &[Op]) {
                 assert_eq!(rxs[0].is_empty(), model.is_empty());
             }
             Op::Reattach => {
-                ring = MpmcRing::<T>::attach(region.clone()).unwrap();
+                ring = mpmc::Ring::<T>::attach(region.clone()).unwrap();
                 txs[2] = ring.producer().unwrap();
                 rxs[2] = ring.consumer().unwrap();
             }
@@ -152,9 +152,9 @@ proptest! {
 
 #[test]
 fn owner_table_fills_and_frees() {
-    let opts = MpmcOptions::new(4).owners(2);
-    let region = Region::anonymous(MpmcRing::<u64>::required_bytes_with(opts).unwrap()).unwrap();
-    let ring = MpmcRing::<u64>::create_with(region, opts).unwrap();
+    let opts = mpmc::Options::new(4).owners(2);
+    let region = Region::anonymous(mpmc::Ring::<u64>::required_bytes_with(opts).unwrap()).unwrap();
+    let ring = mpmc::Ring::<u64>::create_with(region, opts).unwrap();
     let a = ring.producer().unwrap();
     let mut b = ring.consumer().unwrap();
     assert_eq!(
@@ -192,8 +192,8 @@ fn threads_keep_per_producer_order_and_lose_nothing() {
     } else {
         300_000
     };
-    let region = Region::anonymous(MpmcRing::<u64>::required_bytes(16).unwrap()).unwrap();
-    let ring = MpmcRing::<u64>::create(region, 16).unwrap();
+    let region = Region::anonymous(mpmc::Ring::<u64>::required_bytes(16).unwrap()).unwrap();
+    let ring = mpmc::Ring::<u64>::create(region, 16).unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     let consumed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let total = PRODUCERS * per;
@@ -279,15 +279,16 @@ fn threads_keep_per_producer_order_and_lose_nothing() {
 
 #[test]
 fn attach_checks_every_field() {
-    let region = Arc::new(Region::anonymous(MpmcRing::<u64>::required_bytes(8).unwrap()).unwrap());
+    let region =
+        Arc::new(Region::anonymous(mpmc::Ring::<u64>::required_bytes(8).unwrap()).unwrap());
     assert!(matches!(
-        MpmcRing::<u64>::attach(region.clone()),
+        mpmc::Ring::<u64>::attach(region.clone()),
         Err(Error::NotReady { .. })
     ));
-    MpmcRing::<u64>::create(region.clone(), 8).unwrap();
-    MpmcRing::<u64>::attach(region.clone()).unwrap();
+    mpmc::Ring::<u64>::create(region.clone(), 8).unwrap();
+    mpmc::Ring::<u64>::attach(region.clone()).unwrap();
     assert!(matches!(
-        MpmcRing::<i64>::attach(region.clone()),
+        mpmc::Ring::<i64>::attach(region.clone()),
         Err(Error::TypeMismatch { .. })
     ));
     assert!(matches!(
@@ -341,23 +342,23 @@ fn attach_checks_every_field() {
         let mut saved = vec![0u8; bytes.len()];
         region.read_at(off, &mut saved).unwrap();
         region.write_at(off, bytes).unwrap();
-        let e = MpmcRing::<u64>::attach(region.clone()).unwrap_err();
+        let e = mpmc::Ring::<u64>::attach(region.clone()).unwrap_err();
         assert!(check(&e), "offset {off}: {e}");
         region.write_at(off, &saved).unwrap();
     }
     // More owners recorded than the region holds.
     region.write_at(96, &1000u64.to_le_bytes()).unwrap();
-    assert!(MpmcRing::<u64>::attach(region.clone()).is_err());
+    assert!(mpmc::Ring::<u64>::attach(region.clone()).is_err());
     region.write_at(96, &64u64.to_le_bytes()).unwrap();
-    MpmcRing::<u64>::attach(region.clone()).unwrap();
+    mpmc::Ring::<u64>::attach(region.clone()).unwrap();
     // A short region.
     let small = Region::anonymous(4096).unwrap();
     assert!(matches!(
-        MpmcRing::<u64>::create(small, 1024),
+        mpmc::Ring::<u64>::create(small, 1024),
         Err(Error::RegionTooSmall { .. })
     ));
     assert!(matches!(
-        MpmcRing::<u64>::required_bytes(usize::MAX),
+        mpmc::Ring::<u64>::required_bytes(usize::MAX),
         Err(Error::BadCapacity { .. })
     ));
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{exit_code, in_child};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use shm_queue::bytes::ByteRing;
+use shm_queue::bytes;
 use shm_queue::spsc::Ring;
 use shm_queue::wait::{clear_readiness, readiness_fd};
 use shm_region::Region;
@@ -59,25 +59,25 @@ fn spsc_consumer_waits_in_poll_and_is_signalled_once_per_arming() {
 
 #[test]
 fn arming_with_data_present_says_so_and_byte_rings_signal_too() {
-    let region = Arc::new(Region::anonymous(ByteRing::required_bytes(4096).unwrap()).unwrap());
-    let ring = ByteRing::create(region, 4096, 256).unwrap();
+    let region = Arc::new(Region::anonymous(bytes::Ring::required_bytes(4096).unwrap()).unwrap());
+    let ring = bytes::Ring::create(region, 4096, 256).unwrap();
     let (mut tx, mut rx) = ring.split().unwrap();
     let fd = readiness_fd().unwrap();
     tx.set_readiness_fd(Some(fd.try_clone().unwrap()));
-    tx.try_send(b"early").unwrap();
+    tx.try_push(b"early").unwrap();
     // Data already there: do not wait.
     assert!(rx.arm_readiness());
     let mut buf = [0u8; 256];
-    assert_eq!(rx.try_recv(&mut buf).unwrap(), 5);
+    assert_eq!(rx.try_pop(&mut buf).unwrap(), 5);
     // That arming was consumed by nobody yet: the next commit signals once.
     assert!(!rx.arm_readiness());
-    tx.try_send(b"late").unwrap();
-    tx.try_send(b"later").unwrap();
+    tx.try_push(b"late").unwrap();
+    tx.try_push(b"later").unwrap();
     assert!(readable(fd.as_fd(), 1000));
     assert_eq!(clear_readiness(fd.as_fd()), 1);
-    assert_eq!(rx.try_recv(&mut buf).unwrap(), 4);
-    assert_eq!(rx.try_recv(&mut buf).unwrap(), 5);
+    assert_eq!(rx.try_pop(&mut buf).unwrap(), 4);
+    assert_eq!(rx.try_pop(&mut buf).unwrap(), 5);
     // Not armed: commits do not touch the descriptor.
-    tx.try_send(b"quiet").unwrap();
+    tx.try_push(b"quiet").unwrap();
     assert!(!readable(fd.as_fd(), 0));
 }

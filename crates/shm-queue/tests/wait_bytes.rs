@@ -11,19 +11,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::unistd::{fork, ForkResult, Pid};
-use shm_queue::bytes::{ByteConsumer, ByteRing};
+use shm_queue::bytes;
 use shm_queue::wait::WaitStrategy;
 use shm_queue::Error;
 use shm_region::Region;
 
-fn ring() -> (ByteRing, Arc<Region>) {
-    let region = Arc::new(Region::anonymous(ByteRing::required_bytes(4096).unwrap()).unwrap());
-    (ByteRing::create(region.clone(), 4096, 512).unwrap(), region)
+fn ring() -> (bytes::Ring, Arc<Region>) {
+    let region = Arc::new(Region::anonymous(bytes::Ring::required_bytes(4096).unwrap()).unwrap());
+    (
+        bytes::Ring::create(region.clone(), 4096, 512).unwrap(),
+        region,
+    )
 }
 
 /// Runs `f` with the consumer in a forked child; returns the child's pid. The child exits
 /// with `f`'s code.
-fn child_consumer(ring: &ByteRing, f: impl FnOnce(&mut ByteConsumer) -> i32) -> Pid {
+fn child_consumer(ring: &bytes::Ring, f: impl FnOnce(&mut bytes::Consumer) -> i32) -> Pid {
     let mut rx = ring.consumer().unwrap();
     // SAFETY: the child only uses the ring handle it inherits, then _exits.
     match unsafe { fork() }.unwrap() {
@@ -48,7 +51,7 @@ fn a_sleeping_consumer_uses_no_cpu_and_wakes_on_a_message() {
     let child = child_consumer(&ring, |rx| {
         rx.set_wait_strategy(WaitStrategy::blocking());
         let mut buf = [0u8; 512];
-        match rx.recv_blocking(&mut buf, Some(Instant::now() + Duration::from_secs(20))) {
+        match rx.pop_blocking(&mut buf, Some(Instant::now() + Duration::from_secs(20))) {
             Ok(5) if &buf[..5] == b"wake!" => 0,
             _ => 1,
         }
@@ -58,7 +61,7 @@ fn a_sleeping_consumer_uses_no_cpu_and_wakes_on_a_message() {
     let (t0, c0) = (Instant::now(), cpu_ns(child));
     std::thread::sleep(Duration::from_millis(500));
     let (wall, cpu) = (t0.elapsed().as_nanos() as u64, cpu_ns(child) - c0);
-    tx.try_send(b"wake!").unwrap();
+    tx.try_push(b"wake!").unwrap();
     assert_eq!(exit_code(child, Duration::from_secs(10)), 0);
     eprintln!(
         "idle consumer CPU: {cpu} ns in {wall} ns ({:.3}%)",
@@ -83,7 +86,7 @@ fn a_deadline_returns_timeout_on_time() {
         let start = Instant::now();
         let deadline = start + Duration::from_millis(200);
         let err = rx
-            .recv_blocking(&mut [0u8; 512], Some(deadline))
+            .pop_blocking(&mut [0u8; 512], Some(deadline))
             .unwrap_err();
         let late = Instant::now().saturating_duration_since(deadline);
         match err {
@@ -113,17 +116,17 @@ fn closing_wakes_a_sleeper_after_it_drained() {
     let child = child_consumer(&ring, |rx| {
         let mut buf = [0u8; 512];
         // First the message sent before closing, then Closed.
-        match rx.recv_blocking(&mut buf, None) {
+        match rx.pop_blocking(&mut buf, None) {
             Ok(3) => {}
             _ => return 1,
         }
-        match rx.recv_blocking(&mut buf, None) {
+        match rx.pop_blocking(&mut buf, None) {
             Err(Error::Closed { .. }) => 0,
             _ => 2,
         }
     });
     let mut tx = tx;
-    tx.try_send(b"bye").unwrap();
+    tx.try_push(b"bye").unwrap();
     std::thread::sleep(Duration::from_millis(100)); // the child is asleep by now
     assert!(tx.close());
     assert!(!tx.close(), "closing twice reports the first close only");
@@ -135,20 +138,20 @@ fn closing_wakes_a_sleeper_after_it_drained() {
 fn a_producer_blocked_on_a_full_ring_wakes_when_space_frees() {
     let (ring, _region) = ring();
     let (mut tx, mut rx) = ring.split().unwrap();
-    while tx.try_send(&[1u8; 500]).is_ok() {}
+    while tx.try_push(&[1u8; 500]).is_ok() {}
     let t = std::thread::spawn(move || {
         tx.set_wait_strategy(WaitStrategy::Blocking {
             spins: 10,
             yields: 1,
         });
-        tx.send_blocking(&[2u8; 500], Some(Instant::now() + Duration::from_secs(10)))
+        tx.push_blocking(&[2u8; 500], Some(Instant::now() + Duration::from_secs(10)))
             .map(|()| tx)
     });
     std::thread::sleep(Duration::from_millis(100));
     let mut buf = [0u8; 512];
     let mut n = 0;
     loop {
-        match rx.try_recv(&mut buf) {
+        match rx.try_pop(&mut buf) {
             Ok(len) => {
                 n += 1;
                 if buf[..len] == [2u8; 500] {
@@ -167,13 +170,13 @@ fn a_producer_blocked_on_a_full_ring_wakes_when_space_frees() {
 fn a_producer_blocked_on_a_full_ring_sees_the_consumer_close() {
     let (ring, _region) = ring();
     let (mut tx, rx) = ring.split().unwrap();
-    while tx.try_send(&[1u8; 500]).is_ok() {}
+    while tx.try_push(&[1u8; 500]).is_ok() {}
     let closer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(100));
         rx.close();
         rx
     });
-    let err = tx.send_blocking(&[2u8; 500], None).unwrap_err();
+    let err = tx.push_blocking(&[2u8; 500], None).unwrap_err();
     assert!(matches!(err, Error::Closed { .. }), "{err}");
     closer.join().unwrap();
 }

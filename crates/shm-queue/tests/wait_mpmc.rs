@@ -9,14 +9,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{cpu_ns, exit_code, in_child, mono_ns};
-use shm_queue::mpmc::MpmcRing;
+use shm_queue::mpmc;
 use shm_queue::wait::WaitStrategy;
 use shm_queue::Error;
 use shm_region::Region;
 
-fn ring() -> MpmcRing<u64> {
-    let region = Arc::new(Region::anonymous(MpmcRing::<u64>::required_bytes(64).unwrap()).unwrap());
-    MpmcRing::<u64>::create(region, 64).unwrap()
+fn ring() -> mpmc::Ring<u64> {
+    let region =
+        Arc::new(Region::anonymous(mpmc::Ring::<u64>::required_bytes(64).unwrap()).unwrap());
+    mpmc::Ring::<u64>::create(region, 64).unwrap()
 }
 
 #[test]
@@ -127,7 +128,7 @@ fn close_wakes_every_sleeper_and_deadlines_return() {
     closer.join().unwrap();
 }
 
-fn ring_full() -> MpmcRing<u64> {
+fn ring_full() -> mpmc::Ring<u64> {
     let r = ring();
     let mut tx = r.producer().unwrap();
     while tx.try_push(0).is_ok() {}
@@ -136,8 +137,9 @@ fn ring_full() -> MpmcRing<u64> {
 
 #[test]
 fn batches_wait_for_room_and_data_across_processes() {
-    let region = Arc::new(Region::anonymous(MpmcRing::<u64>::required_bytes(8).unwrap()).unwrap());
-    let ring = MpmcRing::<u64>::create(region, 8).unwrap();
+    let region =
+        Arc::new(Region::anonymous(mpmc::Ring::<u64>::required_bytes(8).unwrap()).unwrap());
+    let ring = mpmc::Ring::<u64>::create(region, 8).unwrap();
     let mut tx = ring.producer().unwrap();
     tx.set_wait_strategy(WaitStrategy::blocking());
     let mut rx = ring.consumer().unwrap();

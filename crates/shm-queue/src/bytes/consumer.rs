@@ -1,10 +1,10 @@
-//! [`ByteConsumer`]: receives byte messages, copied out or read in place through a
+//! [`Consumer`]: receives byte messages, copied out or read in place through a
 //! [`ReadGuard`].
 
 use super::*;
 
-/// The consumer side of a [`ByteRing`]. One per ring; `Send`, not `Clone`.
-pub struct ByteConsumer {
+/// The consumer side of a [`Ring`]. One per ring; `Send`, not `Clone`.
+pub struct Consumer {
     pub(super) storage: Arc<ByteStorage>,
     pub(super) head: u64,
     pub(super) token: u64,
@@ -13,15 +13,15 @@ pub struct ByteConsumer {
     pub(super) sleeper: bool,
 }
 
-impl fmt::Debug for ByteConsumer {
+impl fmt::Debug for Consumer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ByteConsumer")
+        f.debug_struct("Consumer")
             .field("head", &self.head)
             .finish()
     }
 }
 
-impl Drop for ByteConsumer {
+impl Drop for Consumer {
     fn drop(&mut self) {
         let header = self.storage.header();
         header.data_signal().unregister(&mut self.sleeper);
@@ -29,7 +29,7 @@ impl Drop for ByteConsumer {
     }
 }
 
-impl ByteConsumer {
+impl Consumer {
     /// The next message's data offset and length, skipping a padding record; `None` if
     /// nothing is committed yet.
     #[inline]
@@ -72,7 +72,7 @@ impl ByteConsumer {
     /// `buf` is shorter than the message, which then stays in the ring;
     /// [`TryError::Corrupted`] if the record header is impossible.
     #[inline]
-    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, TryError> {
+    pub fn try_pop(&mut self, buf: &mut [u8]) -> Result<usize, TryError> {
         let Some((offset, len)) = self.next()? else {
             return Err(TryError::Empty {
                 requested: 1,
@@ -96,8 +96,8 @@ impl ByteConsumer {
     ///
     /// # Errors
     ///
-    /// [`TryError::Empty`] or [`TryError::Corrupted`], as [`ByteConsumer::try_recv`].
-    pub fn try_recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize, TryError> {
+    /// [`TryError::Empty`] or [`TryError::Corrupted`], as [`Consumer::try_pop`].
+    pub fn try_pop_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize, TryError> {
         let msg = self.read()?;
         buf.clear();
         buf.resize(msg.len(), 0);
@@ -145,30 +145,30 @@ impl ByteConsumer {
         block_on(self, deadline, "a message", |s| Ok(s.next()?))
     }
 
-    /// Like [`ByteConsumer::try_recv`], but waits for a message until `deadline` (`None`: no
+    /// Like [`Consumer::try_pop`], but waits for a message until `deadline` (`None`: no
     /// limit).
     ///
     /// # Errors
     ///
     /// [`Error::Timeout`] at the deadline; [`Error::Closed`] once the ring is closed and
-    /// every message sent before has been received; otherwise as [`ByteConsumer::try_recv`].
+    /// every message sent before has been received; otherwise as [`Consumer::try_pop`].
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use shm_queue::{bytes::ByteRing, Error};
+    /// use shm_queue::{bytes::Ring, Error};
     ///
-    /// let region = shm_region::Region::anonymous(ByteRing::required_bytes(1024)?)?;
-    /// let (mut tx, mut rx) = ByteRing::create(region, 1024, 100)?.split()?;
+    /// let region = shm_region::Region::anonymous(Ring::required_bytes(1024)?)?;
+    /// let (mut tx, mut rx) = Ring::create(region, 1024, 100)?.split()?;
     /// let mut buf = [0u8; 100];
     /// let soon = Some(Instant::now() + Duration::from_millis(10));
-    /// assert!(matches!(rx.recv_blocking(&mut buf, soon), Err(Error::Timeout { .. })));
-    /// tx.try_send(b"last words")?;
+    /// assert!(matches!(rx.pop_blocking(&mut buf, soon), Err(Error::Timeout { .. })));
+    /// tx.try_push(b"last words")?;
     /// tx.close();
-    /// assert_eq!(rx.recv_blocking(&mut buf, None)?, 10); // drained first
-    /// assert!(matches!(rx.recv_blocking(&mut buf, None), Err(Error::Closed { .. })));
+    /// assert_eq!(rx.pop_blocking(&mut buf, None)?, 10); // drained first
+    /// assert!(matches!(rx.pop_blocking(&mut buf, None), Err(Error::Closed { .. })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn recv_blocking(
+    pub fn pop_blocking(
         &mut self,
         buf: &mut [u8],
         deadline: Option<Instant>,
@@ -181,19 +181,19 @@ impl ByteConsumer {
             }
             .into());
         }
-        // SAFETY: as in try_recv: decode checked the record lies inside the area, and it is
+        // SAFETY: as in try_pop: decode checked the record lies inside the area, and it is
         // committed and ours until released.
         unsafe { self.storage.read(offset + RECORD_HEADER, &mut buf[..len]) };
         self.release(record_size(len));
         Ok(len)
     }
 
-    /// Like [`ByteConsumer::read`], but waits for a message; see
-    /// [`ByteConsumer::recv_blocking`].
+    /// Like [`Consumer::read`], but waits for a message; see
+    /// [`Consumer::pop_blocking`].
     ///
     /// # Errors
     ///
-    /// As [`ByteConsumer::recv_blocking`].
+    /// As [`Consumer::pop_blocking`].
     pub fn read_blocking(&mut self, deadline: Option<Instant>) -> Result<ReadGuard<'_>, Error> {
         let (offset, len) = self.wait_message(deadline)?;
         Ok(ReadGuard {
@@ -204,12 +204,12 @@ impl ByteConsumer {
     }
 
     /// Waits until a message can be received, without receiving it: after `Ok`, the next
-    /// [`ByteConsumer::read`] or [`ByteConsumer::try_recv`] returns it. Lets a caller wait in
+    /// [`Consumer::read`] or [`Consumer::try_pop`] returns it. Lets a caller wait in
     /// slices (to check something between them) and still read in place.
     ///
     /// # Errors
     ///
-    /// As [`ByteConsumer::recv_blocking`].
+    /// As [`Consumer::pop_blocking`].
     pub fn wait_for_message(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
         self.wait_message(deadline).map(drop)
     }
@@ -258,11 +258,11 @@ impl ByteConsumer {
     }
 }
 
-/// A message read in place by [`ByteConsumer::read`]. Its bytes stay reserved until the
+/// A message read in place by [`Consumer::read`]. Its bytes stay reserved until the
 /// guard drops, then the space goes back to the producer.
 #[must_use = "the slots stay held until the guard is released or dropped"]
 pub struct ReadGuard<'a> {
-    consumer: &'a mut ByteConsumer,
+    consumer: &'a mut Consumer,
     offset: usize,
     len: usize,
 }
@@ -358,7 +358,7 @@ impl Drop for ReadGuard<'_> {
     }
 }
 
-impl Waiter for ByteConsumer {
+impl Waiter for Consumer {
     type Keep = Arc<ByteStorage>;
     const SIDE: Side = Side::Data;
     #[inline]

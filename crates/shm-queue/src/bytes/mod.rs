@@ -45,20 +45,20 @@
 //! # Example
 //!
 //! ```
-//! use shm_queue::bytes::ByteRing;
+//! use shm_queue::bytes::Ring;
 //! use shm_region::Region;
 //!
-//! let region = Region::anonymous(ByteRing::required_bytes(4096)?)?;
-//! let ring = ByteRing::create(region, 4096, 1024)?;
+//! let region = Region::anonymous(Ring::required_bytes(4096)?)?;
+//! let ring = Ring::create(region, 4096, 1024)?;
 //! let (mut tx, mut rx) = ring.split()?;
 //!
-//! tx.try_send(b"hello")?;
+//! tx.try_push(b"hello")?;
 //! let mut claim = tx.claim(5)?; // zero-copy: write in place, then commit
 //! claim.write_at(0, b"world")?;
 //! claim.commit();
 //!
 //! let mut buf = [0u8; 1024];
-//! let n = rx.try_recv(&mut buf)?;
+//! let n = rx.try_pop(&mut buf)?;
 //! assert_eq!(&buf[..n], b"hello");
 //! let msg = rx.read()?; // zero-copy read; the space is released when `msg` drops
 //! assert_eq!(msg.to_vec(), b"world");
@@ -87,10 +87,10 @@ mod record;
 mod ring;
 mod storage;
 
-pub use consumer::{ByteConsumer, ReadGuard};
-pub use producer::{ByteProducer, WriteClaim};
+pub use consumer::{Consumer, ReadGuard};
+pub use producer::{Producer, WriteClaim};
 use record::{decode, encode, record_size, Record, KIND_MESSAGE, KIND_PADDING, RECORD_HEADER};
-pub use ring::{ByteOptions, ByteRing};
+pub use ring::{Options, Ring};
 use storage::ByteStorage;
 
 pub use ring::{max_message_for, MAX_CAPACITY, MIN_CAPACITY};

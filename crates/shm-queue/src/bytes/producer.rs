@@ -1,9 +1,9 @@
-//! [`ByteProducer`]: sends byte messages, copied or written in place through a [`WriteClaim`].
+//! [`Producer`]: sends byte messages, copied or written in place through a [`WriteClaim`].
 
 use super::*;
 
-/// The producer side of a [`ByteRing`]. One per ring; `Send`, not `Clone`.
-pub struct ByteProducer {
+/// The producer side of a [`Ring`]. One per ring; `Send`, not `Clone`.
+pub struct Producer {
     pub(super) storage: Arc<ByteStorage>,
     /// Position after the last committed (or padding) record.
     pub(super) tail: u64,
@@ -17,16 +17,16 @@ pub struct ByteProducer {
     pub(super) readiness: ReadinessFd,
 }
 
-impl fmt::Debug for ByteProducer {
+impl fmt::Debug for Producer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ByteProducer")
+        f.debug_struct("Producer")
             .field("tail", &self.tail)
             .field("head_cache", &self.head_cache)
             .finish()
     }
 }
 
-impl Drop for ByteProducer {
+impl Drop for Producer {
     fn drop(&mut self) {
         let header = self.storage.header();
         header.space_signal().unregister(&mut self.sleeper);
@@ -34,7 +34,7 @@ impl Drop for ByteProducer {
     }
 }
 
-impl ByteProducer {
+impl Producer {
     /// Free bytes as far as the cached `head` knows.
     #[inline]
     fn cached_free(&self) -> u64 {
@@ -50,7 +50,7 @@ impl ByteProducer {
         self.reload_free(need, requested)
     }
 
-    /// [`ByteProducer::ensure_free`] once the cache has run out: reloads `head`.
+    /// [`Producer::ensure_free`] once the cache has run out: reloads `head`.
     #[cold]
     fn reload_free(&mut self, need: usize, requested: usize) -> Result<(), TryError> {
         let head = self.storage.header().consumer.pos.load(Ordering::Acquire);
@@ -76,7 +76,7 @@ impl ByteProducer {
     ///
     /// # Errors
     ///
-    /// [`TryError::MessageTooLarge`] above [`ByteRing::max_message`]; [`TryError::Full`] when the
+    /// [`TryError::MessageTooLarge`] above [`Ring::max_message`]; [`TryError::Full`] when the
     /// consumer has not freed enough space yet (retry later); [`TryError::Corrupted`] if the
     /// consumer's `head` is impossible.
     #[inline]
@@ -112,9 +112,9 @@ impl ByteProducer {
     ///
     /// # Errors
     ///
-    /// As [`ByteProducer::claim`].
+    /// As [`Producer::claim`].
     #[inline]
-    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), TryError> {
+    pub fn try_push(&mut self, msg: &[u8]) -> Result<(), TryError> {
         let mut c = self.claim(msg.len())?;
         c.write_at(0, msg)?;
         c.commit();
@@ -164,13 +164,13 @@ impl ByteProducer {
         self.strategy = strategy;
     }
 
-    /// Like [`ByteProducer::claim`], but waits for space as the handle's
+    /// Like [`Producer::claim`], but waits for space as the handle's
     /// [`WaitStrategy`] says, until `deadline` (`None`: no limit).
     ///
     /// # Errors
     ///
     /// [`Error::Timeout`] at the deadline, [`Error::Closed`] if the ring is closed while
-    /// waiting; otherwise as [`ByteProducer::claim`].
+    /// waiting; otherwise as [`Producer::claim`].
     pub fn claim_blocking(
         &mut self,
         len: usize,
@@ -188,13 +188,13 @@ impl ByteProducer {
         Ok(self.claim(len)?)
     }
 
-    /// Like [`ByteProducer::try_send`], but waits for space; see
-    /// [`ByteProducer::claim_blocking`].
+    /// Like [`Producer::try_push`], but waits for space; see
+    /// [`Producer::claim_blocking`].
     ///
     /// # Errors
     ///
-    /// As [`ByteProducer::claim_blocking`].
-    pub fn send_blocking(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), Error> {
+    /// As [`Producer::claim_blocking`].
+    pub fn push_blocking(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), Error> {
         let mut c = self.claim_blocking(msg.len(), deadline)?;
         c.write_at(0, msg)?;
         c.commit();
@@ -239,11 +239,11 @@ impl ByteProducer {
     }
 }
 
-/// Room for one message, reserved by [`ByteProducer::claim`]: write it in place, then
+/// Room for one message, reserved by [`Producer::claim`]: write it in place, then
 /// [`commit`](WriteClaim::commit). Dropping it without committing sends nothing.
 #[must_use = "dropping a claim or chunk without committing abandons it"]
 pub struct WriteClaim<'a> {
-    producer: &'a mut ByteProducer,
+    producer: &'a mut Producer,
     /// Data offset of the record header.
     offset: usize,
     len: usize,
@@ -337,7 +337,7 @@ impl WriteClaim<'_> {
     pub fn abort(self) {}
 }
 
-impl Waiter for ByteProducer {
+impl Waiter for Producer {
     type Keep = Arc<ByteStorage>;
     const SIDE: Side = Side::Space;
     #[inline]

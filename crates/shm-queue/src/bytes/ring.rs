@@ -1,22 +1,22 @@
-//! [`ByteRing`]: creating, attaching and validating a byte ring, and taking its two handles.
+//! [`Ring`]: creating, attaching and validating a byte ring, and taking its two handles.
 
 use super::*;
 use crate::header::{type_fingerprint, BLOCK_BYTES};
 
-/// Options for [`ByteRing::create_with`].
+/// Options for [`Ring::create_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "options do nothing until passed to a constructor"]
-pub struct ByteOptions {
+pub struct Options {
     capacity: usize,
     max_message: Option<usize>,
     reinitialize: bool,
 }
 
-impl ByteOptions {
+impl Options {
     /// A data area of at least `capacity` bytes (rounded up to a power of two, at least
     /// [`MIN_CAPACITY`]); the maximum message size defaults to [`max_message_for`] it.
     pub fn new(capacity: usize) -> Self {
-        ByteOptions {
+        Options {
             capacity,
             max_message: None,
             reinitialize: false,
@@ -30,11 +30,11 @@ impl ByteOptions {
     }
 
     /// Initialise even if the region already holds a ring; see
-    /// [`crate::spsc::CreateOptions::reinitialize`].
+    /// [`crate::spsc::Options::reinitialize`].
     ///
     /// # Safety
     ///
-    /// As [`crate::spsc::CreateOptions::reinitialize`]: with `yes`, no previous user of the
+    /// As [`crate::spsc::Options::reinitialize`]: with `yes`, no previous user of the
     /// region may use its handles again.
     pub unsafe fn reinitialize(mut self, yes: bool) -> Self {
         self.reinitialize = yes;
@@ -65,16 +65,16 @@ impl ByteOptions {
     }
 }
 
-/// A handle to a byte-message ring: makes the one [`ByteProducer`] and the one
-/// [`ByteConsumer`]. Cheap to clone.
+/// A handle to a byte-message ring: makes the one [`Producer`] and the one
+/// [`Consumer`]. Cheap to clone.
 #[derive(Clone)]
-pub struct ByteRing {
+pub struct Ring {
     storage: Arc<ByteStorage>,
 }
 
-impl fmt::Debug for ByteRing {
+impl fmt::Debug for Ring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ByteRing")
+        f.debug_struct("Ring")
             .field("capacity", &self.storage.cap)
             .field("max_message", &self.storage.max_message)
             .finish()
@@ -82,7 +82,7 @@ impl fmt::Debug for ByteRing {
 }
 
 #[cfg(not(loom))]
-impl ByteRing {
+impl Ring {
     /// Bytes a region needs for a ring with a data area of at least `capacity` bytes.
     ///
     /// # Errors
@@ -90,12 +90,12 @@ impl ByteRing {
     /// [`Error::BadByteCapacity`] above [`MAX_CAPACITY`].
     ///
     /// ```
-    /// use shm_queue::bytes::ByteRing;
-    /// assert_eq!(ByteRing::required_bytes(1000)?, 512 + 1024);
+    /// use shm_queue::bytes::Ring;
+    /// assert_eq!(Ring::required_bytes(1000)?, 512 + 1024);
     /// # Ok::<(), shm_queue::Error>(())
     /// ```
     pub fn required_bytes(capacity: usize) -> Result<usize, Error> {
-        let (cap, _) = ByteOptions::new(capacity).resolve()?;
+        let (cap, _) = Options::new(capacity).resolve()?;
         Ok(HEADER_SIZE + cap)
     }
 
@@ -112,18 +112,15 @@ impl ByteRing {
         capacity: usize,
         max_message: usize,
     ) -> Result<Self, Error> {
-        Self::create_with(region, ByteOptions::new(capacity).max_message(max_message))
+        Self::create_with(region, Options::new(capacity).max_message(max_message))
     }
 
-    /// Creates a ring with explicit [`ByteOptions`].
+    /// Creates a ring with explicit [`Options`].
     ///
     /// # Errors
     ///
-    /// As [`ByteRing::create`].
-    pub fn create_with(
-        region: impl Into<Arc<Region>>,
-        options: ByteOptions,
-    ) -> Result<Self, Error> {
+    /// As [`Ring::create`].
+    pub fn create_with(region: impl Into<Arc<Region>>, options: Options) -> Result<Self, Error> {
         let (cap, max) = options.resolve()?;
         let storage = ByteStorage::in_region(region.into(), cap, max)?;
         Self::initialise(storage, options)
@@ -142,7 +139,7 @@ impl ByteRing {
         let (cap, max) = header.validate_bytes(region.len() as u64)?;
         let storage = ByteStorage::in_region(region, cap, max)?;
         check_positions(storage.header(), cap)?;
-        Ok(ByteRing {
+        Ok(Ring {
             storage: Arc::new(storage),
         })
     }
@@ -154,21 +151,21 @@ impl ByteRing {
 }
 
 #[cfg(loom)]
-impl ByteRing {
+impl Ring {
     /// A ring with a data area of `capacity` bytes in heap memory, for loom models.
     ///
     /// # Errors
     ///
-    /// As [`ByteRing::create`].
+    /// As [`Ring::create`].
     pub fn new_model(capacity: usize, max_message: usize) -> Result<Self, Error> {
-        let options = ByteOptions::new(capacity).max_message(max_message);
+        let options = Options::new(capacity).max_message(max_message);
         let (cap, max) = options.resolve()?;
         Self::initialise(ByteStorage::on_heap(cap, max)?, options)
     }
 }
 
-impl ByteRing {
-    fn initialise(storage: ByteStorage, options: ByteOptions) -> Result<Self, Error> {
+impl Ring {
+    fn initialise(storage: ByteStorage, options: Options) -> Result<Self, Error> {
         let header = storage.header();
         header.begin_init(options.reinitialize)?;
         header.write_config(
@@ -183,7 +180,7 @@ impl ByteRing {
         // The first record header goes at offset 0: it must read as "nothing yet".
         storage.word(0).store(0, Ordering::Relaxed);
         header.publish_ready();
-        Ok(ByteRing {
+        Ok(Ring {
             storage: Arc::new(storage),
         })
     }
@@ -205,12 +202,12 @@ impl ByteRing {
     ///
     /// [`Error::ProducerClaimed`] while another producer exists (in any process);
     /// [`Error::Corrupted`] if the shared positions or records are impossible.
-    pub fn producer(&self) -> Result<ByteProducer, Error> {
+    pub fn producer(&self) -> Result<Producer, Error> {
         let header = self.storage.header();
         let token = claim::take(&header.control.producer_claim)
             .map_err(|holder| Error::ProducerClaimed { holder })?;
         match self.recover_tail() {
-            Ok((head, tail)) => Ok(ByteProducer {
+            Ok((head, tail)) => Ok(Producer {
                 storage: self.storage.clone(),
                 tail,
                 head_cache: head,
@@ -232,12 +229,12 @@ impl ByteRing {
     ///
     /// [`Error::ConsumerClaimed`] while another consumer exists; [`Error::Corrupted`] if
     /// the shared positions are impossible.
-    pub fn consumer(&self) -> Result<ByteConsumer, Error> {
+    pub fn consumer(&self) -> Result<Consumer, Error> {
         let header = self.storage.header();
         let token = claim::take(&header.control.consumer_claim)
             .map_err(|holder| Error::ConsumerClaimed { holder })?;
         match check_positions(header, self.storage.cap) {
-            Ok((head, _)) => Ok(ByteConsumer {
+            Ok((head, _)) => Ok(Consumer {
                 storage: self.storage.clone(),
                 head,
                 token,
@@ -255,8 +252,8 @@ impl ByteRing {
     ///
     /// # Errors
     ///
-    /// As [`ByteRing::producer`] and [`ByteRing::consumer`].
-    pub fn split(&self) -> Result<(ByteProducer, ByteConsumer), Error> {
+    /// As [`Ring::producer`] and [`Ring::consumer`].
+    pub fn split(&self) -> Result<(Producer, Consumer), Error> {
         Ok((self.producer()?, self.consumer()?))
     }
 
@@ -281,7 +278,7 @@ impl ByteRing {
         claim::force_release(&self.storage.header().control.producer_claim, holder)
     }
 
-    /// Frees the consumer claim held by `holder`; see [`ByteRing::force_release_producer`].
+    /// Frees the consumer claim held by `holder`; see [`Ring::force_release_producer`].
     ///
     /// # Safety
     ///

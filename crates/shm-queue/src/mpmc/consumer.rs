@@ -2,7 +2,7 @@
 
 use super::*;
 
-/// A consumer handle of an [`MpmcRing`]. `Send` and `Clone`, like [`Producer`].
+/// A consumer handle of an [`Ring`]. `Send` and `Clone`, like [`Producer`].
 pub struct Consumer<T: Pod> {
     pub(super) h: Handle<T>,
 }
@@ -36,9 +36,9 @@ impl<T: Pod> Consumer<T> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// # use shm_queue::mpmc::MpmcRing;
-    /// # let region = shm_region::Region::anonymous(MpmcRing::<u32>::required_bytes(4)?)?;
-    /// let ring = MpmcRing::<u32>::create(region, 4)?;
+    /// # use shm_queue::mpmc::Ring;
+    /// # let region = shm_region::Region::anonymous(Ring::<u32>::required_bytes(4)?)?;
+    /// let ring = Ring::<u32>::create(region, 4)?;
     /// let mut dying = ring.producer()?;
     /// let dead_token = dying.token();
     /// dying.claim_and_hold(7)?; // as if killed between claim and publish
@@ -146,9 +146,9 @@ impl<T: Pod> Consumer<T> {
     /// process dead and reused the slot while we read it; [`TryError::Corrupted`].
     ///
     /// ```
-    /// # use shm_queue::{mpmc::MpmcRing, TryError};
-    /// # let region = shm_region::Region::anonymous(MpmcRing::<u32>::required_bytes(4)?)?;
-    /// let ring = MpmcRing::<u32>::create(region, 4)?;
+    /// # use shm_queue::{mpmc::Ring, TryError};
+    /// # let region = shm_region::Region::anonymous(Ring::<u32>::required_bytes(4)?)?;
+    /// let ring = Ring::<u32>::create(region, 4)?;
     /// let mut rx = ring.consumer()?;
     /// assert!(matches!(rx.try_pop(), Err(TryError::Empty { .. })));
     /// ring.producer()?.try_push(9)?;
@@ -183,10 +183,10 @@ impl<T: Pod> Consumer<T> {
     /// others are at the front of `dst`, counted in `completed`).
     ///
     /// ```
-    /// # use shm_queue::mpmc::MpmcRing;
-    /// # let region = shm_region::Region::anonymous(MpmcRing::<u32>::required_bytes(8)?)?;
-    /// let ring = MpmcRing::<u32>::create(region, 8)?;
-    /// ring.producer()?.push_partial_slice(&[1, 2, 3])?;
+    /// # use shm_queue::mpmc::Ring;
+    /// # let region = shm_region::Region::anonymous(Ring::<u32>::required_bytes(8)?)?;
+    /// let ring = Ring::<u32>::create(region, 8)?;
+    /// assert_eq!(ring.producer()?.push_partial_slice(&[1, 2, 3])?, 3);
     /// let mut buf = [0; 8];
     /// assert_eq!(ring.consumer()?.pop_partial_slice(&mut buf)?, 3);
     /// assert_eq!(&buf[..3], &[1, 2, 3]);
@@ -268,10 +268,10 @@ impl<T: Pod> Consumer<T> {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use shm_queue::{mpmc::MpmcRing, wait::WaitStrategy, Error};
+    /// use shm_queue::{mpmc::Ring, wait::WaitStrategy, Error};
     ///
-    /// let region = shm_region::Region::anonymous(MpmcRing::<u32>::required_bytes(8)?)?;
-    /// let ring = MpmcRing::<u32>::create(region, 8)?;
+    /// let region = shm_region::Region::anonymous(Ring::<u32>::required_bytes(8)?)?;
+    /// let ring = Ring::<u32>::create(region, 8)?;
     /// let mut rx = ring.consumer()?;
     /// rx.set_wait_strategy(WaitStrategy::blocking());
     /// let soon = Some(Instant::now() + Duration::from_millis(10));

@@ -47,15 +47,15 @@
 //!   claimed but unpublished for longer than its *patience* asks the caller's [`Liveness`]
 //!   check about every producer entry whose claim covers that position. If all of them are
 //!   dead, it swaps the sequence from `p` to `POISON | p`, counts it in the shared
-//!   [`MpmcStats::skipped`], and consumers step over the position.
+//!   [`Stats::skipped`], and consumers step over the position.
 //! - A producer created with [`Producer::with_recovery`] that finds the slot at `tail` still
 //!   held by a consumer (`head` has passed the previous lap's position but the slot was not
 //!   released) for longer than its patience does the same with the consumer entries, and
-//!   releases the slot for the next lap, counted in [`MpmcStats::released`].
+//!   releases the slot for the next lap, counted in [`Stats::released`].
 //! - Publishing and releasing are compare-and-swaps from the claimed sequence, so a late
 //!   publish racing a poison (or a late release racing a recovery) has exactly one winner.
 //!   A loser learns it: its call returns [`TryError::ClaimRevoked`] and the shared
-//!   [`MpmcStats::revoked`] counts it. Its element is not delivered (a push) or is dropped
+//!   [`Stats::revoked`] counts it. Its element is not delivered (a push) or is dropped
 //!   as possibly torn (a pop).
 //!
 //! **The guarantee**, given a `Liveness` check that never calls a live owner dead:
@@ -77,7 +77,7 @@
 //! the ring stays stuck there, but every call still returns.
 //!
 //! Owner entries are freed when their handle drops. The entries of dead processes stay
-//! taken until [`MpmcRing::reclaim_dead_owners`] frees those whose claims are resolved.
+//! taken until [`Ring::reclaim_dead_owners`] frees those whose claims are resolved.
 //! A handle inherited across `fork()` must not be used by both processes (take new handles
 //! in the child): two processes recording claims in one entry would confuse recovery.
 //!
@@ -94,11 +94,11 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use shm_queue::mpmc::MpmcRing;
+//! use shm_queue::mpmc::Ring;
 //! use shm_region::Region;
 //!
-//! let region = Region::anonymous(MpmcRing::<u64>::required_bytes(1024)?)?;
-//! let ring = MpmcRing::<u64>::create(region, 1024)?;
+//! let region = Region::anonymous(Ring::<u64>::required_bytes(1024)?)?;
+//! let ring = Ring::<u64>::create(region, 1024)?;
 //! let mut tx = ring.producer()?;
 //! let mut tx2 = tx.clone(); // any number of producers, in any number of processes
 //! // A consumer that skips the claims of dead producers after 100 ms (here: nobody dies).
@@ -107,7 +107,7 @@
 //!     .with_recovery(|_token: u64| false, Duration::from_millis(100));
 //!
 //! tx.try_push(1)?;
-//! tx2.push_partial_slice(&[2, 3])?;
+//! assert_eq!(tx2.push_partial_slice(&[2, 3])?, 2);
 //! assert_eq!(rx.try_pop()?, 1);
 //! let mut buf = [0u64; 4];
 //! assert_eq!(rx.pop_partial_slice(&mut buf)?, 2);
@@ -145,10 +145,10 @@ use crate::sync::claim::new_token;
 use claims::{Handle, Recovery};
 pub use consumer::Consumer;
 pub use producer::Producer;
-pub use ring::{MpmcOptions, MpmcRing};
+pub use ring::{Options, Ring};
 use seq::{check_pos, consumer_view, producer_view, Seq, POISON, RETRIES};
 
-/// Owner-table entries a ring gets unless [`MpmcOptions::owners`] says otherwise.
+/// Owner-table entries a ring gets unless [`Options::owners`] says otherwise.
 pub const DEFAULT_OWNERS: usize = 64;
 
 /// Decides whether the owner of a claim is dead. Supplied by the caller: this crate knows
@@ -179,7 +179,7 @@ impl<F: Fn(u64) -> bool> Liveness for F {
 
 /// What recovery did on a ring, counted in its shared memory since creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct MpmcStats {
+pub struct Stats {
     /// Positions poisoned because their producer was found dead after claiming them: each
     /// is at most one lost message.
     pub skipped: u64,
@@ -203,7 +203,7 @@ fn _assert_send<T: Pod + Send>() {
     fn send<X: Send>() {}
     send::<Producer<T>>();
     send::<Consumer<T>>();
-    send::<MpmcRing<T>>();
+    send::<Ring<T>>();
 }
 
 #[cfg(all(test, not(loom)))]

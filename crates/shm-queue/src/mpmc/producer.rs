@@ -2,7 +2,7 @@
 
 use super::*;
 
-/// A producer handle of an [`MpmcRing`]. `Send` and `Clone`: make as many as you like, in
+/// A producer handle of an [`Ring`]. `Send` and `Clone`: make as many as you like, in
 /// any process (each live handle takes one owner entry; a clone takes its own on first use).
 pub struct Producer<T: Pod> {
     pub(super) h: Handle<T>,
@@ -117,9 +117,9 @@ impl<T: Pod> Producer<T> {
     /// words.
     ///
     /// ```
-    /// # use shm_queue::{mpmc::MpmcRing, TryError};
-    /// # let region = shm_region::Region::anonymous(MpmcRing::<u32>::required_bytes(2)?)?;
-    /// let ring = MpmcRing::<u32>::create(region, 2)?;
+    /// # use shm_queue::{mpmc::Ring, TryError};
+    /// # let region = shm_region::Region::anonymous(Ring::<u32>::required_bytes(2)?)?;
+    /// let ring = Ring::<u32>::create(region, 2)?;
     /// let mut tx = ring.producer()?;
     /// tx.try_push(1)?;
     /// tx.try_push(2)?;
@@ -157,9 +157,9 @@ impl<T: Pod> Producer<T> {
     /// this process dead (the others were delivered; which ones is not reported).
     ///
     /// ```
-    /// # use shm_queue::mpmc::MpmcRing;
-    /// # let region = shm_region::Region::anonymous(MpmcRing::<u32>::required_bytes(4)?)?;
-    /// let ring = MpmcRing::<u32>::create(region, 4)?;
+    /// # use shm_queue::mpmc::Ring;
+    /// # let region = shm_region::Region::anonymous(Ring::<u32>::required_bytes(4)?)?;
+    /// let ring = Ring::<u32>::create(region, 4)?;
     /// let mut tx = ring.producer()?;
     /// assert_eq!(tx.push_partial_slice(&[1, 2, 3, 4, 5, 6])?, 4);
     /// assert_eq!(ring.len(), 4);

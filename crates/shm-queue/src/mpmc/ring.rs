@@ -1,21 +1,21 @@
-//! [`MpmcRing`]: creating, attaching and validating an MPMC ring, and making its handles.
+//! [`Ring`]: creating, attaching and validating an MPMC ring, and making its handles.
 
 use super::*;
 
-/// Options for [`MpmcRing::create_with`].
+/// Options for [`Ring::create_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "options do nothing until passed to a constructor"]
-pub struct MpmcOptions {
+pub struct Options {
     capacity: usize,
     owners: usize,
     reinitialize: bool,
 }
 
-impl MpmcOptions {
+impl Options {
     /// A ring of at least `capacity` slots (rounded up to a power of two, at least 2) with
     /// [`DEFAULT_OWNERS`] owner entries.
     pub fn new(capacity: usize) -> Self {
-        MpmcOptions {
+        Options {
             capacity,
             owners: DEFAULT_OWNERS,
             reinitialize: false,
@@ -30,11 +30,11 @@ impl MpmcOptions {
     }
 
     /// Initialise even if the region already holds a ring; see
-    /// [`crate::spsc::CreateOptions::reinitialize`].
+    /// [`crate::spsc::Options::reinitialize`].
     ///
     /// # Safety
     ///
-    /// As [`crate::spsc::CreateOptions::reinitialize`]: with `yes`, no previous user of the
+    /// As [`crate::spsc::Options::reinitialize`]: with `yes`, no previous user of the
     /// region may use its handles again.
     pub unsafe fn reinitialize(mut self, yes: bool) -> Self {
         self.reinitialize = yes;
@@ -57,21 +57,21 @@ impl MpmcOptions {
 
 /// A handle to an MPMC ring: makes [`Producer`]s and [`Consumer`]s. Cheap to clone; keeps
 /// the region mapped while it or any handle lives.
-pub struct MpmcRing<T: Pod> {
+pub struct Ring<T: Pod> {
     mem: Arc<Slots<T>>,
 }
 
-impl<T: Pod> Clone for MpmcRing<T> {
+impl<T: Pod> Clone for Ring<T> {
     fn clone(&self) -> Self {
-        MpmcRing {
+        Ring {
             mem: self.mem.clone(),
         }
     }
 }
 
-impl<T: Pod> fmt::Debug for MpmcRing<T> {
+impl<T: Pod> fmt::Debug for Ring<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MpmcRing")
+        f.debug_struct("Ring")
             .field("capacity", &self.capacity())
             .field("owners", &self.mem.layout.owners)
             .field("len", &self.len())
@@ -80,7 +80,7 @@ impl<T: Pod> fmt::Debug for MpmcRing<T> {
 }
 
 #[cfg(not(loom))]
-impl<T: Pod> MpmcRing<T> {
+impl<T: Pod> Ring<T> {
     /// Bytes a region needs for a ring of at least `capacity` elements of `T` with
     /// [`DEFAULT_OWNERS`] owner entries.
     ///
@@ -90,21 +90,21 @@ impl<T: Pod> MpmcRing<T> {
     /// `T` or one aligned to more than 64 bytes.
     ///
     /// ```
-    /// use shm_queue::mpmc::MpmcRing;
+    /// use shm_queue::mpmc::Ring;
     /// // Header, counters line, 64 owner entries of 128 bytes, 1024 slots of 64 bytes.
-    /// assert_eq!(MpmcRing::<u64>::required_bytes(1000)?, 512 + 128 + 64 * 128 + 1024 * 64);
+    /// assert_eq!(Ring::<u64>::required_bytes(1000)?, 512 + 128 + 64 * 128 + 1024 * 64);
     /// # Ok::<(), shm_queue::Error>(())
     /// ```
     pub fn required_bytes(capacity: usize) -> Result<usize, Error> {
-        Self::required_bytes_with(MpmcOptions::new(capacity))
+        Self::required_bytes_with(Options::new(capacity))
     }
 
     /// Bytes a region needs for a ring made with `options`.
     ///
     /// # Errors
     ///
-    /// As [`MpmcRing::required_bytes`], and [`Error::BadOwnerCount`].
-    pub fn required_bytes_with(options: MpmcOptions) -> Result<usize, Error> {
+    /// As [`Ring::required_bytes`], and [`Error::BadOwnerCount`].
+    pub fn required_bytes_with(options: Options) -> Result<usize, Error> {
         Ok(options.layout::<T>()?.area_size())
     }
 
@@ -113,36 +113,33 @@ impl<T: Pod> MpmcRing<T> {
     /// # Errors
     ///
     /// [`Error::AlreadyInitialized`] if the region already holds a ring (see
-    /// [`MpmcOptions::reinitialize`]); [`Error::RegionTooSmall`]; those of
-    /// [`MpmcRing::required_bytes`].
+    /// [`Options::reinitialize`]); [`Error::RegionTooSmall`]; those of
+    /// [`Ring::required_bytes`].
     ///
     /// ```
-    /// use shm_queue::{mpmc::MpmcRing, Error};
+    /// use shm_queue::{mpmc::Ring, Error};
     /// use shm_region::Region;
     /// use std::sync::Arc;
     ///
-    /// let region = Arc::new(Region::anonymous(MpmcRing::<u32>::required_bytes(100)?)?);
-    /// let ring = MpmcRing::<u32>::create(region.clone(), 100)?;
+    /// let region = Arc::new(Region::anonymous(Ring::<u32>::required_bytes(100)?)?);
+    /// let ring = Ring::<u32>::create(region.clone(), 100)?;
     /// assert_eq!(ring.capacity(), 128);
     /// assert!(matches!(
-    ///     MpmcRing::<u32>::create(region, 100),
+    ///     Ring::<u32>::create(region, 100),
     ///     Err(Error::AlreadyInitialized { .. })
     /// ));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn create(region: impl Into<Arc<Region>>, capacity: usize) -> Result<Self, Error> {
-        Self::create_with(region, MpmcOptions::new(capacity))
+        Self::create_with(region, Options::new(capacity))
     }
 
-    /// Creates a ring with explicit [`MpmcOptions`].
+    /// Creates a ring with explicit [`Options`].
     ///
     /// # Errors
     ///
-    /// As [`MpmcRing::create`], and [`Error::BadOwnerCount`].
-    pub fn create_with(
-        region: impl Into<Arc<Region>>,
-        options: MpmcOptions,
-    ) -> Result<Self, Error> {
+    /// As [`Ring::create`], and [`Error::BadOwnerCount`].
+    pub fn create_with(region: impl Into<Arc<Region>>, options: Options) -> Result<Self, Error> {
         let layout = options.layout::<T>()?;
         Self::initialise(Slots::in_region(region.into(), layout)?, options)
     }
@@ -159,16 +156,16 @@ impl<T: Pod> MpmcRing<T> {
     /// [`Error::Corrupted`] when the recorded positions are impossible.
     ///
     /// ```
-    /// use shm_queue::mpmc::MpmcRing;
+    /// use shm_queue::mpmc::Ring;
     /// use shm_region::Region;
     /// use std::sync::Arc;
     ///
-    /// let region = Arc::new(Region::anonymous(MpmcRing::<u64>::required_bytes(64)?)?);
-    /// let mut tx = MpmcRing::<u64>::create(region.clone(), 64)?.producer()?;
-    /// let ring = MpmcRing::<u64>::attach(region.clone())?;
+    /// let region = Arc::new(Region::anonymous(Ring::<u64>::required_bytes(64)?)?);
+    /// let mut tx = Ring::<u64>::create(region.clone(), 64)?.producer()?;
+    /// let ring = Ring::<u64>::attach(region.clone())?;
     /// tx.try_push(5)?;
     /// assert_eq!(ring.consumer()?.try_pop()?, 5);
-    /// assert!(MpmcRing::<f64>::attach(region).is_err()); // the element type is checked
+    /// assert!(Ring::<f64>::attach(region).is_err()); // the element type is checked
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn attach(region: impl Into<Arc<Region>>) -> Result<Self, Error> {
@@ -183,7 +180,7 @@ impl<T: Pod> MpmcRing<T> {
         if tail > max {
             return Err(corrupted(Word::Tail, tail).into());
         }
-        Ok(MpmcRing { mem: Arc::new(mem) })
+        Ok(Ring { mem: Arc::new(mem) })
     }
 
     /// The region the ring lives in.
@@ -193,21 +190,21 @@ impl<T: Pod> MpmcRing<T> {
 }
 
 #[cfg(loom)]
-impl<T: Pod> MpmcRing<T> {
+impl<T: Pod> Ring<T> {
     /// A ring of `capacity` slots and `owners` owner entries in heap memory, for loom
     /// models (only with `cfg(loom)`).
     ///
     /// # Errors
     ///
-    /// As [`MpmcRing::create`].
+    /// As [`Ring::create`].
     pub fn new_model(capacity: usize, owners: usize) -> Result<Self, Error> {
-        let options = MpmcOptions::new(capacity).owners(owners);
+        let options = Options::new(capacity).owners(owners);
         Self::initialise(Slots::on_heap(options.layout::<T>()?)?, options)
     }
 }
 
-impl<T: Pod> MpmcRing<T> {
-    fn initialise(mem: Slots<T>, options: MpmcOptions) -> Result<Self, Error> {
+impl<T: Pod> Ring<T> {
+    fn initialise(mem: Slots<T>, options: Options) -> Result<Self, Error> {
         let layout = mem.layout;
         let header = mem.header();
         header.begin_init(options.reinitialize)?;
@@ -229,7 +226,7 @@ impl<T: Pod> MpmcRing<T> {
             mem.seq(p).store(p, r);
         }
         header.publish_ready();
-        Ok(MpmcRing { mem: Arc::new(mem) })
+        Ok(Ring { mem: Arc::new(mem) })
     }
 
     /// Capacity in elements (a power of two).
@@ -248,7 +245,7 @@ impl<T: Pod> MpmcRing<T> {
         approx_len(&self.mem)
     }
 
-    /// `true` if [`MpmcRing::len`] is 0.
+    /// `true` if [`Ring::len`] is 0.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -256,16 +253,16 @@ impl<T: Pod> MpmcRing<T> {
     /// What recovery has done on this ring since it was created (shared by all processes).
     ///
     /// ```
-    /// # use shm_queue::mpmc::MpmcRing;
-    /// # let region = shm_region::Region::anonymous(MpmcRing::<u8>::required_bytes(4)?)?;
-    /// let ring = MpmcRing::<u8>::create(region, 4)?;
+    /// # use shm_queue::mpmc::Ring;
+    /// # let region = shm_region::Region::anonymous(Ring::<u8>::required_bytes(4)?)?;
+    /// let ring = Ring::<u8>::create(region, 4)?;
     /// assert_eq!(ring.stats().skipped, 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn stats(&self) -> MpmcStats {
+    pub fn stats(&self) -> Stats {
         let k = self.mem.counters();
         let r = Ordering::Relaxed;
-        MpmcStats {
+        Stats {
             skipped: k.skipped.load(r),
             released: k.released.load(r),
             revoked: k.revoked.load(r),
@@ -294,7 +291,7 @@ impl<T: Pod> MpmcRing<T> {
         })
     }
 
-    /// A consumer handle with a fresh owner token; see [`MpmcRing::producer`].
+    /// A consumer handle with a fresh owner token; see [`Ring::producer`].
     ///
     /// # Errors
     ///
@@ -304,7 +301,7 @@ impl<T: Pod> MpmcRing<T> {
     }
 
     /// A consumer handle that registers under `token`; see
-    /// [`MpmcRing::producer_with_token`].
+    /// [`Ring::producer_with_token`].
     ///
     /// # Errors
     ///

@@ -63,7 +63,7 @@
 //! let (mut tx, mut rx) = (ring.producer()?, ring.consumer()?);
 //!
 //! tx.try_push(1)?;
-//! tx.push_partial_slice(&[2, 3, 4])?;
+//! tx.push_entire_slice(&[2, 3, 4])?;
 //! assert_eq!(rx.try_pop()?, 1);
 //! let mut buf = [0u64; 8];
 //! assert_eq!(rx.pop_partial_slice(&mut buf)?, 3);
@@ -98,7 +98,7 @@ mod storage;
 pub use chunk::{ChunkIter, ReadChunk, WriteChunk};
 pub use consumer::Consumer;
 pub use producer::Producer;
-pub use ring::{CreateOptions, Ring};
+pub use ring::{Options, Ring};
 
 /// Checks the shared positions against each other and the capacity; returns `(head, tail)`.
 fn check_positions(header: &Header, g: &Geometry) -> Result<(u64, u64), TryError> {

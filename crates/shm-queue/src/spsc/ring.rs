@@ -6,18 +6,18 @@ use crate::header::{check_block_count, expect_field};
 /// Options for [`Ring::create_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "options do nothing until passed to a constructor"]
-pub struct CreateOptions {
+pub struct Options {
     capacity: usize,
     reinitialize: bool,
 }
 
-impl CreateOptions {
+impl Options {
     /// A ring with room for at least `capacity` elements.
     ///
     /// The real capacity is rounded up to a power-of-two number of blocks times the elements
     /// per block (for example 7 `u64`s per 64-byte block); [`Ring::capacity`] reports it.
     pub fn new(capacity: usize) -> Self {
-        CreateOptions {
+        Options {
             capacity,
             reinitialize: false,
         }
@@ -109,7 +109,7 @@ impl<T: Pod> Ring<T> {
     /// Creates a ring of at least `capacity` elements at the start of `region`.
     ///
     /// Refuses to touch a region whose header says a ring is already there (see
-    /// [`CreateOptions::reinitialize`]). The creator stores the `ready` word last, so an
+    /// [`Options::reinitialize`]). The creator stores the `ready` word last, so an
     /// attacher never sees a half-built ring.
     ///
     /// # Errors
@@ -134,19 +134,16 @@ impl<T: Pod> Ring<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn create(region: impl Into<Arc<Region>>, capacity: usize) -> Result<Self, Error> {
-        Self::create_with(region, CreateOptions::new(capacity))
+        Self::create_with(region, Options::new(capacity))
     }
 
-    /// Creates a ring with explicit [`CreateOptions`].
+    /// Creates a ring with explicit [`Options`].
     ///
     /// # Errors
     ///
     /// As [`Ring::create`]; with `reinitialize(true)` never [`Error::AlreadyInitialized`]
     /// unless another creator races with this one.
-    pub fn create_with(
-        region: impl Into<Arc<Region>>,
-        options: CreateOptions,
-    ) -> Result<Self, Error> {
+    pub fn create_with(region: impl Into<Arc<Region>>, options: Options) -> Result<Self, Error> {
         let geom = Geometry::for_capacity::<T>(options.capacity)?;
         let storage = Storage::in_region(region.into(), geom)?;
         Self::initialise(storage, options)
@@ -187,12 +184,12 @@ impl<T: Pod> Ring<T> {
     /// As [`Ring::create`].
     pub fn new_model(block_count: usize, elems_per_block: usize) -> Result<Self, Error> {
         let geom = Geometry::for_model::<T>(block_count, elems_per_block)?;
-        Self::initialise(Storage::on_heap(geom)?, CreateOptions::new(geom.capacity()))
+        Self::initialise(Storage::on_heap(geom)?, Options::new(geom.capacity()))
     }
 }
 
 impl<T: Pod> Ring<T> {
-    fn initialise(storage: Storage<T>, options: CreateOptions) -> Result<Self, Error> {
+    fn initialise(storage: Storage<T>, options: Options) -> Result<Self, Error> {
         let header = storage.header();
         header.begin_init(options.reinitialize)?;
         header.write_config(&storage.geom, RingKind::Spsc, options.capacity as u64);

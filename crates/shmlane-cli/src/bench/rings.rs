@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytemuck::Pod;
-use shm_queue::bytes::{ByteConsumer, ByteProducer, ByteRing};
+use shm_queue::bytes;
 use shm_queue::spsc::{Consumer, Producer, Ring};
 use shm_queue::wait::WaitStrategy;
 use shm_queue::TryError;
@@ -180,24 +180,24 @@ pub fn spsc_chunked(n: u64, cap: usize, chunk: usize) -> Res<f64> {
 }
 
 /// A fresh byte ring with a data area of `capacity` bytes in its own anonymous region.
-fn bytes_pair(capacity: usize, max: usize) -> Res<(ByteProducer, ByteConsumer)> {
+fn bytes_pair(capacity: usize, max: usize) -> Res<(bytes::Producer, bytes::Consumer)> {
     let region =
-        Arc::new(Region::anonymous(ByteRing::required_bytes(capacity).map_err(s)?).map_err(s)?);
+        Arc::new(Region::anonymous(bytes::Ring::required_bytes(capacity).map_err(s)?).map_err(s)?);
     region.prefault().map_err(s)?;
-    ByteRing::create(region, capacity, max)
+    bytes::Ring::create(region, capacity, max)
         .map_err(s)?
         .split()
         .map_err(s)
 }
 
 #[inline(always)]
-fn send_spin(tx: &mut ByteProducer, msg: &[u8], patience: &mut Patience) -> Res<()> {
-    spin(patience, || tx.try_send(msg))
+fn send_spin(tx: &mut bytes::Producer, msg: &[u8], patience: &mut Patience) -> Res<()> {
+    spin(patience, || tx.try_push(msg))
 }
 
 #[inline(always)]
-fn recv_spin(rx: &mut ByteConsumer, buf: &mut [u8], patience: &mut Patience) -> Res<usize> {
-    spin(patience, || rx.try_recv(buf))
+fn recv_spin(rx: &mut bytes::Consumer, buf: &mut [u8], patience: &mut Patience) -> Res<usize> {
+    spin(patience, || rx.try_pop(buf))
 }
 
 fn seq_of(buf: &[u8]) -> u64 {
@@ -360,16 +360,16 @@ pub fn bytes_rtt_waiting(
             let deadline = Some(Instant::now() + DEADLINE);
             let mut buf = vec![0u8; size];
             for _ in 0..total {
-                let n = rx1.recv_blocking(&mut buf, deadline).map_err(s)?;
-                tx2.try_send(&buf[..n]).map_err(s)?;
+                let n = rx1.pop_blocking(&mut buf, deadline).map_err(s)?;
+                tx2.try_push(&buf[..n]).map_err(s)?;
             }
             Ok(())
         },
         move |i| {
             let deadline = Some(Instant::now() + DEADLINE);
             msg[..8].copy_from_slice(&i.to_le_bytes());
-            tx1.try_send(&msg).map_err(s)?;
-            rx2.recv_blocking(&mut pbuf, deadline).map_err(s)?;
+            tx1.try_push(&msg).map_err(s)?;
+            rx2.pop_blocking(&mut pbuf, deadline).map_err(s)?;
             Ok(seq_of(&pbuf))
         },
     )
@@ -408,14 +408,14 @@ pub fn spsc_per_item_waiting(n: u64, cap: usize, strategy: WaitStrategy) -> Res<
 /// with): items per second, from the start signal until every consumer has seen its stop
 /// marker, which the parent pushes once every producer is done.
 pub fn mpmc_rate(n: u64, capacity: usize, producers: usize, consumers: usize) -> Res<f64> {
-    use shm_queue::mpmc::MpmcRing;
+    use shm_queue::mpmc;
     const STOP: u64 = u64::MAX;
     let (producers, consumers) = (producers.max(1), consumers.max(1));
     let per_p = n / producers as u64;
-    let bytes = MpmcRing::<u64>::required_bytes(capacity).map_err(s)?;
+    let bytes = mpmc::Ring::<u64>::required_bytes(capacity).map_err(s)?;
     let region = Arc::new(Region::anonymous(bytes).map_err(s)?);
     region.prefault().map_err(s)?;
-    let ring = MpmcRing::<u64>::create(region, capacity).map_err(s)?;
+    let ring = mpmc::Ring::<u64>::create(region, capacity).map_err(s)?;
     let sync = Region::anonymous(4096).map_err(s)?;
     let go = sync.atomic_u64(0).map_err(s)?;
     let got = sync.atomic_u64(64).map_err(s)?;
@@ -524,13 +524,13 @@ pub fn mpmc_rtt_of<T: Pod>(
     make: fn(u64) -> T,
     seq: fn(&T) -> u64,
 ) -> Res<crate::bench::report::Latency> {
-    use shm_queue::mpmc::MpmcRing;
-    let ring = || -> Res<MpmcRing<T>> {
+    use shm_queue::mpmc;
+    let ring = || -> Res<mpmc::Ring<T>> {
         let region = Arc::new(
-            Region::anonymous(MpmcRing::<T>::required_bytes(1024).map_err(s)?).map_err(s)?,
+            Region::anonymous(mpmc::Ring::<T>::required_bytes(1024).map_err(s)?).map_err(s)?,
         );
         region.prefault().map_err(s)?;
-        MpmcRing::<T>::create(region, 1024).map_err(s)
+        mpmc::Ring::<T>::create(region, 1024).map_err(s)
     };
     let (a, b) = (ring()?, ring()?);
     let (mut tx1, mut rx1) = (a.producer().map_err(s)?, a.consumer().map_err(s)?);
