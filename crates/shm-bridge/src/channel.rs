@@ -47,6 +47,18 @@ use crate::endpoint::{Common, Endpoint, PeerState, Reclaimed, WAIT_SLICE};
 use crate::lock;
 use crate::{Error, Result};
 
+/// Builder methods that set a `bool` field of `common` of the same name (each with its own
+/// doc).
+macro_rules! common_flag_setters {
+    ($($(#[$doc:meta])* $name:ident;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, yes: bool) -> Self {
+            self.common.$name = yes;
+            self
+        }
+    )*};
+}
+
 /// Builder for creating and connecting to channels.
 ///
 /// Defaults: capacity 1024 elements (typed, MPMC) or 1 MiB of data (bytes), largest byte
@@ -106,41 +118,24 @@ impl ChannelOptions {
         self
     }
 
-    /// Touch every page up front, so the first messages do not page-fault.
-    pub fn prefault(mut self, yes: bool) -> Self {
-        self.common.prefault = yes;
-        self
-    }
-
-    /// Ask for transparent huge pages (`MADV_HUGEPAGE`; tmpfs honours it when
-    /// `/sys/kernel/mm/transparent_hugepage/shmem_enabled` allows).
-    pub fn huge_pages(mut self, yes: bool) -> Self {
-        self.common.huge_pages = yes;
-        self
-    }
-
-    /// Lock the channel's pages in RAM (`mlock`; limited by `RLIMIT_MEMLOCK`).
-    pub fn mlock(mut self, yes: bool) -> Self {
-        self.common.mlock = yes;
-        self
+    common_flag_setters! {
+        /// Touch every page up front, so the first messages do not page-fault.
+        prefault;
+        /// Ask for transparent huge pages (`MADV_HUGEPAGE`; tmpfs honours it when
+        /// `/sys/kernel/mm/transparent_hugepage/shmem_enabled` allows).
+        huge_pages;
+        /// Lock the channel's pages in RAM (`mlock`; limited by `RLIMIT_MEMLOCK`).
+        mlock;
+        /// Connect to a channel owned by another uid (default: refuse).
+        allow_foreign_owner;
+        /// Connect to a channel that group or others may write (default: refuse).
+        allow_shared_write;
     }
 
     /// Heartbeat period (default 100 ms; `None`: no heartbeat thread, and peers cannot
     /// tell if this process hangs).
     pub fn heartbeat(mut self, every: Option<Duration>) -> Self {
         self.common.heartbeat = every;
-        self
-    }
-
-    /// Connect to a channel owned by another uid (default: refuse).
-    pub fn allow_foreign_owner(mut self, yes: bool) -> Self {
-        self.common.allow_foreign_owner = yes;
-        self
-    }
-
-    /// Connect to a channel that group or others may write (default: refuse).
-    pub fn allow_shared_write(mut self, yes: bool) -> Self {
-        self.common.allow_shared_write = yes;
         self
     }
 

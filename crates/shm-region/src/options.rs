@@ -9,6 +9,17 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::region::Backend;
 
+/// Builder methods that set a `bool` field of the same name (each with its own doc).
+macro_rules! flag_setters {
+    ($($(#[$doc:meta])* $name:ident;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, yes: bool) -> Self {
+            self.$name = yes;
+            self
+        }
+    )*};
+}
+
 /// How to create or open a [`Region`](crate::Region), for every backend.
 ///
 /// Set what you need, then call the entry point of the backend you want:
@@ -126,14 +137,6 @@ impl Options {
         self
     }
 
-    /// Keep the POSIX shm name or the System V segment when the creating region drops
-    /// (default: remove it). [`Region::keep_name`](crate::Region::keep_name) decides the
-    /// same later, on a region already made.
-    pub fn keep_name(mut self, yes: bool) -> Self {
-        self.keep_name = yes;
-        self
-    }
-
     /// Allocate the memory or disk blocks for the whole length at creation
     /// (`posix_fallocate`), so that exhaustion (of `/dev/shm`, memory, huge pages or the
     /// disk) is an error now, [`Error::NoSpace`] or [`Error::HugePagesUnavailable`], rather
@@ -143,38 +146,6 @@ impl Options {
     /// sparse. A copy-on-write file view never allocates.
     pub fn allocate(mut self, yes: bool) -> Self {
         self.allocate = Some(yes);
-        self
-    }
-
-    /// Back the region with reserved huge pages (`MAP_HUGETLB`, `MFD_HUGETLB` or
-    /// `SHM_HUGETLB`; default: base pages). Anonymous and memfd lengths are rounded up to
-    /// whole huge pages. For transparent huge pages on any backend, use
-    /// [`Region::advise`](crate::Region::advise) with
-    /// [`Advice::HugePage`](crate::Advice::HugePage) instead.
-    pub fn huge_pages(mut self, yes: bool) -> Self {
-        self.huge_pages = yes;
-        self
-    }
-
-    /// Fault every page in at creation (`MAP_POPULATE`; default: lazily, on first touch).
-    /// Other backends can do the same after mapping with
-    /// [`Region::prefault`](crate::Region::prefault).
-    pub fn populate(mut self, yes: bool) -> Self {
-        self.populate = yes;
-        self
-    }
-
-    /// Open objects owned by another uid (default: refuse them with
-    /// [`Error::ForeignOwner`]).
-    pub fn allow_foreign_owner(mut self, yes: bool) -> Self {
-        self.allow_foreign_owner = yes;
-        self
-    }
-
-    /// Open objects that group or others may write (default: refuse them with
-    /// [`Error::InsecureMode`]).
-    pub fn allow_shared_write(mut self, yes: bool) -> Self {
-        self.allow_shared_write = yes;
         self
     }
 
@@ -196,32 +167,39 @@ impl Options {
         self
     }
 
-    /// Seal the size at creation (`F_SEAL_SHRINK | F_SEAL_GROW`, then `F_SEAL_SEAL` so no
-    /// one can remove them), so a peer can never truncate the memory under a mapping.
-    pub fn seal(mut self, yes: bool) -> Self {
-        self.seal = yes;
-        self
-    }
-
-    /// When mapping a received descriptor, refuse one whose size is not sealed, with
-    /// [`Error::MissingSeals`].
-    pub fn require_seals(mut self, yes: bool) -> Self {
-        self.require_seals = yes;
-        self
-    }
-
-    /// Follow a symbolic link in the last path component (default: refuse it with
-    /// [`Error::Symlink`], `O_NOFOLLOW`).
-    pub fn follow_symlinks(mut self, yes: bool) -> Self {
-        self.follow_symlinks = yes;
-        self
-    }
-
-    /// Map `MAP_PRIVATE`: writes go to private copies of the pages and never reach the file
-    /// or other processes. The file is never grown for such a view.
-    pub fn copy_on_write(mut self, yes: bool) -> Self {
-        self.copy_on_write = yes;
-        self
+    flag_setters! {
+        /// Keep the POSIX shm name or the System V segment when the creating region drops
+        /// (default: remove it). [`Region::keep_name`](crate::Region::keep_name) decides the
+        /// same later, on a region already made.
+        keep_name;
+        /// Back the region with reserved huge pages (`MAP_HUGETLB`, `MFD_HUGETLB` or
+        /// `SHM_HUGETLB`; default: base pages). Anonymous and memfd lengths are rounded up to
+        /// whole huge pages. For transparent huge pages on any backend, use
+        /// [`Region::advise`](crate::Region::advise) with
+        /// [`Advice::HugePage`](crate::Advice::HugePage) instead.
+        huge_pages;
+        /// Fault every page in at creation (`MAP_POPULATE`; default: lazily, on first touch).
+        /// Other backends can do the same after mapping with
+        /// [`Region::prefault`](crate::Region::prefault).
+        populate;
+        /// Open objects owned by another uid (default: refuse them with
+        /// [`Error::ForeignOwner`]).
+        allow_foreign_owner;
+        /// Open objects that group or others may write (default: refuse them with
+        /// [`Error::InsecureMode`]).
+        allow_shared_write;
+        /// Seal the size at creation (`F_SEAL_SHRINK | F_SEAL_GROW`, then `F_SEAL_SEAL` so no
+        /// one can remove them), so a peer can never truncate the memory under a mapping.
+        seal;
+        /// When mapping a received descriptor, refuse one whose size is not sealed, with
+        /// [`Error::MissingSeals`].
+        require_seals;
+        /// Follow a symbolic link in the last path component (default: refuse it with
+        /// [`Error::Symlink`], `O_NOFOLLOW`).
+        follow_symlinks;
+        /// Map `MAP_PRIVATE`: writes go to private copies of the pages and never reach the file
+        /// or other processes. The file is never grown for such a view.
+        copy_on_write;
     }
 
     /// Fails with [`Error::UnsupportedOption`] if a setting changed from its default does

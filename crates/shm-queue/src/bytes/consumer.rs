@@ -125,20 +125,6 @@ impl Consumer {
         }
     }
 
-    /// How this handle waits in the blocking calls (default [`WaitStrategy::spin_then_yield`]).
-    pub fn wait_strategy(&self) -> WaitStrategy {
-        self.strategy
-    }
-
-    /// Sets how this handle waits in the blocking calls.
-    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
-        self.storage
-            .header()
-            .data_signal()
-            .set_strategy(&mut self.sleeper, strategy);
-        self.strategy = strategy;
-    }
-
     /// Waits as the handle's [`WaitStrategy`] says until a message is ready; returns its
     /// offset and length.
     fn wait_message(&mut self, deadline: Option<Instant>) -> Result<(usize, usize), Error> {
@@ -221,17 +207,6 @@ impl Consumer {
     pub fn arm_readiness(&mut self) -> bool {
         self.storage.header().data_signal().arm();
         self.has_message()
-    }
-
-    /// Closes the ring from the consumer side: a producer blocked for space wakes with
-    /// [`Error::Closed`]. Returns `false` if it was already closed.
-    pub fn close(&self) -> bool {
-        self.storage.header().close(2)
-    }
-
-    /// `true` once either side (or liveness code) has closed the ring.
-    pub fn is_closed(&self) -> bool {
-        self.storage.header().data_signal().is_closed()
     }
 
     /// `true` if a message (or padding) is committed at `head`.
@@ -358,19 +333,4 @@ impl Drop for ReadGuard<'_> {
     }
 }
 
-impl Waiter for Consumer {
-    type Keep = Arc<ByteStorage>;
-    const SIDE: Side = Side::Data;
-    #[inline]
-    fn keep(&self) -> Self::Keep {
-        self.storage.clone()
-    }
-    #[inline]
-    fn header_of(keep: &Self::Keep) -> &Header {
-        keep.header()
-    }
-    #[inline]
-    fn strategy(&self) -> WaitStrategy {
-        self.strategy
-    }
-}
+handle_controls!([] Consumer, ByteStorage, Data, storage, strategy, sleeper);

@@ -69,9 +69,9 @@ use core::fmt;
 
 use crate::error::{corrupted, Error, TryError, Word};
 use crate::header::{Geometry, Header, RingKind, MAX_POSITION};
-use crate::sync::claim;
+use crate::sync::claim::{self, Role};
 use crate::sync::{Arc, AtomicU64, Ordering};
-use crate::wait::blocking::{block_on, Side, Waiter};
+use crate::wait::blocking::{block_on, handle_controls};
 use crate::wait::pending;
 use crate::wait::{ReadinessFd, WaitStrategy};
 use std::time::Instant;

@@ -150,20 +150,6 @@ impl Producer {
         self.storage.max_message
     }
 
-    /// How this handle waits in the blocking calls (default [`WaitStrategy::spin_then_yield`]).
-    pub fn wait_strategy(&self) -> WaitStrategy {
-        self.strategy
-    }
-
-    /// Sets how this handle waits in the blocking calls.
-    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
-        self.storage
-            .header()
-            .space_signal()
-            .set_strategy(&mut self.sleeper, strategy);
-        self.strategy = strategy;
-    }
-
     /// Like [`Producer::claim`], but waits for space as the handle's
     /// [`WaitStrategy`] says, until `deadline` (`None`: no limit).
     ///
@@ -212,18 +198,6 @@ impl Producer {
     /// it consumed (a consumer that arms and then finds no data waits for exactly that).
     pub fn readiness_signals(&self) -> u64 {
         self.readiness.signals()
-    }
-
-    /// Closes the ring: the consumer drains what was sent, then its blocking calls return
-    /// [`Error::Closed`]; every sleeper on both sides is woken. Returns `false` if the ring
-    /// was already closed.
-    pub fn close(&self) -> bool {
-        self.storage.header().close(1)
-    }
-
-    /// `true` once either side (or liveness code) has closed the ring.
-    pub fn is_closed(&self) -> bool {
-        self.storage.header().data_signal().is_closed()
     }
 
     /// Bytes the consumer has not released yet, as far as this side knows (records,
@@ -337,19 +311,4 @@ impl WriteClaim<'_> {
     pub fn abort(self) {}
 }
 
-impl Waiter for Producer {
-    type Keep = Arc<ByteStorage>;
-    const SIDE: Side = Side::Space;
-    #[inline]
-    fn keep(&self) -> Self::Keep {
-        self.storage.clone()
-    }
-    #[inline]
-    fn header_of(keep: &Self::Keep) -> &Header {
-        keep.header()
-    }
-    #[inline]
-    fn strategy(&self) -> WaitStrategy {
-        self.strategy
-    }
-}
+handle_controls!([] Producer, ByteStorage, Space, storage, strategy, sleeper);

@@ -203,11 +203,9 @@ impl Ring {
     /// [`Error::ProducerClaimed`] while another producer exists (in any process);
     /// [`Error::Corrupted`] if the shared positions or records are impossible.
     pub fn producer(&self) -> Result<Producer, Error> {
-        let header = self.storage.header();
-        let token = claim::take(&header.control.producer_claim)
-            .map_err(|holder| Error::ProducerClaimed { holder })?;
-        match self.recover_tail() {
-            Ok((head, tail)) => Ok(Producer {
+        claim::take_for(self.storage.header(), Role::Producer, |token| {
+            let (head, tail) = self.recover_tail()?;
+            Ok(Producer {
                 storage: self.storage.clone(),
                 tail,
                 head_cache: head,
@@ -215,12 +213,8 @@ impl Ring {
                 strategy: WaitStrategy::default(),
                 sleeper: false,
                 readiness: ReadinessFd::default(),
-            }),
-            Err(e) => {
-                claim::release(&header.control.producer_claim, token);
-                Err(e)
-            }
-        }
+            })
+        })
     }
 
     /// Takes the consumer side; it resumes at the last published `head`.
@@ -231,21 +225,16 @@ impl Ring {
     /// the shared positions are impossible.
     pub fn consumer(&self) -> Result<Consumer, Error> {
         let header = self.storage.header();
-        let token = claim::take(&header.control.consumer_claim)
-            .map_err(|holder| Error::ConsumerClaimed { holder })?;
-        match check_positions(header, self.storage.cap) {
-            Ok((head, _)) => Ok(Consumer {
+        claim::take_for(header, Role::Consumer, |token| {
+            let (head, _) = check_positions(header, self.storage.cap)?;
+            Ok(Consumer {
                 storage: self.storage.clone(),
                 head,
                 token,
                 strategy: WaitStrategy::default(),
                 sleeper: false,
-            }),
-            Err(e) => {
-                claim::release(&header.control.consumer_claim, token);
-                Err(e.into())
-            }
-        }
+            })
+        })
     }
 
     /// Both sides at once, for one process or a ring split across `fork()`.
@@ -267,13 +256,12 @@ impl Ring {
         claim::holder(&self.storage.header().control.consumer_claim)
     }
 
-    /// Frees the producer claim held by `holder`, for liveness code that knows the holder's
-    /// process died. Returns `false` if `holder` no longer held it.
+    /// Frees the producer claim held by `holder`, as
+    /// [`crate::spsc::Ring::force_release_producer`] does.
     ///
     /// # Safety
     ///
-    /// The handle holding the claim must never be used again (its process is dead): two live
-    /// producers would write the same bytes.
+    /// As there: the holder's handle is never used again.
     pub unsafe fn force_release_producer(&self, holder: u64) -> bool {
         claim::force_release(&self.storage.header().control.producer_claim, holder)
     }

@@ -60,7 +60,7 @@ pub(super) struct Handle<T: Pod> {
     /// How the blocking calls wait.
     pub(super) strategy: WaitStrategy,
     /// Whether this handle is counted among its side's sleepers.
-    sleeper: bool,
+    pub(super) sleeper: bool,
     /// Producers: the consumers' readiness descriptor, if installed (shared by clones).
     pub(super) readiness: ReadinessFd,
 }
@@ -94,13 +94,6 @@ impl<T: Pod> Handle<T> {
         } else {
             header.data_signal()
         }
-    }
-
-    pub(super) fn set_strategy(&mut self, strategy: WaitStrategy) {
-        let mut sleeper = self.sleeper;
-        self.own_signal().set_strategy(&mut sleeper, strategy);
-        self.sleeper = sleeper;
-        self.strategy = strategy;
     }
 
     /// Our owner entry's index, registering first if needed.
@@ -256,8 +249,9 @@ impl<T: Pod> Clone for Handle<T> {
             readiness: self.readiness.clone(),
         };
         // A clone that may sleep counts itself, so publishers keep waking it.
-        let strategy = h.strategy;
-        h.set_strategy(strategy);
+        let (strategy, mut sleeper) = (h.strategy, false);
+        h.own_signal().set_strategy(&mut sleeper, strategy);
+        h.sleeper = sleeper;
         h
     }
 }

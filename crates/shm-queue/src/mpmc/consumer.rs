@@ -248,63 +248,6 @@ impl<T: Pod> Consumer<T> {
         Ok(1)
     }
 
-    /// How this handle waits in the blocking calls (default [`WaitStrategy::spin_then_yield`]).
-    pub fn wait_strategy(&self) -> WaitStrategy {
-        self.h.strategy
-    }
-
-    /// Sets how this handle waits in the blocking calls. Clones made afterwards inherit it.
-    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
-        self.h.set_strategy(strategy);
-    }
-
-    /// Pops one element, waiting as the handle's [`WaitStrategy`] says until one is ready
-    /// or `deadline` passes (`None`: no limit).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Timeout`] at the deadline; [`Error::Closed`] once the ring is closed and
-    /// empty; the other errors of [`Consumer::try_pop`].
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// use shm_queue::{mpmc::Ring, wait::WaitStrategy, Error};
-    ///
-    /// let region = shm_region::Region::anonymous(Ring::<u32>::required_bytes(8)?)?;
-    /// let ring = Ring::<u32>::create(region, 8)?;
-    /// let mut rx = ring.consumer()?;
-    /// rx.set_wait_strategy(WaitStrategy::blocking());
-    /// let soon = Some(Instant::now() + Duration::from_millis(10));
-    /// assert!(matches!(rx.pop_blocking(soon), Err(Error::Timeout { .. })));
-    /// let tx = ring.producer()?;
-    /// tx.close();
-    /// assert!(matches!(rx.pop_blocking(None), Err(Error::Closed { .. })));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn pop_blocking(&mut self, deadline: Option<Instant>) -> Result<T, Error> {
-        block_on(self, deadline, "an element", |s| pending(s.try_pop()))
-    }
-
-    /// Waits like [`Consumer::pop_blocking`] until at least one element is ready, then pops
-    /// the run ready at the head, up to `dst.len()`; returns how many.
-    ///
-    /// # Errors
-    ///
-    /// As [`Consumer::pop_blocking`] and [`Consumer::pop_partial_slice`].
-    #[must_use = "the call may do only part of the work: check how many it did"]
-    pub fn pop_partial_slice_blocking(
-        &mut self,
-        dst: &mut [T],
-        deadline: Option<Instant>,
-    ) -> Result<usize, Error> {
-        if dst.is_empty() {
-            return Ok(0);
-        }
-        block_on(self, deadline, "elements", |s| {
-            pending(s.pop_partial_slice(dst))
-        })
-    }
-
     /// Arms the readiness descriptor the producers hold (see
     /// [`crate::wait::readiness_fd`]). Returns `true` if the element at the head is already
     /// published: then do not wait for the descriptor, pop now.
@@ -313,17 +256,6 @@ impl<T: Pod> Consumer<T> {
         m.header().data_signal().arm();
         let h = m.header().consumer.pos.load(Ordering::Acquire);
         h <= MAX_POSITION && m.seq(h).load(Ordering::Acquire) == h + 1
-    }
-
-    /// Closes the ring from a consumer: producers blocked for space wake with
-    /// [`Error::Closed`]. Returns `false` if it was already closed.
-    pub fn close(&self) -> bool {
-        self.h.mem.header().close(2)
-    }
-
-    /// `true` once the ring has been closed.
-    pub fn is_closed(&self) -> bool {
-        self.h.mem.header().data_signal().is_closed()
     }
 
     /// Approximate number of elements in the ring; see [`Producer::len`].
@@ -351,19 +283,6 @@ impl<T: Pod> Consumer<T> {
     }
 }
 
-impl<T: Pod> Waiter for Consumer<T> {
-    type Keep = Arc<Slots<T>>;
-    const SIDE: Side = Side::Data;
-    #[inline]
-    fn keep(&self) -> Self::Keep {
-        self.h.mem.clone()
-    }
-    #[inline]
-    fn header_of(keep: &Self::Keep) -> &Header {
-        keep.header()
-    }
-    #[inline]
-    fn strategy(&self) -> WaitStrategy {
-        self.h.strategy
-    }
-}
+handle_controls!([T: Pod] Consumer<T>, Slots<T>, Data, h.mem, h.strategy, h.sleeper);
+
+crate::wait::blocking::typed_blocking!(consumer mpmc);

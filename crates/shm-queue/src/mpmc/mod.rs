@@ -125,10 +125,9 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use crate::error::{corrupted, Error, TryError, Word};
-use crate::header::{Header, RingKind, MAX_POSITION};
+use crate::header::{RingKind, MAX_POSITION};
 use crate::sync::{Arc, Ordering};
-use crate::wait::blocking::{block_on, Side, Waiter};
-use crate::wait::pending;
+use crate::wait::blocking::handle_controls;
 use crate::wait::{ReadinessFd, Signal, WaitStrategy};
 use layout::{Layout, Slots, ROLE_CONSUMER, ROLE_PRODUCER};
 

@@ -219,55 +219,6 @@ impl<T: Pod> Producer<T> {
         self.try_push(src[0]).map(|()| 1)
     }
 
-    /// How this handle waits in the blocking calls (default [`WaitStrategy::spin_then_yield`]).
-    pub fn wait_strategy(&self) -> WaitStrategy {
-        self.h.strategy
-    }
-
-    /// Sets how this handle waits in the blocking calls. Clones made afterwards inherit it.
-    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
-        self.h.set_strategy(strategy);
-    }
-
-    /// Pushes one element, waiting for a free slot as the handle's [`WaitStrategy`] says,
-    /// until `deadline` (`None`: no limit).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Timeout`] at the deadline; [`Error::Closed`] if the ring is closed while
-    /// waiting; the other errors of [`Producer::try_push`].
-    pub fn push_blocking(&mut self, value: T, deadline: Option<Instant>) -> Result<(), Error> {
-        block_on(self, deadline, "a free slot", |s| {
-            pending(s.try_push(value))
-        })
-    }
-
-    /// Pushes all of `src`, in batches as slots free up, waiting as the handle's
-    /// [`WaitStrategy`] says, until `deadline`.
-    ///
-    /// # Errors
-    ///
-    /// `(pushed, error)`: how many were pushed before [`Error::Timeout`], [`Error::Closed`]
-    /// or another error of [`Producer::push_partial_slice`] stopped it.
-    pub fn push_slice_blocking(
-        &mut self,
-        src: &[T],
-        deadline: Option<Instant>,
-    ) -> Result<(), (usize, Error)> {
-        let mut done = 0;
-        block_on(self, deadline, "free slots", |s| {
-            while done < src.len() {
-                match s.push_partial_slice(&src[done..]) {
-                    Ok(k) => done += k,
-                    Err(TryError::Full { .. }) => return Ok(None),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Ok(Some(()))
-        })
-        .map_err(|e| (done, e))
-    }
-
     /// Installs (or removes) the consumers' readiness descriptor (see
     /// [`crate::wait::readiness_fd`]); clones made afterwards share it.
     pub fn set_readiness_fd(&mut self, fd: Option<std::os::fd::OwnedFd>) {
@@ -278,17 +229,6 @@ impl<T: Pod> Producer<T> {
     /// it consumed (a consumer that arms and then finds no data waits for exactly that).
     pub fn readiness_signals(&self) -> u64 {
         self.h.readiness.signals()
-    }
-
-    /// Closes the ring: consumers drain what was pushed, then their blocking calls return
-    /// [`Error::Closed`]; every sleeper is woken. Returns `false` if it was already closed.
-    pub fn close(&self) -> bool {
-        self.h.mem.header().close(1)
-    }
-
-    /// `true` once the ring has been closed.
-    pub fn is_closed(&self) -> bool {
-        self.h.mem.header().data_signal().is_closed()
     }
 
     /// Approximate number of elements in the ring: `tail - head` from two loads that other
@@ -337,19 +277,6 @@ impl<T: Pod> Producer<T> {
     }
 }
 
-impl<T: Pod> Waiter for Producer<T> {
-    type Keep = Arc<Slots<T>>;
-    const SIDE: Side = Side::Space;
-    #[inline]
-    fn keep(&self) -> Self::Keep {
-        self.h.mem.clone()
-    }
-    #[inline]
-    fn header_of(keep: &Self::Keep) -> &Header {
-        keep.header()
-    }
-    #[inline]
-    fn strategy(&self) -> WaitStrategy {
-        self.h.strategy
-    }
-}
+handle_controls!([T: Pod] Producer<T>, Slots<T>, Space, h.mem, h.strategy, h.sleeper);
+
+crate::wait::blocking::typed_blocking!(producer mpmc);

@@ -115,68 +115,6 @@ impl<T: Pod> Consumer<T> {
         header.notify_space();
     }
 
-    /// How this handle waits in the blocking calls (default [`WaitStrategy::spin_then_yield`]).
-    pub fn wait_strategy(&self) -> WaitStrategy {
-        self.strategy
-    }
-
-    /// Sets how this handle waits in the blocking calls.
-    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
-        self.storage
-            .header()
-            .data_signal()
-            .set_strategy(&mut self.sleeper, strategy);
-        self.strategy = strategy;
-    }
-
-    /// Pops one element, waiting as the handle's [`WaitStrategy`] says until one is ready
-    /// or `deadline` passes (`None`: no limit).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Timeout`] at the deadline; [`Error::Closed`] once the ring is closed and
-    /// everything pushed before has been popped; [`Error::Corrupted`] as
-    /// [`Consumer::try_pop`].
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// use shm_queue::{spsc::Ring, wait::WaitStrategy, Error};
-    ///
-    /// let region = shm_region::Region::anonymous(4096)?;
-    /// let (mut tx, mut rx) = Ring::<u64>::create(region, 64)?.split()?;
-    /// rx.set_wait_strategy(WaitStrategy::blocking()); // sleep on a futex when idle
-    /// let soon = Some(Instant::now() + Duration::from_millis(10));
-    /// assert!(matches!(rx.pop_blocking(soon), Err(Error::Timeout { .. })));
-    /// tx.try_push(5)?;
-    /// tx.close();
-    /// assert_eq!(rx.pop_blocking(None)?, 5);
-    /// assert!(matches!(rx.pop_blocking(None), Err(Error::Closed { .. })));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn pop_blocking(&mut self, deadline: Option<Instant>) -> Result<T, Error> {
-        block_on(self, deadline, "an element", |s| pending(s.try_pop()))
-    }
-
-    /// Waits like [`Consumer::pop_blocking`] until at least one element is ready, then pops
-    /// as many as are ready, up to `dst.len()`; returns how many.
-    ///
-    /// # Errors
-    ///
-    /// As [`Consumer::pop_blocking`].
-    #[must_use = "the call may do only part of the work: check how many it did"]
-    pub fn pop_partial_slice_blocking(
-        &mut self,
-        dst: &mut [T],
-        deadline: Option<Instant>,
-    ) -> Result<usize, Error> {
-        if dst.is_empty() {
-            return Ok(0);
-        }
-        block_on(self, deadline, "elements", |s| {
-            Ok(Some(s.pop_partial_slice(dst)?).filter(|&n| n > 0))
-        })
-    }
-
     /// Arms the readiness descriptor the producer holds (see
     /// [`crate::wait::readiness_fd`]). Returns `true` if elements are already ready: then
     /// do not wait for the descriptor, pop them now. Otherwise the next push signals it.
@@ -187,17 +125,6 @@ impl<T: Pod> Consumer<T> {
     pub fn arm_readiness(&mut self) -> Result<bool, Error> {
         self.storage.header().data_signal().arm();
         Ok(self.refresh(1)? > 0)
-    }
-
-    /// Closes the ring from the consumer side: a producer blocked for space wakes with
-    /// [`Error::Closed`]. Returns `false` if it was already closed.
-    pub fn close(&self) -> bool {
-        self.storage.header().close(2)
-    }
-
-    /// `true` once either side (or liveness code) has closed the ring.
-    pub fn is_closed(&self) -> bool {
-        self.storage.header().data_signal().is_closed()
     }
 
     /// Pops one element.
@@ -347,19 +274,6 @@ impl<T: Pod> Consumer<T> {
     }
 }
 
-impl<T: Pod> Waiter for Consumer<T> {
-    type Keep = Arc<Storage<T>>;
-    const SIDE: Side = Side::Data;
-    #[inline]
-    fn keep(&self) -> Self::Keep {
-        self.storage.clone()
-    }
-    #[inline]
-    fn header_of(keep: &Self::Keep) -> &Header {
-        keep.header()
-    }
-    #[inline]
-    fn strategy(&self) -> WaitStrategy {
-        self.strategy
-    }
-}
+handle_controls!([T: Pod] Consumer<T>, Storage<T>, Data, storage, strategy, sleeper);
+
+crate::wait::blocking::typed_blocking!(consumer spsc);

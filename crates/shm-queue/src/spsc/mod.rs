@@ -78,12 +78,10 @@ use bytemuck::Pod;
 
 use crate::error::{corrupted, Error, TryError, Word};
 use crate::header::{Geometry, Header, RingKind, MAX_POSITION};
-use crate::sync::claim;
+use crate::sync::claim::{self, Role};
 use crate::sync::{Arc, Ordering};
-use crate::wait::blocking::{block_on, Side, Waiter};
-use crate::wait::pending;
+use crate::wait::blocking::handle_controls;
 use crate::wait::{ReadinessFd, WaitStrategy};
-use std::time::Instant;
 use storage::{Block, Storage};
 
 #[cfg(not(loom))]

@@ -264,54 +264,6 @@ impl<T: Pod> Producer<T> {
         })
     }
 
-    /// The current `head` if it is valid, else the cached one.
-    /// How this handle waits in the blocking calls (default [`WaitStrategy::spin_then_yield`]).
-    pub fn wait_strategy(&self) -> WaitStrategy {
-        self.strategy
-    }
-
-    /// Sets how this handle waits in the blocking calls.
-    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
-        self.storage
-            .header()
-            .space_signal()
-            .set_strategy(&mut self.sleeper, strategy);
-        self.strategy = strategy;
-    }
-
-    /// Pushes one element, waiting for a free slot as the handle's [`WaitStrategy`] says,
-    /// until `deadline` (`None`: no limit).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Timeout`] at the deadline; [`Error::Closed`] if the ring is closed while
-    /// waiting; [`Error::Corrupted`] as [`Producer::try_push`].
-    pub fn push_blocking(&mut self, value: T, deadline: Option<Instant>) -> Result<(), Error> {
-        block_on(self, deadline, "a free slot", |s| {
-            pending(s.try_push(value))
-        })
-    }
-
-    /// Pushes all of `src`, in batches as room appears, waiting as the handle's
-    /// [`WaitStrategy`] says, until `deadline`. Returns how many were pushed when it stops
-    /// early with an error.
-    ///
-    /// # Errors
-    ///
-    /// `(pushed, error)` with [`Error::Timeout`], [`Error::Closed`] or [`Error::Corrupted`].
-    pub fn push_slice_blocking(
-        &mut self,
-        src: &[T],
-        deadline: Option<Instant>,
-    ) -> Result<(), (usize, Error)> {
-        let mut done = 0;
-        block_on(self, deadline, "free slots", |s| {
-            done += s.push_partial_slice(&src[done..])?;
-            Ok((done == src.len()).then_some(()))
-        })
-        .map_err(|e| (done, e))
-    }
-
     /// Installs (or removes) the consumer's readiness descriptor (see
     /// [`crate::wait::readiness_fd`]): after the consumer arms it, the next publication
     /// writes to it.
@@ -323,18 +275,6 @@ impl<T: Pod> Producer<T> {
     /// it consumed (a consumer that arms and then finds no data waits for exactly that).
     pub fn readiness_signals(&self) -> u64 {
         self.readiness.signals()
-    }
-
-    /// Closes the ring: the consumer drains what was pushed, then its blocking calls return
-    /// [`Error::Closed`]; every sleeper on both sides is woken. Returns `false` if it was
-    /// already closed.
-    pub fn close(&self) -> bool {
-        self.storage.header().close(1)
-    }
-
-    /// `true` once either side (or liveness code) has closed the ring.
-    pub fn is_closed(&self) -> bool {
-        self.storage.header().data_signal().is_closed()
     }
 
     fn head_now(&self) -> u64 {
@@ -373,19 +313,6 @@ impl<T: Pod> Producer<T> {
     }
 }
 
-impl<T: Pod> Waiter for Producer<T> {
-    type Keep = Arc<Storage<T>>;
-    const SIDE: Side = Side::Space;
-    #[inline]
-    fn keep(&self) -> Self::Keep {
-        self.storage.clone()
-    }
-    #[inline]
-    fn header_of(keep: &Self::Keep) -> &Header {
-        keep.header()
-    }
-    #[inline]
-    fn strategy(&self) -> WaitStrategy {
-        self.strategy
-    }
-}
+handle_controls!([T: Pod] Producer<T>, Storage<T>, Space, storage, strategy, sleeper);
+
+crate::wait::blocking::typed_blocking!(producer spsc);

@@ -228,31 +228,23 @@ impl<T: Pod> Ring<T> {
     /// [`Error::ProducerClaimed`] while another producer handle exists (in any process);
     /// [`Error::Corrupted`] if the shared positions are impossible.
     pub fn producer(&self) -> Result<Producer<T>, Error> {
-        let header = self.storage.header();
-        let token = claim::take(&header.control.producer_claim)
-            .map_err(|holder| Error::ProducerClaimed { holder })?;
-        match self.recover_tail() {
-            Ok((head, tail)) => {
-                let cursor = Cursor::of(tail, &self.storage.geom);
-                Ok(Producer {
-                    storage: self.storage.clone(),
-                    geom: self.storage.geom,
-                    tail,
-                    cursor,
-                    blk: self.storage.block(cursor.block),
-                    head_cache: head,
-                    capacity: self.capacity() as u64,
-                    token,
-                    strategy: WaitStrategy::default(),
-                    sleeper: false,
-                    readiness: ReadinessFd::default(),
-                })
-            }
-            Err(e) => {
-                claim::release(&header.control.producer_claim, token);
-                Err(e)
-            }
-        }
+        claim::take_for(self.storage.header(), Role::Producer, |token| {
+            let (head, tail) = self.recover_tail()?;
+            let cursor = Cursor::of(tail, &self.storage.geom);
+            Ok(Producer {
+                storage: self.storage.clone(),
+                geom: self.storage.geom,
+                tail,
+                cursor,
+                blk: self.storage.block(cursor.block),
+                head_cache: head,
+                capacity: self.capacity() as u64,
+                token,
+                strategy: WaitStrategy::default(),
+                sleeper: false,
+                readiness: ReadinessFd::default(),
+            })
+        })
     }
 
     /// Takes the consumer side; it resumes at the last published `head`.
@@ -263,29 +255,22 @@ impl<T: Pod> Ring<T> {
     /// [`Error::Corrupted`] if the shared positions are impossible.
     pub fn consumer(&self) -> Result<Consumer<T>, Error> {
         let header = self.storage.header();
-        let token = claim::take(&header.control.consumer_claim)
-            .map_err(|holder| Error::ConsumerClaimed { holder })?;
-        match check_positions(header, &self.storage.geom) {
-            Ok((head, _)) => {
-                let cursor = Cursor::of(head, &self.storage.geom);
-                Ok(Consumer {
-                    storage: self.storage.clone(),
-                    geom: self.storage.geom,
-                    head,
-                    cursor,
-                    blk: self.storage.block(cursor.block),
-                    tail_cache: head,
-                    capacity: self.capacity() as u64,
-                    token,
-                    strategy: WaitStrategy::default(),
-                    sleeper: false,
-                })
-            }
-            Err(e) => {
-                claim::release(&header.control.consumer_claim, token);
-                Err(e.into())
-            }
-        }
+        claim::take_for(header, Role::Consumer, |token| {
+            let (head, _) = check_positions(header, &self.storage.geom)?;
+            let cursor = Cursor::of(head, &self.storage.geom);
+            Ok(Consumer {
+                storage: self.storage.clone(),
+                geom: self.storage.geom,
+                head,
+                cursor,
+                blk: self.storage.block(cursor.block),
+                tail_cache: head,
+                capacity: self.capacity() as u64,
+                token,
+                strategy: WaitStrategy::default(),
+                sleeper: false,
+            })
+        })
     }
 
     /// Both sides at once, for a ring used within one process or split across `fork()`.

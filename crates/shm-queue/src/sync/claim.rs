@@ -38,6 +38,46 @@ pub(crate) fn force_release(word: &AtomicU64, holder: u64) -> bool {
             .is_ok()
 }
 
+/// The side of an SPSC ring a claim word belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// `control.producer_claim`.
+    Producer,
+    /// `control.consumer_claim`.
+    Consumer,
+}
+
+impl Role {
+    /// This side's claim word in `header`.
+    pub(crate) fn word(self, header: &crate::header::Header) -> &AtomicU64 {
+        match self {
+            Role::Producer => &header.control.producer_claim,
+            Role::Consumer => &header.control.consumer_claim,
+        }
+    }
+}
+
+/// Takes `role`'s claim in `header`, builds the handle with the token, and gives the claim
+/// back if building fails, so a refused handle never leaves its side taken.
+///
+/// # Errors
+///
+/// [`Error::ProducerClaimed`] or [`Error::ConsumerClaimed`] while another handle holds the
+/// side; what `build` returns.
+pub(crate) fn take_for<R>(
+    header: &crate::header::Header,
+    role: Role,
+    build: impl FnOnce(u64) -> Result<R, crate::error::Error>,
+) -> Result<R, crate::error::Error> {
+    use crate::error::Error;
+    let word = role.word(header);
+    let token = take(word).map_err(|holder| match role {
+        Role::Producer => Error::ProducerClaimed { holder },
+        Role::Consumer => Error::ConsumerClaimed { holder },
+    })?;
+    build(token).inspect_err(|_| release(word, token))
+}
+
 /// The current holder's token, if the side is taken.
 pub(crate) fn holder(word: &AtomicU64) -> Option<u64> {
     let x = word.load(Ordering::Acquire);

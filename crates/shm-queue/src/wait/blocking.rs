@@ -55,3 +55,191 @@ pub(crate) fn block_on<H: Waiter, R>(
     };
     signal.wait(h.strategy(), deadline, what, || attempt(h))
 }
+
+/// Implements [`Waiter`] for a ring handle type, and the controls every handle shares:
+/// `wait_strategy`, `set_wait_strategy`, `close` and `is_closed`.
+///
+/// `handle_controls!([generics] Type, KeepType, Side, path.to.keep, path.to.strategy,
+/// path.to.sleeper)`;
+/// `Space` is a producer's side, `Data` a consumer's.
+macro_rules! handle_controls {
+    ([$($gen:tt)*] $ty:ty, $keep:ty, $side:ident, $($k:ident).+, $($s:ident).+, $($z:ident).+) => {
+        impl<$($gen)*> crate::wait::blocking::Waiter for $ty {
+            type Keep = crate::sync::Arc<$keep>;
+            const SIDE: crate::wait::blocking::Side = crate::wait::blocking::Side::$side;
+            #[inline]
+            fn keep(&self) -> Self::Keep {
+                self.$($k).+.clone()
+            }
+            #[inline]
+            fn header_of(keep: &Self::Keep) -> &crate::header::Header {
+                keep.header()
+            }
+            #[inline]
+            fn strategy(&self) -> crate::wait::WaitStrategy {
+                self.$($s).+
+            }
+        }
+
+        impl<$($gen)*> $ty {
+            /// How this handle waits in the blocking calls (default
+            /// [`WaitStrategy::spin_then_yield`](crate::wait::WaitStrategy::spin_then_yield)).
+            pub fn wait_strategy(&self) -> crate::wait::WaitStrategy {
+                self.$($s).+
+            }
+
+            /// Sets how this handle waits in the blocking calls (an MPMC handle's clones made
+            /// afterwards inherit it). A handle that may sleep in the kernel registers as a
+            /// sleeper, so the other side knows to wake it.
+            pub fn set_wait_strategy(&mut self, strategy: crate::wait::WaitStrategy) {
+                let header = self.$($k).+.header();
+                let signal = match crate::wait::blocking::Side::$side {
+                    crate::wait::blocking::Side::Space => header.space_signal(),
+                    crate::wait::blocking::Side::Data => header.data_signal(),
+                };
+                signal.set_strategy(&mut self.$($z).+, strategy);
+                self.$($s).+ = strategy;
+            }
+
+            /// Closes the ring from this side. When a producer closes, consumers drain what
+            /// was sent and then their blocking calls return
+            /// [`Error::Closed`](crate::Error::Closed); when a consumer closes, producers
+            /// blocked for space wake with it. Every sleeper on both sides is woken. Returns
+            /// `false` if the ring was already closed.
+            pub fn close(&self) -> bool {
+                let by = match crate::wait::blocking::Side::$side {
+                    crate::wait::blocking::Side::Space => 1,
+                    crate::wait::blocking::Side::Data => 2,
+                };
+                self.$($k).+.header().close(by)
+            }
+
+            /// `true` once either side (or liveness code) has closed the ring.
+            pub fn is_closed(&self) -> bool {
+                self.$($k).+.header().data_signal().is_closed()
+            }
+        }
+    };
+}
+pub(crate) use handle_controls;
+
+/// The blocking element calls of the typed rings (`spsc` and `mpmc`), written once over
+/// their non-blocking calls: `typed_blocking!(producer spsc)` or
+/// `typed_blocking!(consumer mpmc)`, inside the ring's module.
+macro_rules! typed_blocking {
+    (producer $m:ident) => {
+        impl<T: bytemuck::Pod> Producer<T> {
+            /// [`Producer::try_push`] until a slot is free, sleeping between attempts as this
+            /// handle's [`WaitStrategy`](crate::wait::WaitStrategy) says, until `deadline`
+            /// (`None`: no limit).
+            ///
+            /// # Errors
+            ///
+            /// [`Error::Timeout`](crate::Error::Timeout) at the deadline;
+            /// [`Error::Closed`](crate::Error::Closed) once the ring is closed; what
+            /// [`Producer::try_push`] returns otherwise.
+            pub fn push_blocking(
+                &mut self,
+                value: T,
+                deadline: Option<std::time::Instant>,
+            ) -> Result<(), crate::Error> {
+                crate::wait::blocking::block_on(self, deadline, "a free slot", |s| {
+                    crate::wait::pending(s.try_push(value))
+                })
+            }
+
+            /// Pushes all of `src`, in batches as room appears, waiting as
+            /// [`Producer::push_blocking`] does, until `deadline`.
+            ///
+            /// # Errors
+            ///
+            /// `(pushed, error)`: how many were pushed before
+            /// [`Error::Timeout`](crate::Error::Timeout),
+            /// [`Error::Closed`](crate::Error::Closed) or an error of
+            /// [`Producer::push_partial_slice`] stopped it.
+            pub fn push_slice_blocking(
+                &mut self,
+                src: &[T],
+                deadline: Option<std::time::Instant>,
+            ) -> Result<(), (usize, crate::Error)> {
+                let mut done = 0;
+                crate::wait::blocking::block_on(self, deadline, "free slots", |s| {
+                    while done < src.len() {
+                        match s.push_partial_slice(&src[done..]) {
+                            Ok(0) => return Ok(None),
+                            Ok(k) => done += k,
+                            Err(e) if e.is_retryable() => return Ok(None),
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    Ok(Some(()))
+                })
+                .map_err(|e| (done, e))
+            }
+        }
+    };
+    (consumer $m:ident) => {
+        impl<T: bytemuck::Pod> Consumer<T> {
+            /// [`Consumer::try_pop`] until an element is ready, sleeping between attempts as
+            /// this handle's [`WaitStrategy`](crate::wait::WaitStrategy) says, until
+            /// `deadline` (`None`: no limit).
+            ///
+            /// # Errors
+            ///
+            /// [`Error::Timeout`](crate::Error::Timeout) at the deadline;
+            /// [`Error::Closed`](crate::Error::Closed) once the ring is closed and everything
+            /// pushed before has been popped; what [`Consumer::try_pop`] returns otherwise.
+            ///
+            /// ```
+            /// use std::time::{Duration, Instant};
+            #[doc = concat!("use shm_queue::{", stringify!($m), "::Ring, wait::WaitStrategy, Error};")]
+            ///
+            /// let region = shm_region::Region::anonymous(Ring::<u64>::required_bytes(64)?)?;
+            /// let ring = Ring::<u64>::create(region, 64)?;
+            /// let (mut tx, mut rx) = (ring.producer()?, ring.consumer()?);
+            /// rx.set_wait_strategy(WaitStrategy::blocking()); // sleep on a futex when idle
+            /// let soon = Some(Instant::now() + Duration::from_millis(10));
+            /// assert!(matches!(rx.pop_blocking(soon), Err(Error::Timeout { .. })));
+            /// tx.try_push(5)?;
+            /// tx.close();
+            /// assert_eq!(rx.pop_blocking(None)?, 5);
+            /// assert!(matches!(rx.pop_blocking(None), Err(Error::Closed { .. })));
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
+            pub fn pop_blocking(
+                &mut self,
+                deadline: Option<std::time::Instant>,
+            ) -> Result<T, crate::Error> {
+                crate::wait::blocking::block_on(self, deadline, "an element", |s| {
+                    crate::wait::pending(s.try_pop())
+                })
+            }
+
+            /// Waits like [`Consumer::pop_blocking`] until at least one element is ready,
+            /// then pops what is ready, up to `dst.len()`; returns how many.
+            ///
+            /// # Errors
+            ///
+            /// As [`Consumer::pop_blocking`] and [`Consumer::pop_partial_slice`].
+            #[must_use = "the call may do only part of the work: check how many it did"]
+            pub fn pop_partial_slice_blocking(
+                &mut self,
+                dst: &mut [T],
+                deadline: Option<std::time::Instant>,
+            ) -> Result<usize, crate::Error> {
+                if dst.is_empty() {
+                    return Ok(0);
+                }
+                crate::wait::blocking::block_on(self, deadline, "elements", |s| {
+                    match s.pop_partial_slice(dst) {
+                        Ok(0) => Ok(None),
+                        Ok(n) => Ok(Some(n)),
+                        Err(e) if e.is_retryable() => Ok(None),
+                        Err(e) => Err(e.into()),
+                    }
+                })
+            }
+        }
+    };
+}
+pub(crate) use typed_blocking;

@@ -402,23 +402,19 @@ fn signal_readiness(fd: &std::os::fd::OwnedFd) {
     let _ = unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
 }
 
-#[cfg(not(loom))]
+/// A busy-wait hint to the CPU (under loom: a yield, so the model can switch threads).
 fn spin_hint() {
+    #[cfg(not(loom))]
     std::hint::spin_loop();
-}
-
-#[cfg(loom)]
-fn spin_hint() {
+    #[cfg(loom)]
     loom::thread::yield_now();
 }
 
-#[cfg(not(loom))]
+/// Gives the CPU to another thread (loom's yield under loom).
 fn yield_now() {
+    #[cfg(not(loom))]
     std::thread::yield_now();
-}
-
-#[cfg(loom)]
-fn yield_now() {
+    #[cfg(loom)]
     loom::thread::yield_now();
 }
 
