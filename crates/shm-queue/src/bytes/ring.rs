@@ -237,44 +237,6 @@ impl Ring {
         })
     }
 
-    /// Both sides at once, for one process or a ring split across `fork()`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Ring::producer`] and [`Ring::consumer`].
-    pub fn split(&self) -> Result<(Producer, Consumer), Error> {
-        Ok((self.producer()?, self.consumer()?))
-    }
-
-    /// The claim token of the current producer, if any (pid in the high 32 bits).
-    pub fn producer_holder(&self) -> Option<u64> {
-        claim::holder(&self.storage.header().control.producer_claim)
-    }
-
-    /// The claim token of the current consumer, if any (pid in the high 32 bits).
-    pub fn consumer_holder(&self) -> Option<u64> {
-        claim::holder(&self.storage.header().control.consumer_claim)
-    }
-
-    /// Frees the producer claim held by `holder`, as
-    /// [`crate::spsc::Ring::force_release_producer`] does.
-    ///
-    /// # Safety
-    ///
-    /// As there: the holder's handle is never used again.
-    pub unsafe fn force_release_producer(&self, holder: u64) -> bool {
-        claim::force_release(&self.storage.header().control.producer_claim, holder)
-    }
-
-    /// Frees the consumer claim held by `holder`; see [`Ring::force_release_producer`].
-    ///
-    /// # Safety
-    ///
-    /// The handle holding the claim must never be used again (its process is dead).
-    pub unsafe fn force_release_consumer(&self, holder: u64) -> bool {
-        claim::force_release(&self.storage.header().control.consumer_claim, holder)
-    }
-
     /// Where a new producer resumes: after the last committed record. Walks the committed
     /// records from the shared `tail` (a producer may have died after committing a record
     /// and before storing `tail`), validating each. Returns `(head, tail)`.
@@ -373,3 +335,5 @@ impl Geometry {
         })
     }
 }
+
+crate::sync::claim::claim_controls!([] Ring, Producer, Consumer);

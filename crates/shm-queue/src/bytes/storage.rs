@@ -30,13 +30,13 @@ impl ByteStorage {
     }
 
     fn over(mem: Mem, cap: usize, max_message: usize) -> Result<Self, Error> {
-        let need = HEADER_SIZE + cap;
-        if mem.len() < need || !cap.is_power_of_two() || cap < 8 {
-            return Err(Error::RegionTooSmall {
-                len: mem.len() as u64,
-                need: need as u64,
+        if !cap.is_power_of_two() || cap < 8 {
+            return Err(Error::BadByteCapacity {
+                capacity: cap as u64,
+                reason: "the data area must be a power of two of at least 8 bytes",
             });
         }
+        mem.check_holds(HEADER_SIZE + cap)?;
         Ok(ByteStorage {
             mem,
             cap,

@@ -121,6 +121,29 @@ impl Geometry {
         Ok(g)
     }
 
+    /// Checks that this geometry puts `T`s where the ring views read them: element 0 at
+    /// `round_up(8, align_of::<T>())`, `size_of::<T>()` bytes apart, every element of a block
+    /// inside its 64-byte-multiple block.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LayoutMismatch`] naming `elem_offset` otherwise.
+    pub(crate) fn check_holds<T>(&self) -> Result<(), Error> {
+        let offset = round_up(8, core::mem::align_of::<T>());
+        if self.elem_offset != offset
+            || self.elem_size != core::mem::size_of::<T>()
+            || !self.block_size.is_multiple_of(64)
+            || self.elem_offset + self.elems_per_block * self.elem_size > self.block_size
+        {
+            return Err(Error::LayoutMismatch {
+                field: "elem_offset",
+                found: self.elem_offset as u64,
+                expected: offset as u64,
+            });
+        }
+        Ok(())
+    }
+
     /// Capacity in elements.
     pub(crate) fn capacity(&self) -> usize {
         self.block_count * self.elems_per_block

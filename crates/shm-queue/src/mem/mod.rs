@@ -240,10 +240,19 @@ impl Mem {
 }
 
 impl Mem {
-    /// Bytes of the ring's area, header included.
-    #[inline(always)]
-    pub(crate) fn len(&self) -> usize {
-        self.len
+    /// Checks the memory holds `need` bytes (a ring's area, header included).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RegionTooSmall`] otherwise.
+    pub(crate) fn check_holds(&self, need: usize) -> Result<(), crate::error::Error> {
+        if self.len < need {
+            return Err(crate::error::Error::RegionTooSmall {
+                len: self.len as u64,
+                need: need as u64,
+            });
+        }
+        Ok(())
     }
 
     /// Reads one `T` at `at`: [`Mem::copy_out`] of one element.

@@ -181,24 +181,8 @@ impl<T: Pod> Slots<T> {
 
     /// The slots of `layout` in `mem`, after checking they fit and hold a `T` each.
     fn over(mem: Mem, layout: Layout) -> Result<Self, Error> {
-        if mem.len() < layout.area_size() {
-            return Err(Error::RegionTooSmall {
-                len: mem.len() as u64,
-                need: layout.area_size() as u64,
-            });
-        }
-        let g = &layout.geom;
-        if g.elem_offset != Self::ELEM_OFFSET
-            || g.elem_size != core::mem::size_of::<T>()
-            || g.elem_offset + g.elem_size > g.block_size
-            || !g.block_size.is_multiple_of(64)
-        {
-            return Err(Error::LayoutMismatch {
-                field: "elem_offset",
-                found: g.elem_offset as u64,
-                expected: Self::ELEM_OFFSET as u64,
-            });
-        }
+        mem.check_holds(layout.area_size())?;
+        layout.geom.check_holds::<T>()?;
         // SAFETY: slots_offset < area_size <= len, checked above.
         let first = unsafe { mem.at(layout.slots_offset()) };
         Ok(Slots {

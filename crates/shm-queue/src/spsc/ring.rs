@@ -273,55 +273,6 @@ impl<T: Pod> Ring<T> {
         })
     }
 
-    /// Both sides at once, for a ring used within one process or split across `fork()`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Ring::producer`] and [`Ring::consumer`].
-    pub fn split(&self) -> Result<(Producer<T>, Consumer<T>), Error> {
-        Ok((self.producer()?, self.consumer()?))
-    }
-
-    /// The claim token of the current producer handle, if any: the holder's pid in the high
-    /// 32 bits (informative only, pids are reused), a per-process counter in the low 32.
-    pub fn producer_holder(&self) -> Option<u64> {
-        claim::holder(&self.storage.header().control.producer_claim)
-    }
-
-    /// The claim token of the current consumer handle, if any; see
-    /// [`Ring::producer_holder`].
-    pub fn consumer_holder(&self) -> Option<u64> {
-        claim::holder(&self.storage.header().control.consumer_claim)
-    }
-
-    /// Frees the producer claim held by `holder` (as read from [`Ring::producer_holder`]),
-    /// so a new producer can be taken. Returns `false` if the claim was not held by
-    /// `holder` any more (nothing is changed then).
-    ///
-    /// This is the hook for liveness code: the bridge calls it once it knows, from something
-    /// the kernel releases when a process dies (an OFD lock, a socket EOF), that the holder's
-    /// process is gone. The next producer resumes after the last element that was fully
-    /// written.
-    ///
-    /// # Safety
-    ///
-    /// The handle that holds the claim must never be used again: it must belong to a process
-    /// that has died. Two live producers on one ring write the same slots concurrently.
-    pub unsafe fn force_release_producer(&self, holder: u64) -> bool {
-        claim::force_release(&self.storage.header().control.producer_claim, holder)
-    }
-
-    /// Frees the consumer claim held by `holder`; see [`Ring::force_release_producer`]. The
-    /// next consumer resumes at the last published `head`, so it may see again the elements
-    /// the dead consumer was reading.
-    ///
-    /// # Safety
-    ///
-    /// The handle that holds the claim must never be used again (its process has died).
-    pub unsafe fn force_release_consumer(&self, holder: u64) -> bool {
-        claim::force_release(&self.storage.header().control.consumer_claim, holder)
-    }
-
     /// The position a new producer resumes at, repairing what a producer that died
     /// mid-publish left behind. Returns `(head, tail)`.
     fn recover_tail(&self) -> Result<(u64, u64), Error> {
@@ -385,3 +336,5 @@ impl Header {
         Ok(g)
     }
 }
+
+crate::sync::claim::claim_controls!([T: Pod] Ring<T>, Producer<T>, Consumer<T>);

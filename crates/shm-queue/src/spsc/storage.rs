@@ -65,23 +65,8 @@ impl<T: Pod> Storage<T> {
     /// The blocks of `geom` in `mem`, after checking they fit and hold `T`s where the
     /// accessors below put them.
     fn over(mem: Mem, geom: Geometry) -> Result<Self, Error> {
-        if mem.len() < geom.area_size() {
-            return Err(Error::RegionTooSmall {
-                len: mem.len() as u64,
-                need: geom.area_size() as u64,
-            });
-        }
-        if geom.elem_offset != Self::ELEM_OFFSET
-            || geom.elem_size != core::mem::size_of::<T>()
-            || !geom.block_size.is_multiple_of(64)
-            || geom.elem_offset + geom.elems_per_block * geom.elem_size > geom.block_size
-        {
-            return Err(Error::LayoutMismatch {
-                field: "elem_offset",
-                found: geom.elem_offset as u64,
-                expected: Self::ELEM_OFFSET as u64,
-            });
-        }
+        mem.check_holds(geom.area_size())?;
+        geom.check_holds::<T>()?;
         Ok(Storage {
             mem,
             mask: geom.block_count - 1,
@@ -103,7 +88,7 @@ impl<T: Pod> Storage<T> {
     }
 
     /// Offset of element 0 in a block: `round_up(8, align_of::<T>())`, as `BlockShape`
-    /// computes it (`over` checks the geometry agrees).
+    /// computes it (`over` checks the geometry agrees, with `Geometry::check_holds`).
     const ELEM_OFFSET: usize = round_up(8, core::mem::align_of::<T>());
 
     /// Block `b & mask`.

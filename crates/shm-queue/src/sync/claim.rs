@@ -84,6 +84,68 @@ pub(crate) fn holder(word: &AtomicU64) -> Option<u64> {
     (x != 0).then_some(x)
 }
 
+/// The claim controls of an SPSC ring type (typed or bytes) whose memory is `self.storage`:
+/// `split`, `producer_holder`, `consumer_holder`, `force_release_producer`,
+/// `force_release_consumer`. `claim_controls!([generics] Ring, Producer, Consumer)`.
+macro_rules! claim_controls {
+    ([$($gen:tt)*] $ring:ty, $producer:ty, $consumer:ty) => {
+        impl<$($gen)*> $ring {
+            /// Both sides at once, for a ring used within one process or split across
+            /// `fork()`.
+            ///
+            /// # Errors
+            ///
+            /// As [`Self::producer`] and [`Self::consumer`].
+            pub fn split(&self) -> Result<($producer, $consumer), crate::Error> {
+                Ok((self.producer()?, self.consumer()?))
+            }
+
+            /// The claim token of the current producer handle, if any: the holder's pid in
+            /// the high 32 bits (informative only, pids are reused), a per-process counter in
+            /// the low 32.
+            pub fn producer_holder(&self) -> Option<u64> {
+                crate::sync::claim::holder(Role::Producer.word(self.storage.header()))
+            }
+
+            /// The claim token of the current consumer handle, if any; see
+            /// [`Self::producer_holder`].
+            pub fn consumer_holder(&self) -> Option<u64> {
+                crate::sync::claim::holder(Role::Consumer.word(self.storage.header()))
+            }
+
+            /// Frees the producer claim held by `holder` (as read from
+            /// [`Self::producer_holder`]), so a new producer can be taken. Returns `false` if
+            /// the claim was not held by `holder` any more (nothing is changed then).
+            ///
+            /// This is the hook for liveness code: the bridge calls it once it knows, from
+            /// something the kernel releases when a process dies (an OFD lock, a socket EOF),
+            /// that the holder's process is gone. The next producer resumes after the last
+            /// element (or record) that was fully written.
+            ///
+            /// # Safety
+            ///
+            /// The handle that holds the claim must never be used again: it must belong to a
+            /// process that has died. Two live producers on one ring write the same slots.
+            pub unsafe fn force_release_producer(&self, holder: u64) -> bool {
+                crate::sync::claim::force_release(Role::Producer.word(self.storage.header()), holder)
+            }
+
+            /// Frees the consumer claim held by `holder`; see
+            /// [`Self::force_release_producer`]. The next consumer resumes at the last
+            /// published `head`, so it may see again what the dead consumer was reading.
+            ///
+            /// # Safety
+            ///
+            /// The handle that holds the claim must never be used again (its process has
+            /// died).
+            pub unsafe fn force_release_consumer(&self, holder: u64) -> bool {
+                crate::sync::claim::force_release(Role::Consumer.word(self.storage.header()), holder)
+            }
+        }
+    };
+}
+pub(crate) use claim_controls;
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
