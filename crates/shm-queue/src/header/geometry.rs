@@ -67,7 +67,8 @@ impl BlockShape {
 /// The full geometry of one ring: the block shape and the number of blocks.
 ///
 /// Invariants (checked by every constructor): `block_count` is a power of two in
-/// `1..=MAX_BLOCKS`, so `capacity()` and `area_size()` cannot overflow on a 64-bit target.
+/// `1..=MAX_BLOCKS` and `HEADER_SIZE + block_count * block_size` fits in an `isize`
+/// ([`checked_area`]), so `capacity()` and `area_size()` cannot overflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Geometry {
     pub elem_size: usize,
@@ -80,8 +81,11 @@ pub(crate) struct Geometry {
 }
 
 impl Geometry {
-    pub(crate) fn from_shape(s: BlockShape, block_count: usize) -> Self {
-        Geometry {
+    /// The geometry of `block_count` blocks of shape `s`, if the whole area (header
+    /// included) fits in an address space ([`checked_area`]).
+    pub(crate) fn from_shape(s: BlockShape, block_count: usize) -> Result<Self, Error> {
+        checked_area(HEADER_SIZE, block_count, s.block_size)?;
+        Ok(Geometry {
             elem_size: s.elem_size,
             elem_align: s.elem_align,
             type_hash: s.type_hash,
@@ -89,7 +93,7 @@ impl Geometry {
             block_size: s.block_size,
             elems_per_block: s.elems_per_block,
             block_count,
-        }
+        })
     }
 
     /// The smallest geometry for `T` with room for at least `min_capacity` elements.
@@ -107,7 +111,7 @@ impl Geometry {
             });
         }
         check_block_count(blocks)?;
-        Ok(Self::from_shape(shape, blocks as usize))
+        Self::from_shape(shape, blocks as usize)
     }
 
     /// A geometry with a chosen number of elements per block, for loom models, which need
@@ -153,6 +157,24 @@ impl Geometry {
     pub(crate) fn area_size(&self) -> usize {
         HEADER_SIZE + self.block_count * self.block_size
     }
+}
+
+/// `head + count * each` bytes, if that fits in an `isize` (no mapping can be larger).
+///
+/// # Errors
+///
+/// [`Error::BadCapacity`] when it does not: a caller's capacity (or a peer's recorded count)
+/// times the slot size that would wrap, instead of wrapping to a small, wrong size.
+pub(crate) fn checked_area(head: usize, count: usize, each: usize) -> Result<usize, Error> {
+    count
+        .checked_mul(each)
+        .and_then(|x| x.checked_add(head))
+        .filter(|&x| x <= isize::MAX as usize)
+        .ok_or(Error::BadCapacity {
+            blocks: count as u64,
+            max_blocks: ((isize::MAX as usize).saturating_sub(head) / each.max(1)) as u64,
+            reason: "the ring would be larger than any address space",
+        })
 }
 
 /// `x` rounded up to a multiple of `to` (a power of two).

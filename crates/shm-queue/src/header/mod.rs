@@ -30,7 +30,7 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 mod geometry;
 mod snapshot;
 
-pub(crate) use geometry::{round_up, BlockShape, Geometry};
+pub(crate) use geometry::{checked_area, round_up, BlockShape, Geometry};
 #[cfg(not(loom))]
 pub use snapshot::snapshot;
 pub use snapshot::Snapshot;

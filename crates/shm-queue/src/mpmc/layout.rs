@@ -15,7 +15,7 @@ use core::marker::PhantomData;
 use bytemuck::Pod;
 
 use crate::error::Error;
-use crate::header::{round_up, Geometry, Header, HEADER_SIZE};
+use crate::header::{checked_area, round_up, Geometry, Header, HEADER_SIZE};
 use crate::sync::AtomicU64;
 
 use crate::mem::{Loc, Mem};
@@ -94,7 +94,10 @@ impl Layout {
         geom.elems_per_block = 1;
         geom.block_count = capacity;
         geom.block_size = round_up(geom.elem_offset + geom.elem_size, 64);
-        Ok(Layout { geom, owners })
+        let layout = Layout { geom, owners };
+        // The owner table is at most MAX_OWNERS lines; the slots are what can overflow.
+        checked_area(layout.slots_offset(), capacity, geom.block_size)?;
+        Ok(layout)
     }
 
     /// Capacity in slots.
@@ -107,7 +110,7 @@ impl Layout {
         OWNERS_OFFSET + self.owners * OWNER_ENTRY_BYTES
     }
 
-    /// Bytes the ring occupies.
+    /// Bytes the ring occupies (cannot overflow: [`Layout::new`] checked it).
     pub(crate) fn area_size(&self) -> usize {
         self.slots_offset() + self.capacity() * self.geom.block_size
     }

@@ -330,7 +330,7 @@ impl Header {
         let shape = self.check_element_type::<T>()?;
         let blocks = c.block_count.load(r);
         check_block_count(blocks)?;
-        let g = Geometry::from_shape(shape, blocks as usize);
+        let g = Geometry::from_shape(shape, blocks as usize)?;
         self.expect_geometry(&g, g.area_size() as u64, region_len)?;
         expect_field("max_message", c.max_message.load(r).into(), 0)?;
         Ok(g)
