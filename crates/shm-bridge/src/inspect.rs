@@ -385,20 +385,99 @@ pub fn remove(name: &str, force: bool) -> Result<ChannelInfo> {
 }
 
 /// Removes every channel no process holds that is stale (see [`ChannelInfo::is_stale`]);
-/// returns what it removed. Segments it may not open (another owner) are left alone.
+/// returns what it removed. Segments it may not open (another owner) are left alone;
+/// [`gc_report`] also says what was left and why.
 ///
 /// # Errors
 ///
 /// As [`list`].
 pub fn gc() -> Result<Vec<ChannelInfo>> {
-    let mut removed = Vec::new();
-    for info in list()? {
-        let foreign = info.uid != nix::unistd::geteuid().as_raw();
-        if info.is_stale() && !foreign && shm_region::shm_unlink(&shm_name(&info.name)).is_ok() {
-            removed.push(info);
+    gc_report().map(|r| r.removed)
+}
+
+/// Why [`gc_report`] left a channel in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skipped {
+    /// A live (or hung) process holds it.
+    Held,
+    /// It belongs to another uid; only that user (or root with `shmlane rm --force`) should
+    /// remove it.
+    ForeignOwner {
+        /// The owner's uid.
+        uid: u32,
+    },
+    /// It is unusable but younger than the grace period, so it may be a channel still being
+    /// created.
+    Young {
+        /// Its age in seconds.
+        age_secs: u64,
+    },
+    /// Unlinking it failed.
+    UnlinkFailed {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skipped::Held => f.write_str("held by a live process"),
+            Skipped::ForeignOwner { uid } => write!(
+                f,
+                "owned by uid {uid}, not us: left to its owner (or `shmlane rm --force`)"
+            ),
+            Skipped::Young { age_secs } => write!(
+                f,
+                "unusable but only {age_secs} s old: it may still be being created; run gc \
+                 again in a few seconds"
+            ),
+            Skipped::UnlinkFailed { reason } => write!(f, "could not remove it: {reason}"),
         }
     }
-    Ok(removed)
+}
+
+/// What [`gc_report`] did: the channels it removed, and every other channel with the reason
+/// it was left.
+#[derive(Debug, Clone, Default)]
+pub struct GcReport {
+    /// Removed channels.
+    pub removed: Vec<ChannelInfo>,
+    /// Channels left in place, and why.
+    pub skipped: Vec<(ChannelInfo, Skipped)>,
+}
+
+/// As [`gc`], and reports what it left in place and why.
+///
+/// # Errors
+///
+/// As [`list`].
+pub fn gc_report() -> Result<GcReport> {
+    let me = nix::unistd::geteuid().as_raw();
+    let mut report = GcReport::default();
+    for info in list()? {
+        let why = if info.held {
+            Some(Skipped::Held)
+        } else if info.uid != me {
+            Some(Skipped::ForeignOwner { uid: info.uid })
+        } else if !info.is_stale() {
+            Some(Skipped::Young {
+                age_secs: info.age_secs,
+            })
+        } else {
+            match shm_region::shm_unlink(&shm_name(&info.name)) {
+                Ok(()) => None,
+                Err(e) => Some(Skipped::UnlinkFailed {
+                    reason: e.to_string(),
+                }),
+            }
+        };
+        match why {
+            None => report.removed.push(info),
+            Some(w) => report.skipped.push((info, w)),
+        }
+    }
+    Ok(report)
 }
 
 /// A process that maps a channel, with its memory figures for that mapping.

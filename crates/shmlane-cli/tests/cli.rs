@@ -214,10 +214,108 @@ fn list_reports_garbage_and_empty_segments_without_crashing() {
     }
     assert_eq!(listed(&empty)["size"], 0);
 
+    // inspect shows the problem and exits 1: the channel is unusable.
     let ins = shmlane(&["inspect", &junk]);
-    assert_eq!(ins.code, 0, "{}", ins.stderr);
+    assert_eq!(ins.code, 1, "{}", ins.stderr);
     assert!(ins.stdout.contains("problem"), "{}", ins.stdout);
-    assert!(json(&["inspect", &empty])["problem"].is_string());
+    assert!(ins.stderr.contains("not usable"), "{}", ins.stderr);
+    let ins = shmlane(&["--json", "inspect", &empty]);
+    assert_eq!(ins.code, 1, "{}", ins.stderr);
+    let v: Value = serde_json::from_str(&ins.stdout).unwrap();
+    assert!(v["problem"].is_string(), "{v:#}");
+}
+
+/// Names and strings read from /dev/shm are escaped in human output: a file name with a
+/// terminal escape sequence and a newline can neither reach the terminal raw nor fake a
+/// row. Errors under --json are JSON.
+#[test]
+fn human_output_escapes_what_a_peer_wrote_and_json_errors_are_json() {
+    let _g = stale_lock();
+    let evil = name("esc\x1b[2J\nFAKE-ROW\x07");
+    let _c = Cleanup(vec![evil.clone()]);
+    plant(&evil, &[0u8; 64]);
+
+    let out = ok(&["list"]);
+    assert!(
+        !out.contains('\x1b') && !out.contains('\x07'),
+        "raw escape in {out:?}"
+    );
+    assert!(
+        !out.lines().any(|l| l.starts_with("FAKE-ROW")),
+        "fake row in {out:?}"
+    );
+    assert!(out.contains("esc\\u{1b}[2J\\nFAKE-ROW\\u{7}"), "{out}");
+    // JSON keeps the exact name (its encoder escapes it).
+    assert_eq!(listed(&evil)["name"], evil.as_str());
+
+    let ins = shmlane(&["inspect", &evil]);
+    assert!(
+        !ins.stdout.contains('\x1b'),
+        "raw escape in {:?}",
+        ins.stdout
+    );
+    assert!(
+        !ins.stderr.contains('\x1b'),
+        "raw escape in {:?}",
+        ins.stderr
+    );
+
+    let gone = shmlane(&["--json", "inspect", &name("no-such-channel")]);
+    assert_eq!(gone.code, 1);
+    let v: Value = serde_json::from_str(gone.stderr.trim())
+        .unwrap_or_else(|e| panic!("{e}: not JSON: {}", gone.stderr));
+    assert!(
+        v["error"].as_str().unwrap().contains("no channel named"),
+        "{v:#}"
+    );
+
+    let out = ok(&["gc"]);
+    assert!(!out.contains('\x1b'), "raw escape in {out:?}");
+    assert!(out.contains("FAKE-ROW"), "{out}");
+}
+
+/// gc says what it left and why: a young unusable segment (maybe mid-creation) and one of
+/// another owner, instead of "every channel has a live holder".
+#[test]
+fn gc_says_what_it_skipped_and_why() {
+    let _g = stale_lock();
+    let (young, foreign) = (name("gc-young"), name("gc-foreign"));
+    let _c = Cleanup(vec![young.clone(), foreign.clone()]);
+    std::fs::write(shm_bridge::shm_path(&young), [0u8; 64]).unwrap();
+    plant(&foreign, &[0u8; 64]);
+    let root = nix::unistd::geteuid().is_root();
+    if root {
+        nix::unistd::chown(
+            &shm_bridge::shm_path(&foreign),
+            Some(nix::unistd::Uid::from_raw(65534)),
+            None,
+        )
+        .unwrap();
+    } else {
+        eprintln!("foreign-owner case skipped: chown to another uid needs root");
+    }
+    let v = json(&["gc"]);
+    let reason = |n: &str| {
+        v["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["channel"]["name"] == n)
+            .map(|s| s["reason"].as_str().unwrap().to_owned())
+    };
+    let why = reason(&young).unwrap_or_else(|| panic!("{young} not reported: {v:#}"));
+    assert!(why.contains("s old"), "{why}");
+    assert!(shm_bridge::shm_path(&young).exists());
+    if root {
+        let why = reason(&foreign).unwrap_or_else(|| panic!("{foreign} not reported: {v:#}"));
+        assert!(why.contains("owned by uid 65534"), "{why}");
+        assert!(shm_bridge::shm_path(&foreign).exists());
+        let out = ok(&["gc"]);
+        assert!(
+            out.contains(&foreign) && out.contains("owned by uid"),
+            "{out}"
+        );
+    }
 }
 
 #[test]

@@ -217,9 +217,14 @@ fn inspect_one(name: &str, json: bool) -> Outcome {
         .filter(|m| m.pid != me)
         .collect();
     if json {
-        emit_json(&render::inspect_json(&info, &mappers))
+        emit_json(&render::inspect_json(&info, &mappers))?;
     } else {
-        emit(&render::inspect_text(&info, &mappers))
+        emit(&render::inspect_text(&info, &mappers))?;
+    }
+    match &info.problem {
+        // The report above says what is wrong; the exit code tells scripts.
+        Some(p) => Err(Failure::msg(format!("channel `{name}` is not usable: {p}"))),
+        None => Ok(()),
     }
 }
 
@@ -262,12 +267,11 @@ fn rm(name: &str, force: bool, json: bool) -> Outcome {
 }
 
 fn gc(json: bool) -> Outcome {
-    let removed = inspect::gc()?;
+    let report = inspect::gc_report()?;
     if json {
-        let all: Vec<_> = removed.iter().map(render::channel_json).collect();
-        emit_json(&serde_json::json!({ "removed": all }))
+        emit_json(&render::gc_json(&report))
     } else {
-        emit(&render::gc_text(&removed))
+        emit(&render::gc_text(&report))
     }
 }
 
@@ -321,10 +325,18 @@ fn main() -> ExitCode {
             return code;
         }
     };
+    let json = cli.json;
     match run(cli) {
         Ok(()) | Err(Failure::OutputClosed) => ExitCode::SUCCESS,
         Err(Failure::Message(m)) => {
-            let _ = writeln!(std::io::stderr(), "shmlane: error: {m}");
+            if json {
+                // Under --json, errors are JSON too (on stderr, so stdout stays parseable).
+                let v = serde_json::json!({ "error": m });
+                let _ = writeln!(std::io::stderr(), "{v}");
+            } else {
+                let m: Vec<String> = m.lines().map(render::esc).collect();
+                let _ = writeln!(std::io::stderr(), "shmlane: error: {}", m.join("\n"));
+            }
             ExitCode::FAILURE
         }
     }

@@ -71,8 +71,30 @@ pub(crate) fn utc(unix_ms: u64) -> String {
     )
 }
 
+/// `s` with every control character (and the backslash) escaped, so a string read from
+/// /dev/shm or /proc (a file name, a type name, a command name) cannot move the cursor,
+/// change colours or start a fake line on the terminal of whoever runs the tool: `\n`,
+/// `\t`, `\\` and `\u{1b}` style escapes, as Rust's `escape_debug` writes them.
+pub(crate) fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || c == '\\' {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Columns padded to their widest cell, two spaces apart; the last column is not padded.
+/// Every cell is escaped ([`esc`]).
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| esc(c)).collect())
+        .collect();
+    let rows = &rows[..];
     let cols = headers.len();
     let mut width: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
@@ -394,7 +416,7 @@ pub(crate) fn inspect_json(c: &ChannelInfo, mappers: &[Mapper]) -> Value {
 /// The `shmlane inspect` text.
 pub(crate) fn inspect_text(c: &ChannelInfo, mappers: &[Mapper]) -> String {
     let mut out = String::new();
-    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<13}{v}\n"));
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<13}{}\n", esc(&v)));
     line("channel", format!("{} ({})", c.name, c.path.display()));
     if let Some(p) = &c.problem {
         line(
@@ -549,13 +571,15 @@ pub(crate) fn inspect_text(c: &ChannelInfo, mappers: &[Mapper]) -> String {
     out
 }
 
-/// The `shmlane gc` text: what was removed, and why each counted as stale.
-pub(crate) fn gc_text(removed: &[ChannelInfo]) -> String {
-    if removed.is_empty() {
-        return "nothing to remove: every channel has a live holder\n".into();
-    }
-    let mut out = format!("removed {} stale channel(s):\n", removed.len());
-    for c in removed {
+/// The `shmlane gc` text: what was removed and why each counted as stale, then what was
+/// left and why (channels held by live processes only as a count).
+pub(crate) fn gc_text(report: &inspect::GcReport) -> String {
+    let mut out = if report.removed.is_empty() {
+        "nothing removed\n".to_owned()
+    } else {
+        format!("removed {} stale channel(s):\n", report.removed.len())
+    };
+    for c in &report.removed {
         let why = match &c.problem {
             Some(p) => format!("not usable: {p}"),
             None => {
@@ -571,9 +595,44 @@ pub(crate) fn gc_text(removed: &[ChannelInfo]) -> String {
                 }
             }
         };
-        out.push_str(&format!("  {}  {}  ({why})\n", c.name, size(c.size)));
+        out.push_str(&format!(
+            "  {}  {}  ({})\n",
+            esc(&c.name),
+            size(c.size),
+            esc(&why)
+        ));
+    }
+    let held = report
+        .skipped
+        .iter()
+        .filter(|(_, w)| *w == inspect::Skipped::Held)
+        .count();
+    if held > 0 {
+        out.push_str(&format!("left {held} channel(s) held by live processes\n"));
+    }
+    for (c, why) in report
+        .skipped
+        .iter()
+        .filter(|(_, w)| *w != inspect::Skipped::Held)
+    {
+        out.push_str(&format!(
+            "left  {}  ({})\n",
+            esc(&c.name),
+            esc(&why.to_string())
+        ));
     }
     out
+}
+
+/// `shmlane gc --json`: removed channels, and skipped ones with the reason.
+pub(crate) fn gc_json(report: &inspect::GcReport) -> Value {
+    let skipped: Vec<Value> = report
+        .skipped
+        .iter()
+        .map(|(c, why)| json!({ "channel": channel_json(c), "reason": why.to_string() }))
+        .collect();
+    let removed: Vec<Value> = report.removed.iter().map(channel_json).collect();
+    json!({ "removed": removed, "skipped": skipped })
 }
 
 #[cfg(test)]
