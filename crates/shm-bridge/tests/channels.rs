@@ -4,10 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+use common::{alive, child_on, connect, create, mpmc_pair, wait_until};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use shm_bridge::fork::{fork_child_unchecked, Child};
 use shm_bridge::{inspect, ChannelKind, ChannelOptions, Error, PeerState, Role};
+
+mod common;
 
 /// Held by tests that plant stale segments or run `gc` (which removes every stale segment),
 /// so one never removes the other's fixtures.
@@ -21,24 +23,13 @@ fn gone(name: &str) -> bool {
     !shm_bridge::shm_path(name).exists()
 }
 
-/// Forks a child that runs `f`; the child touches only the channel it opens itself.
-fn child(f: impl FnOnce() -> i32) -> Child {
-    // SAFETY: the child only uses its own channel handles (and a heartbeat thread it starts
-    // itself), never a lock another thread of the test harness could hold... except the
-    // allocator's, which glibc's fork resets for the child.
-    unsafe { fork_child_unchecked(f) }.unwrap()
-}
-
 #[test]
 fn typed_round_trip_close_and_unlink() {
     let n = name("typed");
-    let mut tx = ChannelOptions::new()
-        .capacity(64)
-        .create::<u64>(&n)
-        .unwrap();
+    let mut tx = create(&n, 64);
     assert!(tx.reclaimed().is_none());
     assert_eq!(tx.peer_state(), PeerState::Absent);
-    let mut rx = ChannelOptions::new().connect::<u64>(&n).unwrap();
+    let mut rx = connect(&n);
     assert!(matches!(tx.peer_state(), PeerState::Alive { .. }));
     for i in 0..1000u64 {
         tx.send(i).unwrap();
@@ -58,7 +49,7 @@ fn typed_round_trip_close_and_unlink() {
 fn one_consumer_per_typed_channel_and_kind_checks() {
     let n = name("inuse");
     let _tx = ChannelOptions::new().create::<u64>(&n).unwrap();
-    let _rx = ChannelOptions::new().connect::<u64>(&n).unwrap();
+    let _rx = connect(&n);
     match ChannelOptions::new().connect::<u64>(&n) {
         Err(e @ Error::InUse { pid, .. }) => {
             assert_eq!(pid, std::process::id());
@@ -125,7 +116,7 @@ fn consumer_may_start_first_and_times_out_clearly() {
         tx.send(99).unwrap();
         tx
     });
-    let mut rx = ChannelOptions::new().connect::<u64>(&n).unwrap();
+    let mut rx = connect(&n);
     assert_eq!(rx.recv().unwrap(), 99);
     drop(creator.join().unwrap());
 }
@@ -186,13 +177,9 @@ fn mpmc_two_producers_two_consumers() {
 #[test]
 fn dead_consumer_makes_send_fail_and_wakes_a_blocked_sender() {
     let n = name("deadcons");
-    let mut tx = ChannelOptions::new()
-        .capacity(64)
-        .create::<u64>(&n)
-        .unwrap();
-    let n2 = n.clone();
-    let kid = child(move || {
-        let _rx = ChannelOptions::new().connect::<u64>(&n2).unwrap();
+    let mut tx = create(&n, 64);
+    let kid = child_on(&n, |n| {
+        let _rx = connect(n);
         std::thread::sleep(Duration::from_secs(60));
         0
     });
@@ -223,12 +210,8 @@ fn dead_consumer_makes_send_fail_and_wakes_a_blocked_sender() {
 #[test]
 fn dead_producer_is_reported_after_draining_and_its_name_is_reclaimed() {
     let n = name("deadprod");
-    let n2 = n.clone();
-    let kid = child(move || {
-        let mut tx = ChannelOptions::new()
-            .capacity(1024)
-            .create::<u64>(&n2)
-            .unwrap();
+    let kid = child_on(&n, |n| {
+        let mut tx = create(n, 1024);
         tx.wait_for_peer(Duration::from_secs(5)).unwrap();
         for i in 0..500u64 {
             tx.send(i).unwrap();
@@ -236,13 +219,12 @@ fn dead_producer_is_reported_after_draining_and_its_name_is_reclaimed() {
         std::thread::sleep(Duration::from_secs(60));
         0
     });
-    let mut rx = ChannelOptions::new().connect::<u64>(&n).unwrap();
+    let mut rx = connect(&n);
     let kid_pid = kid.pid() as u32;
-    // Wait until all 500 are in, then kill the producer.
-    let t = Instant::now();
-    while rx.len() < 500 && t.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    // Wait until all 500 are in (5 s at most), then kill the producer.
+    wait_until(Duration::from_secs(5), Duration::from_millis(1), || {
+        rx.len() >= 500
+    });
     kid.kill().unwrap();
     for i in 0..500u64 {
         assert_eq!(rx.recv().unwrap(), i);
@@ -276,21 +258,17 @@ fn stale_channel_is_reclaimed_by_create_and_by_gc() {
     let _gc = GC_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     for via_gc in [false, true] {
         let n = name(if via_gc { "stale-gc" } else { "stale-create" });
-        let n2 = n.clone();
-        let kid = child(move || {
-            let _tx = ChannelOptions::new().create::<u64>(&n2).unwrap();
+        let kid = child_on(&n, |n| {
+            let _tx = ChannelOptions::new().create::<u64>(n).unwrap();
             std::thread::sleep(Duration::from_secs(60));
             0
         });
         let pid = kid.pid() as u32;
-        let t = Instant::now();
-        while !matches!(
-            inspect::inspect(&n).map(|i| i.state_of(Role::Producer).0),
-            Ok(PeerState::Alive { .. })
-        ) {
-            assert!(t.elapsed() < Duration::from_secs(5));
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        assert!(wait_until(
+            Duration::from_secs(5),
+            Duration::from_millis(1),
+            || alive(&n, Role::Producer)
+        ));
         match ChannelOptions::new().create::<u64>(&n) {
             Err(e @ Error::InUse { .. }) => assert!(e.to_string().contains(&pid.to_string())),
             other => panic!("expected InUse, got {other:?}"),
@@ -317,11 +295,10 @@ fn stopped_consumer_is_reported_hung_then_recovers() {
         .heartbeat(Some(Duration::from_millis(20)))
         .create::<u64>(&n)
         .unwrap();
-    let n2 = n.clone();
-    let kid = child(move || {
+    let kid = child_on(&n, |n| {
         let mut rx = ChannelOptions::new()
             .heartbeat(Some(Duration::from_millis(20)))
-            .connect::<u64>(&n2)
+            .connect::<u64>(n)
             .unwrap();
         let mut next = 0;
         loop {
@@ -399,13 +376,9 @@ fn garbage_segments_under_the_prefix_are_reported_not_used() {
 #[test]
 fn a_new_consumer_takes_over_from_a_dead_one() {
     let n = name("takeover");
-    let mut tx = ChannelOptions::new()
-        .capacity(1024)
-        .create::<u64>(&n)
-        .unwrap();
-    let n2 = n.clone();
-    let kid = child(move || {
-        let mut rx = ChannelOptions::new().connect::<u64>(&n2).unwrap();
+    let mut tx = create(&n, 1024);
+    let kid = child_on(&n, |n| {
+        let mut rx = connect(n);
         for i in 0..100u64 {
             if rx.recv().unwrap() != i {
                 return 2;
@@ -418,13 +391,12 @@ fn a_new_consumer_takes_over_from_a_dead_one() {
     for i in 0..300u64 {
         tx.send(i).unwrap();
     }
-    let t = Instant::now();
-    while tx.len() > 200 && t.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until(Duration::from_secs(5), Duration::from_millis(1), || {
+        tx.len() <= 200
+    });
     kid.kill().unwrap();
     assert!(matches!(tx.peer_state(), PeerState::Dead { .. }));
-    let mut rx = ChannelOptions::new().connect::<u64>(&n).unwrap();
+    let mut rx = connect(&n);
     assert!(matches!(tx.peer_state(), PeerState::Alive { .. }));
     for i in 100..300u64 {
         assert_eq!(
@@ -441,12 +413,10 @@ fn a_new_consumer_takes_over_from_a_dead_one() {
 fn mpmc_survives_a_killed_participant() {
     let n = name("mpmc-kill");
     let opts = ChannelOptions::new().capacity(64).participants(8);
-    let mut tx = opts.create_mpmc::<u64>(&n).unwrap();
-    let mut rx = opts.connect_mpmc_consumer::<u64>(&n).unwrap();
-    let n2 = n.clone();
-    let kid = child(move || {
+    let (mut tx, mut rx) = mpmc_pair(&opts, &n);
+    let kid = child_on(&n, |n| {
         let mut p = ChannelOptions::new()
-            .connect_mpmc_producer::<u64>(&n2)
+            .connect_mpmc_producer::<u64>(n)
             .unwrap();
         for i in 0.. {
             if p.send_deadline(1_000_000 + i, None).is_err() {
@@ -491,11 +461,8 @@ fn mpmc_survives_a_killed_participant() {
 fn scribbled_control_block_never_panics_or_hangs() {
     use shm_region::Options;
     let n = name("scribble");
-    let mut tx = ChannelOptions::new()
-        .capacity(64)
-        .create::<u64>(&n)
-        .unwrap();
-    let mut rx = ChannelOptions::new().connect::<u64>(&n).unwrap();
+    let mut tx = create(&n, 64);
+    let mut rx = connect(&n);
     let raw = Options::new().open_shm(&shm_bridge::shm_name(&n)).unwrap();
     let ctl = raw.len() - shm_bridge::control::CONTROL_SIZE;
     let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -528,11 +495,10 @@ fn scribbled_control_block_never_panics_or_hangs() {
 #[test]
 fn stopped_producer_is_reported_hung_then_recovers() {
     let n = name("hungprod");
-    let n2 = n.clone();
-    let kid = child(move || {
+    let kid = child_on(&n, |n| {
         let Ok(mut tx) = ChannelOptions::new()
             .heartbeat(Some(Duration::from_millis(20)))
-            .create::<u64>(&n2)
+            .create::<u64>(n)
         else {
             return 1;
         };

@@ -12,8 +12,11 @@
 
 use std::time::{Duration, Instant};
 
-use shm_bridge::fork::{fork_child_unchecked, Child};
-use shm_bridge::{ChannelOptions, Error, PeerState, Role};
+use common::{alive, child_on, mpmc_pair, wait_until};
+use shm_bridge::fork::Child;
+use shm_bridge::{ChannelOptions, Error, Role};
+
+mod common;
 
 // The self-checking message format of the tool and the examples, compiled into this test
 // from its one source (shm-bridge does not depend on the tool's crate).
@@ -49,12 +52,6 @@ impl Rng {
     }
 }
 
-fn child(f: impl FnOnce() -> i32) -> Child {
-    // SAFETY: the child only uses the channel handles it makes itself (and their
-    // heartbeat thread); it never needs a lock another harness thread could hold.
-    unsafe { fork_child_unchecked(f) }.unwrap()
-}
-
 /// How long a survivor may take to report the death.
 const DEADLINE: Duration = Duration::from_secs(2);
 
@@ -62,6 +59,20 @@ fn opts() -> ChannelOptions {
     ChannelOptions::new()
         .timeout(Duration::from_secs(5))
         .heartbeat(Some(Duration::from_millis(50)))
+}
+
+/// A child's endless stream: sends `0, 1, 2, ...` through `send`, retrying what is
+/// retryable, until a send fails for good (then returns the exit code 1) or the child is
+/// killed.
+fn send_forever(mut send: impl FnMut(u64) -> Result<(), Error>) -> i32 {
+    let mut i = 0;
+    loop {
+        match send(i) {
+            Ok(()) => i += 1,
+            Err(e) if e.is_retryable() => {}
+            Err(_) => return 1,
+        }
+    }
 }
 
 /// Byte channel, producer killed: everything received is valid and contiguous, then
@@ -72,10 +83,9 @@ fn bytes_producer_killed() {
     let name = format!("crash-{}-bytes-p", std::process::id());
     for round in 0..kills() {
         let seed = rng.next();
-        let n = name.clone();
-        let kid = child(move || {
+        let kid = child_on(&name, |n| {
             let mut r = Rng(seed | 1);
-            let Ok(mut tx) = opts().capacity(1 << 14).max_message(512).create_bytes(&n) else {
+            let Ok(mut tx) = opts().capacity(1 << 14).max_message(512).create_bytes(n) else {
                 return 10;
             };
             if tx.wait_for_peer(Duration::from_secs(5)).is_err() {
@@ -169,9 +179,8 @@ fn typed_consumer_killed_and_stale_names_reclaimed() {
     let mut expect_reclaim = false;
     for round in 0..kills() {
         let both = round % 2 == 1;
-        let n = name.clone();
-        let consumer = child(move || {
-            let Ok(mut rx) = opts().connect::<u64>(&n) else {
+        let consumer = child_on(&name, |n| {
+            let Ok(mut rx) = opts().connect::<u64>(n) else {
                 return 10;
             };
             let mut expect = 0;
@@ -185,32 +194,19 @@ fn typed_consumer_killed_and_stale_names_reclaimed() {
             }
         });
         if both {
-            let n = name.clone();
-            let producer = child(move || {
-                let Ok(mut tx) = opts().capacity(256).create::<u64>(&n) else {
+            let producer = child_on(&name, |n| {
+                let Ok(mut tx) = opts().capacity(256).create::<u64>(n) else {
                     return 10;
                 };
-                let mut i = 0;
-                loop {
-                    match tx.send(i) {
-                        Ok(()) => i += 1,
-                        Err(e) if e.is_retryable() => {}
-                        Err(_) => return 1,
-                    }
-                }
+                send_forever(|i| tx.send(i))
             });
             // Both attached, then killed at a random moment of the stream.
-            let t = Instant::now();
-            while !matches!(
-                shm_bridge::inspect::inspect(&name).map(|i| i.state_of(Role::Consumer).0),
-                Ok(PeerState::Alive { .. })
-            ) {
-                assert!(
-                    t.elapsed() < Duration::from_secs(5),
-                    "round {round}: no consumer"
-                );
-                std::thread::sleep(Duration::from_micros(200));
-            }
+            assert!(
+                wait_until(Duration::from_secs(5), Duration::from_micros(200), || {
+                    alive(&name, Role::Consumer)
+                }),
+                "round {round}: no consumer"
+            );
             std::thread::sleep(Duration::from_micros(500 + rng.below(20_000)));
             producer.kill().unwrap();
             consumer.kill().unwrap();
@@ -266,22 +262,12 @@ fn mpmc_participant_killed() {
     let mut rng = Rng::new(3);
     for round in 0..kills() {
         let name = format!("crash-{}-mpmc-{round}", std::process::id());
-        let o = opts().capacity(64).participants(8);
-        let mut tx = o.create_mpmc::<u64>(&name).unwrap();
-        let mut rx = o.connect_mpmc_consumer::<u64>(&name).unwrap();
-        let n = name.clone();
-        let kid = child(move || {
-            let Ok(mut p) = opts().connect_mpmc_producer::<u64>(&n) else {
+        let (mut tx, mut rx) = mpmc_pair(&opts().capacity(64).participants(8), &name);
+        let kid = child_on(&name, |n| {
+            let Ok(mut p) = opts().connect_mpmc_producer::<u64>(n) else {
                 return 10;
             };
-            let mut i = 0;
-            loop {
-                match p.send_deadline((1 << 40) | i, None) {
-                    Ok(()) => i += 1,
-                    Err(e) if e.is_retryable() => {}
-                    Err(_) => return 1,
-                }
-            }
+            send_forever(|i| p.send_deadline((1 << 40) | i, None))
         });
         let kill_after = Duration::from_micros(500 + rng.below(20_000));
         let start = Instant::now();

@@ -14,15 +14,16 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
 
+use root::{drop_root, give_to_nobody, mount_tmpfs, private_mount_namespace, root_or_skip};
 use shm_bridge::fork::fork_child_unchecked;
 use shm_bridge::{inspect, shm_path, ChannelOptions, Error};
 
+// The checks and set-ups of the root-only cases, shared with shm-region's tests.
+#[path = "../../shm-region/tests/common/root.rs"]
+mod root;
+
 fn name(tag: &str) -> String {
     format!("sec-{}-{tag}", std::process::id())
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
 }
 
 /// Runs `f` in a forked child and returns its exit code (a panic counts as 101).
@@ -93,15 +94,14 @@ fn a_symlink_under_the_prefix_is_never_followed() {
 
 #[test]
 fn a_name_owned_by_another_user_is_refused_not_reclaimed() {
-    if !is_root() {
-        eprintln!("skipping: chown to another uid needs root");
+    if !root_or_skip("chown to another uid needs root") {
         return;
     }
     let n = name("foreign");
     let path = shm_path(&n);
     std::fs::write(&path, vec![0u8; 8192]).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    give_to_nobody(&path);
 
     for e in [
         ChannelOptions::new().create::<u64>(&n).unwrap_err(),
@@ -129,28 +129,15 @@ fn a_name_owned_by_another_user_is_refused_not_reclaimed() {
 
 #[test]
 fn a_full_dev_shm_is_an_error_at_creation() {
-    if !is_root() {
-        eprintln!("skipping: a private mount namespace needs root");
+    if !root_or_skip("a private mount namespace needs root") {
         return;
     }
     let n = name("full");
     let code = in_child(move || {
-        use nix::mount::{mount, MsFlags};
-        use nix::sched::{unshare, CloneFlags};
-        if let Err(e) = unshare(CloneFlags::CLONE_NEWNS) {
-            eprintln!("skipping: unshare(CLONE_NEWNS) failed: {e}");
+        if !private_mount_namespace() {
             return 0;
         }
-        let none = None::<&str>;
-        mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).unwrap();
-        mount(
-            Some("tmpfs"),
-            "/dev/shm",
-            Some("tmpfs"),
-            MsFlags::empty(),
-            Some("size=256k"),
-        )
-        .unwrap();
+        mount_tmpfs("/dev/shm", "256k");
         let e = ChannelOptions::new()
             .capacity(1 << 20)
             .create::<u64>(&n)
@@ -187,11 +174,7 @@ fn mlock_beyond_the_limit_is_an_error_at_creation() {
     let code = in_child(move || {
         use nix::sys::resource::{setrlimit, Resource};
         setrlimit(Resource::RLIMIT_MEMLOCK, 64 * 1024, 64 * 1024).unwrap();
-        if is_root() {
-            // Root has CAP_IPC_LOCK, which ignores the limit: become nobody.
-            nix::unistd::setgid(nix::unistd::Gid::from_raw(65534)).unwrap();
-            nix::unistd::setuid(nix::unistd::Uid::from_raw(65534)).unwrap();
-        }
+        drop_root();
         match ChannelOptions::new()
             .capacity(1 << 16)
             .mlock(true)

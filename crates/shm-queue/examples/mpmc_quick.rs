@@ -32,6 +32,27 @@ fn child(f: impl FnOnce()) -> Pid {
     }
 }
 
+/// Sends `0..n` through `push` (which says whether it took the item), spinning while full.
+fn send_all(n: u64, mut push: impl FnMut(u64) -> bool) {
+    for v in 0..n {
+        while !push(v) {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Takes items through `pop` (which says whether it got one), spinning while empty, until
+/// the consumers together (counted in `got`) have taken `total`.
+fn take_until(got: &AtomicU64, total: u64, mut pop: impl FnMut() -> bool) {
+    while got.load(Ordering::Relaxed) < total {
+        if pop() {
+            got.fetch_add(1, Ordering::Relaxed);
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 /// Items per second through the ring with `p` producer and `c` consumer processes.
 fn ring(p: u64, c: u64) -> f64 {
     let region = Region::anonymous(mpmc::Ring::<u64>::required_bytes(CAP).unwrap()).unwrap();
@@ -43,14 +64,7 @@ fn ring(p: u64, c: u64) -> f64 {
         let ring = ring.clone();
         kids.push(child(move || {
             let mut tx = ring.producer().unwrap();
-            let mut n = 0;
-            while n < ITEMS / p {
-                if tx.try_push(n).is_ok() {
-                    n += 1;
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
+            send_all(ITEMS / p, |v| tx.try_push(v).is_ok());
         }));
     }
     for _ in 0..c {
@@ -58,13 +72,7 @@ fn ring(p: u64, c: u64) -> f64 {
         kids.push(child(move || {
             let mut rx = ring.consumer().unwrap();
             let got = done.atomic_u64(0).unwrap();
-            while got.load(Ordering::Relaxed) < ITEMS / p * p {
-                if rx.try_pop().is_ok() {
-                    got.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
+            take_until(got, ITEMS / p * p, || rx.try_pop().is_ok());
         }));
     }
     for k in kids {
@@ -82,26 +90,13 @@ fn crossbeam(p: u64, c: u64) -> f64 {
     for _ in 0..p {
         let q = q.clone();
         ts.push(std::thread::spawn(move || {
-            let mut n = 0;
-            while n < ITEMS / p {
-                if q.push(n).is_ok() {
-                    n += 1;
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
+            send_all(ITEMS / p, |v| q.push(v).is_ok())
         }));
     }
     for _ in 0..c {
         let (q, got) = (q.clone(), got.clone());
         ts.push(std::thread::spawn(move || {
-            while got.load(Ordering::Relaxed) < ITEMS / p * p {
-                if q.pop().is_some() {
-                    got.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
+            take_until(&got, ITEMS / p * p, || q.pop().is_some())
         }));
     }
     for t in ts {

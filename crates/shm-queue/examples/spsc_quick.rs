@@ -35,6 +35,42 @@ fn with_child<R>(child: impl FnOnce(), parent: impl FnOnce() -> R) -> R {
     }
 }
 
+/// Round trips each run, the first 1000 of them a warm-up that is not recorded.
+const ROUNDS: u64 = RT_SAMPLES as u64 + 1000;
+
+/// Spins until `f` gives a value.
+fn spin<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        std::hint::spin_loop();
+    }
+}
+
+/// The answering side of a round trip: `ROUNDS` times, takes a value from `recv` (spinning
+/// until one comes) and sends it back through `send` (retrying until it is taken).
+fn echo(mut recv: impl FnMut() -> Option<u64>, mut send: impl FnMut(u64) -> bool) {
+    for _ in 0..ROUNDS {
+        let v = spin(&mut recv);
+        while !send(v) {}
+    }
+}
+
+/// The timing side: `ROUNDS` round trips (`round(i)` sends `i` and waits for the answer),
+/// each timed; returns the times after the warm-up, in nanoseconds.
+fn time_round_trips(mut round: impl FnMut(u64)) -> Vec<u64> {
+    let mut out = Vec::with_capacity(RT_SAMPLES);
+    for i in 0..ROUNDS {
+        let t = Instant::now();
+        round(i);
+        if i >= 1000 {
+            out.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    out
+}
+
 fn report(name: &str, mut ns: Vec<u64>) {
     ns.sort_unstable();
     let q = |f: f64| ns[((ns.len() as f64 * f) as usize).min(ns.len() - 1)];
@@ -53,10 +89,9 @@ fn floor_round_trip() -> Vec<u64> {
         region.atomic_u64(0).unwrap(),
         region.atomic_u64(128).unwrap(),
     );
-    let n = RT_SAMPLES as u64 + 1000;
     with_child(
         || {
-            for i in 1..=n {
+            for i in 1..=ROUNDS {
                 while ping.load(Ordering::Acquire) != i {
                     std::hint::spin_loop();
                 }
@@ -64,18 +99,12 @@ fn floor_round_trip() -> Vec<u64> {
             }
         },
         || {
-            let mut out = Vec::with_capacity(RT_SAMPLES);
-            for i in 1..=n {
-                let t = Instant::now();
-                ping.store(i, Ordering::Release);
-                while pong.load(Ordering::Acquire) != i {
+            time_round_trips(|i| {
+                ping.store(i + 1, Ordering::Release);
+                while pong.load(Ordering::Acquire) != i + 1 {
                     std::hint::spin_loop();
                 }
-                if i > 1000 {
-                    out.push(t.elapsed().as_nanos() as u64);
-                }
-            }
-            out
+            })
         },
     )
 }
@@ -90,37 +119,15 @@ fn ring_round_trip() -> Vec<u64> {
         Ring::<u64>::create(a, 1024).unwrap(),
         Ring::<u64>::create(b, 1024).unwrap(),
     );
-    let n = RT_SAMPLES as u64 + 1000;
     let (mut ping_tx, mut ping_rx) = ra.split().unwrap();
     let (mut pong_tx, mut pong_rx) = rb.split().unwrap();
     with_child(
+        || echo(|| ping_rx.try_pop().ok(), |v| pong_tx.try_push(v).is_ok()),
         || {
-            for _ in 0..n {
-                let v = loop {
-                    if let Ok(v) = ping_rx.try_pop() {
-                        break v;
-                    }
-                    std::hint::spin_loop();
-                };
-                while pong_tx.try_push(v).is_err() {}
-            }
-        },
-        || {
-            let mut out = Vec::with_capacity(RT_SAMPLES);
-            for i in 0..n {
-                let t = Instant::now();
+            time_round_trips(|i| {
                 ping_tx.try_push(i).unwrap();
-                loop {
-                    if pong_rx.try_pop().is_ok() {
-                        break;
-                    }
-                    std::hint::spin_loop();
-                }
-                if i >= 1000 {
-                    out.push(t.elapsed().as_nanos() as u64);
-                }
-            }
-            out
+                spin(|| pong_rx.try_pop().ok());
+            })
         },
     )
 }
@@ -128,31 +135,42 @@ fn ring_round_trip() -> Vec<u64> {
 fn rtrb_round_trip() -> Vec<u64> {
     let (mut ping_tx, mut ping_rx) = rtrb::RingBuffer::<u64>::new(1024);
     let (mut pong_tx, mut pong_rx) = rtrb::RingBuffer::<u64>::new(1024);
-    let n = RT_SAMPLES as u64 + 1000;
-    let t = std::thread::spawn(move || {
-        for _ in 0..n {
-            let v = loop {
-                if let Ok(v) = ping_rx.pop() {
-                    break v;
-                }
-                std::hint::spin_loop();
-            };
-            while pong_tx.push(v).is_err() {}
-        }
-    });
-    let mut out = Vec::with_capacity(RT_SAMPLES);
-    for i in 0..n {
-        let t = Instant::now();
+    let t = std::thread::spawn(move || echo(|| ping_rx.pop().ok(), |v| pong_tx.push(v).is_ok()));
+    let out = time_round_trips(|i| {
         ping_tx.push(i).unwrap();
-        while pong_rx.pop().is_err() {
-            std::hint::spin_loop();
-        }
-        if i >= 1000 {
-            out.push(t.elapsed().as_nanos() as u64);
-        }
-    }
+        spin(|| pong_rx.pop().ok());
+    });
     t.join().unwrap();
     out
+}
+
+/// The sending side of a throughput run: `send(i)` sends what it can from item `i` on and
+/// returns how many it sent; called until all `ITEMS` are sent.
+fn send_all(mut send: impl FnMut(u64) -> usize) {
+    let mut i = 0u64;
+    while i < ITEMS {
+        i += send(i) as u64;
+    }
+}
+
+/// The receiving side: `receive(&mut sum)` adds what it received to `sum` and returns how
+/// many items that was; called until all `ITEMS` have arrived. Checks the sum and returns
+/// millions of items per second since `start`.
+fn receive_all(start: Instant, mut receive: impl FnMut(&mut u64) -> usize) -> f64 {
+    let (mut i, mut sum) = (0u64, 0u64);
+    while i < ITEMS {
+        i += receive(&mut sum) as u64;
+    }
+    assert_eq!(sum, ITEMS * (ITEMS - 1) / 2);
+    ITEMS as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+/// Adds `values` to `sum` (wrapping); returns how many there were.
+fn add(sum: &mut u64, values: impl IntoIterator<Item = u64>) -> usize {
+    values.into_iter().fold(0, |n, v| {
+        *sum = sum.wrapping_add(v);
+        n + 1
+    })
 }
 
 /// `push_partial_slice`/`pop_partial_slice` through a 256-element buffer in process memory.
@@ -162,8 +180,8 @@ fn ring_throughput_slices() -> f64 {
     let (mut tx, mut rx) = Ring::<u64>::create(region, cap).unwrap().split().unwrap();
     with_child(
         || {
-            let (mut i, mut buf) = (0u64, [0u64; 256]);
-            while i < ITEMS {
+            let mut buf = [0u64; 256];
+            send_all(|i| {
                 let n = 256.min((ITEMS - i) as usize);
                 for (k, b) in buf[..n].iter_mut().enumerate() {
                     *b = i + k as u64;
@@ -172,19 +190,15 @@ fn ring_throughput_slices() -> f64 {
                 while done < n {
                     done += tx.push_partial_slice(&buf[done..n]).unwrap();
                 }
-                i += n as u64;
-            }
+                n
+            })
         },
         || {
-            let t = Instant::now();
-            let (mut i, mut sum, mut buf) = (0u64, 0u64, [0u64; 256]);
-            while i < ITEMS {
+            let mut buf = [0u64; 256];
+            receive_all(Instant::now(), |sum| {
                 let n = rx.pop_partial_slice(&mut buf).unwrap();
-                sum = buf[..n].iter().fold(sum, |s, v| s.wrapping_add(*v));
-                i += n as u64;
-            }
-            assert_eq!(sum, ITEMS * (ITEMS - 1) / 2);
-            ITEMS as f64 / t.elapsed().as_secs_f64() / 1e6
+                add(sum, buf[..n].iter().copied())
+            })
         },
     )
 }
@@ -195,81 +209,61 @@ fn ring_throughput(chunk: usize) -> f64 {
     let (mut tx, mut rx) = Ring::<u64>::create(region, cap).unwrap().split().unwrap();
     with_child(
         || {
-            let mut i = 0u64;
-            while i < ITEMS {
+            send_all(|i| {
                 if chunk == 1 {
-                    if tx.try_push(i).is_ok() {
-                        i += 1;
-                    }
+                    usize::from(tx.try_push(i).is_ok())
                 } else if let Ok(mut c) = tx.write_chunk_up_to(chunk.min((ITEMS - i) as usize)) {
-                    i += c.fill_from_iter(i..) as u64;
+                    let n = c.fill_from_iter(i..);
                     c.commit_all();
+                    n
+                } else {
+                    0
                 }
-            }
+            })
         },
         || {
-            let t = Instant::now();
-            let (mut i, mut sum) = (0u64, 0u64);
-            while i < ITEMS {
+            receive_all(Instant::now(), |sum| {
                 if chunk == 1 {
-                    if let Ok(v) = rx.try_pop() {
-                        sum = sum.wrapping_add(v);
-                        i += 1;
-                    }
+                    add(sum, rx.try_pop())
                 } else if let Ok(c) = rx.read_chunk_up_to(chunk) {
-                    for v in &c {
-                        sum = sum.wrapping_add(v);
-                    }
-                    i += c.len() as u64;
+                    let n = add(sum, &c);
                     c.commit_all();
+                    n
+                } else {
+                    0
                 }
-            }
-            assert_eq!(sum, ITEMS * (ITEMS - 1) / 2);
-            ITEMS as f64 / t.elapsed().as_secs_f64() / 1e6
+            })
         },
     )
 }
 
 fn rtrb_throughput(chunk: usize) -> f64 {
     let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(4096);
-    let t = Instant::now();
+    let start = Instant::now();
     let p = std::thread::spawn(move || {
-        let mut i = 0u64;
-        while i < ITEMS {
+        send_all(|i| {
             if chunk == 1 {
-                if tx.push(i).is_ok() {
-                    i += 1;
-                }
+                usize::from(tx.push(i).is_ok())
             } else {
-                let n = tx.slots().min(chunk).min((ITEMS - i) as usize);
-                if n > 0 {
-                    let c = tx.write_chunk_uninit(n).unwrap();
-                    i += c.fill_from_iter(i..) as u64;
+                match tx.slots().min(chunk).min((ITEMS - i) as usize) {
+                    0 => 0,
+                    n => tx.write_chunk_uninit(n).unwrap().fill_from_iter(i..),
                 }
+            }
+        })
+    });
+    let rate = receive_all(start, |sum| {
+        if chunk == 1 {
+            add(sum, rx.pop())
+        } else {
+            match rx.slots().min(chunk) {
+                0 => 0,
+                n => add(sum, rx.read_chunk(n).unwrap()),
             }
         }
     });
-    let (mut i, mut sum) = (0u64, 0u64);
-    while i < ITEMS {
-        if chunk == 1 {
-            if let Ok(v) = rx.pop() {
-                sum = sum.wrapping_add(v);
-                i += 1;
-            }
-        } else {
-            let n = rx.slots().min(chunk);
-            if n > 0 {
-                let c = rx.read_chunk(n).unwrap();
-                for v in c.into_iter() {
-                    sum = sum.wrapping_add(v);
-                }
-                i += n as u64;
-            }
-        }
-    }
     p.join().unwrap();
-    assert_eq!(sum, ITEMS * (ITEMS - 1) / 2);
-    ITEMS as f64 / t.elapsed().as_secs_f64() / 1e6
+    rate
 }
 
 fn main() {

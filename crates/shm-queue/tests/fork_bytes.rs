@@ -9,21 +9,14 @@ mod common;
 
 use shm_queue::TryError;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult};
+use common::{keep_polling, STREAM_DEADLINE as DEADLINE, STREAM_MESSAGES as MESSAGES};
+use nix::sys::wait::WaitStatus;
 use shm_queue::bytes;
 use shm_region::{Options, Region};
 
-const MESSAGES: u64 = if cfg!(debug_assertions) {
-    200_000
-} else {
-    10_000_000
-};
 const MAX: usize = 200;
-const DEADLINE: Duration = Duration::from_secs(120);
 
 fn produce(tx: &mut bytes::Producer, n: u64) -> i32 {
     let deadline = Instant::now() + DEADLINE;
@@ -45,11 +38,9 @@ fn produce(tx: &mut bytes::Producer, n: u64) -> i32 {
         match r {
             Ok(()) => seq += 1,
             Err(TryError::Full { .. }) => {
-                spins += 1;
-                if spins & 1023 == 0 && Instant::now() > deadline {
+                if !keep_polling(&mut spins, deadline) {
                     return 2;
                 }
-                std::hint::spin_loop();
             }
             Err(_) => return 3,
         }
@@ -85,11 +76,9 @@ fn consume(rx: &mut bytes::Consumer, n: u64) -> Result<(), String> {
                 seq += 1;
             }
             Err(TryError::Empty { .. }) => {
-                spins += 1;
-                if spins & 1023 == 0 && Instant::now() > deadline {
+                if !keep_polling(&mut spins, deadline) {
                     return Err(format!("timed out after {seq} messages"));
                 }
-                std::hint::spin_loop();
             }
             Err(e) => return Err(format!("message {seq}: {e}")),
         }
@@ -103,28 +92,19 @@ fn consume(rx: &mut bytes::Consumer, n: u64) -> Result<(), String> {
 fn run(region: Arc<Region>) {
     let ring = bytes::Ring::create(region.clone(), 64 * 1024, MAX).unwrap();
     let mut tx = ring.producer().unwrap();
-    // SAFETY: the child only drives the producer handle it inherits and then _exits.
-    match unsafe { fork() }.unwrap() {
-        ForkResult::Child => {
-            let code = produce(&mut tx, MESSAGES);
-            // SAFETY: leave without running the test harness's destructors.
-            unsafe { libc::_exit(code) }
-        }
-        ForkResult::Parent { child } => {
-            drop(tx); // the child owns the producer side now
-            let mut rx = bytes::Ring::attach(region).unwrap().consumer().unwrap();
-            let result = consume(&mut rx, MESSAGES);
-            if result.is_err() {
-                let _ = kill(child, Signal::SIGKILL);
-            }
-            let status = waitpid(child, None).unwrap();
-            result.unwrap();
-            assert!(
-                matches!(status, WaitStatus::Exited(_, 0)),
-                "child: {status:?}"
-            );
-        }
-    }
+    let (_, status) = common::produce_in_child(
+        move || produce(&mut tx, MESSAGES),
+        || {
+            consume(
+                &mut bytes::Ring::attach(region).unwrap().consumer().unwrap(),
+                MESSAGES,
+            )
+        },
+    );
+    assert!(
+        matches!(status, WaitStatus::Exited(_, 0)),
+        "child: {status:?}"
+    );
 }
 
 #[test]

@@ -10,11 +10,14 @@
 #![cfg(not(loom))]
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use shm_queue::TryError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::keep_polling;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
@@ -124,11 +127,9 @@ fn produce(ring: &mpmc::Ring<u64>, p: u64, n: u64) -> i32 {
         match r {
             Ok(k) => seq += k as u64,
             Err(TryError::Full { .. }) => {
-                spins += 1;
-                if spins & 1023 == 0 && Instant::now() > deadline {
+                if !keep_polling(&mut spins, deadline) {
                     return 2;
                 }
-                std::hint::spin_loop();
             }
             Err(_) => return 3,
         }
@@ -164,15 +165,7 @@ fn consume(
     let mut buf = [0u64; 8];
     let mut spins = 0u32;
     while board.word(CONSUMED).load(Ordering::Relaxed) < total {
-        let r = if spins.is_multiple_of(2) {
-            rx.pop_partial_slice(&mut buf)
-        } else {
-            rx.try_pop().map(|v| {
-                buf[0] = v;
-                1
-            })
-        };
-        match r {
+        match common::pop_some(&mut rx, &mut buf, spins.is_multiple_of(2)) {
             Ok(k) => {
                 for &v in &buf[..k] {
                     let (p, s) = ((v >> 40) as usize, v & ((1 << 40) - 1));
@@ -190,11 +183,9 @@ fn consume(
                 board.word(CONSUMED).fetch_add(k as u64, Ordering::Relaxed);
             }
             Err(TryError::Empty { .. }) => {
-                spins += 1;
-                if spins & 1023 == 0 && Instant::now() > deadline {
+                if !keep_polling(&mut spins, deadline) {
                     return 2;
                 }
-                std::hint::spin_loop();
             }
             Err(_) => return 3,
         }

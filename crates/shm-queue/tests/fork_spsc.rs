@@ -7,22 +7,16 @@
 #![cfg(not(loom))]
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use shm_queue::TryError;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult};
+use common::{STREAM_DEADLINE as DEADLINE, STREAM_MESSAGES as MESSAGES};
+use nix::sys::wait::WaitStatus;
 use shm_queue::spsc::{Consumer, Producer, Ring};
 use shm_region::Region;
-
-const MESSAGES: u64 = if cfg!(debug_assertions) {
-    200_000
-} else {
-    10_000_000
-};
-const DEADLINE: Duration = Duration::from_secs(120);
 
 /// The child's work: one third single pushes, one third `push_partial_slice` batches, one third
 /// zero-copy chunks. Returns the exit code.
@@ -123,33 +117,18 @@ fn consume(rx: &mut Consumer<u64>, n: u64, deadline: Instant) -> Result<(), Stri
 }
 
 /// Forks; the child produces with `tx`, the parent consumes with `rx` and reaps the child.
-fn run(tx: Producer<u64>, mut rx: Consumer<u64>) {
+fn run(mut tx: Producer<u64>, mut rx: Consumer<u64>) {
     let start = Instant::now();
-    // SAFETY: the child only runs `produce` on memory mapped before the fork, which neither
-    // allocates nor takes locks, and then calls `_exit` without running destructors.
-    match unsafe { fork() }.unwrap() {
-        ForkResult::Child => {
-            let mut tx = tx;
-            let code = produce(&mut tx, MESSAGES);
-            // SAFETY: _exit ends the child at once, as a forked child of a threaded parent must.
-            unsafe { libc::_exit(code) }
-        }
-        ForkResult::Parent { child } => {
-            drop(tx); // The child's copy is the producer now.
-            let res = consume(&mut rx, MESSAGES, start + DEADLINE);
-            if res.is_err() {
-                let _ = kill(child, Signal::SIGKILL);
-            }
-            let status = waitpid(child, None).unwrap();
-            res.unwrap();
-            assert_eq!(status, WaitStatus::Exited(child, 0), "child failed");
-            let secs = start.elapsed().as_secs_f64();
-            eprintln!(
-                "{MESSAGES} messages in {secs:.3} s ({:.1} M/s)",
-                MESSAGES as f64 / secs / 1e6
-            );
-        }
-    }
+    let (child, status) = common::produce_in_child(
+        move || produce(&mut tx, MESSAGES),
+        || consume(&mut rx, MESSAGES, start + DEADLINE),
+    );
+    assert_eq!(status, WaitStatus::Exited(child, 0), "child failed");
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{MESSAGES} messages in {secs:.3} s ({:.1} M/s)",
+        MESSAGES as f64 / secs / 1e6
+    );
 }
 
 #[test]

@@ -5,9 +5,12 @@
 #![cfg(not(loom))]
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
+use common::Rng;
 use shm_queue::header::HEADER_SIZE;
 use shm_queue::spsc::{self, Consumer, Producer, Ring};
 use shm_region::Region;
@@ -20,63 +23,6 @@ struct Page {
     b: [u64; 16],
     c: [u64; 4],
     d: [u64; 3],
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// A region of one page with a `PROT_NONE` guard page mapped right after it, if the kernel
-/// places it so (it allocates top-down, so it usually reuses the hole we leave below the
-/// guard; regions that land in other holes are kept until the end, so the holes fill up).
-/// Returns the region and whether the guard is in place.
-fn guarded_page() -> (Arc<Region>, bool) {
-    let mut misses = Vec::new();
-    for _ in 0..64 {
-        // SAFETY: a fresh private reservation of two pages, nothing else refers to it.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                8192,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
-        // SAFETY: unmaps the first page of our own reservation; the second stays as a guard.
-        unsafe { libc::munmap(p, 4096) };
-        let region = Region::anonymous(4096).unwrap();
-        if region.as_ptr().as_ptr().cast::<libc::c_void>() == p {
-            return (Arc::new(region), true);
-        }
-        misses.push(region);
-    }
-    (Arc::new(Region::anonymous(4096).unwrap()), false)
-}
-
-/// A value a peer might write: zero, huge, near the real positions, or random.
-fn nasty(rng: &mut Rng, near: u64, cap: u64) -> u64 {
-    match rng.below(6) {
-        0 => 0,
-        1 => u64::MAX - rng.below(4),
-        2 => near + rng.below(2 * cap + 2),
-        3 => near.saturating_sub(rng.below(2 * cap + 2)),
-        4 => 1 << rng.below(64),
-        _ => rng.next(),
-    }
 }
 
 /// Offsets of every word a peer can reach that the ring reads at run time or on attach.
@@ -143,33 +89,7 @@ fn exercise<T: Pod>(
     }
     // Retake the handles now and then, through a fresh attach, as a restarted peer would.
     if rng.below(8) == 0 {
-        *tx = None;
-        *rx = None;
-        let r = Ring::<T>::attach(ring.region().clone()).unwrap_or_else(|_| ring.clone());
-        for _ in 0..2 {
-            match r.producer() {
-                Ok(p) => *tx = Some(p),
-                Err(shm_queue::Error::ProducerClaimed { holder }) => {
-                    // SAFETY: this test holds no producer at this point, so the claim is garbage.
-                    unsafe { r.force_release_producer(holder) };
-                    continue;
-                }
-                Err(_) => {}
-            }
-            break;
-        }
-        for _ in 0..2 {
-            match r.consumer() {
-                Ok(c) => *rx = Some(c),
-                Err(shm_queue::Error::ConsumerClaimed { holder }) => {
-                    // SAFETY: as above.
-                    unsafe { r.force_release_consumer(holder) };
-                    continue;
-                }
-                Err(_) => {}
-            }
-            break;
-        }
+        common::restart_peers!(Ring<T>, ring, tx, rx);
     }
     ok
 }
@@ -196,9 +116,8 @@ fn scribble<T: Pod>(region: Arc<Region>, capacity: usize, seed: u64, rounds: usi
             } else {
                 let off = targets[rng.below(targets.len() as u64) as usize];
                 let near = tx.as_ref().map_or(0, |t| t.position());
-                region
-                    .write_at(off, &nasty(&mut rng, near, cap).to_le_bytes())
-                    .unwrap();
+                let value = common::nasty(&mut rng, near, cap, &[]);
+                region.write_at(off, &value.to_le_bytes()).unwrap();
             }
         }
         ok += exercise(&ring, &mut tx, &mut rx, &mut rng);
@@ -222,7 +141,7 @@ fn scribble<T: Pod>(region: Arc<Region>, capacity: usize, seed: u64, rounds: usi
 fn scribbled_page_ring_with_guard_page() {
     let len = Ring::<Page>::required_bytes(8).unwrap();
     assert_eq!(len, 4096);
-    let (region, guarded) = guarded_page();
+    let (region, guarded) = common::guarded_region(1);
     if !guarded {
         eprintln!("note: could not place a guard page after the region; running without one");
     }

@@ -8,11 +8,15 @@
 #![cfg(loom)]
 #![allow(clippy::unwrap_used)]
 
+#[path = "common/model.rs"]
+mod model;
+
 use shm_queue::TryError;
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use loom::thread;
+use model::{until_data, until_room};
 use shm_queue::mpmc::{self, Consumer, Producer};
 
 /// Runs `f` under loom with room for the spin-then-yield loops of the helpers below: a
@@ -23,24 +27,14 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     b.check(f);
 }
 
-fn push(tx: &mut Producer<u64>, v: u64) {
-    loop {
-        match tx.try_push(v) {
-            Ok(()) => return,
-            Err(TryError::Full { .. }) => thread::yield_now(),
-            Err(e) => panic!("push: {e}"),
-        }
-    }
+/// A thread that pushes `v`, yielding while the ring is full.
+fn pushing(mut tx: Producer<u64>, v: u64) -> thread::JoinHandle<()> {
+    thread::spawn(move || until_room("push", || tx.try_push(v)))
 }
 
+/// Pops one element, yielding while the ring is empty.
 fn pop(rx: &mut Consumer<u64>) -> u64 {
-    loop {
-        match rx.try_pop() {
-            Ok(v) => return v,
-            Err(TryError::Empty { .. }) => thread::yield_now(),
-            Err(e) => panic!("pop: {e}"),
-        }
-    }
+    until_data("pop", || rx.try_pop())
 }
 
 /// A capacity-2 ring whose positions start at 1 (one element pushed and popped before the
@@ -60,11 +54,9 @@ fn ring_at_the_wrap() -> mpmc::Ring<u64> {
 fn two_producers_one_consumer_around_the_wrap() {
     model(|| {
         let ring = ring_at_the_wrap();
-        let mut a = ring.producer().unwrap();
-        let mut b = ring.producer().unwrap();
+        let (a, b) = (ring.producer().unwrap(), ring.producer().unwrap());
         let mut rx = ring.consumer().unwrap();
-        let ta = thread::spawn(move || push(&mut a, 1));
-        let tb = thread::spawn(move || push(&mut b, 2));
+        let (ta, tb) = (pushing(a, 1), pushing(b, 2));
         let mut got = [pop(&mut rx), pop(&mut rx)];
         ta.join().unwrap();
         tb.join().unwrap();
@@ -85,7 +77,7 @@ fn one_producer_two_consumers_around_the_wrap() {
         let mut c1 = ring.consumer().unwrap();
         let mut c2 = c1.clone(); // a clone registers its own owner entry on first use
         tx.try_push(1).unwrap();
-        let tp = thread::spawn(move || push(&mut tx, 2));
+        let tp = pushing(tx, 2);
         let tc = thread::spawn(move || pop(&mut c2));
         let mine = pop(&mut c1);
         let theirs = tc.join().unwrap();
@@ -225,7 +217,7 @@ fn dead_consumer_claim_is_released_by_a_producer() {
         let mut rx = ring.consumer().unwrap();
         let tp = thread::spawn(move || {
             for v in 2..=3 {
-                push(&mut tx, v);
+                until_room("push", || tx.try_push(v));
             }
         });
         assert_eq!(pop(&mut rx), 2);

@@ -8,11 +8,13 @@
 #![cfg(loom)]
 #![allow(clippy::unwrap_used)]
 
+#[path = "common/model.rs"]
+mod model;
+
 use loom::thread;
-use shm_queue::bytes;
+use model::{bytes_pair, spsc_pair, until_data};
 use shm_queue::wait::WaitStrategy;
 use shm_queue::Error;
-use shm_queue::TryError;
 
 /// Straight to sleep: no spinning or yielding first, so every wait exercises the handshake.
 const SLEEP_AT_ONCE: WaitStrategy = WaitStrategy::Blocking {
@@ -24,7 +26,7 @@ const SLEEP_AT_ONCE: WaitStrategy = WaitStrategy::Blocking {
 #[test]
 fn consumer_sleeping_for_data_is_woken() {
     loom::model(|| {
-        let (mut tx, mut rx) = bytes::Ring::new_model(64, 24).unwrap().split().unwrap();
+        let (mut tx, mut rx) = bytes_pair();
         rx.set_wait_strategy(SLEEP_AT_ONCE);
         let t = thread::spawn(move || {
             tx.try_push(&[7; 8]).unwrap();
@@ -41,20 +43,14 @@ fn consumer_sleeping_for_data_is_woken() {
 #[test]
 fn producer_sleeping_for_space_is_woken() {
     loom::model(|| {
-        let (mut tx, mut rx) = bytes::Ring::new_model(64, 24).unwrap().split().unwrap();
+        let (mut tx, mut rx) = bytes_pair();
         tx.set_wait_strategy(SLEEP_AT_ONCE);
         // Two 32-byte records fill the 64-byte area with its terminator: the second send
         // must wait for the first to be received.
         tx.try_push(&[1; 24]).unwrap();
         let t = thread::spawn(move || {
-            let mut buf = [0u8; 24];
-            loop {
-                match rx.try_pop(&mut buf) {
-                    Ok(_) => return rx,
-                    Err(TryError::Empty { .. }) => thread::yield_now(),
-                    Err(e) => panic!("{e}"),
-                }
-            }
+            until_data("pop", || rx.try_pop(&mut [0u8; 24]));
+            rx
         });
         tx.push_blocking(&[2; 24], None).unwrap();
         drop(t.join().unwrap());
@@ -65,7 +61,7 @@ fn producer_sleeping_for_space_is_woken() {
 #[test]
 fn close_wakes_a_sleeping_consumer() {
     loom::model(|| {
-        let (tx, mut rx) = bytes::Ring::new_model(64, 24).unwrap().split().unwrap();
+        let (tx, mut rx) = bytes_pair();
         rx.set_wait_strategy(SLEEP_AT_ONCE);
         let t = thread::spawn(move || {
             tx.close();
@@ -84,9 +80,8 @@ fn close_wakes_a_sleeping_consumer() {
 /// while the producer, sleeping for space on a one-element ring, waits for it.
 #[test]
 fn spsc_sleepers_on_both_sides_are_woken() {
-    use shm_queue::spsc::Ring;
     loom::model(|| {
-        let (mut tx, mut rx) = Ring::<u64>::new_model(1, 1).unwrap().split().unwrap();
+        let (mut tx, mut rx) = spsc_pair(1, 1);
         tx.set_wait_strategy(SLEEP_AT_ONCE);
         rx.set_wait_strategy(SLEEP_AT_ONCE);
         let t = thread::spawn(move || {
@@ -125,7 +120,7 @@ fn mpmc_consumer_sleeping_for_data_is_woken() {
 #[test]
 fn readiness_arming_is_never_missed() {
     loom::model(|| {
-        let (mut tx, mut rx) = bytes::Ring::new_model(64, 24).unwrap().split().unwrap();
+        let (mut tx, mut rx) = bytes_pair();
         // Any descriptor will do: under loom the producer only counts its signals.
         let fd = std::fs::File::open("/dev/null").unwrap();
         tx.set_readiness_fd(Some(fd.into()));

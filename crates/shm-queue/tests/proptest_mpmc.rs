@@ -4,41 +4,18 @@
 #![cfg(not(loom))]
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use shm_queue::TryError;
 use std::collections::VecDeque;
-use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytemuck::{Pod, Zeroable};
+use common::{Elem, Wide};
 use proptest::prelude::*;
 use shm_queue::mpmc;
 use shm_queue::Error;
 use shm_region::Region;
-
-trait Elem: Pod + PartialEq + Debug {
-    fn make(v: u64) -> Self;
-}
-
-impl Elem for u64 {
-    fn make(v: u64) -> Self {
-        v
-    }
-}
-
-/// 72 bytes: a 128-byte slot.
-#[derive(Clone, Copy, PartialEq, Debug, Zeroable, Pod)]
-#[repr(C)]
-struct Wide {
-    a: [u64; 8],
-    b: u64,
-}
-
-impl Elem for Wide {
-    fn make(v: u64) -> Self {
-        Wide { a: [v; 8], b: !v }
-    }
-}
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -230,15 +207,7 @@ fn threads_keep_per_producer_order_and_lose_nothing() {
                 let mut got = Vec::new();
                 let mut buf = [0u64; 4];
                 while consumed.load(std::sync::atomic::Ordering::Relaxed) < total {
-                    let r = if c == 0 {
-                        rx.pop_partial_slice(&mut buf)
-                    } else {
-                        rx.try_pop().map(|v| {
-                            buf[0] = v;
-                            1
-                        })
-                    };
-                    match r {
+                    match common::pop_some(&mut rx, &mut buf, c == 0) {
                         Ok(n) => {
                             got.extend_from_slice(&buf[..n]);
                             consumed.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);

@@ -3,46 +3,16 @@
 #![cfg(not(loom))]
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use shm_queue::TryError;
 use std::collections::VecDeque;
-use std::fmt::Debug;
 use std::sync::Arc;
 
-use bytemuck::{Pod, Zeroable};
+use common::{Elem, Wide};
 use proptest::prelude::*;
 use shm_queue::spsc::Ring;
 use shm_region::Region;
-
-/// Element types with different block shapes: 7, 28 and 1 per block.
-trait Elem: Pod + PartialEq + Debug {
-    fn make(v: u64) -> Self;
-}
-
-impl Elem for u64 {
-    fn make(v: u64) -> Self {
-        v
-    }
-}
-
-impl Elem for u16 {
-    fn make(v: u64) -> Self {
-        v as u16
-    }
-}
-
-/// 72 bytes: one element per 128-byte block.
-#[derive(Clone, Copy, PartialEq, Debug, Zeroable, Pod)]
-#[repr(C)]
-struct Wide {
-    a: [u64; 8],
-    b: u64,
-}
-
-impl Elem for Wide {
-    fn make(v: u64) -> Self {
-        Wide { a: [v; 8], b: !v }
-    }
-}
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -79,6 +49,52 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Len),
         1 => Just(Op::Reopen),
     ]
+}
+
+/// Requests a chunk of `$n` elements from `$side` with `$exact` (with `$at_most` when
+/// `$up_to`), `$room` elements being free (or ready). The ring may refuse only a fixed-size
+/// request larger than `$room`, and then with exactly `$refused` naming `$n` and `$room`:
+/// the loop goes on to the next op. Otherwise the chunk, as long as the model expects. A
+/// macro because the chunk borrows `$side` and the write and read chunks share no trait.
+macro_rules! chunk_or_next_op {
+    ($side:ident.$exact:ident / $at_most:ident, $n:expr, $room:expr, $up_to:expr, $refused:ident) => {{
+        let requested = if $up_to {
+            $side.$at_most($n)
+        } else {
+            $side.$exact($n)
+        };
+        match requested {
+            Ok(chunk) => {
+                assert_eq!(chunk.len(), if $up_to { $n.min($room) } else { $n });
+                chunk
+            }
+            Err(e) => {
+                assert!(!$up_to && $n > $room, "{e}");
+                let refusal = TryError::$refused {
+                    requested: $n,
+                    available: $room,
+                };
+                assert_eq!(e, refusal);
+                continue;
+            }
+        }
+    }};
+}
+
+/// Commits `k` elements of a chunk of `len` through `commit`: refused with `OutOfRange`
+/// past the end, else done. Returns whether it committed.
+fn commit_checked(
+    k: usize,
+    len: usize,
+    commit: impl FnOnce(usize) -> Result<(), TryError>,
+) -> bool {
+    if k > len {
+        assert!(matches!(commit(k), Err(TryError::OutOfRange { .. })));
+        false
+    } else {
+        commit(k).unwrap();
+        true
+    }
 }
 
 fn check<T: Elem>(min_capacity: usize, ops: &[Op]) {
@@ -121,25 +137,9 @@ fn check<T: Elem>(min_capacity: usize, ops: &[Op]) {
             }
             Op::WriteChunk { n, commit, up_to } => {
                 let free = cap - model.len();
-                let chunk = if up_to {
-                    tx.write_chunk_up_to(n)
-                } else {
-                    tx.write_chunk(n)
-                };
-                let mut chunk = match chunk {
-                    Ok(c) => c,
-                    Err(TryError::Full {
-                        requested,
-                        available,
-                    }) => {
-                        assert!(!up_to && n > free);
-                        assert_eq!((requested, available), (n, free));
-                        continue;
-                    }
-                    Err(e) => panic!("write_chunk: {e}"),
-                };
+                let mut chunk =
+                    chunk_or_next_op!(tx.write_chunk / write_chunk_up_to, n, free, up_to, Full);
                 let len = chunk.len();
-                assert_eq!(len, if up_to { n.min(free) } else { n });
                 let src = fresh(len);
                 // Write the first half with copy_from_slice, the rest by index.
                 let half = len / 2;
@@ -151,13 +151,7 @@ fn check<T: Elem>(min_capacity: usize, ops: &[Op]) {
                     .set(len, src.first().copied().unwrap_or(T::make(0)))
                     .is_err());
                 assert!(chunk.copy_from_slice(len, &src[..len.min(1)]).is_err() || len == 0);
-                if commit > len {
-                    assert!(matches!(
-                        chunk.commit(commit),
-                        Err(TryError::OutOfRange { .. })
-                    ));
-                } else {
-                    chunk.commit(commit).unwrap();
+                if commit_checked(commit, len, |k| chunk.commit(k)) {
                     model.extend(&src[..commit]);
                 }
             }
@@ -175,25 +169,9 @@ fn check<T: Elem>(min_capacity: usize, ops: &[Op]) {
             }
             Op::ReadChunk { n, commit, up_to } => {
                 let ready = model.len();
-                let chunk = if up_to {
-                    rx.read_chunk_up_to(n)
-                } else {
-                    rx.read_chunk(n)
-                };
-                let chunk = match chunk {
-                    Ok(c) => c,
-                    Err(TryError::Empty {
-                        requested,
-                        available,
-                    }) => {
-                        assert!(!up_to && n > ready);
-                        assert_eq!((requested, available), (n, ready));
-                        continue;
-                    }
-                    Err(e) => panic!("read_chunk: {e}"),
-                };
+                let chunk =
+                    chunk_or_next_op!(rx.read_chunk / read_chunk_up_to, n, ready, up_to, Empty);
                 let len = chunk.len();
-                assert_eq!(len, if up_to { n.min(ready) } else { n });
                 let want: Vec<T> = model.iter().take(len).copied().collect();
                 assert_eq!(chunk.iter().collect::<Vec<T>>(), want);
                 assert_eq!(chunk.iter().len(), len);
@@ -209,13 +187,7 @@ fn check<T: Elem>(min_capacity: usize, ops: &[Op]) {
                         .copy_to_slice(1, &mut [T::zeroed(); 1].repeat(len))
                         .is_err());
                 }
-                if commit > len {
-                    assert!(matches!(
-                        chunk.commit(commit),
-                        Err(TryError::OutOfRange { .. })
-                    ));
-                } else {
-                    chunk.commit(commit).unwrap();
+                if commit_checked(commit, len, |k| chunk.commit(k)) {
                     model.drain(..commit);
                 }
             }

@@ -10,7 +10,8 @@ use shm_queue::TryError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::unistd::{fork, ForkResult, Pid};
+use common::{check_idle_cpu, exit_code, in_child};
+use nix::unistd::Pid;
 use shm_queue::bytes;
 use shm_queue::wait::WaitStrategy;
 use shm_queue::Error;
@@ -24,25 +25,12 @@ fn ring() -> (bytes::Ring, Arc<Region>) {
     )
 }
 
-/// Runs `f` with the consumer in a forked child; returns the child's pid. The child exits
-/// with `f`'s code.
+/// Runs `f` with the consumer in a forked child (which owns the consumer side from then
+/// on); returns the child's pid. The child exits with `f`'s code.
 fn child_consumer(ring: &bytes::Ring, f: impl FnOnce(&mut bytes::Consumer) -> i32) -> Pid {
     let mut rx = ring.consumer().unwrap();
-    // SAFETY: the child only uses the ring handle it inherits, then _exits.
-    match unsafe { fork() }.unwrap() {
-        ForkResult::Child => {
-            let code = f(&mut rx);
-            // SAFETY: leave without running the harness's destructors.
-            unsafe { libc::_exit(code) }
-        }
-        ForkResult::Parent { child } => {
-            std::mem::forget(rx); // the child owns the consumer side
-            child
-        }
-    }
+    in_child(move || f(&mut rx))
 }
-
-use common::{cpu_ns, exit_code};
 
 #[test]
 fn a_sleeping_consumer_uses_no_cpu_and_wakes_on_a_message() {
@@ -57,20 +45,10 @@ fn a_sleeping_consumer_uses_no_cpu_and_wakes_on_a_message() {
         }
     });
     // Let it reach its sleep, then watch its CPU time for 500 ms.
-    std::thread::sleep(Duration::from_millis(100));
-    let (t0, c0) = (Instant::now(), cpu_ns(child));
-    std::thread::sleep(Duration::from_millis(500));
-    let (wall, cpu) = (t0.elapsed().as_nanos() as u64, cpu_ns(child) - c0);
-    tx.try_push(b"wake!").unwrap();
-    assert_eq!(exit_code(child, Duration::from_secs(10)), 0);
-    eprintln!(
-        "idle consumer CPU: {cpu} ns in {wall} ns ({:.3}%)",
-        cpu as f64 * 100.0 / wall as f64
-    );
-    assert!(
-        cpu * 20 < wall,
-        "the blocked consumer used {cpu} ns of CPU in {wall} ns (must be under 5%)"
-    );
+    check_idle_cpu(&[child], Duration::from_millis(500), "the consumer", || {
+        tx.try_push(b"wake!").unwrap();
+        assert_eq!(exit_code(child, Duration::from_secs(10)), 0);
+    });
 }
 
 #[test]

@@ -8,16 +8,20 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{cpu_ns, exit_code, in_child, mono_ns};
+use common::{check_idle_cpu, exit_code, in_child, mono_ns, stream_in_batches};
 use shm_queue::mpmc;
 use shm_queue::wait::WaitStrategy;
 use shm_queue::Error;
 use shm_region::Region;
 
-fn ring() -> mpmc::Ring<u64> {
+fn ring_of(capacity: usize) -> mpmc::Ring<u64> {
     let region =
-        Arc::new(Region::anonymous(mpmc::Ring::<u64>::required_bytes(64).unwrap()).unwrap());
-    mpmc::Ring::<u64>::create(region, 64).unwrap()
+        Arc::new(Region::anonymous(mpmc::Ring::<u64>::required_bytes(capacity).unwrap()).unwrap());
+    mpmc::Ring::<u64>::create(region, capacity).unwrap()
+}
+
+fn ring() -> mpmc::Ring<u64> {
+    ring_of(64)
 }
 
 #[test]
@@ -52,15 +56,11 @@ fn sleeping_consumers_use_no_cpu_and_each_push_wakes_one_promptly() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(100));
-    let c0: u64 = children.iter().map(|c| cpu_ns(*c)).sum();
-    let t0 = Instant::now();
-    std::thread::sleep(Duration::from_millis(300));
-    let cpu: u64 = children.iter().map(|c| cpu_ns(*c)).sum::<u64>() - c0;
-    let wall = t0.elapsed().as_nanos() as u64;
-    assert!(
-        cpu * 20 < wall,
-        "two blocked consumers used {cpu} ns of CPU in {wall} ns"
+    check_idle_cpu(
+        &children,
+        Duration::from_millis(300),
+        "two blocked consumers",
+        || {},
     );
     let mut tx = ring.producer().unwrap();
     for _ in 0..2 * PER_CHILD {
@@ -137,33 +137,13 @@ fn ring_full() -> mpmc::Ring<u64> {
 
 #[test]
 fn batches_wait_for_room_and_data_across_processes() {
-    let region =
-        Arc::new(Region::anonymous(mpmc::Ring::<u64>::required_bytes(8).unwrap()).unwrap());
-    let ring = mpmc::Ring::<u64>::create(region, 8).unwrap();
-    let mut tx = ring.producer().unwrap();
+    let ring = ring_of(8);
+    let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
     tx.set_wait_strategy(WaitStrategy::blocking());
-    let mut rx = ring.consumer().unwrap();
     rx.set_wait_strategy(WaitStrategy::blocking());
-    let n = 5_000u64;
-    let child = in_child(move || {
-        let src: Vec<u64> = (0..n).collect();
-        let deadline = Some(Instant::now() + Duration::from_secs(30));
-        i32::from(
-            src.chunks(50)
-                .any(|part| tx.push_slice_blocking(part, deadline).is_err()),
-        )
-    });
-    let mut buf = [0u64; 6];
-    let mut expect = 0;
-    let deadline = Some(Instant::now() + Duration::from_secs(30));
-    while expect < n {
-        let k = rx.pop_partial_slice_blocking(&mut buf, deadline).unwrap();
-        for v in &buf[..k] {
-            assert_eq!(*v, expect);
-            expect += 1;
-        }
-    }
-    assert_eq!(exit_code(child, Duration::from_secs(10)), 0);
+    let push = move |part: &[u64], deadline| tx.push_slice_blocking(part, deadline).is_ok();
+    let pop = |buf: &mut [u64], deadline| rx.pop_partial_slice_blocking(buf, deadline).unwrap();
+    stream_in_batches(5_000, (50, 6), push, pop);
 }
 
 #[test]

@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{cpu_ns, exit_code, in_child, mono_ns};
+use common::{check_idle_cpu, exit_code, in_child, mono_ns, stream_in_batches};
 use shm_queue::spsc::Ring;
 use shm_queue::wait::WaitStrategy;
 use shm_queue::Error;
@@ -33,20 +33,11 @@ fn a_sleeping_consumer_uses_no_cpu_and_wakes_on_an_element() {
             _ => 1,
         }
     });
-    std::thread::sleep(Duration::from_millis(100));
-    let (t0, c0) = (Instant::now(), cpu_ns(child));
-    std::thread::sleep(Duration::from_millis(500));
-    let (wall, cpu) = (t0.elapsed().as_nanos() as u64, cpu_ns(child) - c0);
-    tx.try_push(99).unwrap();
-    assert_eq!(exit_code(child, Duration::from_secs(10)), 0);
-    eprintln!(
-        "idle consumer CPU: {cpu} ns in {wall} ns ({:.3}%)",
-        cpu as f64 * 100.0 / wall as f64
-    );
-    assert!(
-        cpu * 20 < wall,
-        "blocked consumer used {cpu} ns of CPU in {wall} ns"
-    );
+    let idle = Duration::from_millis(500);
+    check_idle_cpu(&[child], idle, "the blocked consumer", || {
+        tx.try_push(99).unwrap();
+        assert_eq!(exit_code(child, Duration::from_secs(10)), 0);
+    });
 }
 
 #[test]
@@ -105,28 +96,9 @@ fn batches_wait_for_room_and_data() {
     let (mut tx, mut rx) = ring.split().unwrap();
     tx.set_wait_strategy(WaitStrategy::blocking());
     rx.set_wait_strategy(WaitStrategy::blocking());
-    let n = 10_000u64;
-    let child = in_child(move || {
-        let src: Vec<u64> = (0..n).collect();
-        let deadline = Some(Instant::now() + Duration::from_secs(30));
-        for part in src.chunks(100) {
-            if tx.push_slice_blocking(part, deadline).is_err() {
-                return 1;
-            }
-        }
-        0
-    });
-    let mut buf = [0u64; 9];
-    let mut expect = 0;
-    let deadline = Some(Instant::now() + Duration::from_secs(30));
-    while expect < n {
-        let k = rx.pop_partial_slice_blocking(&mut buf, deadline).unwrap();
-        for v in &buf[..k] {
-            assert_eq!(*v, expect);
-            expect += 1;
-        }
-    }
-    assert_eq!(exit_code(child, Duration::from_secs(10)), 0);
+    let push = move |part: &[u64], deadline| tx.push_slice_blocking(part, deadline).is_ok();
+    let pop = |buf: &mut [u64], deadline| rx.pop_partial_slice_blocking(buf, deadline).unwrap();
+    stream_in_batches(10_000, (100, 9), push, pop);
 }
 
 #[test]

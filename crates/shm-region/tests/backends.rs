@@ -6,7 +6,7 @@ mod common;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering;
 
-use common::{in_child, unique, DEADLINE};
+use common::{in_child, read, unique, DEADLINE};
 use shm_region::{recv_fd, send_fd, Backend, Options, Region};
 
 const MSG: &[u8] = b"written by the other side";
@@ -19,17 +19,13 @@ fn anonymous_is_shared_with_a_forked_child() {
     region.write_at(100, b"hello").unwrap();
     let code = in_child(DEADLINE, || {
         // Read what the parent wrote before the fork, then answer at another offset.
-        let mut seen = [0u8; 5];
-        region.read_at(100, &mut seen).unwrap();
-        assert_eq!(&seen, b"hello");
+        assert_eq!(read(&region, 100, 5), b"hello");
         region.write_at(60_000, MSG).unwrap();
         region.atomic_u64(0).unwrap().store(7, Ordering::Release);
         0
     });
     assert_eq!(code, 0);
-    let mut buf = vec![0u8; MSG.len()];
-    region.read_at(60_000, &mut buf).unwrap();
-    assert_eq!(buf, MSG);
+    assert_eq!(read(&region, 60_000, MSG.len()), MSG);
     assert_eq!(region.atomic_u64(0).unwrap().load(Ordering::Acquire), 7);
 }
 
@@ -37,11 +33,7 @@ fn anonymous_is_shared_with_a_forked_child() {
 fn anonymous_written_before_fork_is_seen_by_child() {
     let region = Options::new().create_anonymous(4096).unwrap();
     region.write_at(100, b"hello").unwrap();
-    let code = in_child(DEADLINE, || {
-        let mut seen = [0u8; 5];
-        region.read_at(100, &mut seen).unwrap();
-        i32::from(&seen != b"hello")
-    });
+    let code = in_child(DEADLINE, || i32::from(read(&region, 100, 5) != b"hello"));
     assert_eq!(code, 0);
 }
 
@@ -58,9 +50,7 @@ fn named_posix_shared_between_processes() {
     assert!(!second.is_creator());
     assert_eq!(second.len(), 8192);
     creator.write_at(10, b"abc").unwrap();
-    let mut buf = [0u8; 3];
-    second.read_at(10, &mut buf).unwrap();
-    assert_eq!(&buf, b"abc");
+    assert_eq!(read(&second, 10, 3), b"abc");
     drop(second);
     // Another process opens it by name (after exec-like isolation: it does not use our
     // mapping) and writes back.
@@ -71,9 +61,7 @@ fn named_posix_shared_between_processes() {
         0
     });
     assert_eq!(code, 0);
-    let mut buf = vec![0u8; MSG.len()];
-    creator.read_at(4000, &mut buf).unwrap();
-    assert_eq!(buf, MSG);
+    assert_eq!(read(&creator, 4000, MSG.len()), MSG);
     drop(creator);
     assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
 }
@@ -125,9 +113,7 @@ fn memfd_shared_with_forked_child_and_over_socket() {
         0
     });
     assert_eq!(code, 0);
-    let mut buf = vec![0u8; MSG.len()];
-    region.read_at(0, &mut buf).unwrap();
-    assert_eq!(buf, MSG);
+    assert_eq!(read(&region, 0, MSG.len()), MSG);
 
     // Another process receives the descriptor over a Unix socket and maps it itself. The
     // descriptor is queued on the socket before the fork; the child's write goes through
@@ -143,8 +129,7 @@ fn memfd_shared_with_forked_child_and_over_socket() {
         0
     });
     assert_eq!(code, 0);
-    region.read_at(1000, &mut buf).unwrap();
-    assert_eq!(buf, MSG);
+    assert_eq!(read(&region, 1000, MSG.len()), MSG);
 }
 
 #[test]
@@ -187,9 +172,7 @@ fn sysv_two_attachments_and_a_child() {
     let b = Options::new().min_len(10_000).attach_sysv(id).unwrap();
     assert_eq!(b.len(), 10_000);
     a.write_at(9_990, b"0123456789").unwrap();
-    let mut buf = [0u8; 10];
-    b.read_at(9_990, &mut buf).unwrap();
-    assert_eq!(&buf, b"0123456789");
+    assert_eq!(read(&b, 9_990, 10), b"0123456789");
     drop(b);
     let code = in_child(DEADLINE, move || {
         let c = Options::new().attach_sysv(id).unwrap();
@@ -197,9 +180,7 @@ fn sysv_two_attachments_and_a_child() {
         0
     });
     assert_eq!(code, 0);
-    let mut buf = vec![0u8; MSG.len()];
-    a.read_at(0, &mut buf).unwrap();
-    assert_eq!(buf, MSG);
+    assert_eq!(read(&a, 0, MSG.len()), MSG);
     drop(a); // IPC_RMID
     let err = Options::new().attach_sysv(id).unwrap_err();
     assert!(matches!(err, shm_region::Error::NotFound { .. }), "{err}");
@@ -216,9 +197,7 @@ fn sysv_by_key() {
     );
     let b = Options::new().min_len(4096).open_sysv_key(key).unwrap();
     a.write_at(0, b"k").unwrap();
-    let mut one = [0u8];
-    b.read_at(0, &mut one).unwrap();
-    assert_eq!(&one, b"k");
+    assert_eq!(read(&b, 0, 1), b"k");
     let err = Options::new().min_len(8192).open_sysv_key(key).unwrap_err();
     assert!(matches!(err, shm_region::Error::TooSmall { .. }), "{err}");
 }
@@ -235,9 +214,7 @@ fn sysv_keep_name_outlives_the_creator() {
     a.write_at(0, b"kept").unwrap();
     drop(a);
     let b = Options::new().attach_sysv(id).unwrap();
-    let mut buf = [0u8; 4];
-    b.read_at(0, &mut buf).unwrap();
-    assert_eq!(&buf, b"kept");
+    assert_eq!(read(&b, 0, 4), b"kept");
     drop(b);
     shm_region::sysv_remove(id).unwrap();
     assert!(matches!(
@@ -255,9 +232,7 @@ fn file_two_mappings_share_bytes() {
     let b = Options::new().open_file(&path).unwrap();
     assert_eq!(b.len(), 8192);
     a.write_at(5000, MSG).unwrap();
-    let mut buf = vec![0u8; MSG.len()];
-    b.read_at(5000, &mut buf).unwrap();
-    assert_eq!(buf, MSG);
+    assert_eq!(read(&b, 5000, MSG.len()), MSG);
     let child_path = path.clone();
     let code = in_child(DEADLINE, move || {
         let c = Options::new().open_file(&child_path).unwrap();
@@ -266,9 +241,7 @@ fn file_two_mappings_share_bytes() {
         0
     });
     assert_eq!(code, 0);
-    let mut five = [0u8; 5];
-    a.read_at(0, &mut five).unwrap();
-    assert_eq!(&five, b"child");
+    assert_eq!(read(&a, 0, 5), b"child");
 }
 
 #[test]
@@ -287,9 +260,7 @@ fn file_persists_across_drop_and_reopen() {
     assert_eq!(bytes.len(), 3 * 4096);
     assert_eq!(&bytes[4096 * 2 + 7..4096 * 2 + 15], b"survives");
     let r = Options::new().open_file(&path).unwrap();
-    let mut buf = [0u8; 8];
-    r.read_at(4096 * 2 + 7, &mut buf).unwrap();
-    assert_eq!(&buf, b"survives");
+    assert_eq!(read(&r, 4096 * 2 + 7, 8), b"survives");
 }
 
 #[test]
@@ -302,12 +273,9 @@ fn file_copy_on_write_view_stays_private() {
     assert_eq!(private.backend(), Backend::FilePrivate);
     private.write_at(0, b"private").unwrap();
     private.flush().unwrap();
-    let mut buf = [0u8; 7];
-    shared.read_at(0, &mut buf).unwrap();
-    assert_eq!(buf, [1u8; 7]);
+    assert_eq!(read(&shared, 0, 7), [1u8; 7]);
     assert_eq!(&std::fs::read(&path).unwrap()[..7], &[1u8; 7]);
-    private.read_at(0, &mut buf).unwrap();
-    assert_eq!(&buf, b"private");
+    assert_eq!(read(&private, 0, 7), b"private");
 }
 
 #[test]
@@ -338,9 +306,7 @@ fn file_larger_than_ram_maps_lazily() {
         res.resident_pages >= 2 && res.resident_bytes() < 256 << 20,
         "{res:?}"
     );
-    let mut buf = [0u8; 8];
-    r.read_at(len - 8, &mut buf).unwrap();
-    assert_eq!(&buf, b"far end!");
+    assert_eq!(read(&r, len - 8, 8), b"far end!");
     // Only the touched blocks take disk space.
     use std::os::unix::fs::MetadataExt;
     r.flush().unwrap();

@@ -5,7 +5,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::{in_child, is_root, shm_entries, unique, DEADLINE};
+use common::{give_to_nobody, in_child, read, root_or_skip, shm_entries, unique, DEADLINE};
 use shm_region::{shm_unlink, Error, Options, Region};
 
 #[test]
@@ -85,9 +85,7 @@ fn create_of_an_existing_name_fails_and_leaves_the_original() {
     // The failed create must not have unlinked or resized the original.
     let again = Options::new().open_shm(&name).unwrap();
     assert_eq!(again.len(), 4096);
-    let mut buf = [0u8; 8];
-    again.read_at(0, &mut buf).unwrap();
-    assert_eq!(&buf, b"original");
+    assert_eq!(read(&again, 0, 8), b"original");
     drop(again);
     drop(first);
     assert!(shm_entries(&name).is_empty());
@@ -131,14 +129,12 @@ fn a_segment_smaller_than_required() {
 
 #[test]
 fn a_segment_owned_by_another_uid() {
-    if !is_root() {
-        eprintln!("skipping a_segment_owned_by_another_uid: needs root to chown a segment");
+    if !root_or_skip("chown to another uid needs root") {
         return;
     }
     let name = unique("foreign");
     let r = Options::new().create_shm(&name, 4096).unwrap();
-    let path = format!("/dev/shm/{name}");
-    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    give_to_nobody(format!("/dev/shm/{name}"));
     let err = Options::new().open_shm(&name).unwrap_err();
     match &err {
         Error::ForeignOwner { owner, ours, .. } => assert_eq!((*owner, *ours), (65534, 0)),

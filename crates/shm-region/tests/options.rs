@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{in_child, is_root, unique, DEADLINE};
+use common::{
+    drop_root, in_child, is_root, mount_tmpfs, private_mount_namespace, read, root_or_skip, unique,
+    DEADLINE,
+};
 use shm_region::{Advice, Error, Options, Prefault, Region};
 
 #[test]
@@ -74,10 +77,7 @@ fn mlock_within_the_limit_and_beyond_it() {
     let code = in_child(DEADLINE, move || {
         use nix::sys::resource::{setrlimit, Resource};
         setrlimit(Resource::RLIMIT_MEMLOCK, 64 * 1024, 64 * 1024).unwrap();
-        if nix::unistd::geteuid().is_root() {
-            nix::unistd::setgid(nix::unistd::Gid::from_raw(65534)).unwrap();
-            nix::unistd::setuid(nix::unistd::Uid::from_raw(65534)).unwrap();
-        }
+        drop_root();
         match big.lock() {
             Err(
                 e @ Error::LockLimit {
@@ -171,11 +171,7 @@ fn huge_pages_unavailable_then_reserved() {
         assert_eq!(r.len(), hp);
         r.write_at(hp - 4, b"huge").unwrap();
         r.prefault().unwrap();
-        let code = in_child(DEADLINE, || {
-            let mut b = [0u8; 4];
-            r.read_at(hp - 4, &mut b).unwrap();
-            i32::from(&b != b"huge")
-        });
+        let code = in_child(DEADLINE, || i32::from(read(&r, hp - 4, 4) != b"huge"));
         assert_eq!(code, 0);
         let m = Options::new()
             .huge_pages(true)
@@ -211,9 +207,7 @@ fn madvise_hints() {
     // DONTNEED on shared memory keeps the data.
     r.write_at(4096, b"stays").unwrap();
     r.advise_range(4096, 4096, Advice::DontNeed).unwrap();
-    let mut b = [0u8; 5];
-    r.read_at(4096, &mut b).unwrap();
-    assert_eq!(&b, b"stays");
+    assert_eq!(read(&r, 4096, 5), b"stays");
     assert!(matches!(
         r.advise_range(1, 10, Advice::Random),
         Err(Error::Misaligned { .. })
@@ -244,36 +238,15 @@ fn madvise_hints() {
 /// A tiny tmpfs over /dev/shm in a private mount namespace, so the real one is untouched.
 #[test]
 fn a_full_dev_shm_fails_at_creation() {
-    if !is_root() {
-        eprintln!(
-            "skipping a_full_dev_shm_fails_at_creation: needs root for a private mount namespace"
-        );
+    if !root_or_skip("a private mount namespace needs root") {
         return;
     }
     let name = unique("full");
     let code = in_child(DEADLINE, move || {
-        use nix::mount::{mount, MsFlags};
-        use nix::sched::{unshare, CloneFlags};
-        if let Err(e) = unshare(CloneFlags::CLONE_NEWNS) {
-            eprintln!("skipping: unshare(CLONE_NEWNS) failed: {e}");
+        if !private_mount_namespace() {
             return 0;
         }
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .unwrap();
-        mount(
-            Some("tmpfs"),
-            "/dev/shm",
-            Some("tmpfs"),
-            MsFlags::empty(),
-            Some("size=256k"),
-        )
-        .unwrap();
+        mount_tmpfs("/dev/shm", "256k");
         let err = Options::new().create_shm(&name, 1 << 20).unwrap_err();
         let Error::NoSpace {
             total,
@@ -300,14 +273,7 @@ fn a_full_dev_shm_fails_at_creation() {
 
         // File regions with allocation on a small filesystem fail the same way.
         let dir = tempfile::tempdir().unwrap();
-        mount(
-            Some("tmpfs"),
-            dir.path(),
-            Some("tmpfs"),
-            MsFlags::empty(),
-            Some("size=128k"),
-        )
-        .unwrap();
+        mount_tmpfs(dir.path(), "128k");
         let e = Options::new()
             .allocate(true)
             .open_or_create_file(dir.path().join("f"), 1 << 20)

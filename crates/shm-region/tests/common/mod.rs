@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: running a closure in a `fork()`ed child with a
-//! deadline, and unique names.
+//! deadline, unique names, reading a region back, and the checks and mounts of the tests
+//! that need root (`root.rs`, which shm-bridge's security tests include too).
 #![allow(dead_code)]
 
 use std::time::{Duration, Instant};
@@ -7,6 +8,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult};
+use shm_region::Region;
+
+mod root;
+#[allow(unused_imports)] // not every test uses the root helpers
+pub use root::*;
 
 /// A name no other test (or test run) uses.
 pub fn unique(tag: &str) -> String {
@@ -62,8 +68,11 @@ pub fn shm_entries(prefix: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
+/// The `len` bytes of `region` at `offset`.
+pub fn read(region: &Region, offset: usize, len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len];
+    region.read_at(offset, &mut buf).expect("read_at");
+    buf
 }
 
 pub const DEADLINE: Duration = Duration::from_secs(20);
