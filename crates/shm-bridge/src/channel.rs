@@ -1148,14 +1148,8 @@ impl<T: Pod> MpmcSender<T> {
 
 impl<T: Pod> Drop for MpmcSender<T> {
     fn drop(&mut self) {
-        let others = (0..self.ep.slots).filter(|&i| i != self.ep.slot).any(|i| {
-            self.ep.ctl.slot(&self.ep.region, i).role == Some(Role::Producer)
-                && matches!(
-                    self.ep.state_of(i),
-                    PeerState::Alive { .. } | PeerState::Hung { .. }
-                )
-        });
-        if !others {
+        // The last live producer out closes, so receivers drain and then get `Closed`.
+        if self.ep.leave_and_check_last() {
             self.tx.close();
         }
     }
@@ -1203,5 +1197,15 @@ impl<T: Pod> MpmcReceiver<T> {
         let v = wait_loop(&mut self.ep, deadline, |d| rx.pop_blocking(Some(d)))?;
         self.ep.messages += 1;
         Ok(v)
+    }
+}
+
+impl<T: Pod> Drop for MpmcReceiver<T> {
+    fn drop(&mut self) {
+        // The last live consumer out closes, so a sender blocked for space gets `Closed`
+        // (as the typed channel's sender does) instead of waiting for nobody.
+        if self.ep.leave_and_check_last() {
+            self.rx.close();
+        }
     }
 }

@@ -501,6 +501,28 @@ impl Endpoint {
         }
     }
 
+    /// For an MPMC endpoint being dropped: marks our slot as left, then says whether we
+    /// were the last live participant of our role (so the caller closes the ring).
+    ///
+    /// Race-free against others of the role leaving at the same moment, in threads or
+    /// processes: each leaver stores its `LEFT` state, then (after a `SeqCst` fence) looks
+    /// at the others, and counts only those not yet `LEFT` whose lock is held. Of two
+    /// leavers, at least one sees the other's mark (the store-buffer pattern with a full
+    /// fence on both sides), so at least one of them closes; closing twice is harmless.
+    pub(crate) fn leave_and_check_last(&self) -> bool {
+        self.ctl.leave_slot(&self.region, self.slot);
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        !(0..self.slots).filter(|&i| i != self.slot).any(|i| {
+            let rec = self.ctl.slot(&self.region, i);
+            rec.role == Some(self.role)
+                && rec.state != crate::control::LEFT
+                && matches!(
+                    self.state_of(i),
+                    PeerState::Alive { .. } | PeerState::Hung { .. }
+                )
+        })
+    }
+
     /// The other side's state: for SPSC the other slot; for MPMC the best state among the
     /// participants of the other role (alive beats hung beats dead beats left/absent).
     pub(crate) fn peer_state(&self) -> PeerState {
