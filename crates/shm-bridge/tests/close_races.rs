@@ -23,14 +23,35 @@ fn soon() -> Option<Instant> {
     Some(Instant::now() + Duration::from_secs(10))
 }
 
+/// Runs `body` for `count` rounds, each on a fresh MPMC channel name and options with room
+/// for `capacity` elements and four participants.
+fn rounds(
+    count: usize,
+    tag: &str,
+    capacity: usize,
+    mut body: impl FnMut(usize, &str, &ChannelOptions),
+) {
+    for round in 0..count {
+        let n = name(&format!("{tag}-{round}"));
+        let opts = ChannelOptions::new().capacity(capacity).participants(4);
+        body(round, &n, &opts);
+    }
+}
+
+/// The call ended with `Closed` (a `Timeout` here is the hang the test is about).
+fn expect_closed<T: std::fmt::Debug>(r: Result<T, Error>, round: usize) {
+    match r {
+        Err(Error::Closed { .. }) => {}
+        other => panic!("round {round}: expected Closed, got {other:?}"),
+    }
+}
+
 #[test]
 fn two_mpmc_senders_dropped_together_in_threads_close_the_channel() {
-    for round in 0..ROUNDS {
-        let n = name(&format!("tx2-{round}"));
-        let opts = ChannelOptions::new().capacity(64).participants(4);
-        let a = opts.create_mpmc::<u64>(&n).unwrap();
-        let b = opts.connect_mpmc_producer::<u64>(&n).unwrap();
-        let mut rx = opts.connect_mpmc_consumer::<u64>(&n).unwrap();
+    rounds(ROUNDS, "tx2", 64, |round, n, opts| {
+        let a = opts.create_mpmc::<u64>(n).unwrap();
+        let b = opts.connect_mpmc_producer::<u64>(n).unwrap();
+        let mut rx = opts.connect_mpmc_consumer::<u64>(n).unwrap();
         let go = Arc::new(Barrier::new(2));
         let g = go.clone();
         let t = std::thread::spawn(move || {
@@ -40,20 +61,15 @@ fn two_mpmc_senders_dropped_together_in_threads_close_the_channel() {
         go.wait();
         drop(a);
         t.join().unwrap();
-        match rx.recv_deadline(soon()) {
-            Err(Error::Closed { .. }) => {}
-            other => panic!("round {round}: expected Closed, got {other:?}"),
-        }
-    }
+        expect_closed(rx.recv_deadline(soon()), round);
+    });
 }
 
 #[test]
 fn two_mpmc_senders_dropped_together_in_processes_close_the_channel() {
-    for round in 0..ROUNDS / 4 {
-        let n = name(&format!("ptx2-{round}"));
-        let opts = ChannelOptions::new().capacity(64).participants(4);
-        let a = opts.create_mpmc::<u64>(&n).unwrap();
-        let mut rx = opts.connect_mpmc_consumer::<u64>(&n).unwrap();
+    rounds(ROUNDS / 4, "ptx2", 64, |round, n, opts| {
+        let a = opts.create_mpmc::<u64>(n).unwrap();
+        let mut rx = opts.connect_mpmc_consumer::<u64>(n).unwrap();
         // Both children connect, wait for the parent's go (the channel's first message is
         // the go for the consumer side; here a file the parent removes), then drop at once.
         let go = std::env::temp_dir().join(format!("{n}.go"));
@@ -61,7 +77,7 @@ fn two_mpmc_senders_dropped_together_in_processes_close_the_channel() {
         let kids: Vec<_> = (0..2)
             .map(|_| {
                 let go = go.clone();
-                child_on(&n, move |n| {
+                child_on(n, move |n| {
                     let opts = ChannelOptions::new().participants(4);
                     let Ok(tx) = opts.connect_mpmc_producer::<u64>(n) else {
                         return 2;
@@ -76,7 +92,7 @@ fn two_mpmc_senders_dropped_together_in_processes_close_the_channel() {
             .collect();
         // Wait until both children hold their producer slots, then let them go with ours.
         let t = Instant::now();
-        while shm_bridge::inspect::inspect(&n)
+        while shm_bridge::inspect::inspect(n)
             .map(|i| {
                 i.participants
                     .iter()
@@ -99,21 +115,16 @@ fn two_mpmc_senders_dropped_together_in_processes_close_the_channel() {
         for k in kids {
             k.wait_timeout(Duration::from_secs(10)).unwrap();
         }
-        match rx.recv_deadline(soon()) {
-            Err(Error::Closed { .. }) => {}
-            other => panic!("round {round}: expected Closed, got {other:?}"),
-        }
-    }
+        expect_closed(rx.recv_deadline(soon()), round);
+    });
 }
 
 #[test]
 fn every_mpmc_receiver_gone_gives_a_blocked_sender_closed() {
-    for round in 0..ROUNDS / 4 {
-        let n = name(&format!("rx2-{round}"));
-        let opts = ChannelOptions::new().capacity(4).participants(4);
-        let mut tx = opts.create_mpmc::<u64>(&n).unwrap();
-        let c = opts.connect_mpmc_consumer::<u64>(&n).unwrap();
-        let d = opts.connect_mpmc_consumer::<u64>(&n).unwrap();
+    rounds(ROUNDS / 4, "rx2", 4, |round, n, opts| {
+        let mut tx = opts.create_mpmc::<u64>(n).unwrap();
+        let c = opts.connect_mpmc_consumer::<u64>(n).unwrap();
+        let d = opts.connect_mpmc_consumer::<u64>(n).unwrap();
         while tx.try_send(1).is_ok() {}
         let go = Arc::new(Barrier::new(3));
         let drops: Vec<_> = [c, d]
@@ -129,14 +140,11 @@ fn every_mpmc_receiver_gone_gives_a_blocked_sender_closed() {
             .collect();
         go.wait();
         // Blocked for space when the receivers go.
-        match tx.send_deadline(2, soon()) {
-            Err(Error::Closed { .. }) => {}
-            other => panic!("round {round}: expected Closed, got {other:?}"),
-        }
+        expect_closed(tx.send_deadline(2, soon()), round);
         for t in drops {
             t.join().unwrap();
         }
-    }
+    });
 }
 
 /// The typed and byte channels already close on either side's drop; the table in

@@ -1,0 +1,202 @@
+//! Byte-message SPSC channels: [`ByteSender`] and [`ByteReceiver`], with zero-copy claims
+//! and reads.
+
+use super::*;
+use shm_queue::bytes;
+
+channel_end! {
+    /// The sending end of a byte-message channel. Dropping it closes the channel.
+    plain ByteSender, tx: bytes::Producer
+}
+
+impl ByteSender {
+    /// If creating replaced a stale channel under the same name, what it replaced.
+    pub fn reclaimed(&self) -> Option<&Reclaimed> {
+        self.ep.reclaimed.as_ref()
+    }
+
+    /// Largest message this channel carries.
+    pub fn max_message(&self) -> usize {
+        self.tx.max_message()
+    }
+
+    /// Sends `msg` if there is room.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] when full, [`Error::Queue`] with `MessageTooLarge`,
+    /// [`Error::PeerGone`], [`Error::Closed`].
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        if self.ep.tick() {
+            self.check_peer()?;
+        }
+        match self.tx.try_push(msg) {
+            Ok(()) => {
+                self.ep.messages += 1;
+                self.ep.bytes += msg.len() as u64;
+                Ok(())
+            }
+            Err(e) => Err(self.full(e.into())),
+        }
+    }
+
+    /// Sends `msg`, waiting for room as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteSender::try_send`], and [`Error::PeerHung`] (retryable).
+    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_deadline(msg, None)
+    }
+
+    /// Sends `msg`, waiting for room until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteSender::send`], and [`Error::Timeout`].
+    pub fn send_deadline(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<()> {
+        let first = self.try_send(msg);
+        let tx = &mut self.tx;
+        send_or_wait(first, &mut self.ep, deadline, msg.len() as u64, |d| {
+            tx.push_blocking(msg, Some(d))
+        })
+    }
+
+    /// Reserves `len` bytes in the ring to write in place; commit the claim to send it.
+    /// Not counted in the channel's message counters.
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteSender::try_send`].
+    pub fn claim(&mut self, len: usize) -> Result<WriteClaim<'_>> {
+        if self.ep.tick() {
+            self.check_peer()?;
+        }
+        let name = &self.ep.name;
+        self.tx
+            .claim(len)
+            .map_err(|e| Error::queue_shared(name, e.into(), Duration::ZERO))
+    }
+
+    /// The ring's producer, for calls this wrapper does not offer.
+    pub fn ring(&mut self) -> &mut bytes::Producer {
+        &mut self.tx
+    }
+
+    /// Marks the channel closed: the consumer drains it, then gets [`Error::Closed`].
+    pub fn close(&mut self) {
+        self.tx.close();
+    }
+
+    fn check_peer(&mut self) -> Result<()> {
+        sender_check(&self.ep, self.tx.is_closed())
+    }
+
+    fn full(&mut self, e: shm_queue::Error) -> Error {
+        let closed_now = self.tx.is_closed();
+        sender_error(&mut self.ep, e, closed_now)
+    }
+}
+
+impl Drop for ByteSender {
+    fn drop(&mut self) {
+        self.tx.close();
+    }
+}
+
+channel_end! {
+    /// The receiving end of a byte-message channel.
+    plain ByteReceiver, rx: bytes::Consumer
+}
+
+impl ByteReceiver {
+    /// Largest message this channel carries (a buffer this long always suffices).
+    pub fn max_message(&self) -> usize {
+        self.rx.max_message()
+    }
+
+    /// Receives a message into `buf`, returning its length.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] when empty, [`Error::Queue`] with `BufferTooSmall` (the
+    /// message stays), [`Error::Closed`], [`Error::PeerGone`].
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize> {
+        match self.rx.try_pop(buf) {
+            Ok(n) => {
+                self.count(n);
+                Ok(n)
+            }
+            Err(e) => {
+                let rx = &self.rx;
+                Err(recv_error(&mut self.ep, e.into(), rx.is_closed(), || {
+                    rx.has_message()
+                }))
+            }
+        }
+    }
+
+    /// Receives a message into `buf`, waiting until `deadline` (`None`: no limit).
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteReceiver::try_recv`], [`Error::PeerHung`] (retryable), [`Error::Timeout`].
+    pub fn recv_deadline(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize> {
+        self.wait_deadline(deadline)?;
+        self.try_recv(buf)
+    }
+
+    /// Waits for a message until `deadline` and returns a guard over it in place; the space
+    /// is released when the guard drops.
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteReceiver::recv_deadline`].
+    pub fn read_deadline(&mut self, deadline: Option<Instant>) -> Result<ReadGuard<'_>> {
+        self.wait_deadline(deadline)?;
+        let guard = self
+            .rx
+            .read()
+            .map_err(|e| Error::queue_shared(&self.ep.name, e.into(), Duration::ZERO))?;
+        self.ep.messages += 1;
+        self.ep.bytes += guard.len() as u64;
+        Ok(guard)
+    }
+
+    /// Receives into a vector (resized to the message), waiting as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteReceiver::recv_deadline`].
+    pub fn recv_vec(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.wait_deadline(None)?;
+        let n = self
+            .rx
+            .try_pop_vec(buf)
+            .map_err(|e| Error::queue_shared(&self.ep.name, e.into(), Duration::ZERO))?;
+        self.count(n);
+        Ok(n)
+    }
+
+    fn wait_deadline(&mut self, deadline: Option<Instant>) -> Result<()> {
+        let rx = &mut self.rx;
+        wait_loop(&mut self.ep, deadline, |d| rx.wait_for_message(Some(d)))
+    }
+
+    fn count(&mut self, n: usize) {
+        self.ep.messages += 1;
+        self.ep.bytes += n as u64;
+        self.ep.tick();
+    }
+
+    /// The ring's consumer, for calls this wrapper does not offer.
+    pub fn ring(&mut self) -> &mut bytes::Consumer {
+        &mut self.rx
+    }
+}
+
+impl Drop for ByteReceiver {
+    fn drop(&mut self) {
+        self.rx.close();
+    }
+}

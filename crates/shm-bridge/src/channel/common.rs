@@ -1,0 +1,334 @@
+//! What the channel kinds share: the type and size checks of connect, taking over a
+//! dead holder's ring claim, the wait loop that looks at the peer between slices, and the
+//! mapping of ring errors to channel errors.
+
+use super::*;
+use shm_queue::mpmc;
+
+/// How long an MPMC handle waits on a claim stuck by another participant before it asks
+/// whether that participant is alive.
+pub(super) const RECOVERY_PATIENCE: Duration = Duration::from_millis(50);
+
+/// The MPMC owner token of an endpoint: its slot and generation.
+pub(super) fn token(ep: &Endpoint) -> u64 {
+    ((ep.slot as u64 + 1) << 32) | (ep.generation & 0xffff_ffff)
+}
+
+/// Answers the MPMC ring's "is this owner dead?" from the participant slots' OFD locks.
+pub(super) struct SlotLiveness {
+    region: Arc<Region>,
+    ctl: Control,
+    own: u64,
+    slots: usize,
+}
+
+impl SlotLiveness {
+    pub(super) fn new(ep: &Endpoint) -> Self {
+        SlotLiveness {
+            region: ep.region.clone(),
+            ctl: ep.ctl,
+            own: token(ep),
+            slots: ep.slots,
+        }
+    }
+}
+
+impl mpmc::Liveness for SlotLiveness {
+    fn is_dead(&self, owner: u64) -> bool {
+        if owner == self.own {
+            return false;
+        }
+        let slot = (owner >> 32) as usize;
+        if slot == 0 || slot > self.slots {
+            return true; // not a token any participant could have registered
+        }
+        let i = slot - 1;
+        if self.ctl.slot(&self.region, i).generation & 0xffff_ffff != owner & 0xffff_ffff {
+            return true; // the slot has been taken over since: its owner is gone
+        }
+        match self.region.fd() {
+            Some(fd) => !lock::is_locked(fd, lock::slot_offset(i)).unwrap_or(true),
+            None => false,
+        }
+    }
+}
+
+/// Refuses an element type other than the one the channel records.
+pub(super) fn check_type<T>(name: &str, layout: &Layout) -> Result<()> {
+    let want = std::any::type_name::<T>();
+    if layout.type_name != want
+        || layout.elem_size as usize != std::mem::size_of::<T>()
+        || layout.elem_align as usize != std::mem::align_of::<T>()
+    {
+        return Err(Error::WrongKind {
+            name: name.to_owned(),
+            expected: format!("a {} channel of {want}", layout.kind),
+            found: format!(
+                "a {} channel of {} ({} bytes, align {})",
+                layout.kind, layout.type_name, layout.elem_size, layout.elem_align
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Checks the attached ring ends before the control block (a hostile header could claim
+/// an area that overlaps it).
+pub(super) fn fits(
+    name: &str,
+    region: &Region,
+    need: std::result::Result<usize, shm_queue::Error>,
+) -> Result<()> {
+    let need = need.map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+    let room = region.len().saturating_sub(crate::control::CONTROL_SIZE);
+    if need > room {
+        return Err(Error::Corrupt {
+            name: name.to_owned(),
+            path: crate::endpoint::shm_path(name).display().to_string(),
+            reason: format!(
+                "its ring needs {need} bytes but only {room} precede the control block"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Takes the ring's consumer claim; a claim left by a dead consumer (we hold the slot lock,
+/// so no live one exists) is released first.
+pub(super) fn take_over<H>(
+    name: &str,
+    take: impl Fn() -> std::result::Result<H, shm_queue::Error>,
+    holder: Option<u64>,
+    release: impl FnOnce(u64) -> bool,
+) -> Result<H> {
+    match take() {
+        Ok(h) => Ok(h),
+        Err(shm_queue::Error::ConsumerClaimed { .. }) => {
+            if let Some(h) = holder {
+                release(h);
+            }
+            take().map_err(|e| Error::queue(name, e, Duration::ZERO))
+        }
+        Err(e) => Err(Error::queue(name, e, Duration::ZERO)),
+    }
+}
+
+/// The two SPSC ring types as the connect path sees them.
+pub(super) trait SpscRing: Sized {
+    type Consumer;
+    fn attach(region: Arc<Region>) -> std::result::Result<Self, shm_queue::Error>;
+    fn need(&self) -> std::result::Result<usize, shm_queue::Error>;
+    fn region(&self) -> &Arc<Region>;
+    fn consumer(&self) -> std::result::Result<Self::Consumer, shm_queue::Error>;
+    fn consumer_holder(&self) -> Option<u64>;
+    /// # Safety
+    ///
+    /// As the rings' `force_release_consumer`.
+    unsafe fn force_release_consumer(&self, holder: u64) -> bool;
+}
+
+macro_rules! spsc_ring {
+    ([$($gen:tt)*] $ring:ty, $consumer:ty) => {
+        impl<$($gen)*> SpscRing for $ring {
+            type Consumer = $consumer;
+            fn attach(region: Arc<Region>) -> std::result::Result<Self, shm_queue::Error> {
+                <$ring>::attach(region)
+            }
+            fn need(&self) -> std::result::Result<usize, shm_queue::Error> {
+                <$ring>::required_bytes(self.capacity())
+            }
+            fn region(&self) -> &Arc<Region> {
+                <$ring>::region(self)
+            }
+            fn consumer(&self) -> std::result::Result<$consumer, shm_queue::Error> {
+                <$ring>::consumer(self)
+            }
+            fn consumer_holder(&self) -> Option<u64> {
+                <$ring>::consumer_holder(self)
+            }
+            unsafe fn force_release_consumer(&self, holder: u64) -> bool {
+                // SAFETY: forwarded from the caller.
+                unsafe { <$ring>::force_release_consumer(self, holder) }
+            }
+        }
+    };
+}
+spsc_ring!([T: Pod] spsc::Ring<T>, spsc::Consumer<T>);
+spsc_ring!([] shm_queue::bytes::Ring, shm_queue::bytes::Consumer);
+
+/// The consumer end of the SPSC ring in `region`, for connect: attaches (validating the
+/// header), checks the ring ends before the control block, and takes the consumer side,
+/// taking over a dead holder's claim.
+pub(super) fn attach_consumer<R: SpscRing>(
+    name: &str,
+    region: &Arc<Region>,
+) -> Result<R::Consumer> {
+    let ring = R::attach(region.clone()).map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+    fits(name, ring.region(), ring.need())?;
+    take_over(
+        name,
+        || ring.consumer(),
+        ring.consumer_holder(),
+        |h| {
+            // SAFETY: we hold the consumer slot's OFD lock, so no live bridge consumer uses
+            // the ring; the holder is a dead process's handle.
+            unsafe { ring.force_release_consumer(h) }
+        },
+    )
+}
+
+/// A send that may wait: `first` is the non-blocking attempt (no syscall when there is
+/// room). On `WouldBlock`, runs the ring's blocking call through [`wait_loop`] and counts
+/// the message; any other outcome of `first` is returned as it is (it counted itself).
+pub(super) fn send_or_wait(
+    first: Result<()>,
+    ep: &mut Endpoint,
+    deadline: Option<Instant>,
+    bytes: u64,
+    blocking: impl FnMut(Instant) -> std::result::Result<(), shm_queue::Error>,
+) -> Result<()> {
+    match first {
+        Err(Error::WouldBlock { .. }) => {}
+        other => return other,
+    }
+    wait_loop(ep, deadline, blocking)?;
+    ep.messages += 1;
+    ep.bytes += bytes;
+    Ok(())
+}
+
+/// The ring consumers a typed or MPMC receiver wraps.
+pub(super) trait PopRing {
+    type Item;
+    fn try_pop(&mut self) -> std::result::Result<Self::Item, shm_queue::TryError>;
+    fn is_closed(&self) -> bool;
+    fn is_empty(&self) -> bool;
+}
+
+macro_rules! pop_ring {
+    ($($consumer:ident),*) => {$(
+        impl<T: Pod> PopRing for $consumer::Consumer<T> {
+            type Item = T;
+            #[inline]
+            fn try_pop(&mut self) -> std::result::Result<T, shm_queue::TryError> {
+                $consumer::Consumer::try_pop(self)
+            }
+            fn is_closed(&self) -> bool {
+                $consumer::Consumer::is_closed(self)
+            }
+            fn is_empty(&self) -> bool {
+                $consumer::Consumer::is_empty(self)
+            }
+        }
+    )*};
+}
+pop_ring!(spsc, mpmc);
+
+/// A receive that does not wait, for the typed and MPMC receivers: the element, or the
+/// channel-level error (`WouldBlock`, or `Closed`/`PeerGone` once empty for good).
+#[inline]
+pub(super) fn recv_now<R: PopRing>(rx: &mut R, ep: &mut Endpoint) -> Result<R::Item> {
+    match rx.try_pop() {
+        Ok(v) => {
+            ep.messages += 1;
+            ep.tick();
+            Ok(v)
+        }
+        Err(e) => {
+            let closed = rx.is_closed();
+            Err(recv_error(ep, e.into(), closed, || !rx.is_empty()))
+        }
+    }
+}
+
+/// Runs a blocking ring call in slices of [`WAIT_SLICE`], looking at the peer between them.
+/// `attempt` gets the slice's deadline; `Timeout` means "not yet".
+pub(super) fn wait_loop<R>(
+    ep: &mut Endpoint,
+    deadline: Option<Instant>,
+    mut attempt: impl FnMut(Instant) -> std::result::Result<R, shm_queue::Error>,
+) -> Result<R> {
+    let start = Instant::now();
+    loop {
+        let slice = Instant::now() + WAIT_SLICE;
+        let until = deadline.map_or(slice, |d| d.min(slice));
+        match attempt(until) {
+            Ok(r) => return Ok(r),
+            Err(shm_queue::Error::Timeout { .. }) => {}
+            Err(e) => return Err(Error::queue_shared(&ep.name, e, start.elapsed())),
+        }
+        ep.publish_counts();
+        if let Some(e) = ep.peer_error() {
+            // One more look: anything published before the death is still delivered.
+            return match attempt(Instant::now()) {
+                Ok(r) => Ok(r),
+                Err(_) => Err(e),
+            };
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Error::Timeout {
+                name: ep.name.to_string(),
+                waited: start.elapsed(),
+            });
+        }
+    }
+}
+
+/// A sender's look at the other side: `Closed` if the ring was closed, `PeerGone` if every
+/// consumer died (a hung one is not an error for a non-blocking call).
+pub(super) fn sender_check(ep: &Endpoint, closed_now: bool) -> Result<()> {
+    if closed_now {
+        return Err(closed(ep));
+    }
+    match ep.peer_error() {
+        Some(e @ Error::PeerGone { .. }) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The error for a failed send: when the ring is full, look at the peer (every few
+/// milliseconds) so a dead or departed consumer is reported rather than "full" forever.
+pub(super) fn sender_error(ep: &mut Endpoint, e: shm_queue::Error, closed_now: bool) -> Error {
+    if e.is_retryable() && ep.due() {
+        if let Err(gone) = sender_check(ep, closed_now) {
+            return gone;
+        }
+    }
+    Error::queue_shared(&ep.name, e, Duration::ZERO)
+}
+
+pub(super) fn closed(ep: &Endpoint) -> Error {
+    Error::Closed {
+        name: ep.name.to_string(),
+        by: match ep.role {
+            Role::Producer => "consumer".into(),
+            Role::Consumer => "producer".into(),
+        },
+    }
+}
+
+/// Maps a receive-side ring error: empty means "maybe the producer is gone" (looked at
+/// every few milliseconds), or "closed" once the ring is closed and `retry` (is there a
+/// message after all?) says no.
+pub(super) fn recv_error(
+    ep: &mut Endpoint,
+    e: shm_queue::Error,
+    closed_now: bool,
+    retry: impl FnOnce() -> bool,
+) -> Error {
+    match e {
+        shm_queue::Error::Empty { .. } if closed_now => {
+            if retry() {
+                Error::queue_shared(&ep.name, e, Duration::ZERO)
+            } else {
+                closed(ep)
+            }
+        }
+        shm_queue::Error::Empty { .. } if ep.tick() => match ep.peer_error() {
+            Some(gone @ Error::PeerGone { .. }) if !retry() => gone,
+            _ => Error::queue_shared(&ep.name, e, Duration::ZERO),
+        },
+        shm_queue::Error::Closed { .. } => closed(ep),
+        e => Error::queue_shared(&ep.name, e, Duration::ZERO),
+    }
+}

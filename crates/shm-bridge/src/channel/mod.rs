@@ -1,0 +1,455 @@
+//! Named channels: a producer process creates one, consumer processes connect to it.
+//!
+//! A channel is `/dev/shm/shmlane.NAME`: a ring from shm-queue at offset 0 and the bridge's
+//! control block in the last page (see [`crate::control`]). Three kinds share one set of
+//! rules: [`Sender`]/[`Receiver`] (typed SPSC), [`ByteSender`]/[`ByteReceiver`] (byte
+//! messages), [`MpmcSender`]/[`MpmcReceiver`] (any number of processes per side).
+//!
+//! Every handle holds an OFD lock for its role and refreshes a heartbeat word, so the other
+//! side learns of its death from the kernel and of a hang from the clock:
+//!
+//! - a receiver gets every message that was fully sent, then [`Error::PeerGone`] if the
+//!   producer died, or [`Error::Closed`] if it closed (or dropped) its end;
+//! - a sender gets [`Error::PeerGone`] once the consumer died (checked every few
+//!   milliseconds while sending, and whenever the ring is full), or [`Error::Closed`] if the
+//!   consumer left cleanly;
+//! - a blocking call looks at the peer every 40 ms, so it wakes within that of a death, and
+//!   returns [`Error::PeerHung`] (retryable) while the peer's heartbeat is silent;
+//! - the last side to leave removes the name; a name left behind by dead processes is
+//!   reclaimed by the next create ([`Sender::reclaimed`]) or by `shmlane gc`.
+//!
+//! ```
+//! use shm_bridge::ChannelOptions;
+//! # let name = format!("doc-channel-{}", std::process::id());
+//!
+//! let mut tx = ChannelOptions::new().capacity(1024).create::<u64>(&name)?;
+//! // In another process (here the same one, for the example):
+//! let mut rx = ChannelOptions::new().connect::<u64>(&name)?;
+//! tx.send(42)?;
+//! assert_eq!(rx.recv()?, 42);
+//! drop(tx); // closes: the receiver drains, then sees Closed
+//! assert!(rx.recv().unwrap_err().is_disconnected());
+//! # Ok::<(), shm_bridge::Error>(())
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+use shm_queue::bytes::{ReadGuard, WriteClaim};
+use shm_queue::spsc::{self, Ring};
+use shm_queue::wait::WaitStrategy;
+use shm_region::Region;
+
+use crate::control::{ChannelKind, Control, Layout, Role, MAX_SLOTS};
+use crate::endpoint::{Common, Endpoint, PeerState, Reclaimed, WAIT_SLICE};
+use crate::lock;
+use crate::{Error, Result};
+
+/// Builder methods that set a `bool` field of `common` of the same name (each with its own
+/// doc).
+macro_rules! common_flag_setters {
+    ($($(#[$doc:meta])* $name:ident;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, yes: bool) -> Self {
+            self.common.$name = yes;
+            self
+        }
+    )*};
+}
+
+/// Builder for creating and connecting to channels.
+///
+/// Defaults: capacity 1024 elements (typed, MPMC) or 1 MiB of data (bytes), largest byte
+/// message a quarter of the capacity, [`WaitStrategy::spin_then_yield`], mode `0600`, a
+/// 100 ms heartbeat, a 10 s connect timeout, 16 participant slots for MPMC.
+#[derive(Debug, Clone)]
+#[must_use = "options do nothing until passed to a constructor"]
+pub struct ChannelOptions {
+    capacity: Option<usize>,
+    max_message: Option<usize>,
+    wait: WaitStrategy,
+    common: Common,
+    timeout: Duration,
+    participants: usize,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChannelOptions {
+    /// The defaults listed on [`ChannelOptions`].
+    pub fn new() -> Self {
+        ChannelOptions {
+            capacity: None,
+            max_message: None,
+            wait: WaitStrategy::default(),
+            common: Common::default(),
+            timeout: Duration::from_secs(10),
+            participants: 16,
+        }
+    }
+
+    /// Ring capacity: elements for typed and MPMC channels, data bytes for byte channels.
+    pub fn capacity(mut self, n: usize) -> Self {
+        self.capacity = Some(n);
+        self
+    }
+
+    /// Largest byte message (byte channels only).
+    pub fn max_message(mut self, n: usize) -> Self {
+        self.max_message = Some(n);
+        self
+    }
+
+    /// How blocking calls wait (spin, yield, or sleep in the kernel).
+    pub fn wait_strategy(mut self, w: WaitStrategy) -> Self {
+        self.wait = w;
+        self
+    }
+
+    /// Permission bits of a new channel (default `0o600`).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.common.mode = mode;
+        self
+    }
+
+    common_flag_setters! {
+        /// Touch every page up front, so the first messages do not page-fault.
+        prefault;
+        /// Ask for transparent huge pages (`MADV_HUGEPAGE`; tmpfs honours it when
+        /// `/sys/kernel/mm/transparent_hugepage/shmem_enabled` allows).
+        huge_pages;
+        /// Lock the channel's pages in RAM (`mlock`; limited by `RLIMIT_MEMLOCK`).
+        mlock;
+        /// Connect to a channel owned by another uid (default: refuse).
+        allow_foreign_owner;
+        /// Connect to a channel that group or others may write (default: refuse).
+        allow_shared_write;
+    }
+
+    /// Heartbeat period (default 100 ms; `None`: no heartbeat thread, and peers cannot
+    /// tell if this process hangs).
+    pub fn heartbeat(mut self, every: Option<Duration>) -> Self {
+        self.common.heartbeat = every;
+        self
+    }
+
+    /// How long connecting waits for the channel to appear and become ready (default 10 s).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// Participant slots of an MPMC channel (2 to 60; default 16).
+    pub fn participants(mut self, n: usize) -> Self {
+        self.participants = n;
+        self
+    }
+
+    fn bad(&self, name: &str, reason: String) -> Error {
+        Error::BadConfig {
+            name: name.to_owned(),
+            reason,
+        }
+    }
+
+    fn element_layout<T>(&self, kind: ChannelKind, ring_bytes: usize, slots: u32) -> Layout {
+        Layout {
+            kind,
+            ring_bytes: ring_bytes as u64,
+            elem_size: std::mem::size_of::<T>() as u32,
+            elem_align: std::mem::align_of::<T>() as u32,
+            type_name: std::any::type_name::<T>().to_owned(),
+            slots,
+        }
+    }
+
+    /// Creates typed channel `name` and returns its sending end.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadName`], [`Error::InUse`] (a live process holds the name),
+    /// [`Error::Region`] (for example a full `/dev/shm`), [`Error::Queue`] (a capacity
+    /// the ring refuses).
+    pub fn create<T: Pod>(&self, name: &str) -> Result<Sender<T>> {
+        let cap = self.capacity.unwrap_or(1024);
+        let bytes =
+            Ring::<T>::required_bytes(cap).map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+        let layout = self.element_layout::<T>(ChannelKind::Typed, bytes, 2);
+        let (ep, ring) =
+            Endpoint::create(name, layout, &self.common, |r| Ring::<T>::create(r, cap))?;
+        let mut tx = ring
+            .producer()
+            .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+        tx.set_wait_strategy(self.wait);
+        Ok(Sender { tx, ep })
+    }
+
+    /// Connects to typed channel `name` as its consumer, waiting up to the timeout for it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConnectTimeout`], [`Error::WrongKind`] (another kind or element type),
+    /// [`Error::Corrupt`], [`Error::InUse`] (a live consumer holds it), [`Error::Region`]
+    /// (for example a segment owned by another uid).
+    pub fn connect<T: Pod>(&self, name: &str) -> Result<Receiver<T>> {
+        let (ep, mut rx) = Endpoint::connect(
+            name,
+            ChannelKind::Typed,
+            Role::Consumer,
+            &self.common,
+            self.timeout,
+            |layout| check_type::<T>(name, layout),
+            |region, _| attach_consumer::<Ring<T>>(name, region),
+        )?;
+        rx.set_wait_strategy(self.wait);
+        Ok(Receiver { rx, ep })
+    }
+
+    /// Creates byte-message channel `name` and returns its sending end.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelOptions::create`]; [`Error::BadConfig`] for a largest message the
+    /// capacity cannot carry.
+    pub fn create_bytes(&self, name: &str) -> Result<ByteSender> {
+        let cap = self.capacity.unwrap_or(1 << 20);
+        let max = self.max_message.unwrap_or(cap / 4);
+        let limit = shm_queue::bytes::max_message_for(cap);
+        if max == 0 || max > limit {
+            return Err(self.bad(
+                name,
+                format!(
+                    "largest message {max} bytes is not between 1 and {limit} for a capacity \
+                     of {cap} bytes; raise the capacity to at least twice the message size \
+                     plus 16"
+                ),
+            ));
+        }
+        let bytes = shm_queue::bytes::Ring::required_bytes(cap)
+            .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+        let layout = Layout {
+            kind: ChannelKind::Bytes,
+            ring_bytes: bytes as u64,
+            elem_size: 0,
+            elem_align: 0,
+            type_name: "bytes".into(),
+            slots: 2,
+        };
+        let (ep, ring) = Endpoint::create(name, layout, &self.common, |r| {
+            shm_queue::bytes::Ring::create_with(
+                r,
+                shm_queue::bytes::Options::new(cap).max_message(max),
+            )
+        })?;
+        let mut tx = ring
+            .producer()
+            .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+        tx.set_wait_strategy(self.wait);
+        Ok(ByteSender { tx, ep })
+    }
+
+    /// Connects to byte-message channel `name` as its consumer.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelOptions::connect`].
+    pub fn connect_bytes(&self, name: &str) -> Result<ByteReceiver> {
+        let (ep, mut rx) = Endpoint::connect(
+            name,
+            ChannelKind::Bytes,
+            Role::Consumer,
+            &self.common,
+            self.timeout,
+            |_| Ok(()),
+            |region, _| attach_consumer::<shm_queue::bytes::Ring>(name, region),
+        )?;
+        rx.set_wait_strategy(self.wait);
+        Ok(ByteReceiver { rx, ep })
+    }
+
+    fn mpmc_options(&self, name: &str) -> Result<shm_queue::mpmc::Options> {
+        if !(2..=MAX_SLOTS).contains(&self.participants) {
+            return Err(self.bad(
+                name,
+                format!(
+                    "{} participants is not between 2 and {MAX_SLOTS}",
+                    self.participants
+                ),
+            ));
+        }
+        Ok(shm_queue::mpmc::Options::new(self.capacity.unwrap_or(1024)).owners(self.participants))
+    }
+
+    /// Creates MPMC channel `name` and returns a sending end; more producers and consumers
+    /// join with [`ChannelOptions::connect_mpmc_producer`] and
+    /// [`ChannelOptions::connect_mpmc_consumer`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelOptions::create`].
+    pub fn create_mpmc<T: Pod>(&self, name: &str) -> Result<MpmcSender<T>> {
+        let opts = self.mpmc_options(name)?;
+        let bytes = shm_queue::mpmc::Ring::<T>::required_bytes_with(opts)
+            .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+        let layout = self.element_layout::<T>(ChannelKind::Mpmc, bytes, self.participants as u32);
+        let (ep, ring) = Endpoint::create(name, layout, &self.common, |r| {
+            shm_queue::mpmc::Ring::<T>::create_with(r, opts)
+        })?;
+        self.mpmc_sender(name, ep, &ring)
+    }
+
+    /// Joins MPMC channel `name` as another producer.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelOptions::connect`]; [`Error::InUse`] when every participant slot is taken.
+    pub fn connect_mpmc_producer<T: Pod>(&self, name: &str) -> Result<MpmcSender<T>> {
+        let (ep, ring) = self.join_mpmc::<T>(name, Role::Producer)?;
+        self.mpmc_sender(name, ep, &ring)
+    }
+
+    /// A producer handle of `ring` registered under `ep`'s token, with dead-claim recovery.
+    fn mpmc_sender<T: Pod>(
+        &self,
+        name: &str,
+        ep: Endpoint,
+        ring: &shm_queue::mpmc::Ring<T>,
+    ) -> Result<MpmcSender<T>> {
+        let tx = ring
+            .producer_with_token(token(&ep))
+            .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+        let mut tx = tx.with_recovery(SlotLiveness::new(&ep), RECOVERY_PATIENCE);
+        tx.set_wait_strategy(self.wait);
+        Ok(MpmcSender { tx, ep })
+    }
+
+    /// Joins MPMC channel `name` as a consumer.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelOptions::connect_mpmc_producer`].
+    pub fn connect_mpmc_consumer<T: Pod>(&self, name: &str) -> Result<MpmcReceiver<T>> {
+        let (ep, ring) = self.join_mpmc::<T>(name, Role::Consumer)?;
+        let rx = ring
+            .consumer_with_token(token(&ep))
+            .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+        let mut rx = rx.with_recovery(SlotLiveness::new(&ep), RECOVERY_PATIENCE);
+        rx.set_wait_strategy(self.wait);
+        Ok(MpmcReceiver { rx, ep })
+    }
+
+    fn join_mpmc<T: Pod>(
+        &self,
+        name: &str,
+        role: Role,
+    ) -> Result<(Endpoint, shm_queue::mpmc::Ring<T>)> {
+        Endpoint::connect(
+            name,
+            ChannelKind::Mpmc,
+            role,
+            &self.common,
+            self.timeout,
+            |layout| check_type::<T>(name, layout),
+            |region, _| {
+                let ring = shm_queue::mpmc::Ring::<T>::attach(region.clone())
+                    .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+                let opts =
+                    shm_queue::mpmc::Options::new(ring.capacity()).owners(ring.owner_entries());
+                fits(
+                    name,
+                    ring.region(),
+                    shm_queue::mpmc::Ring::<T>::required_bytes_with(opts),
+                )?;
+                Ok(ring)
+            },
+        )
+    }
+}
+
+/// The methods every handle has, whatever its ring.
+macro_rules! endpoint_methods {
+    () => {
+        /// The channel's name (without the `shmlane.` prefix).
+        pub fn name(&self) -> &str {
+            &self.ep.name
+        }
+
+        /// What the other side is doing (alive, hung, dead, left, or not there yet).
+        pub fn peer_state(&self) -> PeerState {
+            self.ep.peer_state()
+        }
+
+        /// Waits until a peer is attached and alive, up to `timeout`.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::Timeout`], or [`Error::PeerGone`] if it attached and died.
+        pub fn wait_for_peer(&self, timeout: Duration) -> Result<()> {
+            let start = Instant::now();
+            loop {
+                match self.ep.peer_state() {
+                    PeerState::Alive { .. } | PeerState::Hung { .. } => return Ok(()),
+                    PeerState::Dead { .. } => {
+                        if let Some(e) = self.ep.peer_error() {
+                            return Err(e);
+                        }
+                    }
+                    PeerState::Absent | PeerState::Left { .. } => {}
+                }
+                if start.elapsed() >= timeout {
+                    return Err(Error::Timeout {
+                        name: self.ep.name.to_string(),
+                        waited: start.elapsed(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    };
+}
+
+/// Declares a channel end: the ring handle it wraps and its endpoint, with the methods
+/// every end shares (`endpoint_methods!`). `channel_end!(typed Name, field: RingHandle<T>)`
+/// for an end generic over `T: Pod`, `channel_end!(plain Name, field: RingHandle)` otherwise;
+/// doc comments before the name document the struct.
+macro_rules! channel_end {
+    ($(#[$doc:meta])* typed $name:ident, $field:ident: $handle:ty) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name<T: Pod> {
+            pub(super) $field: $handle,
+            pub(super) ep: Endpoint,
+        }
+
+        impl<T: Pod> $name<T> {
+            endpoint_methods!();
+        }
+    };
+    ($(#[$doc:meta])* plain $name:ident, $field:ident: $handle:ty) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name {
+            pub(super) $field: $handle,
+            pub(super) ep: Endpoint,
+        }
+
+        impl $name {
+            endpoint_methods!();
+        }
+    };
+}
+
+mod bytes;
+mod common;
+mod mpmc;
+mod typed;
+
+pub use bytes::{ByteReceiver, ByteSender};
+use common::*;
+pub use mpmc::{MpmcReceiver, MpmcSender};
+pub use typed::{Receiver, Sender};
