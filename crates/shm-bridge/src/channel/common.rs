@@ -197,6 +197,33 @@ pub(super) fn send_or_wait(
     Ok(())
 }
 
+/// The ring producers a typed or MPMC sender wraps.
+pub(super) trait PushRing {
+    type Item;
+    fn try_push(&mut self, v: Self::Item) -> std::result::Result<(), shm_queue::TryError>;
+    fn is_closed(&self) -> bool;
+}
+
+/// A send that does not wait, for the typed and MPMC senders: looks at the peer every few
+/// calls, then pushes; a full ring is `WouldBlock`, or `Closed`/`PeerGone` when the other
+/// side is gone.
+#[inline]
+pub(super) fn send_now<R: PushRing>(tx: &mut R, ep: &mut Endpoint, v: R::Item) -> Result<()> {
+    if ep.tick() {
+        sender_check(ep, tx.is_closed())?;
+    }
+    match tx.try_push(v) {
+        Ok(()) => {
+            ep.messages += 1;
+            Ok(())
+        }
+        Err(e) => {
+            let closed = tx.is_closed();
+            Err(sender_error(ep, e.into(), closed))
+        }
+    }
+}
+
 /// The ring consumers a typed or MPMC receiver wraps.
 pub(super) trait PopRing {
     type Item;
@@ -205,24 +232,36 @@ pub(super) trait PopRing {
     fn is_empty(&self) -> bool;
 }
 
-macro_rules! pop_ring {
-    ($($consumer:ident),*) => {$(
-        impl<T: Pod> PopRing for $consumer::Consumer<T> {
+/// [`PushRing`] and [`PopRing`] for the producer and consumer of each typed ring module.
+macro_rules! typed_ring_ends {
+    ($($m:ident),*) => {$(
+        impl<T: Pod> PushRing for $m::Producer<T> {
+            type Item = T;
+            #[inline]
+            fn try_push(&mut self, v: T) -> std::result::Result<(), shm_queue::TryError> {
+                $m::Producer::try_push(self, v)
+            }
+            fn is_closed(&self) -> bool {
+                $m::Producer::is_closed(self)
+            }
+        }
+
+        impl<T: Pod> PopRing for $m::Consumer<T> {
             type Item = T;
             #[inline]
             fn try_pop(&mut self) -> std::result::Result<T, shm_queue::TryError> {
-                $consumer::Consumer::try_pop(self)
+                $m::Consumer::try_pop(self)
             }
             fn is_closed(&self) -> bool {
-                $consumer::Consumer::is_closed(self)
+                $m::Consumer::is_closed(self)
             }
             fn is_empty(&self) -> bool {
-                $consumer::Consumer::is_empty(self)
+                $m::Consumer::is_empty(self)
             }
         }
     )*};
 }
-pop_ring!(spsc, mpmc);
+typed_ring_ends!(spsc, mpmc);
 
 /// A receive that does not wait, for the typed and MPMC receivers: the element, or the
 /// channel-level error (`WouldBlock`, or `Closed`/`PeerGone` once empty for good).

@@ -23,19 +23,7 @@ impl<T: Pod> MpmcSender<T> {
     /// [`Error::WouldBlock`] when full; [`Error::PeerGone`] when every consumer that
     /// attached has died; [`Error::Closed`].
     pub fn try_send(&mut self, value: T) -> Result<()> {
-        if self.ep.tick() {
-            self.check_peer()?;
-        }
-        match self.tx.try_push(value) {
-            Ok(()) => {
-                self.ep.messages += 1;
-                Ok(())
-            }
-            Err(e) => {
-                let closed_now = self.tx.is_closed();
-                Err(sender_error(&mut self.ep, e.into(), closed_now))
-            }
-        }
+        send_now(&mut self.tx, &mut self.ep, value)
     }
 
     /// Sends `value`, waiting for room until `deadline` (`None`: no limit).
@@ -54,10 +42,6 @@ impl<T: Pod> MpmcSender<T> {
     /// Closes the channel for everyone: consumers drain it, then get [`Error::Closed`].
     pub fn close(&mut self) {
         self.tx.close();
-    }
-
-    fn check_peer(&mut self) -> Result<()> {
-        sender_check(&self.ep, self.tx.is_closed())
     }
 }
 

@@ -21,16 +21,7 @@ impl<T: Pod> Sender<T> {
     /// [`Error::Closed`] if it left.
     #[inline]
     pub fn try_send(&mut self, value: T) -> Result<()> {
-        if self.ep.tick() {
-            self.check_peer()?;
-        }
-        match self.tx.try_push(value) {
-            Ok(()) => {
-                self.ep.messages += 1;
-                Ok(())
-            }
-            Err(e) => Err(self.full(e.into())),
-        }
+        send_now(&mut self.tx, &mut self.ep, value)
     }
 
     /// Sends `value`, waiting for room as long as it takes.
