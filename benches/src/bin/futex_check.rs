@@ -4,13 +4,22 @@
 //! be 0, because the producer wakes no one when nobody sleeps (`.ci/run` checks this).
 //! With `--sleepy-consumer` the consumer uses the blocking strategy; as long as it keeps
 //! up and never actually sleeps, the count stays 0 too.
+//!
+//! A consumer killed while asleep must not leave a system call on every later publish:
+//! `futex-check --victim NAME` creates named ring NAME, takes its consumer with the blocking
+//! strategy and sleeps in `pop_blocking` until it is killed (run it untraced, kill it with
+//! `SIGKILL`); then `futex-check N --replace NAME` releases the dead consumer's claim, takes
+//! over with a busy-polling consumer and receives N messages from a forked producer, for
+//! `strace` to count: 0 futex calls.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shm_queue::bytes;
 use shm_queue::wait::WaitStrategy;
-use shm_region::Region;
+use std::io::Write;
+
+use shm_region::{Options, Region};
 
 fn main() -> ExitCode {
     match run() {
@@ -28,19 +37,52 @@ fn main() -> ExitCode {
 fn run() -> Result<u64, Box<dyn std::error::Error>> {
     let mut n: u64 = 1_000_000;
     let mut sleepy = false;
-    for a in std::env::args().skip(1) {
+    let (mut victim, mut replace) = (None, None);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
         match a.as_str() {
             "--sleepy-consumer" => sleepy = true,
+            "--victim" => victim = Some(args.next().ok_or("--victim needs a name")?),
+            "--replace" => replace = Some(args.next().ok_or("--replace needs a name")?),
             s => {
-                n = s
-                    .parse()
-                    .map_err(|_| format!("expected a count or --sleepy-consumer, got {s:?}"))?
+                n = s.parse().map_err(|_| {
+                    format!("expected a count, --sleepy-consumer, --victim NAME or --replace NAME, got {s:?}")
+                })?
             }
         }
     }
-    let region = Region::anonymous(bytes::Ring::required_bytes(1 << 20)?)?;
-    let ring = bytes::Ring::create(region, 1 << 20, 64)?;
-    let (mut tx, mut rx) = ring.split()?;
+    let len = bytes::Ring::required_bytes(1 << 20)?;
+    if let Some(name) = victim {
+        let region = Options::new().keep_name(true).create_shm(&name, len)?;
+        let ring = bytes::Ring::create(region, 1 << 20, 64)?;
+        let mut rx = ring.consumer()?;
+        rx.set_wait_strategy(WaitStrategy::blocking());
+        println!("ready");
+        std::io::stdout().flush()?;
+        let mut buf = [0u8; 64];
+        // Sleeps (registered as a sleeper, inside its futex wait) until it is killed.
+        rx.pop_blocking(&mut buf, None)?;
+        return Err("the victim received a message; nothing should have been sent".into());
+    }
+    let (ring, mut rx) = if let Some(name) = &replace {
+        let region = Options::new().open_shm(name)?;
+        let ring = bytes::Ring::attach(region)?;
+        let holder = ring
+            .consumer_holder()
+            .ok_or("the victim's consumer claim is not there")?;
+        // SAFETY: the caller killed the victim (the only consumer) before running this.
+        if !unsafe { ring.force_release_consumer(holder) } {
+            return Err("the victim's consumer claim could not be released".into());
+        }
+        let rx = ring.consumer()?;
+        (ring, rx)
+    } else {
+        let region = Region::anonymous(len)?;
+        let ring = bytes::Ring::create(region, 1 << 20, 64)?;
+        let rx = ring.consumer()?;
+        (ring, rx)
+    };
+    let mut tx = ring.producer()?;
     if sleepy {
         rx.set_wait_strategy(WaitStrategy::blocking());
     } else {
@@ -74,5 +116,8 @@ fn run() -> Result<u64, Box<dyn std::error::Error>> {
         }
     }
     child.wait_timeout(Duration::from_secs(60))?;
+    if let Some(name) = replace {
+        shm_region::shm_unlink(&name)?;
+    }
     Ok(n)
 }

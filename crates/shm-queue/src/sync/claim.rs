@@ -127,7 +127,13 @@ macro_rules! claim_controls {
             /// The handle that holds the claim must never be used again: it must belong to a
             /// process that has died. Two live producers on one ring write the same slots.
             pub unsafe fn force_release_producer(&self, holder: u64) -> bool {
-                crate::sync::claim::force_release(Role::Producer.word(self.storage.header()), holder)
+                let header = self.storage.header();
+                let released = crate::sync::claim::force_release(Role::Producer.word(header), holder);
+                if released {
+                    // The dead producer's wait registrations die with it.
+                    header.space_signal().forget_dead_waiters();
+                }
+                released
             }
 
             /// Frees the consumer claim held by `holder`; see
@@ -139,7 +145,15 @@ macro_rules! claim_controls {
             /// The handle that holds the claim must never be used again (its process has
             /// died).
             pub unsafe fn force_release_consumer(&self, holder: u64) -> bool {
-                crate::sync::claim::force_release(Role::Consumer.word(self.storage.header()), holder)
+                let header = self.storage.header();
+                let released = crate::sync::claim::force_release(Role::Consumer.word(header), holder);
+                if released {
+                    // The dead consumer's wait registrations (a sleeper count, a waiter
+                    // inside its futex wait, an armed readiness descriptor) die with it, so
+                    // publishes go back to costing no system call.
+                    header.data_signal().forget_dead_waiters();
+                }
+                released
             }
         }
     };

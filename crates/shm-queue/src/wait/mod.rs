@@ -207,6 +207,21 @@ impl Signal<'_> {
         }
     }
 
+    /// Forgets every waiter and sleeper of this direction: for a side whose only handle
+    /// was found dead (its claim force-released), since a handle killed while registered, or
+    /// inside its futex wait, never takes its counts back, and every later publish would
+    /// otherwise pay the wake path (a fence and a `FUTEX_WAKE` system call) for nobody.
+    /// Also disarms the readiness descriptor the dead handle may have armed. Only sound
+    /// while no live handle of this side exists (the caller holds the side's claim
+    /// recovery, as `force_release_*` requires).
+    pub(crate) fn forget_dead_waiters(&self) {
+        self.waiters.store(0, Ordering::SeqCst);
+        self.sleepers.store(0, Ordering::SeqCst);
+        if let Some(a) = self.armed {
+            a.store(0, Ordering::SeqCst);
+        }
+    }
+
     /// Takes a handle out of `sleepers` if it is counted (on drop).
     pub(crate) fn unregister(&self, registered: &mut bool) {
         if core::mem::take(registered) {
