@@ -10,7 +10,7 @@ pub struct Consumer {
     pub(super) token: u64,
     pub(super) strategy: WaitStrategy,
     /// Whether this handle is counted in the header's `consumer_sleepers`.
-    pub(super) sleeper: bool,
+    pub(super) sleeper: crate::wait::Sleeper,
 }
 
 impl fmt::Debug for Consumer {

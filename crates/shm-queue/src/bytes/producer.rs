@@ -12,7 +12,7 @@ pub struct Producer {
     pub(super) token: u64,
     pub(super) strategy: WaitStrategy,
     /// Whether this handle is counted in the header's `producer_sleepers`.
-    pub(super) sleeper: bool,
+    pub(super) sleeper: crate::wait::Sleeper,
     /// The consumer's readiness descriptor, if installed.
     pub(super) readiness: ReadinessFd,
 }

@@ -211,7 +211,7 @@ impl Ring {
                 head_cache: head,
                 token,
                 strategy: WaitStrategy::default(),
-                sleeper: false,
+                sleeper: crate::wait::Sleeper::No,
                 readiness: ReadinessFd::default(),
             })
         })
@@ -232,7 +232,7 @@ impl Ring {
                 head,
                 token,
                 strategy: WaitStrategy::default(),
-                sleeper: false,
+                sleeper: crate::wait::Sleeper::No,
             })
         })
     }

@@ -179,6 +179,12 @@ pub(crate) struct ControlLine {
     /// Non-zero while a consumer has armed its readiness file descriptor (see
     /// [`crate::wait::readiness_fd`]): the next publication signals it and clears this.
     pub data_armed: AtomicU32,
+    /// Of `consumer_sleepers`, those whose process cannot issue the heavy half of the
+    /// asymmetric fence (no `membarrier`, a seccomp filter, a failed registration): while
+    /// any is counted, producers pay the real fence (see `crate::wait`).
+    pub consumer_weak: AtomicU32,
+    /// Of `producer_sleepers`, those that cannot issue the heavy half (see `consumer_weak`).
+    pub producer_weak: AtomicU32,
 }
 
 /// Lines 2 and 3: one position word alone on its 128-byte line.
@@ -239,6 +245,8 @@ const _: () = {
     assert!(offset_of!(ControlLine, consumer_sleepers) == 36);
     assert!(offset_of!(ControlLine, producer_sleepers) == 40);
     assert!(offset_of!(ControlLine, data_armed) == 44);
+    assert!(offset_of!(ControlLine, consumer_weak) == 48);
+    assert!(offset_of!(ControlLine, producer_weak) == 52);
     assert!(size_of::<PositionLine>() == 128);
     assert!(offset_of!(PositionLine, pos) == 0);
     // The block words are `AtomicU64`s at the start of 64-byte-aligned blocks.
@@ -285,6 +293,8 @@ impl Header {
                 consumer_sleepers: z32(),
                 producer_sleepers: z32(),
                 data_armed: z32(),
+                consumer_weak: z32(),
+                producer_weak: z32(),
             },
             producer: PositionLine { pos: z64() },
             consumer: PositionLine { pos: z64() },
@@ -327,6 +337,8 @@ impl Header {
         k.consumer_sleepers.store(0, r);
         k.producer_sleepers.store(0, r);
         k.data_armed.store(0, r);
+        k.consumer_weak.store(0, r);
+        k.producer_weak.store(0, r);
         self.producer.pos.store(0, r);
         self.consumer.pos.store(0, r);
     }

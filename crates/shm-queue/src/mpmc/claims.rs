@@ -60,7 +60,7 @@ pub(super) struct Handle<T: Pod> {
     /// How the blocking calls wait.
     pub(super) strategy: WaitStrategy,
     /// Whether this handle is counted among its side's sleepers.
-    pub(super) sleeper: bool,
+    pub(super) sleeper: crate::wait::Sleeper,
     /// Producers: the consumers' readiness descriptor, if installed (shared by clones).
     pub(super) readiness: ReadinessFd,
 }
@@ -79,7 +79,7 @@ impl<T: Pod> Handle<T> {
             stuck: Cell::default(),
             recorded_len: Cell::new(0),
             strategy: WaitStrategy::default(),
-            sleeper: false,
+            sleeper: crate::wait::Sleeper::No,
             readiness: ReadinessFd::default(),
         };
         h.entry()?;
@@ -245,11 +245,11 @@ impl<T: Pod> Clone for Handle<T> {
             stuck: Cell::default(),
             recorded_len: Cell::new(0),
             strategy: self.strategy,
-            sleeper: false,
+            sleeper: crate::wait::Sleeper::No,
             readiness: self.readiness.clone(),
         };
         // A clone that may sleep counts itself, so publishers keep waking it.
-        let (strategy, mut sleeper) = (h.strategy, false);
+        let (strategy, mut sleeper) = (h.strategy, crate::wait::Sleeper::No);
         h.own_signal().set_strategy(&mut sleeper, strategy);
         h.sleeper = sleeper;
         h

@@ -25,11 +25,13 @@ impl<T: Pod> fmt::Debug for WriteChunk<'_, T> {
 
 impl<T: Pod> WriteChunk<'_, T> {
     /// Number of reserved slots.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// `true` if no slot was reserved.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -39,6 +41,7 @@ impl<T: Pod> WriteChunk<'_, T> {
     /// # Errors
     ///
     /// [`TryError::OutOfRange`] if `i >= len()`.
+    #[inline]
     pub fn set(&mut self, i: usize, value: T) -> Result<(), TryError> {
         if i >= self.len {
             return Err(TryError::OutOfRange {
@@ -59,6 +62,7 @@ impl<T: Pod> WriteChunk<'_, T> {
     /// # Errors
     ///
     /// [`TryError::OutOfRange`] if that range goes past the end of the chunk.
+    #[inline]
     pub fn copy_from_slice(&mut self, offset: usize, src: &[T]) -> Result<(), TryError> {
         let end = offset.saturating_add(src.len());
         if end > self.len {
@@ -83,6 +87,7 @@ impl<T: Pod> WriteChunk<'_, T> {
 
     /// Writes items from `iter` into the slots in order until either runs out; returns how
     /// many were written.
+    #[inline]
     pub fn fill_from_iter(&mut self, iter: impl IntoIterator<Item = T>) -> usize {
         let p = &*self.producer;
         let storage = &*p.storage;
@@ -109,6 +114,7 @@ impl<T: Pod> WriteChunk<'_, T> {
     /// # Errors
     ///
     /// [`TryError::OutOfRange`] if `k > len()`; nothing is published then.
+    #[inline]
     pub fn commit(self, k: usize) -> Result<(), TryError> {
         if k > self.len {
             return Err(TryError::OutOfRange {
@@ -123,6 +129,7 @@ impl<T: Pod> WriteChunk<'_, T> {
     }
 
     /// Publishes every slot of the chunk.
+    #[inline]
     pub fn commit_all(self) {
         if self.len > 0 {
             self.producer.publish(self.len);
@@ -152,16 +159,19 @@ impl<T: Pod> fmt::Debug for ReadChunk<'_, T> {
 
 impl<T: Pod> ReadChunk<'_, T> {
     /// Number of elements in the chunk.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// `true` if the chunk holds no element.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// A copy of element `i`, or `None` if `i >= len()`.
+    #[inline]
     pub fn get(&self, i: usize) -> Option<T> {
         if i >= self.len {
             return None;
@@ -178,6 +188,7 @@ impl<T: Pod> ReadChunk<'_, T> {
     /// # Errors
     ///
     /// [`TryError::OutOfRange`] if that range goes past the end of the chunk.
+    #[inline]
     pub fn copy_to_slice(&self, offset: usize, dst: &mut [T]) -> Result<(), TryError> {
         let end = offset.saturating_add(dst.len());
         if end > self.len {
@@ -201,6 +212,7 @@ impl<T: Pod> ReadChunk<'_, T> {
     }
 
     /// The elements in order, as copies.
+    #[inline]
     pub fn iter(&self) -> ChunkIter<'_, T> {
         ChunkIter {
             storage: &self.consumer.storage,
@@ -216,6 +228,7 @@ impl<T: Pod> ReadChunk<'_, T> {
     /// # Errors
     ///
     /// [`TryError::OutOfRange`] if `k > len()`; nothing is consumed then.
+    #[inline]
     pub fn commit(self, k: usize) -> Result<(), TryError> {
         if k > self.len {
             return Err(TryError::OutOfRange {
@@ -230,6 +243,7 @@ impl<T: Pod> ReadChunk<'_, T> {
     }
 
     /// Consumes every element of the chunk.
+    #[inline]
     pub fn commit_all(self) {
         if self.len > 0 {
             self.consumer.advance(self.len);
@@ -241,6 +255,7 @@ impl<'c, T: Pod> IntoIterator for &'c ReadChunk<'_, T> {
     type Item = T;
     type IntoIter = ChunkIter<'c, T>;
 
+    #[inline]
     fn into_iter(self) -> ChunkIter<'c, T> {
         self.iter()
     }

@@ -20,7 +20,7 @@ pub struct Consumer<T: Pod> {
     pub(super) token: u64,
     pub(super) strategy: WaitStrategy,
     /// Whether this handle is counted in the header's `consumer_sleepers`.
-    pub(super) sleeper: bool,
+    pub(super) sleeper: crate::wait::Sleeper,
 }
 
 impl<T: Pod> fmt::Debug for Consumer<T> {
@@ -67,6 +67,7 @@ impl<T: Pod> Consumer<T> {
     /// position `known` (the first not known to be ready) and follows on to the block of each
     /// new value until `want` elements after `head` are known or a word brings nothing new.
     /// Every line it touches is one the reader needs for the payload anyway.
+    #[inline]
     fn learn(&self, mut known: u64, want: usize) -> Result<u64, TryError> {
         let mut at = self.cursor.offset((known - self.head) as usize, &self.geom);
         for _ in 0..=self.geom.block_count {
@@ -99,6 +100,7 @@ impl<T: Pod> Consumer<T> {
     }
 
     /// Consumes `n <= ready` elements: one `Release` store of the new `head`.
+    #[inline]
     pub(super) fn advance(&mut self, n: usize) {
         self.head += n as u64;
         self.cursor = self.cursor.offset(n, &self.geom);
@@ -173,6 +175,7 @@ impl<T: Pod> Consumer<T> {
     /// # Errors
     ///
     /// As [`Consumer::try_pop`].
+    #[inline]
     pub fn peek(&mut self) -> Result<T, TryError> {
         if self.refresh(1)? == 0 {
             return Err(TryError::Empty {
@@ -191,6 +194,7 @@ impl<T: Pod> Consumer<T> {
     ///
     /// [`TryError::Corrupted`] if a published position in shared memory is impossible.
     #[must_use = "the call may do only part of the work: check how many it did"]
+    #[inline]
     pub fn pop_partial_slice(&mut self, dst: &mut [T]) -> Result<usize, TryError> {
         let n = self.refresh(dst.len())?.min(dst.len());
         if n == 0 {
@@ -213,6 +217,7 @@ impl<T: Pod> Consumer<T> {
     ///
     /// [`TryError::Empty`] with the number ready if fewer than `n` are; [`TryError::Corrupted`] if a
     /// published position in shared memory is impossible.
+    #[inline]
     pub fn read_chunk(&mut self, n: usize) -> Result<ReadChunk<'_, T>, TryError> {
         let available = self.refresh(n)?;
         if available < n {
@@ -232,6 +237,7 @@ impl<T: Pod> Consumer<T> {
     /// # Errors
     ///
     /// [`TryError::Corrupted`] if a published position in shared memory is impossible.
+    #[inline]
     pub fn read_chunk_up_to(&mut self, max: usize) -> Result<ReadChunk<'_, T>, TryError> {
         let len = self.refresh(max)?.min(max);
         Ok(ReadChunk {

@@ -126,6 +126,7 @@ struct Cursor {
 
 impl Cursor {
     /// The cursor of absolute position `pos` (divides: not for the hot path).
+    #[inline]
     fn of(pos: u64, g: &Geometry) -> Cursor {
         let e = g.elems_per_block as u64;
         Cursor {

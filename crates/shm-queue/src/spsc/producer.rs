@@ -20,7 +20,7 @@ pub struct Producer<T: Pod> {
     pub(super) token: u64,
     pub(super) strategy: WaitStrategy,
     /// Whether this handle is counted in the header's `producer_sleepers`.
-    pub(super) sleeper: bool,
+    pub(super) sleeper: crate::wait::Sleeper,
     /// The consumer's readiness descriptor, if installed.
     pub(super) readiness: ReadinessFd,
 }
@@ -51,6 +51,7 @@ impl<T: Pod> Producer<T> {
     }
 
     /// Loads the consumer's `head` and checks it.
+    #[inline]
     fn load_head(&self) -> Result<u64, TryError> {
         let h = self.storage.header().consumer.pos.load(Ordering::Acquire);
         let min = self.tail.saturating_sub(self.capacity);
@@ -73,6 +74,7 @@ impl<T: Pod> Producer<T> {
 
     /// Publishes the `n >= 1` elements written after `tail`: one `Release` store of the new
     /// tail into each block they touch, last block first, then into the `tail` word.
+    #[inline]
     pub(super) fn publish(&mut self, n: usize) {
         let g = &self.geom;
         let end = self.tail + n as u64;
@@ -160,6 +162,7 @@ impl<T: Pod> Producer<T> {
     ///
     /// [`TryError::Corrupted`] if the consumer's `head` in shared memory is impossible.
     #[must_use = "the call may do only part of the work: check how many it did"]
+    #[inline]
     pub fn push_partial_slice(&mut self, src: &[T]) -> Result<usize, TryError> {
         let n = self.free(src.len())?.min(src.len());
         if n == 0 {
@@ -197,6 +200,7 @@ impl<T: Pod> Producer<T> {
     /// assert_eq!(rx.pop_partial_slice(&mut out)?, 3);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn push_entire_slice(&mut self, src: &[T]) -> Result<(), TryError> {
         let free = self.free(src.len())?;
         if free < src.len() {
@@ -237,6 +241,7 @@ impl<T: Pod> Producer<T> {
     /// assert!(rx.is_empty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn write_chunk(&mut self, n: usize) -> Result<WriteChunk<'_, T>, TryError> {
         let available = self.free(n)?;
         if available < n {
@@ -256,6 +261,7 @@ impl<T: Pod> Producer<T> {
     /// # Errors
     ///
     /// [`TryError::Corrupted`] if the consumer's `head` in shared memory is impossible.
+    #[inline]
     pub fn write_chunk_up_to(&mut self, max: usize) -> Result<WriteChunk<'_, T>, TryError> {
         let len = self.free(max)?.min(max);
         Ok(WriteChunk {

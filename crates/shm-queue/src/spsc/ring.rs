@@ -241,7 +241,7 @@ impl<T: Pod> Ring<T> {
                 capacity: self.capacity() as u64,
                 token,
                 strategy: WaitStrategy::default(),
-                sleeper: false,
+                sleeper: crate::wait::Sleeper::No,
                 readiness: ReadinessFd::default(),
             })
         })
@@ -268,7 +268,7 @@ impl<T: Pod> Ring<T> {
                 capacity: self.capacity() as u64,
                 token,
                 strategy: WaitStrategy::default(),
-                sleeper: false,
+                sleeper: crate::wait::Sleeper::No,
             })
         })
     }

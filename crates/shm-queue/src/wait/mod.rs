@@ -148,6 +148,19 @@ pub(crate) fn pending<R>(r: Result<R, TryError>) -> Result<Option<R>, Error> {
     }
 }
 
+/// Whether a handle is counted among its side's sleepers, and how: `Weak` if its process
+/// cannot issue the heavy half of the asymmetric fence, so publishers must not rely on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Sleeper {
+    /// Not counted: its strategy never sleeps.
+    #[default]
+    No,
+    /// Counted in `sleepers`.
+    Strong,
+    /// Counted in `sleepers` and in `weak`.
+    Weak,
+}
+
 /// The words of one direction of a ring (data for the consumer, or space for the producer).
 #[derive(Clone, Copy)]
 pub(crate) struct Signal<'a> {
@@ -157,6 +170,8 @@ pub(crate) struct Signal<'a> {
     pub waiters: &'a AtomicU32,
     /// Handles of the waiting side whose strategy may sleep.
     pub sleepers: &'a AtomicU32,
+    /// Of those, the ones whose process cannot issue the heavy barrier.
+    pub weak: &'a AtomicU32,
     /// Nonzero once the ring is closed.
     pub closed: &'a AtomicU32,
     /// Non-zero while a readiness file descriptor is armed (data direction only).
@@ -196,14 +211,22 @@ impl Signal<'_> {
     }
 
     /// Counts a handle in `sleepers` (once) or takes it out, as its new strategy says.
-    /// `registered` is the handle's own record of whether it is counted.
-    pub(crate) fn set_strategy(&self, registered: &mut bool, strategy: WaitStrategy) {
-        if strategy.may_sleep() && !*registered {
+    /// `registered` is the handle's own record of how it is counted. A handle whose process
+    /// cannot issue the heavy barrier also counts itself in `weak`, which tells publishers
+    /// to keep their real fence: the light one is only sound when the sleeper can issue the
+    /// heavy one.
+    pub(crate) fn set_strategy(&self, registered: &mut Sleeper, strategy: WaitStrategy) {
+        if strategy.may_sleep() && *registered == Sleeper::No {
+            // Weak first, so no publisher sees the sleeper without its weakness.
+            *registered = if barrier::heavy_available() {
+                Sleeper::Strong
+            } else {
+                self.weak.fetch_add(1, Ordering::SeqCst);
+                Sleeper::Weak
+            };
             self.sleepers.fetch_add(1, Ordering::SeqCst);
-            *registered = true;
-        } else if !strategy.may_sleep() && *registered {
-            self.sleepers.fetch_sub(1, Ordering::SeqCst);
-            *registered = false;
+        } else if !strategy.may_sleep() {
+            self.unregister(registered);
         }
     }
 
@@ -217,15 +240,23 @@ impl Signal<'_> {
     pub(crate) fn forget_dead_waiters(&self) {
         self.waiters.store(0, Ordering::SeqCst);
         self.sleepers.store(0, Ordering::SeqCst);
+        self.weak.store(0, Ordering::SeqCst);
         if let Some(a) = self.armed {
             a.store(0, Ordering::SeqCst);
         }
     }
 
-    /// Takes a handle out of `sleepers` if it is counted (on drop).
-    pub(crate) fn unregister(&self, registered: &mut bool) {
-        if core::mem::take(registered) {
-            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    /// Takes a handle out of `sleepers` (and `weak`) if it is counted (on drop).
+    pub(crate) fn unregister(&self, registered: &mut Sleeper) {
+        match core::mem::take(registered) {
+            Sleeper::No => {}
+            Sleeper::Strong => {
+                self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            }
+            Sleeper::Weak => {
+                self.sleepers.fetch_sub(1, Ordering::SeqCst);
+                self.weak.fetch_sub(1, Ordering::SeqCst);
+            }
         }
     }
 
@@ -433,6 +464,14 @@ fn yield_now() {
     loom::thread::yield_now();
 }
 
+/// Test hook: from now on this process behaves as one that cannot issue the heavy half of
+/// the asymmetric fence (as under a seccomp filter that forbids `membarrier`): its sleepers
+/// count themselves as weak, and its waits skip the heavy barrier.
+#[cfg(all(feature = "test-hooks", not(loom)))]
+pub fn force_no_heavy_barrier() {
+    barrier::force_unavailable();
+}
+
 /// The publisher's half of the handshake fence, right after a publication: returns `true`
 /// if it was the free, asymmetric one (see `barrier`). Otherwise a real fence is still owed
 /// before looking for sleepers, paid later in [`Signal::wake`] and only when someone may
@@ -520,6 +559,17 @@ mod barrier {
         yes
     }
 
+    /// Whether this process can issue the heavy half (the waiter's barrier).
+    pub(super) fn heavy_available() -> bool {
+        supported()
+    }
+
+    /// Test hook: makes this process behave as one that cannot issue the heavy barrier.
+    #[cfg(feature = "test-hooks")]
+    pub(super) fn force_unavailable() {
+        SUPPORTED.store(NO, Ordering::Relaxed);
+    }
+
     /// `true` (after a compiler fence) if this process is registered; never registers.
     #[inline]
     pub(super) fn registered() -> bool {
@@ -570,6 +620,10 @@ mod barrier {
 mod barrier {
     pub(super) fn light() -> bool {
         false
+    }
+
+    pub(super) fn heavy_available() -> bool {
+        true
     }
 
     pub(super) fn registered() -> bool {

@@ -12,6 +12,7 @@ impl Header {
             event: &k.data_futex,
             waiters: &k.consumer_waiters,
             sleepers: &k.consumer_sleepers,
+            weak: &k.consumer_weak,
             closed: &k.closed,
             armed: Some(&k.data_armed),
         }
@@ -24,6 +25,7 @@ impl Header {
             event: &k.space_futex,
             waiters: &k.producer_waiters,
             sleepers: &k.producer_sleepers,
+            weak: &k.producer_weak,
             closed: &k.closed,
             armed: None,
         }
@@ -37,8 +39,12 @@ impl Header {
     pub(crate) fn notify_data(&self, has_fd: bool) -> bool {
         let k = &self.control;
         if !has_fd
-            && (k.consumer_sleepers.load(Ordering::Relaxed) == 0
-                || (crate::wait::light_fence() && k.consumer_waiters.load(Ordering::Relaxed) == 0))
+            && quiet(
+                k.consumer_sleepers.load(Ordering::Relaxed),
+                crate::wait::light_fence,
+                &k.consumer_weak,
+                &k.consumer_waiters,
+            )
         {
             return false;
         }
@@ -50,11 +56,17 @@ impl Header {
     #[inline(never)]
     fn notify_data_slow(&self, has_fd: bool) -> bool {
         let k = &self.control;
-        let light = crate::wait::publish_fence(has_fd);
+        // The light fence counts only if every sleeper can issue the heavy one.
+        let light =
+            crate::wait::publish_fence(has_fd) && k.consumer_weak.load(Ordering::Relaxed) == 0;
         let armed = has_fd && k.data_armed.load(Ordering::Relaxed) != 0;
         if !armed
-            && (k.consumer_sleepers.load(Ordering::Relaxed) == 0
-                || (light && k.consumer_waiters.load(Ordering::Relaxed) == 0))
+            && quiet(
+                k.consumer_sleepers.load(Ordering::Relaxed),
+                || light,
+                &k.consumer_weak,
+                &k.consumer_waiters,
+            )
         {
             return false;
         }
@@ -65,9 +77,12 @@ impl Header {
     #[inline]
     pub(crate) fn notify_space(&self) {
         let k = &self.control;
-        if k.producer_sleepers.load(Ordering::Relaxed) == 0
-            || (crate::wait::light_fence() && k.producer_waiters.load(Ordering::Relaxed) == 0)
-        {
+        if quiet(
+            k.producer_sleepers.load(Ordering::Relaxed),
+            crate::wait::light_fence,
+            &k.producer_weak,
+            &k.producer_waiters,
+        ) {
             return;
         }
         self.notify_space_slow();
@@ -78,7 +93,8 @@ impl Header {
     #[inline(never)]
     fn notify_space_slow(&self) {
         let k = &self.control;
-        let light = crate::wait::publish_fence(false);
+        let light =
+            crate::wait::publish_fence(false) && k.producer_weak.load(Ordering::Relaxed) == 0;
         if !(light && k.producer_waiters.load(Ordering::Relaxed) == 0) {
             self.space_signal().wake(light, false);
         }
@@ -95,5 +111,41 @@ impl Header {
         self.data_signal().wake_all();
         self.space_signal().wake_all();
         first
+    }
+}
+
+/// Whether a publisher may skip the wake path: nobody may sleep, or the light fence was
+/// used (`light`, asked only when someone may sleep), no sleeper is weak (every sleeper can issue the heavy barrier, which is
+/// what makes the light fence sound) and nobody is asleep now. `weak` and `waiters` are read
+/// only when needed, so the busy path (no sleeper) is one load.
+#[inline(always)]
+fn quiet(
+    sleepers: u32,
+    light: impl FnOnce() -> bool,
+    weak: &crate::sync::AtomicU32,
+    waiters: &crate::sync::AtomicU32,
+) -> bool {
+    sleepers == 0
+        || (light() && weak.load(Ordering::Relaxed) == 0 && waiters.load(Ordering::Relaxed) == 0)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::quiet;
+    use crate::sync::AtomicU32;
+
+    #[test]
+    fn a_weak_sleeper_keeps_the_wake_path() {
+        let (zero, one) = (AtomicU32::new(0), AtomicU32::new(1));
+        // Nobody may sleep: quiet whatever the fence.
+        assert!(quiet(0, || false, &one, &one));
+        // A strong sleeper that is awake, after a light fence: quiet.
+        assert!(quiet(1, || true, &zero, &zero));
+        // The same with a weak sleeper: the wake path (and its real fence) is taken.
+        assert!(!quiet(1, || true, &one, &zero));
+        // No light fence: the wake path.
+        assert!(!quiet(1, || false, &zero, &zero));
+        // Someone asleep: the wake path.
+        assert!(!quiet(1, || true, &zero, &one));
     }
 }
