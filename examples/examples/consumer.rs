@@ -21,6 +21,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -38,7 +39,10 @@ Exit codes:
      run) within --timeout, or a live producer sent nothing for --timeout
   2  a message failed its checksum, or the sequence had a gap or a duplicate
   3  the producer died, hung (heartbeat silent) with nothing sent for --timeout, or closed
-     the channel before --count messages";
+     the channel before --count messages
+  4  stopped by Ctrl-C or SIGTERM before --count messages (with --count 0, a stop is a
+     normal end: 0). Either way the consumer closes the channel, so the producer sees
+     `Closed`, and prints its summary; a second signal exits at once with 130";
 
 /// Receives and checks the `producer` example's messages.
 #[derive(Parser, Debug)]
@@ -56,6 +60,8 @@ struct Args {
     /// Seconds to wait for the channel to appear, and the longest silence accepted.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     timeout: u64,
+    #[command(flatten)]
+    trust: common::Trust,
 }
 
 /// Why a run failed: the exit code and a one-line reason.
@@ -66,6 +72,13 @@ fn main() -> std::process::ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
+    let stop = match common::stop_on_signal() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("consumer: blocking signals: {e}");
+            return Exit::Setup.into();
+        }
+    };
     let (mut rx, mut tally) = match connect(&args).and_then(|rx| Ok((rx, Tally::new()?))) {
         Ok(both) => both,
         Err(reason) => {
@@ -73,7 +86,9 @@ fn main() -> std::process::ExitCode {
             return Exit::Setup.into();
         }
     };
-    let ended = receive(&mut rx, &args, &mut tally);
+    let ended = receive(&mut rx, &args, &mut tally, &stop);
+    // Closing tells the producer at once (it sees `Closed`), also after a signal.
+    drop(rx);
     println!("{}", tally.summary());
     // Bad messages outrank how the run ended.
     let failure = match (&tally.first_error, ended) {
@@ -103,18 +118,28 @@ fn connect(args: &Args) -> Result<ByteReceiver, String> {
     ChannelOptions::new()
         .wait_strategy(args.wait.strategy())
         .timeout(Duration::from_secs(args.timeout))
+        .allow_foreign_owner(args.trust.allow_foreign_owner)
+        .allow_shared_write(args.trust.allow_shared_write)
         .connect_bytes(&args.name)
-        .map_err(|e| e.to_string())
+        .map_err(|e| common::hint_flags(e.to_string()))
 }
 
 /// Receives until `--count` messages or the producer closes; the error says why it stopped
 /// otherwise.
-fn receive(rx: &mut ByteReceiver, args: &Args, tally: &mut Tally) -> Result<(), Failure> {
+fn receive(
+    rx: &mut ByteReceiver,
+    args: &Args,
+    tally: &mut Tally,
+    stop: &AtomicBool,
+) -> Result<(), Failure> {
     let mut buf = vec![0u8; rx.max_message()];
     let silence = Duration::from_secs(args.timeout);
     while args.count == 0 || tally.received < args.count {
         let got = match rx.try_recv(&mut buf) {
-            Err(Error::WouldBlock { .. }) => wait(rx, &mut buf, silence),
+            Err(Error::WouldBlock { .. }) => match wait(rx, &mut buf, silence, stop) {
+                None => return stopped(args, tally.received),
+                Some(got) => got,
+            },
             other => other,
         };
         match got {
@@ -126,14 +151,41 @@ fn receive(rx: &mut ByteReceiver, args: &Args, tally: &mut Tally) -> Result<(), 
     Ok(())
 }
 
+/// How a run stopped by Ctrl-C or SIGTERM ends: normally with `--count 0`, else exit 4.
+fn stopped(args: &Args, received: u64) -> Result<(), Failure> {
+    if args.count == 0 {
+        Ok(())
+    } else {
+        Err((
+            Exit::Interrupted,
+            format!(
+                "stopped by a signal after {received} of {} messages",
+                args.count
+            ),
+        ))
+    }
+}
+
 /// Waits up to `silence` for the next message, riding out `PeerHung` (retryable: a producer
-/// descheduled or stopped for a moment).
-fn wait(rx: &mut ByteReceiver, buf: &mut [u8], silence: Duration) -> Result<usize, Error> {
+/// descheduled or stopped for a moment), in slices short enough to notice a stop signal
+/// promptly; `None` once one arrived.
+fn wait(
+    rx: &mut ByteReceiver,
+    buf: &mut [u8],
+    silence: Duration,
+    stop: &AtomicBool,
+) -> Option<Result<usize, Error>> {
     let deadline = Instant::now() + silence;
     loop {
-        match rx.recv_deadline(buf, Some(deadline)) {
-            Err(e) if e.is_retryable() && Instant::now() < deadline => {}
-            other => return other,
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let slice = (Instant::now() + Duration::from_millis(50)).min(deadline);
+        match rx.recv_deadline(buf, Some(slice)) {
+            Err(e)
+                if (e.is_retryable() || matches!(e, Error::Timeout { .. }))
+                    && Instant::now() < deadline => {}
+            other => return Some(other),
         }
     }
 }

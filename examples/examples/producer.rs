@@ -21,12 +21,10 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use common::{Exit, Wait};
-use nix::sys::signal::{SigSet, Signal};
 use shm_bridge::{ByteSender, ChannelOptions, Error, PeerState};
 use shmlane_cli::stamp;
 
@@ -63,6 +61,8 @@ struct Args {
     /// Seconds to wait for a consumer to connect, and for room while the ring stays full.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     timeout: u64,
+    #[command(flatten)]
+    trust: common::Trust,
 }
 
 /// Why a run failed: the exit code and a one-line reason.
@@ -84,7 +84,8 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: &Args) -> Result<(), Failure> {
     // Before the channel starts its heartbeat thread, which must inherit the blocked mask.
-    let stop = stop_on_signal().map_err(|e| (Exit::Setup, format!("blocking signals: {e}")))?;
+    let stop =
+        common::stop_on_signal().map_err(|e| (Exit::Setup, format!("blocking signals: {e}")))?;
     let mut tx = open(args, &stop)?;
     let start = Instant::now();
     let (sent, result) = send_all(&mut tx, args, &stop);
@@ -107,8 +108,10 @@ fn open(args: &Args, stop: &AtomicBool) -> Result<ByteSender, Failure> {
         .capacity(capacity)
         .max_message(size)
         .wait_strategy(args.wait.strategy())
+        .allow_foreign_owner(args.trust.allow_foreign_owner)
+        .allow_shared_write(args.trust.allow_shared_write)
         .create_bytes(&args.name)
-        .map_err(|e| (Exit::Setup, e.to_string()))?;
+        .map_err(|e| (Exit::Setup, common::hint_flags(e.to_string())))?;
     if let Some(r) = tx.reclaimed() {
         eprintln!(
             "producer: replaced stale channel `{}` ({})",
@@ -233,29 +236,4 @@ fn pace(due: Instant, wait: Wait) {
             Wait::Block => std::thread::sleep(due - now),
         }
     }
-}
-
-/// Turns SIGINT and SIGTERM into a flag the send loop polls, so Ctrl-C ends the run
-/// cleanly: the channel is closed, the consumer drains it, and both print their summaries.
-/// A second signal exits at once (code 130). Call it before starting any other thread:
-/// threads inherit the blocked mask, and a thread that does not block the signals would
-/// take the default action (death) instead.
-fn stop_on_signal() -> nix::Result<Arc<AtomicBool>> {
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    set.thread_block()?;
-    let flag = Arc::new(AtomicBool::new(false));
-    let seen = flag.clone();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            while set.wait().is_ok() {
-                if seen.swap(true, Ordering::Relaxed) {
-                    std::process::exit(130);
-                }
-            }
-        })
-        .map_err(|_| nix::errno::Errno::EAGAIN)?;
-    Ok(flag)
 }

@@ -462,3 +462,81 @@ fn bad_flags_exit_1_with_a_message() {
         assert!(out.stderr.contains(expect), "{out:#?}");
     }
 }
+
+/// SIGTERM (or Ctrl-C) to a consumer: it closes the channel, prints its summary and exits
+/// 0 with `--count 0` (4 when it stopped short of `--count`); the producer sees the channel
+/// closed, not a dead consumer, and exits 0.
+#[test]
+fn sigterm_stops_the_consumer_cleanly_and_the_producer_sees_it_close() {
+    for (count, code) in [("0", 0), ("100000000", 4)] {
+        let n = name(&format!("sigterm-{count}"));
+        let _shm = shm_file(&n);
+        let mut consumer = start(
+            "consumer",
+            &["--name", &n, "--count", count, "--timeout", "60"],
+        );
+        let mut producer = start(
+            "producer",
+            &[
+                "--name",
+                &n,
+                "--count",
+                "0",
+                "--rate",
+                "10000",
+                "--timeout",
+                "60",
+            ],
+        );
+        wait_for_consumer(&n, 1000);
+        consumer.signal(Signal::SIGTERM);
+        let c = consumer.finish(SHORT);
+        assert_code(&c, code, "consumer");
+        let (got, errors) = received(&c);
+        assert!(got >= 1000, "{c:#?}");
+        assert_eq!(errors, 0, "{c:#?}");
+        let p = producer.finish(SHORT);
+        assert_code(&p, 0, "producer");
+        assert!(
+            !p.stderr.contains("died"),
+            "the producer saw a close, not a death: {p:#?}"
+        );
+        assert!(p.stdout.starts_with("sent "), "{p:#?}");
+    }
+}
+
+/// The refusal of another uid's channel names the example's own flag, and the flag lets it
+/// through.
+#[test]
+fn foreign_owner_hint_names_the_flag_that_allows_it() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: making a channel of another uid needs root");
+        return;
+    }
+    let n = name("foreign");
+    let _shm = shm_file(&n);
+    let mut producer = paced_producer(&n);
+    let path = shm_bridge::shm_path(&n);
+    let start_t = Instant::now();
+    while !path.exists() {
+        assert!(start_t.elapsed() < SHORT, "the producer never created {n}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    consumer_refuses(&n, "--allow-foreign-owner");
+    let mut consumer = start(
+        "consumer",
+        &[
+            "--name",
+            &n,
+            "--count",
+            "100",
+            "--timeout",
+            "20",
+            "--allow-foreign-owner",
+        ],
+    );
+    let c = consumer.finish(SHORT);
+    assert_code(&c, 0, "consumer with --allow-foreign-owner");
+    producer.kill();
+}

@@ -5,6 +5,10 @@
 #![allow(dead_code)]
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use nix::sys::signal::{SigSet, Signal};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
@@ -53,6 +57,8 @@ pub enum Exit {
     Corrupt = 2,
     /// The process on the other side died, hung, or left too early.
     Peer = 3,
+    /// Stopped by Ctrl-C or SIGTERM before the requested count (the consumer).
+    Interrupted = 4,
 }
 
 impl From<Exit> for ExitCode {
@@ -118,4 +124,50 @@ pub fn rates(messages: u64, bytes: u64, secs: f64) -> String {
         format!("{m:.1}")
     };
     format!("{msgs} msgs/s, {:.1} MB/s", per_s(bytes) / 1e6)
+}
+
+/// Turns SIGINT and SIGTERM into a flag the send loop polls, so Ctrl-C ends the run
+/// cleanly: the channel is closed, the other side sees `Closed`, and both print their
+/// summaries.
+/// A second signal exits at once (code 130). Call it before starting any other thread:
+/// threads inherit the blocked mask, and a thread that does not block the signals would
+/// take the default action (death) instead.
+pub fn stop_on_signal() -> nix::Result<Arc<AtomicBool>> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.thread_block()?;
+    let flag = Arc::new(AtomicBool::new(false));
+    let seen = flag.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            while set.wait().is_ok() {
+                if seen.swap(true, Ordering::Relaxed) {
+                    std::process::exit(130);
+                }
+            }
+        })
+        .map_err(|_| nix::errno::Errno::EAGAIN)?;
+    Ok(flag)
+}
+
+/// The flags that relax the library's safety checks on an existing channel, named in its
+/// error hints (which `hint_flags` rewrites to name these flags).
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct Trust {
+    /// Use a channel owned by another uid (refused by default).
+    #[arg(long)]
+    pub allow_foreign_owner: bool,
+    /// Use a channel that group or others may write (refused by default).
+    #[arg(long)]
+    pub allow_shared_write: bool,
+}
+
+/// Rewrites the library's hints, which name its builder calls, to name this program's
+/// flags instead.
+pub fn hint_flags(message: String) -> String {
+    message
+        .replace("`.allow_foreign_owner(true)`", "`--allow-foreign-owner`")
+        .replace("`.allow_shared_write(true)`", "`--allow-shared-write`")
 }
