@@ -37,7 +37,8 @@ Exit codes:
   1  set-up error: bad flags, the channel could not be opened (not a channel, the wrong
      kind, another owner, ...), no producer (or only a channel left over from an earlier
      run) within --timeout, or a live producer sent nothing for --timeout
-  2  a message failed its checksum, or the sequence had a gap or a duplicate
+  2  a message failed its checksum, or the sequence had a gap or a duplicate, or another
+     process truncated the channel's file (it says so; this process survives it)
   3  the producer died, hung (heartbeat silent) with nothing sent for --timeout, or closed
      the channel before --count messages
   4  stopped by Ctrl-C or SIGTERM before --count messages (with --count 0, a stop is a
@@ -225,8 +226,11 @@ fn ended(rx: &ByteReceiver, e: Error, args: &Args, received: u64) -> Failure {
                 ),
             }
         }
-        // The ring itself failed its checks (an impossible record header).
-        e @ Error::Queue { .. } => (Exit::Corrupt, e.to_string()),
+        // The ring itself failed its checks (an impossible record header), or its file was
+        // shrunk under us.
+        e @ (Error::Queue { .. } | Error::Region(shm_region::Error::Truncated { .. })) => {
+            (Exit::Corrupt, e.to_string())
+        }
         e => (Exit::Setup, e.to_string()),
     }
 }

@@ -33,7 +33,8 @@ Exit codes:
   0  every message was sent (with --count 0: stopped by Ctrl-C/SIGTERM, or the consumer left)
   1  set-up error: bad flags, the channel could not be created, or no consumer connected
      within --timeout
-  2  the ring is corrupt (the consumer's position is impossible)
+  2  the ring is corrupt (the consumer's position is impossible), or another process
+     truncated the channel's file (it says so; this process survives it)
   3  the consumer died, left before every message was sent, or took nothing for --timeout
      while the ring was full
   130  a second Ctrl-C/SIGTERM (the first one stops sending and closes the channel)";
@@ -201,6 +202,9 @@ fn ended(tx: &ByteSender, e: Error, sent: u64, args: &Args) -> Result<(), Failur
             ),
         )),
         Error::PeerGone { .. } => Err((Exit::Peer, e.to_string())),
+        e @ Error::Region(shm_region::Error::Truncated { .. }) => {
+            Err((Exit::Corrupt, e.to_string()))
+        }
         e if e.is_retryable() => {
             let why = match tx.peer_state() {
                 PeerState::Hung { pid, silent } => format!(

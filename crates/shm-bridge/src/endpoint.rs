@@ -549,6 +549,10 @@ impl Endpoint {
 
     /// The error to report for the peer's state, if it is one.
     pub(crate) fn peer_error(&self) -> Option<Error> {
+        // A file shrunk under us outranks what the (zeroed) control block would say.
+        if self.region.poll_truncation() {
+            return self.region.check_truncated().err().map(Error::Region);
+        }
         let role = match self.role {
             Role::Producer => Role::Consumer,
             Role::Consumer => Role::Producer,

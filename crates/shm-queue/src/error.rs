@@ -278,6 +278,11 @@ pub enum Error {
         what: &'static str,
     },
 
+    /// Another process truncated the shared object under the ring (see
+    /// [`TryError::Truncated`]).
+    #[error("the ring's shared object was truncated by another process; its contents are gone: recreate the ring")]
+    Truncated,
+
     /// A word read from shared memory is impossible: the peer is broken or hostile, or the
     /// memory was overwritten.
     #[error(
@@ -495,6 +500,12 @@ pub enum TryError {
         completed: usize,
     },
 
+    /// Another process truncated the shared object under the ring: the memory past its new
+    /// end reads as zeros here (the region's SIGBUS guard kept this process alive), so the
+    /// call did nothing with it. The region's `check_truncated` gives the sizes.
+    #[error("the ring's shared object was truncated by another process; its contents are gone: recreate the ring")]
+    Truncated,
+
     /// A word read from shared memory is impossible.
     #[error("shared ring state is corrupted: {what} is {value}, which is impossible here; the peer process is broken or the region was overwritten, recreate the ring")]
     Corrupted {
@@ -539,6 +550,7 @@ impl From<TryError> for Error {
             TryError::ClaimRevoked { revoked, completed } => {
                 Error::ClaimRevoked { revoked, completed }
             }
+            TryError::Truncated => Error::Truncated,
             TryError::Corrupted { what, value } => Error::Corrupted {
                 what: what.name(),
                 value,

@@ -79,6 +79,7 @@ impl Options {
             cleanup: Cleanup::Nothing,
             created: true,
             huge_page_size: huge,
+            guard: None,
         })
     }
 }

@@ -84,6 +84,24 @@ pub enum Error {
         mode: u32,
     },
 
+    /// Another process truncated the object under the mapping: the pages past its new end
+    /// now read as zeros here (the SIGBUS guard mapped them so this process survives), and
+    /// nothing read there is data.
+    #[error(
+        "{region} was truncated by another process while mapped ({mapped} bytes mapped, {} \
+         now): its contents are gone; recreate it, and use a sealed memfd (Options::seal) \
+         where peers must not be able to shrink it",
+        now.map_or_else(|| "unknown size".to_owned(), |n| format!("{n} bytes"))
+    )]
+    Truncated {
+        /// The region's description (backend and name).
+        region: String,
+        /// Bytes mapped.
+        mapped: u64,
+        /// The object's length now, if it could be read.
+        now: Option<u64>,
+    },
+
     /// The object is smaller than the caller requires.
     #[error(
         "{region} is {actual} bytes but at least {required} are needed; its creator may not \

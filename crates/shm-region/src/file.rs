@@ -202,7 +202,9 @@ impl Options {
             cleanup: Cleanup::Nothing,
             created: create == Create::New,
             huge_page_size: None,
-        })
+            guard: None,
+        }
+        .guarded())
     }
 
     /// Makes a file of `size` bytes at least `len` long (and allocates it) as asked, and

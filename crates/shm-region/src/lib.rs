@@ -58,6 +58,7 @@ mod anon;
 mod checks;
 mod error;
 mod file;
+pub mod guard;
 mod memfd;
 mod options;
 mod posix;
@@ -66,6 +67,7 @@ mod sys;
 mod sysv;
 
 pub use error::{Error, Result};
+pub use guard::Watch;
 pub use memfd::{recv_fd, send_fd};
 pub use options::Options;
 pub use posix::{shm_unlink, validate_name, MAX_NAME_LEN, SHM_DIR};

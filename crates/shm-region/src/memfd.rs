@@ -105,7 +105,9 @@ impl Options {
             cleanup: Cleanup::Nothing,
             created: true,
             huge_page_size: huge,
-        })
+            guard: None,
+        }
+        .guarded())
     }
 
     /// Maps a memfd received from another process (all of it), after checking that it is a

@@ -158,7 +158,9 @@ impl Options {
             },
             created: true,
             huge_page_size: None,
-        })
+            guard: None,
+        }
+        .guarded())
     }
 
     /// Opens and maps an existing `/dev/shm/NAME`, all of it, after checking with `fstat`

@@ -165,6 +165,8 @@ pub struct Region {
     pub(crate) cleanup: Cleanup,
     pub(crate) created: bool,
     pub(crate) huge_page_size: Option<usize>,
+    /// The SIGBUS guard's registration (file-backed shared mappings).
+    pub(crate) guard: Option<crate::guard::Guard>,
 }
 
 // SAFETY: a Region is a handle to memory that is shared with other processes anyway; it
@@ -232,6 +234,71 @@ impl Region {
             cleanup: Cleanup::Nothing,
             created: false,
             huge_page_size: None,
+            guard: None,
+        }
+        .guarded())
+    }
+
+    /// Registers the mapping with the SIGBUS guard (see [`crate::guard`]), for mappings of
+    /// objects another process may truncate.
+    pub(crate) fn guarded(mut self) -> Self {
+        self.guard = crate::guard::Guard::register(self.ptr.as_ptr() as usize, self.len);
+        self
+    }
+
+    /// What to check after touching the memory: whether another process truncated the
+    /// object under this mapping (see [`Region::check_truncated`]). Cheap and `Copy`, for
+    /// hot loops.
+    pub fn watch(&self) -> crate::Watch {
+        self.guard
+            .as_ref()
+            .map_or_else(crate::Watch::never, |g| g.watch())
+    }
+
+    /// `true` once an access found the object shorter than this mapping: the pages past
+    /// its end were replaced by private zero pages (so this process did not die of
+    /// `SIGBUS`), and nothing read there since is data.
+    pub fn is_truncated(&self) -> bool {
+        self.watch().is_truncated()
+    }
+
+    /// Looks at the object's length now (`fstat`) and marks the region truncated if it is
+    /// shorter than the mapping, before any access faults there; returns
+    /// [`Region::is_truncated`]. For liveness code that checks every few milliseconds: a
+    /// channel whose peer stopped writing would otherwise not notice until it next touches
+    /// the missing pages.
+    pub fn poll_truncation(&self) -> bool {
+        if let (Some(guard), Some(fd)) = (&self.guard, &self.fd) {
+            if !self.is_truncated() {
+                if let Ok(st) = nix::sys::stat::fstat(fd) {
+                    if (st.st_size.max(0) as u64) < self.len as u64 {
+                        guard.mark();
+                    }
+                }
+            }
+        }
+        self.is_truncated()
+    }
+
+    /// [`Error::Truncated`] once the object was found truncated (see
+    /// [`Region::is_truncated`]), with the length mapped and the object's length now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Truncated`].
+    pub fn check_truncated(&self) -> Result<()> {
+        if !self.is_truncated() {
+            return Ok(());
+        }
+        let now = self
+            .fd
+            .as_ref()
+            .and_then(|fd| nix::sys::stat::fstat(fd).ok())
+            .map(|st| st.st_size.max(0) as u64);
+        Err(Error::Truncated {
+            region: self.desc.clone(),
+            mapped: self.len as u64,
+            now,
         })
     }
 
@@ -347,7 +414,7 @@ impl Region {
         // SAFETY: ptr_at checked that dst .. dst + src.len() is inside the mapping, which is
         // writable and lives as long as `self`.
         unsafe { volatile_copy_in(dst.as_ptr(), src) };
-        Ok(())
+        self.check_truncated()
     }
 
     /// Copies bytes from the region at `offset` into `dst`.
@@ -362,7 +429,7 @@ impl Region {
         let src = self.ptr_at(offset, dst.len())?;
         // SAFETY: ptr_at checked that src .. src + dst.len() is inside the live mapping.
         unsafe { volatile_copy_out(src.as_ptr(), dst) };
-        Ok(())
+        self.check_truncated()
     }
 
     /// Fills `len` bytes at `offset` with `byte`.
@@ -606,6 +673,9 @@ impl Region {
 
 impl Drop for Region {
     fn drop(&mut self) {
+        // Unregister from the SIGBUS guard before unmapping, so the handler never maps over
+        // an address range that may be reused.
+        drop(self.guard.take());
         match &self.unmap {
             Unmap::Munmap => {
                 // SAFETY: ptr/len is the mapping we created with mmap and nothing borrows it

@@ -167,6 +167,7 @@ impl Options {
             },
             created,
             huge_page_size: self.huge_pages.then(sys::huge_page_size),
+            guard: None,
         })
     }
 }

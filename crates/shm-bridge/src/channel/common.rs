@@ -280,6 +280,19 @@ pub(super) fn recv_now<R: PopRing>(rx: &mut R, ep: &mut Endpoint) -> Result<R::I
     }
 }
 
+/// The channel error for a ring error: a truncated shared object becomes the region's
+/// `Truncated` (naming the file, the length mapped and its length now); the rest as
+/// [`Error::queue_shared`].
+pub(super) fn ring_error(ep: &Endpoint, e: shm_queue::Error, waited: Duration) -> Error {
+    truncated(ep).unwrap_or_else(|| Error::queue_shared(&ep.name, e, waited))
+}
+
+/// The region's `Truncated` error once the guard found the channel's file shrunk under us:
+/// it outranks every other reading of the (now zeroed) control block and ring.
+pub(super) fn truncated(ep: &Endpoint) -> Option<Error> {
+    ep.region.check_truncated().err().map(Error::Region)
+}
+
 /// Runs a blocking ring call in slices of [`WAIT_SLICE`], looking at the peer between them.
 /// `attempt` gets the slice's deadline; `Timeout` means "not yet".
 pub(super) fn wait_loop<R>(
@@ -294,7 +307,7 @@ pub(super) fn wait_loop<R>(
         match attempt(until) {
             Ok(r) => return Ok(r),
             Err(shm_queue::Error::Timeout { .. }) => {}
-            Err(e) => return Err(Error::queue_shared(&ep.name, e, start.elapsed())),
+            Err(e) => return Err(ring_error(ep, e, start.elapsed())),
         }
         ep.publish_counts();
         if let Some(e) = ep.peer_error() {
@@ -328,12 +341,15 @@ pub(super) fn sender_check(ep: &Endpoint, closed_now: bool) -> Result<()> {
 /// The error for a failed send: when the ring is full, look at the peer (every few
 /// milliseconds) so a dead or departed consumer is reported rather than "full" forever.
 pub(super) fn sender_error(ep: &mut Endpoint, e: shm_queue::Error, closed_now: bool) -> Error {
+    if let Some(t) = truncated(ep) {
+        return t;
+    }
     if e.is_retryable() && ep.due() {
         if let Err(gone) = sender_check(ep, closed_now) {
             return gone;
         }
     }
-    Error::queue_shared(&ep.name, e, Duration::ZERO)
+    ring_error(ep, e, Duration::ZERO)
 }
 
 pub(super) fn closed(ep: &Endpoint) -> Error {
@@ -355,19 +371,22 @@ pub(super) fn recv_error(
     closed_now: bool,
     retry: impl FnOnce() -> bool,
 ) -> Error {
+    if let Some(t) = truncated(ep) {
+        return t;
+    }
     match e {
         shm_queue::Error::Empty { .. } if closed_now => {
             if retry() {
-                Error::queue_shared(&ep.name, e, Duration::ZERO)
+                ring_error(ep, e, Duration::ZERO)
             } else {
                 closed(ep)
             }
         }
         shm_queue::Error::Empty { .. } if ep.tick() => match ep.peer_error() {
             Some(gone @ Error::PeerGone { .. }) if !retry() => gone,
-            _ => Error::queue_shared(&ep.name, e, Duration::ZERO),
+            _ => ring_error(ep, e, Duration::ZERO),
         },
         shm_queue::Error::Closed { .. } => closed(ep),
-        e => Error::queue_shared(&ep.name, e, Duration::ZERO),
+        e => ring_error(ep, e, Duration::ZERO),
     }
 }

@@ -89,6 +89,7 @@ impl Consumer {
         // to read until we release it.
         unsafe { self.storage.read(offset + RECORD_HEADER, &mut buf[..len]) };
         self.release(record_size(len));
+        self.storage.check_intact()?;
         Ok(len)
     }
 
@@ -280,7 +281,8 @@ impl ReadGuard<'_> {
                 .storage
                 .read(self.offset + RECORD_HEADER + offset, dst)
         };
-        Ok(())
+        // Zeros from a truncated object are not the message.
+        self.consumer.storage.check_intact()
     }
 
     /// Copies the whole message into the start of `dst`.
@@ -298,11 +300,13 @@ impl ReadGuard<'_> {
         self.read_at(0, d)
     }
 
-    /// The message as a new `Vec`.
+    /// The message as a new `Vec`. Empty if the ring's object was found truncated (see
+    /// [`TryError::Truncated`]); [`ReadGuard::copy_to`] says so as an error.
     pub fn to_vec(&self) -> Vec<u8> {
         let mut v = vec![0; self.len];
-        // Cannot fail: v has exactly len bytes.
-        let _ = self.read_at(0, &mut v);
+        if self.read_at(0, &mut v).is_err() {
+            v.clear();
+        }
         v
     }
 

@@ -264,7 +264,9 @@ impl WriteClaim<'_> {
                 .storage
                 .write(self.offset + RECORD_HEADER + offset, src)
         };
-        Ok(())
+        // Written into zero pages of a truncated object: report it, and the claim (dropped
+        // without a commit) publishes nothing.
+        self.producer.storage.check_intact()
     }
 
     /// The message bytes as a mutable slice, for code that must write in place (for

@@ -49,6 +49,12 @@ impl ByteStorage {
         self.mem.region()
     }
 
+    /// See [`Mem::check_intact`](crate::mem::Mem::check_intact).
+    #[inline(always)]
+    pub(crate) fn check_intact(&self) -> Result<(), crate::TryError> {
+        self.mem.check_intact()
+    }
+
     #[inline]
     pub(super) fn header(&self) -> &Header {
         self.mem.header()

@@ -62,6 +62,9 @@ pub(crate) struct Mem {
     #[cfg(loom)]
     words: Box<[model::Word]>,
     len: usize,
+    /// The region's SIGBUS-guard flag (a `Copy` pointer to a process-local word).
+    #[cfg(not(loom))]
+    watch: shm_region::Watch,
 }
 
 // SAFETY: the memory is shared by ring handles on any threads exactly as between processes:
@@ -155,6 +158,7 @@ impl Mem {
         check_region(&region, len)?;
         Ok(Mem {
             base: region.as_ptr(),
+            watch: region.watch(),
             region,
             len: len.max(HEADER_SIZE),
         })
@@ -240,6 +244,19 @@ impl Mem {
 }
 
 impl Mem {
+    /// [`TryError::Truncated`](crate::TryError::Truncated) if another process truncated
+    /// the object under the mapping (the region's SIGBUS guard replaced the missing pages
+    /// with zeros): call it after touching the memory and before using what was read or
+    /// publishing what was written.
+    #[inline(always)]
+    pub(crate) fn check_intact(&self) -> Result<(), crate::TryError> {
+        #[cfg(not(loom))]
+        if self.watch.is_truncated() {
+            return Err(crate::TryError::Truncated);
+        }
+        Ok(())
+    }
+
     /// Checks the memory holds `need` bytes (a ring's area, header included).
     ///
     /// # Errors

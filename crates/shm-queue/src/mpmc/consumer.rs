@@ -163,6 +163,7 @@ impl<T: Pod> Consumer<T> {
         let v = unsafe { self.h.mem.read(h) };
         let released = self.release(h);
         self.h.mem.header().notify_space();
+        self.h.mem.check_intact()?;
         if released {
             Ok(v)
         } else {

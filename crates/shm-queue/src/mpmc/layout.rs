@@ -203,6 +203,12 @@ impl<T: Pod> Slots<T> {
         self.mem.region()
     }
 
+    /// See [`Mem::check_intact`](crate::mem::Mem::check_intact).
+    #[inline(always)]
+    pub(crate) fn check_intact(&self) -> Result<(), crate::TryError> {
+        self.mem.check_intact()
+    }
+
     #[inline]
     pub(crate) fn header(&self) -> &Header {
         self.mem.header()

@@ -136,6 +136,7 @@ impl<T: Pod> Producer<T> {
         self.h
             .readiness
             .fire(self.h.mem.header().notify_data(self.h.readiness.is_some()));
+        self.h.mem.check_intact()?;
         if published {
             Ok(())
         } else {

@@ -87,7 +87,7 @@ impl<T: Pod> WriteChunk<'_, T> {
 
     /// Writes items from `iter` into the slots in order until either runs out; returns how
     /// many were written.
-    #[inline]
+    #[inline(always)]
     pub fn fill_from_iter(&mut self, iter: impl IntoIterator<Item = T>) -> usize {
         let p = &*self.producer;
         let storage = &*p.storage;
@@ -114,7 +114,7 @@ impl<T: Pod> WriteChunk<'_, T> {
     /// # Errors
     ///
     /// [`TryError::OutOfRange`] if `k > len()`; nothing is published then.
-    #[inline]
+    #[inline(always)]
     pub fn commit(self, k: usize) -> Result<(), TryError> {
         if k > self.len {
             return Err(TryError::OutOfRange {
@@ -129,7 +129,7 @@ impl<T: Pod> WriteChunk<'_, T> {
     }
 
     /// Publishes every slot of the chunk.
-    #[inline]
+    #[inline(always)]
     pub fn commit_all(self) {
         if self.len > 0 {
             self.producer.publish(self.len);
@@ -171,7 +171,7 @@ impl<T: Pod> ReadChunk<'_, T> {
     }
 
     /// A copy of element `i`, or `None` if `i >= len()`.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, i: usize) -> Option<T> {
         if i >= self.len {
             return None;
@@ -212,7 +212,7 @@ impl<T: Pod> ReadChunk<'_, T> {
     }
 
     /// The elements in order, as copies.
-    #[inline]
+    #[inline(always)]
     pub fn iter(&self) -> ChunkIter<'_, T> {
         ChunkIter {
             storage: &self.consumer.storage,
@@ -228,7 +228,7 @@ impl<T: Pod> ReadChunk<'_, T> {
     /// # Errors
     ///
     /// [`TryError::OutOfRange`] if `k > len()`; nothing is consumed then.
-    #[inline]
+    #[inline(always)]
     pub fn commit(self, k: usize) -> Result<(), TryError> {
         if k > self.len {
             return Err(TryError::OutOfRange {
@@ -243,7 +243,7 @@ impl<T: Pod> ReadChunk<'_, T> {
     }
 
     /// Consumes every element of the chunk.
-    #[inline]
+    #[inline(always)]
     pub fn commit_all(self) {
         if self.len > 0 {
             self.consumer.advance(self.len);
@@ -255,7 +255,7 @@ impl<'c, T: Pod> IntoIterator for &'c ReadChunk<'_, T> {
     type Item = T;
     type IntoIter = ChunkIter<'c, T>;
 
-    #[inline]
+    #[inline(always)]
     fn into_iter(self) -> ChunkIter<'c, T> {
         self.iter()
     }
@@ -283,7 +283,7 @@ impl<T: Pod> fmt::Debug for ChunkIter<'_, T> {
 impl<T: Pod> Iterator for ChunkIter<'_, T> {
     type Item = T;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<T> {
         if self.remaining == 0 {
             return None;

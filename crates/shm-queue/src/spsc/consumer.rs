@@ -53,7 +53,7 @@ impl<T: Pod> Consumer<T> {
     }
 
     /// Ready elements, learning more from the block words if fewer than `want` are known.
-    #[inline]
+    #[inline(always)]
     fn refresh(&mut self, want: usize) -> Result<usize, TryError> {
         let avail = (self.tail_cache - self.head) as usize;
         if avail >= want {
@@ -67,7 +67,7 @@ impl<T: Pod> Consumer<T> {
     /// position `known` (the first not known to be ready) and follows on to the block of each
     /// new value until `want` elements after `head` are known or a word brings nothing new.
     /// Every line it touches is one the reader needs for the payload anyway.
-    #[inline]
+    #[inline(always)]
     fn learn(&self, mut known: u64, want: usize) -> Result<u64, TryError> {
         let mut at = self.cursor.offset((known - self.head) as usize, &self.geom);
         for _ in 0..=self.geom.block_count {
@@ -100,7 +100,7 @@ impl<T: Pod> Consumer<T> {
     }
 
     /// Consumes `n <= ready` elements: one `Release` store of the new `head`.
-    #[inline]
+    #[inline(always)]
     pub(super) fn advance(&mut self, n: usize) {
         self.head += n as u64;
         self.cursor = self.cursor.offset(n, &self.geom);
@@ -110,7 +110,7 @@ impl<T: Pod> Consumer<T> {
 
     /// Stores `head` with `Release`, handing the slots before it back to the producer, and
     /// wakes a producer sleeping for space.
-    #[inline]
+    #[inline(always)]
     fn publish_head(&self) {
         let header = self.storage.header();
         header.consumer.pos.store(self.head, Ordering::Release);
@@ -146,7 +146,7 @@ impl<T: Pod> Consumer<T> {
     /// assert_eq!(rx.try_pop()?, 42);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn try_pop(&mut self) -> Result<T, TryError> {
         if self.head == self.tail_cache && !self.poll()? {
             return Err(TryError::Empty {
@@ -167,6 +167,9 @@ impl<T: Pod> Consumer<T> {
             self.cursor.block = (self.cursor.block + 1) & (self.geom.block_count - 1);
             self.blk = self.storage.block(self.cursor.block);
         }
+        // Last, so the check costs no reload of the handle's fields: a value read from the
+        // zero pages of a truncated object is dropped here, never returned.
+        self.storage.check_intact()?;
         Ok(value)
     }
 
@@ -207,6 +210,7 @@ impl<T: Pod> Consumer<T> {
             unsafe { storage.read_run_in(storage.block(block), index, &mut dst[range]) }
         });
         self.advance(n);
+        self.storage.check_intact()?;
         Ok(n)
     }
 
@@ -217,7 +221,7 @@ impl<T: Pod> Consumer<T> {
     ///
     /// [`TryError::Empty`] with the number ready if fewer than `n` are; [`TryError::Corrupted`] if a
     /// published position in shared memory is impossible.
-    #[inline]
+    #[inline(always)]
     pub fn read_chunk(&mut self, n: usize) -> Result<ReadChunk<'_, T>, TryError> {
         let available = self.refresh(n)?;
         if available < n {
@@ -237,7 +241,7 @@ impl<T: Pod> Consumer<T> {
     /// # Errors
     ///
     /// [`TryError::Corrupted`] if a published position in shared memory is impossible.
-    #[inline]
+    #[inline(always)]
     pub fn read_chunk_up_to(&mut self, max: usize) -> Result<ReadChunk<'_, T>, TryError> {
         let len = self.refresh(max)?.min(max);
         Ok(ReadChunk {

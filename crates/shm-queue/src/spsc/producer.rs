@@ -74,7 +74,7 @@ impl<T: Pod> Producer<T> {
 
     /// Publishes the `n >= 1` elements written after `tail`: one `Release` store of the new
     /// tail into each block they touch, last block first, then into the `tail` word.
-    #[inline]
+    #[inline(always)]
     pub(super) fn publish(&mut self, n: usize) {
         let g = &self.geom;
         let end = self.tail + n as u64;
@@ -130,7 +130,7 @@ impl<T: Pod> Producer<T> {
     /// assert!(matches!(tx.try_push(7), Err(TryError::Full { .. })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn try_push(&mut self, value: T) -> Result<(), TryError> {
         if self.tail - self.head_cache >= self.capacity && self.free(1)? == 0 {
             return Err(TryError::Full {
@@ -152,7 +152,9 @@ impl<T: Pod> Producer<T> {
         }
         self.readiness
             .fire(self.storage.header().notify_data(self.readiness.is_some()));
-        Ok(())
+        // Last (no reload of the handle's fields after it): written into the zero pages of
+        // a truncated object, the element was not delivered.
+        self.storage.check_intact()
     }
 
     /// Pushes as many elements from the front of `src` as there is room for, published with
@@ -174,6 +176,7 @@ impl<T: Pod> Producer<T> {
             unsafe { storage.write_run_in(storage.block(block), index, &src[range]) }
         });
         self.publish(n);
+        self.storage.check_intact()?;
         Ok(n)
     }
 
@@ -241,7 +244,7 @@ impl<T: Pod> Producer<T> {
     /// assert!(rx.is_empty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn write_chunk(&mut self, n: usize) -> Result<WriteChunk<'_, T>, TryError> {
         let available = self.free(n)?;
         if available < n {
@@ -261,7 +264,7 @@ impl<T: Pod> Producer<T> {
     /// # Errors
     ///
     /// [`TryError::Corrupted`] if the consumer's `head` in shared memory is impossible.
-    #[inline]
+    #[inline(always)]
     pub fn write_chunk_up_to(&mut self, max: usize) -> Result<WriteChunk<'_, T>, TryError> {
         let len = self.free(max)?.min(max);
         Ok(WriteChunk {

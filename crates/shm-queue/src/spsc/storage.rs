@@ -81,6 +81,12 @@ impl<T: Pod> Storage<T> {
         self.mem.region()
     }
 
+    /// See [`Mem::check_intact`](crate::mem::Mem::check_intact).
+    #[inline(always)]
+    pub(crate) fn check_intact(&self) -> Result<(), crate::TryError> {
+        self.mem.check_intact()
+    }
+
     /// The ring's header.
     #[inline]
     pub(crate) fn header(&self) -> &Header {
