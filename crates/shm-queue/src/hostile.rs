@@ -26,7 +26,27 @@ struct Script<'a> {
     at: usize,
 }
 
+/// One step of a script, for a driver.
+enum Step {
+    /// Re-attach and re-take the handles.
+    Reattach,
+    /// Operation selector (2..8) and its argument byte.
+    Op(u8, u8),
+}
+
 impl Script<'_> {
+    /// Runs the script: patches are applied here, the other commands go to `step`.
+    fn run(&mut self, region: &Region, mut step: impl FnMut(Step)) {
+        while let Some(c) = self.byte() {
+            let arg = self.byte().unwrap_or(0);
+            match c % 8 {
+                0 => self.patch(region),
+                1 => step(Step::Reattach),
+                op => step(Step::Op(op, arg)),
+            }
+        }
+    }
+
     fn byte(&mut self) -> Option<u8> {
         let b = *self.data.get(self.at)?;
         self.at += 1;
@@ -63,58 +83,54 @@ pub fn spsc(data: &[u8]) {
     let mut handles = ring.split().ok();
     let mut s = Script { data, at: 0 };
     let mut buf = [0u64; 40];
-    while let Some(c) = s.byte() {
-        let arg = s.byte().unwrap_or(0);
-        match c % 8 {
-            0 => s.patch(&region),
-            1 => {
-                drop(handles.take()); // release the claims first
-                handles = Ring::<u64>::attach(region.clone())
-                    .and_then(|r| r.split())
-                    .ok();
-            }
-            op => {
-                let Some((tx, rx)) = handles.as_mut() else {
-                    continue;
-                };
-                let n = usize::from(arg % 40);
-                let past = Some(Instant::now());
-                let _ = match op {
-                    2 => tx.try_push(u64::from(arg)).map(drop).map_err(drop),
-                    3 => rx.try_pop().map(drop).map_err(drop),
-                    4 => tx.push_partial_slice(&buf[..n]).map(drop).map_err(drop),
-                    5 => rx.pop_partial_slice(&mut buf[..n]).map(drop).map_err(drop),
-                    6 => match tx.write_chunk_up_to(n) {
-                        Ok(mut ch) => {
-                            let k = ch.len();
-                            for i in 0..k {
-                                let _ = ch.set(i, i as u64);
-                            }
-                            ch.commit(k / 2 + usize::from(arg & 1)).map_err(drop)
+    s.run(&region, |step| match step {
+        Step::Reattach => {
+            drop(handles.take()); // release the claims first
+            handles = Ring::<u64>::attach(region.clone())
+                .and_then(|r| r.split())
+                .ok();
+        }
+        Step::Op(op, arg) => {
+            let Some((tx, rx)) = handles.as_mut() else {
+                return;
+            };
+            let n = usize::from(arg % 40);
+            let past = Some(Instant::now());
+            let _ = match op {
+                2 => tx.try_push(u64::from(arg)).map(drop).map_err(drop),
+                3 => rx.try_pop().map(drop).map_err(drop),
+                4 => tx.push_partial_slice(&buf[..n]).map(drop).map_err(drop),
+                5 => rx.pop_partial_slice(&mut buf[..n]).map(drop).map_err(drop),
+                6 => match tx.write_chunk_up_to(n) {
+                    Ok(mut ch) => {
+                        let k = ch.len();
+                        for i in 0..k {
+                            let _ = ch.set(i, i as u64);
+                        }
+                        ch.commit(k / 2 + usize::from(arg & 1)).map_err(drop)
+                    }
+                    Err(_) => Err(()),
+                },
+                _ => match arg % 5 {
+                    0 => rx.peek().map(drop).map_err(drop),
+                    1 => rx.pop_blocking(past).map(drop).map_err(drop),
+                    2 => tx.push_blocking(1, past).map_err(drop),
+                    3 => match rx.read_chunk_up_to(n) {
+                        Ok(ch) => {
+                            let _ = ch.iter().count();
+                            let _ = ch.get(n);
+                            ch.commit(n / 2).map_err(drop)
                         }
                         Err(_) => Err(()),
                     },
-                    _ => match arg % 5 {
-                        0 => rx.peek().map(drop).map_err(drop),
-                        1 => rx.pop_blocking(past).map(drop).map_err(drop),
-                        2 => tx.push_blocking(1, past).map_err(drop),
-                        3 => match rx.read_chunk_up_to(n) {
-                            Ok(ch) => {
-                                let _ = ch.iter().count();
-                                let _ = ch.get(n);
-                                ch.commit(n / 2).map_err(drop)
-                            }
-                            Err(_) => Err(()),
-                        },
-                        _ => {
-                            let _ = (tx.len(), rx.len(), rx.is_empty(), tx.is_full());
-                            Ok(())
-                        }
-                    },
-                };
-            }
+                    _ => {
+                        let _ = (tx.len(), rx.len(), rx.is_empty(), tx.is_full());
+                        Ok(())
+                    }
+                },
+            };
         }
-    }
+    });
 }
 
 /// Byte-message ring, 1 KiB of data, messages up to 200 bytes.
@@ -131,64 +147,60 @@ pub fn bytes(data: &[u8]) {
     let mut s = Script { data, at: 0 };
     let mut buf = vec![0u8; 256];
     let mut vec = Vec::new();
-    while let Some(c) = s.byte() {
-        let arg = s.byte().unwrap_or(0);
-        match c % 8 {
-            0 => s.patch(&region),
-            1 => {
-                drop(handles.take());
-                handles = crate::bytes::Ring::attach(region.clone())
-                    .and_then(|r| r.split())
-                    .ok();
-            }
-            op => {
-                let Some((tx, rx)) = handles.as_mut() else {
-                    continue;
-                };
-                let n = usize::from(arg);
-                let past = Some(Instant::now());
-                let _ = match op {
-                    2 => tx.try_push(&buf[..n.min(buf.len())]).map_err(drop),
-                    3 => rx.try_pop(&mut buf[..n]).map(drop).map_err(drop),
-                    4 => match tx.claim(n) {
-                        Ok(mut cl) => {
-                            let _ = cl.write_at(0, &[7; 16][..n.min(16)]);
-                            match arg % 3 {
-                                0 => {
-                                    cl.commit();
-                                    Ok(())
-                                }
-                                1 => cl.commit_len(n / 2).map_err(drop),
-                                _ => {
-                                    cl.abort();
-                                    Ok(())
-                                }
+    s.run(&region, |step| match step {
+        Step::Reattach => {
+            drop(handles.take());
+            handles = crate::bytes::Ring::attach(region.clone())
+                .and_then(|r| r.split())
+                .ok();
+        }
+        Step::Op(op, arg) => {
+            let Some((tx, rx)) = handles.as_mut() else {
+                return;
+            };
+            let n = usize::from(arg);
+            let past = Some(Instant::now());
+            let _ = match op {
+                2 => tx.try_push(&buf[..n.min(buf.len())]).map_err(drop),
+                3 => rx.try_pop(&mut buf[..n]).map(drop).map_err(drop),
+                4 => match tx.claim(n) {
+                    Ok(mut cl) => {
+                        let _ = cl.write_at(0, &[7; 16][..n.min(16)]);
+                        match arg % 3 {
+                            0 => {
+                                cl.commit();
+                                Ok(())
+                            }
+                            1 => cl.commit_len(n / 2).map_err(drop),
+                            _ => {
+                                cl.abort();
+                                Ok(())
                             }
                         }
-                        Err(_) => Err(()),
-                    },
-                    5 => match rx.read() {
-                        Ok(g) => {
-                            let _ = g.read_at(n, &mut buf[..8]);
-                            let _ = g.to_vec();
-                            Ok(())
-                        }
-                        Err(_) => Err(()),
-                    },
-                    6 => rx.try_pop_vec(&mut vec).map(drop).map_err(drop),
-                    _ => match arg % 4 {
-                        0 => rx.pop_blocking(&mut buf, past).map(drop).map_err(drop),
-                        1 => tx.push_blocking(b"x", past).map_err(drop),
-                        2 => rx.wait_for_message(past).map_err(drop),
-                        _ => {
-                            let _ = (tx.used_bytes(), rx.position(), rx.has_message());
-                            Ok(())
-                        }
-                    },
-                };
-            }
+                    }
+                    Err(_) => Err(()),
+                },
+                5 => match rx.read() {
+                    Ok(g) => {
+                        let _ = g.read_at(n, &mut buf[..8]);
+                        let _ = g.to_vec();
+                        Ok(())
+                    }
+                    Err(_) => Err(()),
+                },
+                6 => rx.try_pop_vec(&mut vec).map(drop).map_err(drop),
+                _ => match arg % 4 {
+                    0 => rx.pop_blocking(&mut buf, past).map(drop).map_err(drop),
+                    1 => tx.push_blocking(b"x", past).map_err(drop),
+                    2 => rx.wait_for_message(past).map_err(drop),
+                    _ => {
+                        let _ = (tx.used_bytes(), rx.position(), rx.has_message());
+                        Ok(())
+                    }
+                },
+            };
         }
-    }
+    });
 }
 
 /// MPMC ring of `u64`, capacity 16, 4 owner entries, two producers and two consumers.
@@ -212,36 +224,32 @@ pub fn mpmc(data: &[u8]) {
     let mut handles = take(&ring);
     let mut s = Script { data, at: 0 };
     let mut buf = [0u64; 20];
-    while let Some(c) = s.byte() {
-        let arg = s.byte().unwrap_or(0);
-        match c % 8 {
-            0 => s.patch(&region),
-            1 => {
-                drop(handles.take());
-                handles = crate::mpmc::Ring::<u64>::attach(region.clone())
-                    .ok()
-                    .and_then(|r| take(&r));
-            }
-            op => {
-                let Some((p1, p2, c1, c2)) = handles.as_mut() else {
-                    continue;
-                };
-                let (p, c) = if arg & 1 == 0 { (p1, c1) } else { (p2, c2) };
-                let n = usize::from(arg % 20);
-                let past = Some(Instant::now());
-                let _ = match op {
-                    2 => p.try_push(u64::from(arg)).map_err(drop),
-                    3 => c.try_pop().map(drop).map_err(drop),
-                    4 => p.push_partial_slice(&buf[..n]).map(drop).map_err(drop),
-                    5 => c.pop_partial_slice(&mut buf[..n]).map(drop).map_err(drop),
-                    6 => p.push_blocking(3, past).map_err(drop),
-                    _ => match arg % 3 {
-                        0 => c.pop_blocking(past).map(drop).map_err(drop),
-                        1 => p.claim_and_hold(9).map(drop).map_err(drop),
-                        _ => c.claim_and_hold().map(drop).map_err(drop),
-                    },
-                };
-            }
+    s.run(&region, |step| match step {
+        Step::Reattach => {
+            drop(handles.take());
+            handles = crate::mpmc::Ring::<u64>::attach(region.clone())
+                .ok()
+                .and_then(|r| take(&r));
         }
-    }
+        Step::Op(op, arg) => {
+            let Some((p1, p2, c1, c2)) = handles.as_mut() else {
+                return;
+            };
+            let (p, c) = if arg & 1 == 0 { (p1, c1) } else { (p2, c2) };
+            let n = usize::from(arg % 20);
+            let past = Some(Instant::now());
+            let _ = match op {
+                2 => p.try_push(u64::from(arg)).map_err(drop),
+                3 => c.try_pop().map(drop).map_err(drop),
+                4 => p.push_partial_slice(&buf[..n]).map(drop).map_err(drop),
+                5 => c.pop_partial_slice(&mut buf[..n]).map(drop).map_err(drop),
+                6 => p.push_blocking(3, past).map_err(drop),
+                _ => match arg % 3 {
+                    0 => c.pop_blocking(past).map(drop).map_err(drop),
+                    1 => p.claim_and_hold(9).map(drop).map_err(drop),
+                    _ => c.claim_and_hold().map(drop).map_err(drop),
+                },
+            };
+        }
+    });
 }
