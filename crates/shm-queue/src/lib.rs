@@ -33,6 +33,20 @@
 //! garble the messages it sends, but never make this crate read or write outside the ring,
 //! panic, or hand out a reference to memory that might change under it.
 //!
+//! # Racy access to `MAP_SHARED` memory
+//!
+//! All ring memory is reached through one layer (`mem`): control words are atomics, and
+//! payload moves only by `copy_nonoverlapping` between the mapping and process memory,
+//! inside the window the ring protocol grants. Another process may still write the same
+//! bytes at the same moment. Rust's memory model does not describe memory shared with
+//! another process; the assumption this crate makes, as every shared-memory transport must,
+//! is that the compiler cannot see that process and treats the mapping as opaque memory: a
+//! copy yields some bytes, which are a valid value because every payload type is `Pod`, and a
+//! copied value is never re-read from the mapping. No `&`/`&mut` reference to payload bytes
+//! in the mapping is ever created. If another process truncates the object, the region's
+//! SIGBUS guard keeps this process alive and every operation reports
+//! [`TryError::Truncated`].
+//!
 //! Under `cfg(loom)` the same ring code runs over heap memory with loom's atomics and cells
 //! (see `tests/loom_spsc.rs`); the region-based constructors are then absent and
 //! `spsc::Ring::new_model` builds rings instead.
