@@ -230,6 +230,7 @@ impl<T: Pod> Consumer<T> {
                         }
                     }
                     self.h.mem.header().notify_space();
+                    self.h.mem.check_intact()?;
                     return if n as u64 == k {
                         Ok(n)
                     } else {

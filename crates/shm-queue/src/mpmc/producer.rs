@@ -201,6 +201,7 @@ impl<T: Pod> Producer<T> {
                     self.h
                         .readiness
                         .fire(self.h.mem.header().notify_data(self.h.readiness.is_some()));
+                    self.h.mem.check_intact()?;
                     return if revoked == 0 {
                         Ok(k as usize)
                     } else {

@@ -125,7 +125,8 @@ impl<T: Pod> WriteChunk<'_, T> {
         if k > 0 {
             self.producer.publish(k);
         }
-        Ok(())
+        // Written into the zero pages of a truncated object: not delivered.
+        self.producer.storage.check_intact()
     }
 
     /// Publishes every slot of the chunk.
@@ -239,7 +240,9 @@ impl<T: Pod> ReadChunk<'_, T> {
         if k > 0 {
             self.consumer.advance(k);
         }
-        Ok(())
+        // The elements read from this chunk were zeros, not data, if the object was
+        // truncated meanwhile.
+        self.consumer.storage.check_intact()
     }
 
     /// Consumes every element of the chunk.
