@@ -315,10 +315,13 @@ fn fill_from_region(info: &mut ChannelInfo, region: &Region) {
             attached_unix_ms: rec.attached_unix_ms,
         });
     }
+    // One validation for all: the checks an attach runs (the element type aside), so the
+    // tools call usable exactly what a consumer would accept.
+    let checked = shm_queue::header::check(region, layout.ring_bytes);
+    if let Err(e) = &checked {
+        info.problem = Some(format!("ring: {e}"));
+    }
     if let Some(s) = &info.ring {
-        if let Some(p) = s.problem(layout.ring_bytes) {
-            info.problem = Some(format!("ring: {p}"));
-        }
         let want = match layout.kind {
             ChannelKind::Typed => shm_queue::header::RingKind::Spsc,
             ChannelKind::Bytes => shm_queue::header::RingKind::Bytes,

@@ -658,3 +658,33 @@ fn bench_prints_figures_with_baselines_and_ratios() {
     );
     assert!(!table.contains("tput/"), "--only latency ran throughput");
 }
+
+/// One validation for all: a ring header whose capacity no attach would accept (here 2^54
+/// elements in a 64 KiB file) is listed as unusable and `inspect` fails, as the consumer
+/// refuses it; before, `list` showed it as a healthy channel of "16.0 PiB".
+#[test]
+fn list_inspect_and_the_consumer_agree_on_a_corrupt_header() {
+    let _g = stale_lock();
+    let n = name("badcap");
+    let _c = Cleanup(vec![n.clone()]);
+    let _tx = ChannelOptions::new().create::<u64>(&n).unwrap();
+    let path = shm_bridge::shm_path(&n);
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(&(1u64 << 54).to_le_bytes(), 16).unwrap(); // the ring's `capacity`
+    let c = listed(&n);
+    let problem = c["problem"]
+        .as_str()
+        .unwrap_or_else(|| panic!("listed as usable: {c:#}"));
+    assert!(problem.contains("capacity"), "{problem}");
+    assert!(list_line(&n).contains("not usable"));
+    let ins = shmlane(&["inspect", &n]);
+    assert_eq!(ins.code, 1, "{ins:?}", ins = ins.stderr);
+    assert!(
+        ChannelOptions::new()
+            .timeout(Duration::from_millis(200))
+            .connect::<u64>(&n)
+            .is_err(),
+        "the consumer refuses it too"
+    );
+}

@@ -100,7 +100,7 @@ pub use ring::{max_message_for, MAX_CAPACITY, MIN_CAPACITY};
 /// The `tail` word is stored after each record is committed, so it may lag `head` by one
 /// record if the consumer is quick or the producer died in between; anything beyond one
 /// lap either way is impossible.
-fn check_positions(header: &Header, cap: usize) -> Result<(u64, u64), TryError> {
+pub(crate) fn check_positions(header: &Header, cap: usize) -> Result<(u64, u64), TryError> {
     let head = header.consumer.pos.load(Ordering::Acquire);
     if head > MAX_POSITION {
         return Err(corrupted(Word::Head, head));

@@ -365,6 +365,34 @@ impl Header {
     /// Checks the recorded element size, alignment and type fingerprint against `T`;
     /// returns `T`'s block shape.
     #[cfg_attr(loom, allow(dead_code))]
+    /// The block shape the header's recorded element size and alignment give (with its
+    /// recorded type hash): for checks that do not know the element type, such as tools.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnsupportedType`] if no element type could have that size and alignment.
+    #[cfg(not(loom))]
+    pub(crate) fn recorded_shape(&self) -> Result<BlockShape, Error> {
+        let c = &self.config;
+        let r = Ordering::Relaxed;
+        let (size, align) = (c.elem_size.load(r) as usize, c.elem_align.load(r) as usize);
+        let (elem_offset, block_size, elems_per_block) =
+            BlockShape::compute(size, align).map_err(|reason| Error::UnsupportedType {
+                type_name: "(the element type recorded in the header)",
+                size,
+                align,
+                reason,
+            })?;
+        Ok(BlockShape {
+            elem_size: size,
+            elem_align: align,
+            type_hash: c.type_hash.load(r),
+            elem_offset,
+            block_size,
+            elems_per_block,
+        })
+    }
+
     pub(crate) fn check_element_type<T>(&self) -> Result<BlockShape, Error> {
         let c = &self.config;
         let r = Ordering::Relaxed;
@@ -514,6 +542,55 @@ pub(crate) fn check_block_count(blocks: u64) -> Result<(), Error> {
         reason,
     })
 }
+/// Runs on the ring at the start of `region` every check that attaching runs, except the
+/// element type's identity, which only the attaching program knows: magic, version, kind,
+/// `ready`, the geometry recomputed from the recorded element size and alignment against
+/// every header field and `ring_len` (the bytes the ring may use), and the shared positions.
+/// Tools (`shmlane list`, `inspect`, `gc`) use it so that they call usable exactly the rings
+/// an attach would accept, apart from the element type. Returns the ring's kind.
+///
+/// # Errors
+///
+/// What the matching `attach` would return for the same bytes.
+///
+/// ```
+/// use shm_queue::{header, spsc};
+/// use shm_region::Region;
+///
+/// let region = Region::anonymous(spsc::Ring::<u64>::required_bytes(64)?)?;
+/// let len = region.len() as u64;
+/// let ring = spsc::Ring::<u64>::create(region, 64)?;
+/// assert_eq!(header::check(ring.region(), len)?, header::RingKind::Spsc);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(not(loom))]
+pub fn check(region: &shm_region::Region, ring_len: u64) -> Result<RingKind, Error> {
+    let h = crate::mem::header_of(region)?;
+    let ring_len = ring_len.min(region.len() as u64);
+    let kind = match h.config.kind.load(Ordering::Relaxed) {
+        k if k == RingKind::Spsc as u32 => RingKind::Spsc,
+        k if k == RingKind::Bytes as u32 => RingKind::Bytes,
+        _ => RingKind::Mpmc,
+    };
+    // Magic, version, ready and the kind itself (an unknown kind fails here).
+    h.check_identity(kind)?;
+    match kind {
+        RingKind::Spsc => {
+            let g = h.validate_shape(h.recorded_shape()?, ring_len)?;
+            crate::spsc::check_positions(h, &g)?;
+        }
+        RingKind::Bytes => {
+            let (cap, _) = h.validate_bytes(ring_len)?;
+            crate::bytes::check_positions(h, cap)?;
+        }
+        RingKind::Mpmc => {
+            let layout = h.validate_mpmc_shape(h.recorded_shape()?, ring_len)?;
+            crate::mpmc::check_positions(h, layout.capacity() as u64)?;
+        }
+    }
+    Ok(kind)
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

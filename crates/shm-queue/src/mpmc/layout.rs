@@ -86,11 +86,24 @@ pub(crate) struct Layout {
 impl Layout {
     /// The layout for `capacity` slots (a power of two, checked) and `owners` entries.
     pub(crate) fn new<T>(capacity: usize, owners: usize) -> Result<Self, Error> {
+        Self::from_shape(
+            crate::header::BlockShape::for_type::<T>()?,
+            capacity,
+            owners,
+        )
+    }
+
+    /// The layout for elements of `shape` (see [`Layout::new`]).
+    pub(crate) fn from_shape(
+        shape: crate::header::BlockShape,
+        capacity: usize,
+        owners: usize,
+    ) -> Result<Self, Error> {
         check_capacity(capacity as u64)?;
         check_owners(owners as u64)?;
-        // Reuse the common geometry for the type checks and the element offset; the slot
-        // stride is the element's own line(s), never shared with a neighbour slot.
-        let mut geom = Geometry::for_capacity::<T>(1)?;
+        // Reuse the common geometry for the element offset; the slot stride is the
+        // element's own line(s), never shared with a neighbour slot.
+        let mut geom = Geometry::from_shape(shape, 1)?;
         geom.elems_per_block = 1;
         geom.block_count = capacity;
         geom.block_size = round_up(geom.elem_offset + geom.elem_size, 64);
@@ -294,16 +307,25 @@ impl Header {
         &self,
         region_len: u64,
     ) -> Result<crate::mpmc::layout::Layout, Error> {
-        use crate::mpmc::layout::{check_capacity, check_owners, Layout};
         self.check_identity(RingKind::Mpmc)?;
+        let shape = self.check_element_type::<T>()?;
+        self.validate_mpmc_shape(shape, region_len)
+    }
+
+    /// The checks of [`Header::validate_mpmc`] after the element type's.
+    pub(crate) fn validate_mpmc_shape(
+        &self,
+        shape: crate::header::BlockShape,
+        region_len: u64,
+    ) -> Result<crate::mpmc::layout::Layout, Error> {
+        use crate::mpmc::layout::{check_capacity, check_owners, Layout};
         let c = &self.config;
         let r = Ordering::Relaxed;
-        self.check_element_type::<T>()?;
         let cap = c.capacity.load(r);
         check_capacity(cap)?;
         let owners = c.reserved1[0].load(r);
         check_owners(owners)?;
-        let layout = Layout::new::<T>(cap as usize, owners as usize)?;
+        let layout = Layout::from_shape(shape, cap as usize, owners as usize)?;
         self.expect_geometry(&layout.geom, layout.area_size() as u64, region_len)?;
         expect_field("max_message", c.max_message.load(r).into(), 0)?;
         expect_field("reserved1[1]", c.reserved1[1].load(r), 0)?;

@@ -205,6 +205,19 @@ fn _assert_send<T: Pod + Send>() {
     send::<Ring<T>>();
 }
 
+/// Checks the shared positions an attach reads: `head` possible, `tail` at most a capacity
+/// ahead of it.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn check_positions(h: &crate::header::Header, capacity: u64) -> Result<(), TryError> {
+    let tail = h.producer.pos.load(Ordering::Acquire);
+    let head = h.consumer.pos.load(Ordering::Acquire);
+    check_pos(head, Word::Head)?;
+    if tail > head + capacity {
+        return Err(corrupted(Word::Tail, tail));
+    }
+    Ok(())
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

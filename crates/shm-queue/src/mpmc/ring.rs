@@ -172,14 +172,7 @@ impl<T: Pod> Ring<T> {
         let region = region.into();
         let layout = crate::mem::header_of(&region)?.validate_mpmc::<T>(region.len() as u64)?;
         let mem = Slots::in_region(region, layout)?;
-        let h = mem.header();
-        let tail = h.producer.pos.load(Ordering::Acquire);
-        let head = h.consumer.pos.load(Ordering::Acquire);
-        check_pos(head, Word::Head)?;
-        let max = head + layout.capacity() as u64;
-        if tail > max {
-            return Err(corrupted(Word::Tail, tail).into());
-        }
+        super::check_positions(mem.header(), layout.capacity() as u64)?;
         Ok(Ring { mem: Arc::new(mem) })
     }
 

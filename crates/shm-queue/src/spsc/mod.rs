@@ -99,7 +99,7 @@ pub use producer::Producer;
 pub use ring::{Options, Ring};
 
 /// Checks the shared positions against each other and the capacity; returns `(head, tail)`.
-fn check_positions(header: &Header, g: &Geometry) -> Result<(u64, u64), TryError> {
+pub(crate) fn check_positions(header: &Header, g: &Geometry) -> Result<(u64, u64), TryError> {
     let cap = g.capacity() as u64;
     let head = header.consumer.pos.load(Ordering::Acquire);
     if head > MAX_POSITION {

@@ -325,9 +325,19 @@ impl Header {
         region_len: u64,
     ) -> Result<Geometry, Error> {
         self.check_identity(kind)?;
+        let shape = self.check_element_type::<T>()?;
+        self.validate_shape(shape, region_len)
+    }
+
+    /// The checks of [`Header::validate`] after the element type's: the geometry `shape`
+    /// gives with the recorded block count, against every field and `region_len`.
+    pub(crate) fn validate_shape(
+        &self,
+        shape: crate::header::BlockShape,
+        region_len: u64,
+    ) -> Result<Geometry, Error> {
         let c = &self.config;
         let r = Ordering::Relaxed;
-        let shape = self.check_element_type::<T>()?;
         let blocks = c.block_count.load(r);
         check_block_count(blocks)?;
         let g = Geometry::from_shape(shape, blocks as usize)?;
