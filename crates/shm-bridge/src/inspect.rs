@@ -254,6 +254,12 @@ fn inspect_unchecked(name: &str) -> ChannelInfo {
         }
     };
     fill_from_region(&mut info, &region);
+    // A file shrunk while we read it (the guard kept us alive with zero pages): what was
+    // read is not the channel, and the report says so.
+    region.poll_truncation();
+    if let Err(e) = region.check_truncated() {
+        info.problem = Some(e.to_string());
+    }
     info
 }
 

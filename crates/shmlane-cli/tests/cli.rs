@@ -688,3 +688,49 @@ fn list_inspect_and_the_consumer_agree_on_a_corrupt_header() {
         "the consumer refuses it too"
     );
 }
+
+/// A file truncated and regrown while the tools read it: no SIGBUS (the guard maps zero
+/// pages), and whatever they print, they exit with a code.
+#[test]
+fn tools_survive_a_file_truncated_and_regrown_under_them() {
+    let _g = stale_lock();
+    let n = name("shrink");
+    let _c = Cleanup(vec![n.clone()]);
+    let _tx = ChannelOptions::new()
+        .capacity(1 << 16)
+        .create::<u64>(&n)
+        .unwrap();
+    let path = shm_bridge::shm_path(&n);
+    let full = std::fs::metadata(&path).unwrap().len();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let p = path.clone();
+    let churn = std::thread::spawn(move || {
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        while !s.load(Ordering::Relaxed) {
+            let _ = f.set_len(4096);
+            std::thread::sleep(Duration::from_micros(200));
+            let _ = f.set_len(full);
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let _ = f.set_len(full);
+    });
+    let mut killed = Vec::new();
+    for i in 0..120 {
+        let args: &[&str] = if i % 3 == 0 {
+            &["list"]
+        } else {
+            &["inspect", &n]
+        };
+        let out = Command::new(env!("CARGO_BIN_EXE_shmlane"))
+            .args(args)
+            .output()
+            .unwrap();
+        if out.status.code().is_none() {
+            killed.push(format!("{args:?}: {:?}", out.status));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    churn.join().unwrap();
+    assert!(killed.is_empty(), "killed by a signal: {killed:?}");
+}
