@@ -14,7 +14,7 @@ use common::in_child;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use shm_queue::wait::WaitStrategy;
-use shm_queue::{bytes, spsc};
+use shm_queue::{bytes, mpmc, spsc};
 use shm_region::Region;
 
 /// Byte offsets in the header's control line (`docs/layout.md`).
@@ -101,4 +101,37 @@ fn a_producer_killed_asleep_leaves_nothing_after_its_claim_is_released() {
     assert!(unsafe { ring.force_release_producer(holder) });
     assert_eq!(word(&region, PRODUCER_WAITERS), 0);
     assert_eq!(word(&region, PRODUCER_SLEEPERS), 0);
+}
+
+/// MPMC keeps its counts per owner entry: reclaiming a dead consumer's entry takes its
+/// sleeper registration and its futex waiter back.
+#[test]
+fn an_mpmc_consumer_killed_asleep_is_forgotten_when_its_entry_is_reclaimed() {
+    let region =
+        Arc::new(Region::anonymous(mpmc::Ring::<u64>::required_bytes(16).unwrap()).unwrap());
+    let ring = mpmc::Ring::<u64>::create(region.clone(), 16).unwrap();
+    let r = ring.clone();
+    let pid = in_child(move || {
+        let mut rx = r.consumer().unwrap();
+        rx.set_wait_strategy(WaitStrategy::blocking());
+        let _ = rx.pop_blocking(None);
+        1
+    });
+    until_asleep(&region, [CONSUMER_WAITERS, CONSUMER_SLEEPERS]);
+    kill_child(pid);
+    assert_eq!(
+        word(&region, CONSUMER_SLEEPERS),
+        1,
+        "the dead consumer's count stays"
+    );
+    let dead = pid.as_raw() as u64;
+    assert_eq!(ring.reclaim_dead_owners(&move |t: u64| t >> 32 == dead), 1);
+    assert_eq!(word(&region, CONSUMER_SLEEPERS), 0);
+    assert_eq!(word(&region, CONSUMER_WAITERS), 0);
+    // A live blocking consumer that drops normally takes its own count back too.
+    let mut rx = ring.consumer().unwrap();
+    rx.set_wait_strategy(WaitStrategy::blocking());
+    assert_eq!(word(&region, CONSUMER_SLEEPERS), 1);
+    drop(rx);
+    assert_eq!(word(&region, CONSUMER_SLEEPERS), 0);
 }

@@ -348,7 +348,7 @@ impl ChannelOptions {
         name: &str,
         role: Role,
     ) -> Result<(Endpoint, shm_queue::mpmc::Ring<T>)> {
-        Endpoint::connect(
+        let (ep, ring) = Endpoint::connect(
             name,
             ChannelKind::Mpmc,
             role,
@@ -367,7 +367,12 @@ impl ChannelOptions {
                 )?;
                 Ok(ring)
             },
-        )
+        )?;
+        // Owner entries of participants that died free up, and take back the wait counts
+        // they held (a participant killed while asleep would otherwise cost every publish
+        // the wake path).
+        ring.reclaim_dead_owners(&SlotLiveness::new(&ep));
+        Ok((ep, ring))
     }
 }
 

@@ -96,6 +96,14 @@ impl<T: Pod> Handle<T> {
         }
     }
 
+    /// Records in our owner entry (if we hold one yet) how we are counted among the
+    /// sleepers, so a peer that reclaims the entry after our death can take the counts back.
+    pub(super) fn record_sleeper(&self) {
+        if let Some(e) = self.entry.and_then(|i| self.mem.owner(i)) {
+            e.sleep.store(self.sleeper.code(), Ordering::SeqCst);
+        }
+    }
+
     /// Our owner entry's index, registering first if needed.
     #[inline]
     pub(super) fn entry(&mut self) -> Result<usize, TryError> {
@@ -114,6 +122,7 @@ impl<T: Pod> Handle<T> {
                 // together with our token in the meantime learns nothing wrong.
                 e.claim_len.store(0, Ordering::Relaxed);
                 e.role.store(self.role, Ordering::Relaxed);
+                e.sleep.store(self.sleeper.code(), Ordering::SeqCst);
                 self.recorded_len.set(0);
                 self.entry = Some(i);
                 return Ok(i);
@@ -256,17 +265,31 @@ impl<T: Pod> Clone for Handle<T> {
     }
 }
 
+/// The token of an owner entry whose holder is dropping it: not free (0), never a live
+/// holder's token (tokens carry a pid or a slot number in their high half), and skipped by
+/// `reclaim_dead_owners`.
+pub(super) const LEAVING: u64 = u64::MAX;
+
 impl<T: Pod> Drop for Handle<T> {
     fn drop(&mut self) {
         let mut sleeper = self.sleeper;
-        self.own_signal().unregister(&mut sleeper);
-        if let Some(e) = self.entry.and_then(|i| self.mem.owner(i)) {
-            e.claim_len.store(0, Ordering::Relaxed);
-            // Only if still ours: a peer may have reclaimed it (judging us dead) and handed
-            // it on.
-            let _ = e
-                .token
-                .compare_exchange(self.token, 0, Ordering::AcqRel, Ordering::Relaxed);
+        match self.entry.and_then(|i| self.mem.owner(i)) {
+            Some(e) => {
+                e.claim_len.store(0, Ordering::Relaxed);
+                // Only if still ours: a peer may have reclaimed it (judging us dead), taken
+                // our sleeper counts back then, and handed the entry on. LEAVING keeps both
+                // reclaimers and new holders off the entry while we take our counts back.
+                let ours = e
+                    .token
+                    .compare_exchange(self.token, LEAVING, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok();
+                if ours {
+                    e.sleep.store(0, Ordering::SeqCst);
+                    self.own_signal().unregister(&mut sleeper);
+                    e.token.store(0, Ordering::Release);
+                }
+            }
+            None => self.own_signal().unregister(&mut sleeper),
         }
     }
 }

@@ -285,6 +285,6 @@ impl<T: Pod> Consumer<T> {
     }
 }
 
-handle_controls!([T: Pod] Consumer<T>, Slots<T>, Data, h.mem, h.strategy, h.sleeper);
+handle_controls!([T: Pod] Consumer<T>, Slots<T>, Data, h.mem, h.strategy, h.sleeper; after = h.record_sleeper);
 
 crate::wait::blocking::typed_blocking!(consumer mpmc);

@@ -55,6 +55,9 @@ pub(crate) struct OwnerEntry<'a> {
     pub claim_start: &'a AtomicU64,
     /// Number of positions claimed from `claim_start`; 0 for none.
     pub claim_len: &'a AtomicU64,
+    /// How the holder is counted among its side's sleepers ([`crate::wait::Sleeper::code`]),
+    /// so that reclaiming a dead holder's entry can take its counts back.
+    pub sleep: &'a AtomicU64,
 }
 
 /// [`OwnerEntry::role`] of a producer handle.
@@ -257,6 +260,7 @@ impl<T: Pod> Slots<T> {
             role: self.line_word(line, 1),
             claim_start: self.line_word(line, 2),
             claim_len: self.line_word(line, 3),
+            sleep: self.line_word(line, 4),
         })
     }
 

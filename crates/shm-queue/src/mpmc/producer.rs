@@ -279,6 +279,6 @@ impl<T: Pod> Producer<T> {
     }
 }
 
-handle_controls!([T: Pod] Producer<T>, Slots<T>, Space, h.mem, h.strategy, h.sleeper);
+handle_controls!([T: Pod] Producer<T>, Slots<T>, Space, h.mem, h.strategy, h.sleeper; after = h.record_sleeper);
 
 crate::wait::blocking::typed_blocking!(producer mpmc);

@@ -317,7 +317,7 @@ impl<T: Pod> Ring<T> {
         let mut freed = 0;
         for e in (0..m.layout.owners).filter_map(|i| m.owner(i)) {
             let token = e.token.load(Ordering::Acquire);
-            if token == 0 {
+            if token == 0 || token == super::claims::LEAVING {
                 continue;
             }
             let start = e.claim_start.load(Ordering::Relaxed);
@@ -335,6 +335,15 @@ impl<T: Pod> Ring<T> {
                     .compare_exchange(token, 0, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
             {
+                // The dead holder's sleeper counts die with it (a killed sleeper would
+                // otherwise cost every later publish the wake path).
+                let counts = e.sleep.swap(0, Ordering::SeqCst);
+                let h = m.header();
+                match e.role.load(Ordering::Relaxed) {
+                    ROLE_PRODUCER => h.space_signal().forget_sleeper(counts),
+                    ROLE_CONSUMER => h.data_signal().forget_sleeper(counts),
+                    _ => {}
+                }
                 freed += 1;
             }
         }

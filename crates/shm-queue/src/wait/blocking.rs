@@ -63,7 +63,7 @@ pub(crate) fn block_on<H: Waiter, R>(
 /// path.to.sleeper)`;
 /// `Space` is a producer's side, `Data` a consumer's.
 macro_rules! handle_controls {
-    ([$($gen:tt)*] $ty:ty, $keep:ty, $side:ident, $($k:ident).+, $($s:ident).+, $($z:ident).+) => {
+    ([$($gen:tt)*] $ty:ty, $keep:ty, $side:ident, $($k:ident).+, $($s:ident).+, $($z:ident).+ $(; after = $($a:ident).+)?) => {
         impl<$($gen)*> crate::wait::blocking::Waiter for $ty {
             type Keep = crate::sync::Arc<$keep>;
             const SIDE: crate::wait::blocking::Side = crate::wait::blocking::Side::$side;
@@ -99,6 +99,7 @@ macro_rules! handle_controls {
                 };
                 signal.set_strategy(&mut self.$($z).+, strategy);
                 self.$($s).+ = strategy;
+                $(self.$($a).+();)?
             }
 
             /// Closes the ring from this side. When a producer closes, consumers drain what

@@ -161,6 +161,17 @@ pub(crate) enum Sleeper {
     Weak,
 }
 
+impl Sleeper {
+    /// The value an MPMC owner entry records: bit 0 counted in `sleepers`, bit 1 in `weak`.
+    pub(crate) fn code(self) -> u64 {
+        match self {
+            Sleeper::No => 0,
+            Sleeper::Strong => 1,
+            Sleeper::Weak => 3,
+        }
+    }
+}
+
 /// The words of one direction of a ring (data for the consumer, or space for the producer).
 #[derive(Clone, Copy)]
 pub(crate) struct Signal<'a> {
@@ -243,6 +254,21 @@ impl Signal<'_> {
         self.weak.store(0, Ordering::SeqCst);
         if let Some(a) = self.armed {
             a.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// Takes back the counts of a dead handle that recorded `code` ([`Sleeper::code`]) in its
+    /// owner entry. Once no sleeper is left, no live handle can be inside a futex wait (only
+    /// sleepers sleep), so a waiter count the dead one left behind is cleared too.
+    pub(crate) fn forget_sleeper(&self, code: u64) {
+        if code & 1 != 0 {
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+        if code & 2 != 0 {
+            self.weak.fetch_sub(1, Ordering::SeqCst);
+        }
+        if self.sleepers.load(Ordering::SeqCst) == 0 {
+            self.waiters.store(0, Ordering::SeqCst);
         }
     }
 
