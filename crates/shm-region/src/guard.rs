@@ -12,9 +12,13 @@
 //! report [`crate::Error::Truncated`] instead of using what they read. Faults at any other
 //! address go to the handler that was installed before, or to the default action.
 //!
-//! The handler is async-signal-safe: it reads a fixed table of atomics, makes one `mmap`
-//! system call (a raw system call, as libwayland makes) and stores one atomic; it neither
-//! allocates nor locks. The table has [`SLOTS`] entries; a region that finds it full is
+//! The handler is async-signal-safe: it reads a fixed table of atomics (each slot under a
+//! sequence lock that registration, serialised by a mutex the handler never takes, bumps),
+//! stores one atomic and calls `mmap` (a thin wrapper over the system call, as libwayland
+//! uses); it neither allocates nor locks. Only `BUS_ADRERR` faults are treated as
+//! truncation. A truncation to a size that is not a page multiple leaves the partial last
+//! page mapped (its tail reads zero) and raises no fault there: `Region::poll_truncation`
+//! (an `fstat`) catches that case, and a sealed memfd rules it out. The table has [`SLOTS`] entries; a region that finds it full is
 //! simply not guarded (and says so through [`Watch::is_guarded`]).
 //!
 //! A sealed memfd (`F_SEAL_SHRINK`, [`crate::Options::seal`]) is the other answer: the
@@ -26,8 +30,11 @@ use std::sync::Once;
 /// Guarded mappings at most, per process.
 pub const SLOTS: usize = 4096;
 
-/// One registered mapping: `start == 0` marks a free slot.
+/// One registered mapping: `start == 0` marks a free slot. `gen` is a sequence lock:
+/// odd while registration code (serialised by `REGISTRY`) rewrites the slot, so the handler
+/// never pairs one registration's `start` with another's `len`.
 struct Slot {
+    gen: AtomicU32,
     start: AtomicUsize,
     len: AtomicUsize,
     truncated: AtomicU32,
@@ -35,10 +42,41 @@ struct Slot {
 
 #[allow(clippy::declare_interior_mutable_const)]
 const FREE: Slot = Slot {
+    gen: AtomicU32::new(0),
     start: AtomicUsize::new(0),
     len: AtomicUsize::new(0),
     truncated: AtomicU32::new(0),
 };
+
+/// Serialises registration and unregistration (never taken by the handler).
+static REGISTRY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl Slot {
+    /// Rewrites the slot under the sequence lock (the caller holds `REGISTRY`).
+    fn write(&self, start: usize, len: usize) {
+        self.gen.fetch_add(1, Ordering::AcqRel); // odd: being rewritten
+        core::sync::atomic::fence(Ordering::Release);
+        self.start.store(0, Ordering::Relaxed);
+        self.len.store(len, Ordering::Relaxed);
+        if start != 0 {
+            self.truncated.store(0, Ordering::Relaxed);
+        }
+        self.start.store(start, Ordering::Relaxed);
+        self.gen.fetch_add(1, Ordering::Release); // even: consistent
+    }
+
+    /// `(start, len)` if the slot holds a registration read consistently.
+    fn read(&self) -> Option<(usize, usize)> {
+        let g1 = self.gen.load(Ordering::Acquire);
+        if !g1.is_multiple_of(2) {
+            return None;
+        }
+        let start = self.start.load(Ordering::Relaxed);
+        let len = self.len.load(Ordering::Relaxed);
+        core::sync::atomic::fence(Ordering::Acquire);
+        (start != 0 && self.gen.load(Ordering::Relaxed) == g1).then_some((start, len))
+    }
+}
 
 static TABLE: [Slot; SLOTS] = [FREE; SLOTS];
 /// The flag of regions that are not guarded: never set.
@@ -71,9 +109,10 @@ impl Watch {
     /// truncation is zeros, not data.
     #[inline(always)]
     pub fn is_truncated(self) -> bool {
-        // The flag is set by the signal handler on this thread, during the access that
-        // faulted: keep the compiler from moving this load before that access.
-        core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        // The flag is set (before the zero pages are mapped) by the signal handler, on
+        // whichever thread faulted first: order every earlier read of the mapping before
+        // this load, so a zero read from those pages is always seen with the flag.
+        core::sync::atomic::fence(Ordering::Acquire);
         self.flag.load(Ordering::Relaxed) != 0
     }
 
@@ -99,19 +138,12 @@ impl Guard {
         if !install() || start == 0 || len == 0 {
             return None;
         }
-        for (i, s) in TABLE.iter().enumerate() {
-            if s.start.load(Ordering::Relaxed) == 0 {
-                s.len.store(len, Ordering::Relaxed);
-                s.truncated.store(0, Ordering::Relaxed);
-                if s.start
-                    .compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return Some(Guard { slot: i });
-                }
-            }
-        }
-        None
+        let _lock = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+        let i = TABLE
+            .iter()
+            .position(|s| s.start.load(Ordering::Relaxed) == 0)?;
+        TABLE[i].write(start, len);
+        Some(Guard { slot: i })
     }
 
     /// Marks the mapping truncated (the object was found shorter by `fstat`, before any
@@ -132,7 +164,8 @@ impl Drop for Guard {
     fn drop(&mut self) {
         // The flag stays readable by watches still held (they live no longer than the
         // region in practice); the slot is free for the next registration.
-        TABLE[self.slot].start.store(0, Ordering::Release);
+        let _lock = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+        TABLE[self.slot].write(0, 0);
     }
 }
 
@@ -170,17 +203,25 @@ fn install() -> bool {
 /// action for any other fault.
 extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for a SA_SIGINFO handler.
-    let addr = unsafe { (*info).si_addr() } as usize;
+    let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+    // Only a fault on a page past the end of the object (BUS_ADRERR) is a truncation; an
+    // alignment trap or a hardware error is not cured by zero pages, and a SIGBUS sent by
+    // a process (si_code <= 0) carries no address.
+    if code != libc::BUS_ADRERR {
+        chain(sig, info, ctx);
+        return;
+    }
     let page = PAGE.load(Ordering::Relaxed);
     for s in TABLE.iter() {
-        let start = s.start.load(Ordering::Acquire);
-        if start == 0 {
+        let Some((start, len)) = s.read() else {
             continue;
-        }
-        let len = s.len.load(Ordering::Relaxed);
+        };
         if addr < start || addr - start >= len {
             continue;
         }
+        // The mark first: another thread that reads the zero pages without faulting sees
+        // it (with the Acquire fence in `Watch::is_truncated`) once the pages are there.
+        s.truncated.store(1, Ordering::SeqCst);
         let from = addr & !(page - 1);
         let end = (start + len).div_ceil(page) * page;
         // SAFETY: from .. end lies inside a mapping this process registered and has not
@@ -197,7 +238,6 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
             )
         };
         if p != libc::MAP_FAILED {
-            s.truncated.store(1, Ordering::SeqCst);
             return;
         }
         break;
@@ -229,6 +269,21 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
                 let mut dfl: libc::sigaction = core::mem::zeroed();
                 dfl.sa_sigaction = libc::SIG_DFL;
                 libc::sigaction(libc::SIGBUS, &dfl, core::ptr::null_mut());
+            }
+        }
+    }
+    // A signal sent by a process has no faulting access to re-run: if the action is now
+    // the default (Rust's own handler, like ours, resets it and returns), raise it again so
+    // the default action happens, as it would have without us.
+    // SAFETY: `info` is the kernel's siginfo; sigaction (query) and raise are
+    // async-signal-safe.
+    unsafe {
+        if (*info).si_code <= 0 {
+            let mut cur: libc::sigaction = core::mem::zeroed();
+            if libc::sigaction(libc::SIGBUS, core::ptr::null(), &mut cur) == 0
+                && cur.sa_sigaction == libc::SIG_DFL
+            {
+                libc::raise(libc::SIGBUS);
             }
         }
     }

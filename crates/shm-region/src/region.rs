@@ -242,7 +242,11 @@ impl Region {
     /// Registers the mapping with the SIGBUS guard (see [`crate::guard`]), for mappings of
     /// objects another process may truncate.
     pub(crate) fn guarded(mut self) -> Self {
-        self.guard = crate::guard::Guard::register(self.ptr.as_ptr() as usize, self.len);
+        // Base-page zero pages cannot be mapped into a huge-page mapping: such a region is
+        // not guarded (`Watch::is_guarded` says so); seal the memfd instead.
+        if self.huge_page_size.is_none() {
+            self.guard = crate::guard::Guard::register(self.ptr.as_ptr() as usize, self.len);
+        }
         self
     }
 

@@ -107,3 +107,29 @@ fn a_fault_outside_any_region_still_takes_the_default_action() {
         "{status:?}"
     );
 }
+
+/// A SIGBUS sent by a process (no faulting address) is not a truncation: it still takes the
+/// default action, with the guard installed.
+#[test]
+fn a_sigbus_sent_by_kill_still_kills() {
+    let name = unique("sent-sigbus");
+    // SAFETY: the child only makes a region and signals itself.
+    let pid = match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let _guarded = Options::new().create_shm(&name, 4096).unwrap();
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGBUS);
+            // SAFETY: not reached if the signal killed us, as it must.
+            unsafe { libc::_exit(3) }
+        }
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    let status = nix::sys::wait::waitpid(pid, None).unwrap();
+    let _ = shm_region::shm_unlink(&name);
+    assert!(
+        matches!(
+            status,
+            nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGBUS, _)
+        ),
+        "{status:?}"
+    );
+}

@@ -72,10 +72,10 @@ impl ByteSender {
         if self.ep.tick() {
             self.check_peer()?;
         }
-        let name = &self.ep.name;
+        let ep = &self.ep;
         self.tx
             .claim(len)
-            .map_err(|e| Error::queue_shared(name, e.into(), Duration::ZERO))
+            .map_err(|e| ring_error(ep, e.into(), Duration::ZERO))
     }
 
     /// The ring's producer, for calls this wrapper does not offer.
@@ -157,7 +157,7 @@ impl ByteReceiver {
         let guard = self
             .rx
             .read()
-            .map_err(|e| Error::queue_shared(&self.ep.name, e.into(), Duration::ZERO))?;
+            .map_err(|e| ring_error(&self.ep, e.into(), Duration::ZERO))?;
         self.ep.messages += 1;
         self.ep.bytes += guard.len() as u64;
         Ok(guard)
@@ -173,7 +173,7 @@ impl ByteReceiver {
         let n = self
             .rx
             .try_pop_vec(buf)
-            .map_err(|e| Error::queue_shared(&self.ep.name, e.into(), Duration::ZERO))?;
+            .map_err(|e| ring_error(&self.ep, e.into(), Duration::ZERO))?;
         self.count(n);
         Ok(n)
     }

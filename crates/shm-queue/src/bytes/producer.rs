@@ -118,7 +118,8 @@ impl Producer {
         let mut c = self.claim(msg.len())?;
         c.write_at(0, msg)?;
         c.commit();
-        Ok(())
+        // The commit writes the record header and `tail`: reported if that faulted.
+        self.storage.check_intact()
     }
 
     /// Publishes the record of `len` bytes at the current `tail`.

@@ -275,7 +275,6 @@ impl<T: Pod> Drop for Handle<T> {
         let mut sleeper = self.sleeper;
         match self.entry.and_then(|i| self.mem.owner(i)) {
             Some(e) => {
-                e.claim_len.store(0, Ordering::Relaxed);
                 // Only if still ours: a peer may have reclaimed it (judging us dead), taken
                 // our sleeper counts back then, and handed the entry on. LEAVING keeps both
                 // reclaimers and new holders off the entry while we take our counts back.
@@ -284,6 +283,7 @@ impl<T: Pod> Drop for Handle<T> {
                     .compare_exchange(self.token, LEAVING, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok();
                 if ours {
+                    e.claim_len.store(0, Ordering::Relaxed);
                     e.sleep.store(0, Ordering::SeqCst);
                     self.own_signal().unregister(&mut sleeper);
                     e.token.store(0, Ordering::Release);

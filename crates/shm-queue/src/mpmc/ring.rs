@@ -211,7 +211,7 @@ impl<T: Pod> Ring<T> {
             w.store(0, r);
         }
         for e in (0..layout.owners).filter_map(|i| mem.owner(i)) {
-            for w in [&e.token, &e.role, &e.claim_start, &e.claim_len] {
+            for w in [&e.token, &e.role, &e.claim_start, &e.claim_len, &e.sleep] {
                 w.store(0, r);
             }
         }
@@ -329,10 +329,17 @@ impl<T: Pod> Ring<T> {
                     ROLE_CONSUMER => end.saturating_add(cap) <= tail,
                     _ => true,
                 };
+            // LEAVING while we take the dead holder's counts back, so no new holder takes
+            // the entry (and writes its own role and counts) before we read them.
             if resolved
                 && liveness.is_dead(token)
                 && e.token
-                    .compare_exchange(token, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .compare_exchange(
+                        token,
+                        super::claims::LEAVING,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
                     .is_ok()
             {
                 // The dead holder's sleeper counts die with it (a killed sleeper would
@@ -344,6 +351,7 @@ impl<T: Pod> Ring<T> {
                     ROLE_CONSUMER => h.data_signal().forget_sleeper(counts),
                     _ => {}
                 }
+                e.token.store(0, Ordering::Release);
                 freed += 1;
             }
         }

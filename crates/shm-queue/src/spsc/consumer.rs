@@ -187,7 +187,9 @@ impl<T: Pod> Consumer<T> {
             });
         }
         // SAFETY: as in try_pop.
-        Ok(unsafe { self.storage.read_in(self.blk, self.cursor.index) })
+        let value = unsafe { self.storage.read_in(self.blk, self.cursor.index) };
+        self.storage.check_intact()?;
+        Ok(value)
     }
 
     /// Pops as many elements as are ready, up to `dst.len()`, into `dst`; returns how many.

@@ -128,12 +128,14 @@ macro_rules! claim_controls {
             /// process that has died. Two live producers on one ring write the same slots.
             pub unsafe fn force_release_producer(&self, holder: u64) -> bool {
                 let header = self.storage.header();
-                let released = crate::sync::claim::force_release(Role::Producer.word(header), holder);
-                if released {
-                    // The dead producer's wait registrations die with it.
-                    header.space_signal().forget_dead_waiters();
+                let word = Role::Producer.word(header);
+                if crate::sync::claim::holder(word) != Some(holder) {
+                    return false;
                 }
-                released
+                // The dead producer's wait registrations die with it; cleared while its
+                // claim still keeps new producers out.
+                header.space_signal().forget_dead_waiters();
+                crate::sync::claim::force_release(word, holder)
             }
 
             /// Frees the consumer claim held by `holder`; see
@@ -146,14 +148,16 @@ macro_rules! claim_controls {
             /// died).
             pub unsafe fn force_release_consumer(&self, holder: u64) -> bool {
                 let header = self.storage.header();
-                let released = crate::sync::claim::force_release(Role::Consumer.word(header), holder);
-                if released {
-                    // The dead consumer's wait registrations (a sleeper count, a waiter
-                    // inside its futex wait, an armed readiness descriptor) die with it, so
-                    // publishes go back to costing no system call.
-                    header.data_signal().forget_dead_waiters();
+                let word = Role::Consumer.word(header);
+                if crate::sync::claim::holder(word) != Some(holder) {
+                    return false;
                 }
-                released
+                // The dead consumer's wait registrations (a sleeper count, a waiter inside
+                // its futex wait, an armed readiness descriptor) die with it, so publishes
+                // go back to costing no system call; cleared while its claim still keeps
+                // new consumers out.
+                header.data_signal().forget_dead_waiters();
+                crate::sync::claim::force_release(word, holder)
             }
         }
     };
