@@ -43,29 +43,49 @@ fn until_asleep(region: &Region, offs: [usize; 2]) {
     std::thread::sleep(Duration::from_millis(30));
 }
 
+/// A fresh anonymous region of `len` bytes.
+fn anon(len: usize) -> Arc<Region> {
+    Arc::new(Region::anonymous(len).unwrap())
+}
+
 fn kill_child(pid: nix::unistd::Pid) {
     kill(pid, Signal::SIGKILL).unwrap();
     waitpid(pid, None).unwrap();
 }
 
-#[test]
-fn a_consumer_killed_asleep_leaves_nothing_after_its_claim_is_released() {
-    let region =
-        Arc::new(Region::anonymous(spsc::Ring::<u64>::required_bytes(64).unwrap()).unwrap());
-    let ring = spsc::Ring::<u64>::create(region.clone(), 64).unwrap();
-    let r = ring.clone();
+/// A child that takes a consumer with `take`, sleeps in `pop_blocking` until it is killed,
+/// and is killed once it is asleep (registered, in its futex wait).
+fn consumer_killed_asleep<C>(
+    region: &Region,
+    take: impl FnOnce() -> C,
+    sleep: impl FnOnce(C),
+) -> nix::unistd::Pid {
     let pid = in_child(move || {
-        let mut rx = r.consumer().unwrap();
-        rx.set_wait_strategy(WaitStrategy::blocking());
-        let _ = rx.pop_blocking(None);
+        sleep(take());
         1
     });
-    until_asleep(&region, [CONSUMER_WAITERS, CONSUMER_SLEEPERS]);
+    until_asleep(region, [CONSUMER_WAITERS, CONSUMER_SLEEPERS]);
     kill_child(pid);
     assert_eq!(
-        word(&region, CONSUMER_SLEEPERS),
+        word(region, CONSUMER_SLEEPERS),
         1,
         "the dead consumer's count stays"
+    );
+    pid
+}
+
+#[test]
+fn a_consumer_killed_asleep_leaves_nothing_after_its_claim_is_released() {
+    let region = anon(spsc::Ring::<u64>::required_bytes(64).unwrap());
+    let ring = spsc::Ring::<u64>::create(region.clone(), 64).unwrap();
+    let r = ring.clone();
+    consumer_killed_asleep(
+        &region,
+        move || r.consumer().unwrap(),
+        |mut rx| {
+            rx.set_wait_strategy(WaitStrategy::blocking());
+            let _ = rx.pop_blocking(None);
+        },
     );
     let holder = ring.consumer_holder().unwrap();
     // SAFETY: its holder was killed above.
@@ -81,7 +101,7 @@ fn a_consumer_killed_asleep_leaves_nothing_after_its_claim_is_released() {
 #[test]
 fn a_producer_killed_asleep_leaves_nothing_after_its_claim_is_released() {
     let cap = 4096;
-    let region = Arc::new(Region::anonymous(bytes::Ring::required_bytes(cap).unwrap()).unwrap());
+    let region = anon(bytes::Ring::required_bytes(cap).unwrap());
     let ring = bytes::Ring::create(region.clone(), cap, 64).unwrap();
     let r = ring.clone();
     let pid = in_child(move || {
@@ -107,22 +127,16 @@ fn a_producer_killed_asleep_leaves_nothing_after_its_claim_is_released() {
 /// sleeper registration and its futex waiter back.
 #[test]
 fn an_mpmc_consumer_killed_asleep_is_forgotten_when_its_entry_is_reclaimed() {
-    let region =
-        Arc::new(Region::anonymous(mpmc::Ring::<u64>::required_bytes(16).unwrap()).unwrap());
+    let region = anon(mpmc::Ring::<u64>::required_bytes(16).unwrap());
     let ring = mpmc::Ring::<u64>::create(region.clone(), 16).unwrap();
     let r = ring.clone();
-    let pid = in_child(move || {
-        let mut rx = r.consumer().unwrap();
-        rx.set_wait_strategy(WaitStrategy::blocking());
-        let _ = rx.pop_blocking(None);
-        1
-    });
-    until_asleep(&region, [CONSUMER_WAITERS, CONSUMER_SLEEPERS]);
-    kill_child(pid);
-    assert_eq!(
-        word(&region, CONSUMER_SLEEPERS),
-        1,
-        "the dead consumer's count stays"
+    let pid = consumer_killed_asleep(
+        &region,
+        move || r.consumer().unwrap(),
+        |mut rx| {
+            rx.set_wait_strategy(WaitStrategy::blocking());
+            let _ = rx.pop_blocking(None);
+        },
     );
     let dead = pid.as_raw() as u64;
     assert_eq!(ring.reclaim_dead_owners(&move |t: u64| t >> 32 == dead), 1);

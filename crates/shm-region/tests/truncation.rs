@@ -12,6 +12,30 @@ use shm_region::{Error, Options};
 
 const LEN: usize = 1 << 16;
 
+/// Runs `f` in a forked child that first installs the guard (a guarded region named
+/// `name`), and asserts the child died of SIGBUS, the default action.
+fn dies_of_sigbus(name: &str, f: impl FnOnce()) {
+    // SAFETY: the child only makes a region, runs `f` (syscalls) and exits.
+    let pid = match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let _guarded = Options::new().create_shm(name, 4096).unwrap();
+            f();
+            // SAFETY: not reached if the signal killed us, as it must.
+            unsafe { libc::_exit(3) }
+        }
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    let status = nix::sys::wait::waitpid(pid, None).unwrap();
+    let _ = shm_region::shm_unlink(name);
+    assert!(
+        matches!(
+            status,
+            nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGBUS, _)
+        ),
+        "{status:?}"
+    );
+}
+
 /// Truncates the object behind `name` to `len` through a descriptor of its own, as another
 /// process would.
 fn truncate_shm(name: &str, len: i64) {
@@ -63,73 +87,39 @@ fn a_shrunk_posix_object_is_truncated_not_sigbus() {
 #[test]
 fn a_fault_outside_any_region_still_takes_the_default_action() {
     let name = unique("foreign-fault");
-    // SAFETY: the child only maps, touches and exits (it dies of the fault, as tested).
-    let pid = match unsafe { nix::unistd::fork() }.unwrap() {
-        nix::unistd::ForkResult::Child => {
-            // Install the guard by making a guarded region first.
-            let _guarded = Options::new().create_shm(&name, 4096).unwrap();
-            let path = std::env::temp_dir().join(format!("{name}.file"));
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&path)
-                .unwrap();
-            f.set_len(4096).unwrap();
-            // SAFETY: a fresh shared mapping of our own file, touched only below.
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    4096,
-                    libc::PROT_READ,
-                    libc::MAP_SHARED,
-                    f.as_raw_fd(),
-                    0,
-                )
-            };
-            f.set_len(0).unwrap();
-            let _ = std::fs::remove_file(&path);
-            // SAFETY: the page is mapped (and now past the end of the file: SIGBUS).
-            let v = unsafe { std::ptr::read_volatile(p.cast::<u8>()) };
-            // SAFETY: not reached if the fault killed us, as it must.
-            unsafe { libc::_exit(i32::from(v) + 10) }
-        }
-        nix::unistd::ForkResult::Parent { child } => child,
-    };
-    let status = nix::sys::wait::waitpid(pid, None).unwrap();
-    let _ = shm_region::shm_unlink(&name);
-    assert!(
-        matches!(
-            status,
-            nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGBUS, _)
-        ),
-        "{status:?}"
-    );
+    dies_of_sigbus(&name, || {
+        let path = std::env::temp_dir().join(format!("{name}.file"));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        f.set_len(4096).unwrap();
+        // SAFETY: a fresh shared mapping of our own file, touched only below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        f.set_len(0).unwrap();
+        let _ = std::fs::remove_file(&path);
+        // SAFETY: the page is mapped (and now past the end of the file: SIGBUS).
+        let _ = unsafe { std::ptr::read_volatile(p.cast::<u8>()) };
+    });
 }
 
 /// A SIGBUS sent by a process (no faulting address) is not a truncation: it still takes the
 /// default action, with the guard installed.
 #[test]
 fn a_sigbus_sent_by_kill_still_kills() {
-    let name = unique("sent-sigbus");
-    // SAFETY: the child only makes a region and signals itself.
-    let pid = match unsafe { nix::unistd::fork() }.unwrap() {
-        nix::unistd::ForkResult::Child => {
-            let _guarded = Options::new().create_shm(&name, 4096).unwrap();
-            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGBUS);
-            // SAFETY: not reached if the signal killed us, as it must.
-            unsafe { libc::_exit(3) }
-        }
-        nix::unistd::ForkResult::Parent { child } => child,
-    };
-    let status = nix::sys::wait::waitpid(pid, None).unwrap();
-    let _ = shm_region::shm_unlink(&name);
-    assert!(
-        matches!(
-            status,
-            nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGBUS, _)
-        ),
-        "{status:?}"
-    );
+    dies_of_sigbus(&unique("sent-sigbus"), || {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGBUS);
+    });
 }

@@ -45,10 +45,29 @@ impl BlockShape {
     }
 
     pub(crate) fn for_type<T>() -> Result<Self, Error> {
-        let (size, align) = (core::mem::size_of::<T>(), core::mem::align_of::<T>());
+        Self::of(
+            core::mem::size_of::<T>(),
+            core::mem::align_of::<T>(),
+            type_fingerprint::<T>(),
+            core::any::type_name::<T>(),
+        )
+    }
+
+    /// The shape of elements of `size` bytes aligned to `align`, with fingerprint `hash`;
+    /// `type_name` names them in the error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnsupportedType`] if no ring can hold such elements.
+    pub(crate) fn of(
+        size: usize,
+        align: usize,
+        hash: u64,
+        type_name: &'static str,
+    ) -> Result<Self, Error> {
         let (elem_offset, block_size, elems_per_block) =
             Self::compute(size, align).map_err(|reason| Error::UnsupportedType {
-                type_name: core::any::type_name::<T>(),
+                type_name,
                 size,
                 align,
                 reason,
@@ -56,7 +75,7 @@ impl BlockShape {
         Ok(BlockShape {
             elem_size: size,
             elem_align: align,
-            type_hash: type_fingerprint::<T>(),
+            type_hash: hash,
             elem_offset,
             block_size,
             elems_per_block,

@@ -375,22 +375,25 @@ impl Header {
     pub(crate) fn recorded_shape(&self) -> Result<BlockShape, Error> {
         let c = &self.config;
         let r = Ordering::Relaxed;
-        let (size, align) = (c.elem_size.load(r) as usize, c.elem_align.load(r) as usize);
-        let (elem_offset, block_size, elems_per_block) =
-            BlockShape::compute(size, align).map_err(|reason| Error::UnsupportedType {
-                type_name: "(the element type recorded in the header)",
-                size,
-                align,
-                reason,
-            })?;
-        Ok(BlockShape {
-            elem_size: size,
-            elem_align: align,
-            type_hash: c.type_hash.load(r),
-            elem_offset,
-            block_size,
-            elems_per_block,
-        })
+        BlockShape::of(
+            c.elem_size.load(r) as usize,
+            c.elem_align.load(r) as usize,
+            c.type_hash.load(r),
+            "(the element type recorded in the header)",
+        )
+    }
+
+    /// The identity checks (magic, version, `ready`, `kind`) and the element type's, then
+    /// `rest` with the type's block shape: the frame every typed ring's validation shares.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn for_type<T, R>(
+        &self,
+        kind: RingKind,
+        rest: impl FnOnce(&Self, BlockShape) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        self.check_identity(kind)?;
+        let shape = self.check_element_type::<T>()?;
+        rest(self, shape)
     }
 
     pub(crate) fn check_element_type<T>(&self) -> Result<BlockShape, Error> {
@@ -417,6 +420,23 @@ impl Header {
             });
         }
         Ok(shape)
+    }
+
+    /// [`Header::expect_geometry`] for a ring of typed elements (SPSC or MPMC), which
+    /// records no largest message.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn expect_typed_geometry(
+        &self,
+        g: &Geometry,
+        area_size: u64,
+        region_len: u64,
+    ) -> Result<(), Error> {
+        self.expect_geometry(g, area_size, region_len)?;
+        expect_field(
+            "max_message",
+            self.config.max_message.load(Ordering::Relaxed).into(),
+            0,
+        )
     }
 
     /// Checks every layout field against the geometry the caller derived (`area_size` is

@@ -311,9 +311,9 @@ impl Header {
         &self,
         region_len: u64,
     ) -> Result<crate::mpmc::layout::Layout, Error> {
-        self.check_identity(RingKind::Mpmc)?;
-        let shape = self.check_element_type::<T>()?;
-        self.validate_mpmc_shape(shape, region_len)
+        self.for_type::<T, _>(RingKind::Mpmc, |h, shape| {
+            h.validate_mpmc_shape(shape, region_len)
+        })
     }
 
     /// The checks of [`Header::validate_mpmc`] after the element type's.
@@ -330,8 +330,7 @@ impl Header {
         let owners = c.reserved1[0].load(r);
         check_owners(owners)?;
         let layout = Layout::from_shape(shape, cap as usize, owners as usize)?;
-        self.expect_geometry(&layout.geom, layout.area_size() as u64, region_len)?;
-        expect_field("max_message", c.max_message.load(r).into(), 0)?;
+        self.expect_typed_geometry(&layout.geom, layout.area_size() as u64, region_len)?;
         expect_field("reserved1[1]", c.reserved1[1].load(r), 0)?;
         expect_field("reserved1[2]", c.reserved1[2].load(r), 0)?;
         Ok(layout)

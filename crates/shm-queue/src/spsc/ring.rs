@@ -1,7 +1,7 @@
 //! [`Ring`]: creating, attaching and validating an SPSC ring, and taking its two handles.
 
 use super::*;
-use crate::header::{check_block_count, expect_field};
+use crate::header::check_block_count;
 
 /// Options for [`Ring::create_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,9 +324,7 @@ impl Header {
         kind: RingKind,
         region_len: u64,
     ) -> Result<Geometry, Error> {
-        self.check_identity(kind)?;
-        let shape = self.check_element_type::<T>()?;
-        self.validate_shape(shape, region_len)
+        self.for_type::<T, _>(kind, |h, shape| h.validate_shape(shape, region_len))
     }
 
     /// The checks of [`Header::validate`] after the element type's: the geometry `shape`
@@ -341,8 +339,7 @@ impl Header {
         let blocks = c.block_count.load(r);
         check_block_count(blocks)?;
         let g = Geometry::from_shape(shape, blocks as usize)?;
-        self.expect_geometry(&g, g.area_size() as u64, region_len)?;
-        expect_field("max_message", c.max_message.load(r).into(), 0)?;
+        self.expect_typed_geometry(&g, g.area_size() as u64, region_len)?;
         Ok(g)
     }
 }

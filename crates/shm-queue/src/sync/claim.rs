@@ -78,6 +78,25 @@ pub(crate) fn take_for<R>(
     build(token).inspect_err(|_| release(word, token))
 }
 
+/// Frees `role`'s claim held by `holder` (a dead handle's), first clearing that side's wait
+/// registrations, which only the dead handle can have made (an SPSC side has one handle):
+/// a sleeper count, a waiter inside its futex wait, an armed readiness descriptor. Cleared
+/// while the claim still keeps new handles out; without this every later publish would pay
+/// the wake path (a fence and a `FUTEX_WAKE` system call) for nobody. Returns `false` if
+/// `holder` does not hold the side (nothing is changed then).
+pub(crate) fn force_release_side(header: &crate::header::Header, role: Role, holder: u64) -> bool {
+    let word = role.word(header);
+    if self::holder(word) != Some(holder) {
+        return false;
+    }
+    match role {
+        Role::Producer => header.space_signal(),
+        Role::Consumer => header.data_signal(),
+    }
+    .forget_dead_waiters();
+    force_release(word, holder)
+}
+
 /// The current holder's token, if the side is taken.
 pub(crate) fn holder(word: &AtomicU64) -> Option<u64> {
     let x = word.load(Ordering::Acquire);
@@ -127,15 +146,7 @@ macro_rules! claim_controls {
             /// The handle that holds the claim must never be used again: it must belong to a
             /// process that has died. Two live producers on one ring write the same slots.
             pub unsafe fn force_release_producer(&self, holder: u64) -> bool {
-                let header = self.storage.header();
-                let word = Role::Producer.word(header);
-                if crate::sync::claim::holder(word) != Some(holder) {
-                    return false;
-                }
-                // The dead producer's wait registrations die with it; cleared while its
-                // claim still keeps new producers out.
-                header.space_signal().forget_dead_waiters();
-                crate::sync::claim::force_release(word, holder)
+                crate::sync::claim::force_release_side(self.storage.header(), Role::Producer, holder)
             }
 
             /// Frees the consumer claim held by `holder`; see
@@ -147,17 +158,7 @@ macro_rules! claim_controls {
             /// The handle that holds the claim must never be used again (its process has
             /// died).
             pub unsafe fn force_release_consumer(&self, holder: u64) -> bool {
-                let header = self.storage.header();
-                let word = Role::Consumer.word(header);
-                if crate::sync::claim::holder(word) != Some(holder) {
-                    return false;
-                }
-                // The dead consumer's wait registrations (a sleeper count, a waiter inside
-                // its futex wait, an armed readiness descriptor) die with it, so publishes
-                // go back to costing no system call; cleared while its claim still keeps
-                // new consumers out.
-                header.data_signal().forget_dead_waiters();
-                crate::sync::claim::force_release(word, holder)
+                crate::sync::claim::force_release_side(self.storage.header(), Role::Consumer, holder)
             }
         }
     };
