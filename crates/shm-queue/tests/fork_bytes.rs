@@ -121,4 +121,7 @@ fn forked_producer_over_named_memory() {
         .create_shm(&name, bytes::Ring::required_bytes(64 * 1024).unwrap())
         .unwrap();
     run(Arc::new(region));
+    // The parent's copy of what the child took is forgotten, not dropped (see `in_child`),
+    // so the region never drops here: remove the name explicitly.
+    let _ = shm_region::shm_unlink(&name);
 }
