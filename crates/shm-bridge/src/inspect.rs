@@ -56,6 +56,10 @@ pub struct ChannelInfo {
     pub age_secs: u64,
     /// Why this segment is not a usable channel, if it is not.
     pub problem: Option<String>,
+    /// Why the ring header is not a ring an attach would accept (the element type aside),
+    /// from [`shm_queue::header::check`]; `None` when it is, or when it was not checked
+    /// because the control block is not valid.
+    pub ring_problem: Option<String>,
     /// Channel kind, if the control block is valid.
     pub kind: Option<ChannelKind>,
     /// Element type as recorded (`bytes` for byte channels).
@@ -200,6 +204,7 @@ fn blank(name: &str) -> ChannelInfo {
         mode: 0,
         age_secs: 0,
         problem: None,
+        ring_problem: None,
         kind: None,
         type_name: String::new(),
         elem_size: 0,
@@ -323,8 +328,8 @@ fn fill_from_region(info: &mut ChannelInfo, region: &Region) {
     }
     // One validation for all: the checks an attach runs (the element type aside), so the
     // tools call usable exactly what a consumer would accept.
-    let checked = shm_queue::header::check(region, layout.ring_bytes);
-    if let Err(e) = &checked {
+    if let Err(e) = shm_queue::header::check(region, layout.ring_bytes) {
+        info.ring_problem = Some(e.to_string());
         info.problem = Some(format!("ring: {e}"));
     }
     if let Some(s) = &info.ring {

@@ -97,6 +97,11 @@ pub(crate) struct Guard {
 
 /// What a region's users check after touching its memory: whether the guard found the
 /// object truncated under the mapping. `Copy`, one pointer: cheap to keep in a hot loop.
+///
+/// A watch answers for its region only while that region is alive: it points at a slot
+/// of a process-wide table that a later region may reuse once this one is dropped. Keep
+/// it beside the region (the rings keep both in one struct); a stale watch is still safe
+/// to read, but its answer is about whichever region holds the slot now.
 #[derive(Debug, Clone, Copy)]
 pub struct Watch {
     flag: &'static AtomicU32,

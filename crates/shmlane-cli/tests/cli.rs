@@ -680,6 +680,18 @@ fn list_inspect_and_the_consumer_agree_on_a_corrupt_header() {
     assert!(list_line(&n).contains("not usable"));
     let ins = shmlane(&["inspect", &n]);
     assert_eq!(ins.code, 1, "{ins:?}", ins = ins.stderr);
+    // The ring section says so too (it once ran a weaker check of its own that passed).
+    assert!(
+        ins.stdout.contains("not a valid ring") && ins.stdout.contains("capacity"),
+        "{}",
+        ins.stdout
+    );
+    let ins = shmlane(&["--json", "inspect", &n]);
+    let v: Value = serde_json::from_str(&ins.stdout).unwrap();
+    let ring_problem = v["ring"]["problem"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert!(ring_problem.contains("capacity"), "{ring_problem}");
     assert!(
         ChannelOptions::new()
             .timeout(Duration::from_millis(200))

@@ -5,8 +5,8 @@ use super::*;
 
 /// Every header field of a ring, read once with relaxed loads and not validated: what a
 /// tool such as `shmlane inspect` shows. A peer may be changing the fields while they are
-/// read, so the values need not be consistent with each other; [`Snapshot::problem`] says
-/// whether they describe a usable ring at all.
+/// read, so the values need not be consistent with each other; [`check`](super::check)
+/// says whether they describe a usable ring at all (the one validation attach also runs).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// Magic number ([`MAGIC`] for a ring).
@@ -78,36 +78,6 @@ impl Snapshot {
             .checked_sub(self.head)
             .filter(|&n| n <= self.capacity)
     }
-
-    /// Why these fields do not describe a ready ring that fits in `region_len` bytes, or
-    /// `None` if they do. Attaching still validates everything against the element type.
-    pub fn problem(&self, region_len: u64) -> Option<String> {
-        if self.magic != MAGIC {
-            return Some(format!(
-                "bad magic {:#018x} (not a shmlane ring)",
-                self.magic
-            ));
-        }
-        if self.version != LAYOUT_VERSION {
-            return Some(format!(
-                "layout version {} (this build reads {LAYOUT_VERSION})",
-                self.version
-            ));
-        }
-        if self.ring_kind().is_none() {
-            return Some(format!("unknown ring kind {}", self.kind));
-        }
-        if self.ready != READY {
-            return Some(format!("not ready (ready word {:#018x})", self.ready));
-        }
-        if self.area_size < HEADER_SIZE as u64 || self.area_size > region_len {
-            return Some(format!(
-                "ring area of {} bytes does not fit the {region_len}-byte region",
-                self.area_size
-            ));
-        }
-        None
-    }
 }
 
 /// Reads every header field of the ring at the start of `region` (see [`Snapshot`]).
@@ -125,7 +95,6 @@ impl Snapshot {
 /// let (mut tx, _rx) = ring.split()?;
 /// tx.try_push(7)?;
 /// let s = header::snapshot(ring.region())?;
-/// assert_eq!(s.problem(ring.region().len() as u64), None);
 /// assert_eq!(s.ring_kind(), Some(header::RingKind::Spsc));
 /// assert_eq!(s.capacity, ring.capacity() as u64); // 64 rounded up to whole blocks
 /// # Ok::<(), Box<dyn std::error::Error>>(())

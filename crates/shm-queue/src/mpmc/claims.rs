@@ -11,6 +11,15 @@ pub(super) struct Recovery {
     pub(super) patience: Duration,
 }
 
+impl Recovery {
+    pub(super) fn new(liveness: impl Liveness + Send + Sync + 'static, patience: Duration) -> Self {
+        Recovery {
+            liveness: std::sync::Arc::new(liveness),
+            patience,
+        }
+    }
+}
+
 /// Since when this handle has seen one position stuck.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Stuck {

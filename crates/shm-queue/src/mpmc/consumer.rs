@@ -56,10 +56,7 @@ impl<T: Pod> Consumer<T> {
         liveness: impl Liveness + Send + Sync + 'static,
         patience: Duration,
     ) -> Self {
-        self.h.recovery = Some(Recovery {
-            liveness: std::sync::Arc::new(liveness),
-            patience,
-        });
+        self.h.recovery = Some(Recovery::new(liveness, patience));
         self
     }
 

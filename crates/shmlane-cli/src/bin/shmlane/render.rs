@@ -360,13 +360,13 @@ fn ring_fields(s: &Snapshot) -> Vec<(&'static str, u64, String)> {
     ]
 }
 
-fn ring_json(s: &Snapshot, region_len: u64) -> Value {
+fn ring_json(s: &Snapshot, problem: Option<&str>) -> Value {
     let mut v = serde_json::Map::new();
     for (key, raw, _) in ring_fields(s) {
         v.insert(key.into(), json!(raw));
     }
     v.insert("fill".into(), json!(s.fill()));
-    v.insert("problem".into(), json!(s.problem(region_len)));
+    v.insert("problem".into(), json!(problem));
     Value::Object(v)
 }
 
@@ -399,16 +399,10 @@ fn control_json(c: &ChannelInfo) -> Value {
 pub(crate) fn inspect_json(c: &ChannelInfo, mappers: &[Mapper]) -> Value {
     let mut v = channel_json(c);
     v["control"] = control_json(c);
-    v["ring"] = c.ring.as_ref().map_or(Value::Null, |s| {
-        ring_json(
-            s,
-            if c.ring_bytes > 0 {
-                c.ring_bytes
-            } else {
-                c.size
-            },
-        )
-    });
+    v["ring"] = c
+        .ring
+        .as_ref()
+        .map_or(Value::Null, |s| ring_json(s, c.ring_problem.as_deref()));
     v["mappers"] = mappers.iter().map(mapper_json).collect();
     v
 }
@@ -494,12 +488,7 @@ pub(crate) fn inspect_text(c: &ChannelInfo, mappers: &[Mapper]) -> String {
         line("consumer", side(c, Role::Consumer));
     }
     if let Some(s) = &c.ring {
-        let region_len = if c.ring_bytes > 0 {
-            c.ring_bytes
-        } else {
-            c.size
-        };
-        match s.problem(region_len) {
+        match &c.ring_problem {
             None => out.push_str("\nring header\n"),
             Some(p) => out.push_str(&format!(
                 "\nring header, as stored (not a valid ring: {p})\n"

@@ -197,6 +197,7 @@ mod tests {
             mode: 0,
             age_secs: 0,
             problem: None,
+            ring_problem: None,
             kind: Some(kind),
             type_name: "u64".into(),
             elem_size: 8,
