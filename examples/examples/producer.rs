@@ -84,7 +84,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), Failure> {
-    // Before the channel starts its heartbeat thread, which must inherit the blocked mask.
+    // Before the first channel starts the liveness thread, which must inherit the blocked mask.
     let stop =
         common::stop_on_signal().map_err(|e| (Exit::Setup, format!("blocking signals: {e}")))?;
     let mut tx = open(args, &stop)?;

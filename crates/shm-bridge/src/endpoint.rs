@@ -8,9 +8,7 @@
 
 use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
-use std::sync::mpsc;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use shm_region::{Advice, Options, Region};
@@ -18,7 +16,7 @@ use shm_region::{Advice, Options, Region};
 use crate::control::{
     self, monotonic_ms, ChannelKind, Control, Invalid, Layout, Role, SlotRecord, CONTROL_SIZE,
 };
-use crate::lock;
+use crate::{heartbeat, lock};
 use crate::{Error, Result};
 
 /// Prefix of every channel's name under `/dev/shm`.
@@ -168,47 +166,6 @@ pub(crate) fn slot_state(
     }
 }
 
-/// The background thread that refreshes our slot's heartbeat word.
-#[derive(Debug)]
-struct Heartbeat {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Heartbeat {
-    fn start(region: Arc<Region>, ctl: Control, slot: usize, every: Duration) -> Result<Self> {
-        let (stop, rx) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("shmlane-heartbeat".into())
-            .spawn(move || loop {
-                ctl.beat(&region, slot);
-                match rx.recv_timeout(every) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    _ => break,
-                }
-            })
-            .map_err(|e| {
-                Error::sys(
-                    "spawning the heartbeat thread",
-                    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EAGAIN)),
-                )
-            })?;
-        Ok(Heartbeat {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Heartbeat {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// One process's attachment to a named channel.
 #[derive(Debug)]
 pub(crate) struct Endpoint {
@@ -222,7 +179,7 @@ pub(crate) struct Endpoint {
     pub slots: usize,
     pub generation: u64,
     pub reclaimed: Option<Reclaimed>,
-    heartbeat: Option<Heartbeat>,
+    heartbeat: Option<heartbeat::Registration>,
     ops: u32,
     last_check_ms: u64,
     pub messages: u64,
@@ -295,7 +252,7 @@ impl Endpoint {
             .unwrap_or(0);
         let generation = ctl.attach_slot(&region, slot, role, hb_ms);
         let heartbeat = match c.heartbeat {
-            Some(every) => Some(Heartbeat::start(region.clone(), ctl, slot, every)?),
+            Some(every) => Some(heartbeat::register(region.clone(), ctl, slot, every)?),
             None => None,
         };
         Ok(Endpoint {

@@ -12,7 +12,10 @@
 //!
 //! Liveness never trusts a pid: each role holds an open-file-description lock
 //! (`F_OFD_SETLK`) on one byte of the channel's file, which the kernel releases when the
-//! process dies, and a heartbeat thread refreshes a word so a stopped or hung peer shows.
+//! process dies, and a heartbeat word per endpoint shows a stopped or hung peer. One
+//! background thread per process (`shmlane-liveness`, started with the first endpoint and
+//! joined when the last one closes) refreshes the words of all of a process's endpoints, so
+//! an idle channel costs a store per period, not a thread.
 //!
 //! ```
 //! use shm_bridge::{ChannelOptions, Error};
@@ -38,6 +41,7 @@ pub mod control;
 mod endpoint;
 mod error;
 pub mod fork;
+mod heartbeat;
 pub mod inspect;
 mod lock;
 

@@ -194,6 +194,24 @@ pub enum Error {
         source: Errno,
     },
 
+    /// The process (`EMFILE`) or the whole system (`ENFILE`) has no file descriptor left.
+    #[error(
+        "cannot {op} for {region}: {}",
+        file_limit_advice(*source, *soft, *hard)
+    )]
+    FileLimit {
+        /// The region.
+        region: String,
+        /// The operation that needed a descriptor.
+        op: &'static str,
+        /// `RLIMIT_NOFILE`'s soft limit (`u64::MAX` for unlimited or unknown).
+        soft: u64,
+        /// `RLIMIT_NOFILE`'s hard limit (`u64::MAX` for unlimited or unknown).
+        hard: u64,
+        /// `EMFILE` (this process's limit) or `ENFILE` (the system's).
+        source: Errno,
+    },
+
     /// An access helper was called with an offset and length outside the region.
     #[error(
         "out-of-bounds access to {region}: offset {offset} + length {len} exceeds its \
@@ -277,6 +295,7 @@ impl Error {
         match self {
             Error::Sys { source, .. }
             | Error::LockLimit { source, .. }
+            | Error::FileLimit { source, .. }
             | Error::HugePagesUnavailable { source, .. } => Some(*source),
             Error::AlreadyExists { .. } => Some(Errno::EEXIST),
             Error::NotFound { .. } => Some(Errno::ENOENT),
@@ -285,7 +304,19 @@ impl Error {
         }
     }
 
+    /// A failed system call; running out of file descriptors becomes [`Error::FileLimit`]
+    /// with the limit to raise.
     pub(crate) fn sys(region: impl Into<String>, op: &'static str, source: Errno) -> Error {
+        if matches!(source, Errno::EMFILE | Errno::ENFILE) {
+            let (soft, hard) = crate::sys::nofile_limit();
+            return Error::FileLimit {
+                region: region.into(),
+                op,
+                soft,
+                hard,
+                source,
+            };
+        }
         Error::Sys {
             region: region.into(),
             op,
@@ -332,4 +363,29 @@ impl Error {
 /// Turns an `io::Error` (from memmap2 or std) into an `Errno`.
 pub(crate) fn io_errno(e: &std::io::Error) -> Errno {
     e.raw_os_error().map_or(Errno::EIO, Errno::from_raw)
+}
+
+/// The advice of [`Error::FileLimit`]: which limit ran out and how to raise it.
+fn file_limit_advice(source: Errno, soft: u64, hard: u64) -> String {
+    let show = |v: u64| {
+        if v == u64::MAX {
+            "unlimited".to_owned()
+        } else {
+            v.to_string()
+        }
+    };
+    if source == Errno::ENFILE {
+        return format!(
+            "the system's open-file table is full ({source}); raise `fs.file-max` \
+             (`sysctl -w fs.file-max=N`) or close descriptors in other processes"
+        );
+    }
+    format!(
+        "this process has no file descriptor left ({source}); RLIMIT_NOFILE is {} (hard \
+         limit {}) and each open channel endpoint or region holds one; raise it (`ulimit -n`, \
+         `LimitNOFILE=` for a systemd service, `--ulimit nofile=` for docker, or `setrlimit` \
+         up to the hard limit)",
+        show(soft),
+        show(hard)
+    )
 }

@@ -27,6 +27,11 @@ pub(crate) fn memlock_limit() -> (u64, u64) {
     getrlimit(Resource::RLIMIT_MEMLOCK).unwrap_or((u64::MAX, u64::MAX))
 }
 
+/// `RLIMIT_NOFILE` (soft, hard); `u64::MAX` for unlimited or unknown.
+pub(crate) fn nofile_limit() -> (u64, u64) {
+    getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((u64::MAX, u64::MAX))
+}
+
 /// Huge page figures from `/proc/meminfo`.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct HugePageInfo {

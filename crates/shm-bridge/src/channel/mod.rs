@@ -131,8 +131,9 @@ impl ChannelOptions {
         allow_shared_write;
     }
 
-    /// Heartbeat period (default 100 ms; `None`: no heartbeat thread, and peers cannot
-    /// tell if this process hangs).
+    /// Heartbeat period (default 100 ms; `None`: no heartbeat, and peers cannot tell if
+    /// this process hangs). The heartbeat is a store into the endpoint's slot, made by the
+    /// process's single liveness thread for all its endpoints (see the crate docs).
     pub fn heartbeat(mut self, every: Option<Duration>) -> Self {
         self.common.heartbeat = every;
         self
