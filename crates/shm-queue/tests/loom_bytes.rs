@@ -27,17 +27,19 @@ fn recv(rx: &mut bytes::Consumer) -> Vec<u8> {
 
 /// Runs a loom model of the smallest byte ring: `produce` on a thread of its own while
 /// `consume` reads on this one; then nothing more is left to read (in particular, the slot
-/// after the last record does not show a previous lap).
+/// after the last record does not show a previous lap). That last check runs before the
+/// join, so only the ring's own orderings (the terminator, published with the record header)
+/// can make it pass: the join would order everything.
 fn model(produce: fn(&mut bytes::Producer), consume: fn(&mut bytes::Consumer)) {
     loom::model(move || {
         let (mut tx, mut rx) = bytes_pair();
         let t = thread::spawn(move || produce(&mut tx));
         consume(&mut rx);
-        t.join().unwrap();
         assert!(matches!(
             rx.try_pop(&mut [0u8; 32]),
             Err(TryError::Empty { .. })
         ));
+        t.join().unwrap();
     });
 }
 
@@ -96,4 +98,63 @@ fn read_guard_holds_its_space() {
             assert_eq!(recv(rx), vec![2; 24]);
         },
     );
+}
+
+/// The padding skip frees the space before it, too. In the 64-byte ring:
+/// `[1;24]` at 0..32, `[2;8]` at 32..48 (payload 40..48), then `[3;16]` needs a padding
+/// record at 48..64 and goes to 64..88, which needs only `head >= 32`. So the producer may
+/// go on having seen `head == 32`, before `[2;8]` is read. `[4;16]` at 88..112 writes
+/// payload offsets 32..48 and needs `head >= 56`. The consumer stores 48 (Release, after
+/// reading `[2;8]`), then 64 when it skips the padding, then 88.
+///
+/// If the skip's store is Relaxed and the producer's reload reads 64, nothing orders the
+/// consumer's read of `[2;8]` (cells 40..48) before the producer's write of `[4;16]` there.
+/// loom reports the race. With `Release`, reading 64 synchronises with the skip, which comes
+/// after that read.
+#[test]
+fn padding_skip_frees_the_space_before_it() {
+    model(
+        |tx| {
+            send(tx, &[1; 24]);
+            send(tx, &[2; 8]);
+            send(tx, &[3; 16]);
+            send(tx, &[4; 16]);
+        },
+        |rx| {
+            assert_eq!(recv(rx), vec![1; 24]);
+            assert_eq!(recv(rx), vec![2; 8]);
+            assert_eq!(recv(rx), vec![3; 16]);
+            assert_eq!(recv(rx), vec![4; 16]);
+        },
+    );
+}
+
+/// A new producer is taken while the consumer reads (byte ring). Two 16-byte messages
+/// (records 0..24 and 24..48) are sent and the producer dropped before the consumer thread
+/// starts. The new producer's `[3;24]` needs a padding record at 48 and then offsets
+/// 0..32 (payload 8..32), so it needs `head >= 40`. If recovery's `head` is loaded `Relaxed`
+/// and reads 48, the claim passes on the cached value, and the payload write over 8..24 has
+/// no happens-before from the consumer's read of `[1;16]` there. loom reports the race.
+#[test]
+fn producer_taken_again_while_the_consumer_reads() {
+    loom::model(|| {
+        let ring = bytes::Ring::new_model(64, 24).unwrap();
+        let (mut tx, mut rx) = ring.split().unwrap();
+        send(&mut tx, &[1; 16]);
+        send(&mut tx, &[2; 16]);
+        drop(tx);
+        let t = thread::spawn(move || {
+            assert_eq!(recv(&mut rx), vec![1; 16]);
+            assert_eq!(recv(&mut rx), vec![2; 16]);
+            rx
+        });
+        let mut tx = ring.producer().unwrap();
+        send(&mut tx, &[3; 24]);
+        let mut rx = t.join().unwrap();
+        assert_eq!(recv(&mut rx), vec![3; 24]);
+        assert!(matches!(
+            rx.try_pop(&mut [0u8; 32]),
+            Err(TryError::Empty { .. })
+        ));
+    });
 }

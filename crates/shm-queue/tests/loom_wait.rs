@@ -137,3 +137,41 @@ fn readiness_arming_is_never_missed() {
         assert!(signals <= 1);
     });
 }
+
+/// Never sleeps, so neither side runs a fence: the publisher takes its fence-free path (no
+/// sleeper) and only the ring's words and the close word order the two threads. (Under
+/// loom a `SeqCst` fence orders more than C11 promises, so a sleeping consumer would hide a
+/// weakened close.)
+const YIELD_ONLY: WaitStrategy = WaitStrategy::SpinThenYield { spins: 0 };
+
+/// The producer sends one message and closes while the consumer waits: the consumer gets
+/// the message and only then `Closed`. Fails if `Closed` is returned on seeing the close
+/// word without looking at the ring again (a send and close between the consumer's check
+/// and its look at the close word), if the close does not release the send, or if the
+/// consumer's load of the close word does not acquire it.
+#[test]
+fn closed_comes_only_after_everything_sent_before_it() {
+    loom::model(|| {
+        let (mut tx, mut rx) = bytes_pair();
+        rx.set_wait_strategy(YIELD_ONLY);
+        let t = thread::spawn(move || {
+            tx.try_push(&[7; 8]).unwrap();
+            assert!(tx.close());
+            tx
+        });
+        let mut buf = [0u8; 24];
+        let mut got = 0;
+        loop {
+            match rx.pop_blocking(&mut buf, None) {
+                Ok(n) => {
+                    assert_eq!(&buf[..n], &[7; 8]);
+                    got += 1;
+                }
+                Err(Error::Closed { .. }) => break,
+                Err(e) => panic!("pop_blocking: {e}"),
+            }
+        }
+        assert_eq!(got, 1, "Closed before a message sent earlier was received");
+        drop(t.join().unwrap());
+    });
+}

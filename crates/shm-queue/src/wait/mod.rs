@@ -313,6 +313,11 @@ impl Signal<'_> {
                 return Ok(r);
             }
             if self.is_closed() {
+                // The peer may have published and closed between `check` and this load:
+                // look once more, so `Closed` comes only after everything sent before it.
+                if let Some(r) = check()? {
+                    return Ok(r);
+                }
                 return Err(Error::Closed { what });
             }
             // Reading the clock costs ~20 ns: while spinning, do it every 64 rounds only.
