@@ -15,9 +15,13 @@ use shm_queue::TryError;
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::sync::Arc;
+
 use loom::thread;
 use model::{until_data, until_room};
-use shm_queue::mpmc::{self, Consumer, Producer};
+use shm_queue::mpmc::{self, Consumer, Producer, Stats};
+use shm_queue::Error;
 
 /// Runs `f` under loom with room for the spin-then-yield loops of the helpers below: a
 /// waiting side's every poll is a branch point.
@@ -225,5 +229,397 @@ fn dead_consumer_claim_is_released_by_a_producer() {
         tp.join().unwrap();
         assert_eq!(ring.stats().released, 1);
         drop(dying);
+    });
+}
+
+/// The preemption bound of the three-thread models.
+const PREEMPTIONS_3_THREADS: usize = 1;
+
+/// Pops one element, yielding while the ring is empty, but gives up (`None`) once the
+/// ring's `skipped` count reaches `limit`: a model whose live claim was wrongly poisoned
+/// would otherwise wait forever for an element that will never come (and end as a
+/// "too many branches" failure instead of a clear assertion).
+fn pop_unless_skipped(ring: &mpmc::Ring<u64>, rx: &mut Consumer<u64>, limit: u64) -> Option<u64> {
+    loop {
+        match rx.try_pop() {
+            Ok(v) => return Some(v),
+            Err(TryError::Empty { .. }) if ring.stats().skipped >= limit => return None,
+            Err(TryError::Empty { .. }) => thread::yield_now(),
+            Err(e) => panic!("pop: {e}"),
+        }
+    }
+}
+
+/// A death that only the liveness check learns of: `die` is the dying thread's last act,
+/// a Release store, and the check reads it with Acquire, as the bridge's `SlotLiveness`
+/// (generation word with Acquire, or an OFD-lock query through the kernel) does. Everything
+/// the dead thread did is then ordered before the checker's later actions, and before
+/// nobody else's: other threads learn it only through what the ring's orderings pass on.
+#[derive(Clone)]
+struct Death(Arc<AtomicBool>);
+
+impl Death {
+    fn new() -> Self {
+        Death(Arc::new(AtomicBool::new(false)))
+    }
+    fn die(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+    /// A liveness check that calls `token` dead once `die` ran.
+    fn check(&self, token: u64) -> impl Fn(u64) -> bool + Send + Sync + 'static {
+        let flag = self.0.clone();
+        move |t: u64| t == token && flag.load(Ordering::Acquire)
+    }
+}
+
+// A live, slow producer races a recovery that judged another producer dead. Catches a
+// weakened producer tail CAS (single and batch) and the consumer's tail load.
+
+/// Position 0 is held by a dead producer (`claim_and_hold`). Position 1 is claimed by a
+/// live producer that publishes late, and is also covered by the record of a producer
+/// killed between recording position 1 and its claiming compare-and-swap
+/// (`record_and_stop`). The consumer recovers: it must skip position 0 exactly once and
+/// must not poison position 1. The live producer's record vetoes it, and that record
+/// reaches the consumer only through the tail CAS's Release and the consumer's Acquire
+/// load of the tail.
+#[test]
+fn live_producer_claim_is_never_poisoned_for_a_dead_record() {
+    model(|| {
+        let ring = mpmc::Ring::<u64>::new_model(2, 4).unwrap();
+        let mut held = ring.producer().unwrap();
+        let mut stopped = ring.producer().unwrap();
+        let dead = [held.token(), stopped.token()];
+        assert_eq!(held.claim_and_hold(7).unwrap(), 0);
+        assert_eq!(stopped.record_and_stop().unwrap(), 1);
+        let mut live = ring.producer().unwrap();
+        let mut rx = ring
+            .consumer()
+            .unwrap()
+            .with_recovery(move |t: u64| dead.contains(&t), Duration::ZERO);
+        // The live producer claims position 1 (tail is 1) in its own thread.
+        let tp = thread::spawn(move || {
+            let r = live.try_push(8);
+            (live, r)
+        });
+        let got = pop_unless_skipped(&ring, &mut rx, 2);
+        let (live, pushed) = tp.join().unwrap();
+        assert!(pushed.is_ok(), "live producer's claim revoked: {pushed:?}");
+        assert_eq!(got, Some(8));
+        assert_eq!(
+            ring.stats(),
+            Stats {
+                skipped: 1,
+                released: 0,
+                revoked: 0
+            }
+        );
+        assert!(matches!(rx.try_pop(), Err(TryError::Empty { .. })));
+        drop((live, held, stopped));
+    });
+}
+
+/// The same with a batch claim.
+#[test]
+fn live_batch_claim_is_never_poisoned_for_a_dead_record() {
+    model(|| {
+        let ring = mpmc::Ring::<u64>::new_model(2, 4).unwrap();
+        let mut stopped = ring.producer().unwrap();
+        let dead = stopped.token();
+        assert_eq!(stopped.record_and_stop().unwrap(), 0);
+        let mut live = ring.producer().unwrap();
+        let mut rx = ring
+            .consumer()
+            .unwrap()
+            .with_recovery(move |t: u64| t == dead, Duration::ZERO);
+        // Both slots are free: one CAS claims positions 0 and 1 (record (0, 2)).
+        let tp = thread::spawn(move || {
+            let r = live.push_partial_slice(&[8, 9]);
+            (live, r)
+        });
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            match pop_unless_skipped(&ring, &mut rx, 1) {
+                Some(v) => got.push(v),
+                None => break,
+            }
+        }
+        let (live, pushed) = tp.join().unwrap();
+        assert_eq!(pushed.unwrap(), 2);
+        assert_eq!(got, [8, 9]);
+        assert_eq!(ring.stats(), Stats::default());
+        drop((live, stopped));
+    });
+}
+
+// The mirror image on the consumer side. Catches a weakened consumer head CAS (single and
+// batch) and recover_consumer_claim's head load.
+
+/// A live consumer claims position 0 and reads it, while a producer with recovery, a lap
+/// later, finds the slot still held. A consumer killed between recording position 0 and
+/// its claiming CAS also covers it. The live consumer's record must veto the release;
+/// otherwise the producer writes the slot while the live consumer reads it (a loom cell
+/// race) and the live consumer's pop is revoked.
+#[test]
+fn live_consumer_claim_is_never_released_for_a_dead_record() {
+    model(|| {
+        let ring = mpmc::Ring::<u64>::new_model(2, 4).unwrap();
+        let mut tx = ring.producer().unwrap();
+        tx.try_push(1).unwrap();
+        tx.try_push(2).unwrap();
+        let mut stopped = ring.consumer().unwrap();
+        let dead = stopped.token();
+        assert_eq!(stopped.record_and_stop().unwrap(), 0);
+        let mut tx = tx.with_recovery(move |t: u64| t == dead, Duration::ZERO);
+        let mut live = ring.consumer().unwrap();
+        let tc = thread::spawn(move || {
+            let r = live.try_pop();
+            (live, r)
+        });
+        until_room("push", || tx.try_push(3)); // position 2: slot 0, the live consumer's
+        let (mut live, first) = tc.join().unwrap();
+        assert_eq!(first.unwrap(), 1);
+        assert_eq!([pop(&mut live), pop(&mut live)], [2, 3]);
+        assert_eq!(ring.stats(), Stats::default());
+        drop(stopped);
+    });
+}
+
+/// The same with a batch pop.
+#[test]
+fn live_batch_pop_is_never_released_for_a_dead_record() {
+    model(|| {
+        let ring = mpmc::Ring::<u64>::new_model(2, 4).unwrap();
+        let mut tx = ring.producer().unwrap();
+        assert_eq!(tx.push_partial_slice(&[1, 2]).unwrap(), 2);
+        let mut stopped = ring.consumer().unwrap();
+        let dead = stopped.token();
+        assert_eq!(stopped.record_and_stop().unwrap(), 0);
+        let mut tx = tx.with_recovery(move |t: u64| t == dead, Duration::ZERO);
+        let mut live = ring.consumer().unwrap();
+        let tc = thread::spawn(move || {
+            let mut buf = [0u64; 2];
+            let n = live.pop_partial_slice(&mut buf); // one CAS claims 0 and 1
+            (live, n, buf)
+        });
+        until_room("push", || tx.try_push(3));
+        let (mut live, n, buf) = tc.join().unwrap();
+        assert_eq!(n.unwrap(), 2);
+        assert_eq!(buf, [1, 2]);
+        assert_eq!(pop(&mut live), 3);
+        assert_eq!(ring.stats(), Stats::default());
+        drop(stopped);
+    });
+}
+
+// The batch paths' slot checks (the sequence loads of pop_partial_slice and
+// push_partial_slice).
+
+/// A batch pop reads only slots whose publication it acquired (loom checks the cells).
+#[test]
+fn batch_pop_reads_only_published_slots() {
+    model(|| {
+        let ring = mpmc::Ring::<u64>::new_model(2, 4).unwrap();
+        let mut tx = ring.producer().unwrap();
+        let mut rx = ring.consumer().unwrap();
+        let tp = thread::spawn(move || {
+            tx.try_push(1).unwrap();
+            tx.try_push(2).unwrap();
+        });
+        let (mut got, mut buf) = (Vec::new(), [0u64; 2]);
+        while got.len() < 2 {
+            match rx.pop_partial_slice(&mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(TryError::Empty { .. }) => thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        tp.join().unwrap();
+        assert_eq!(got, [1, 2]);
+    });
+}
+
+/// A batch push writes only slots whose release (by the previous lap's consumer) it
+/// acquired: the consumer is still popping 1 and 2 when 3 and 4 go into the same slots.
+#[test]
+fn batch_push_writes_only_released_slots() {
+    model(|| {
+        let ring = mpmc::Ring::<u64>::new_model(2, 4).unwrap();
+        let mut tx = ring.producer().unwrap();
+        assert_eq!(tx.push_partial_slice(&[1, 2]).unwrap(), 2);
+        let mut rx = ring.consumer().unwrap();
+        let tc = thread::spawn(move || {
+            let first = [pop(&mut rx), pop(&mut rx)];
+            (rx, first)
+        });
+        let src = [3u64, 4];
+        let mut done = 0;
+        while done < src.len() {
+            let n = until_room("push", || tx.push_partial_slice(&src[done..]));
+            done += n;
+        }
+        let (mut rx, first) = tc.join().unwrap();
+        assert_eq!(first, [1, 2]);
+        assert_eq!([pop(&mut rx), pop(&mut rx)], [3, 4]);
+    });
+}
+
+// An owner entry handed from a dropped handle to a new one (Drop's token store, the
+// registration CAS).
+
+/// The owner table is full (a dead record, the consumer, and `leaving`). A producer thread
+/// waits for an entry, gets `leaving`'s when it drops, and claims position 0, which the
+/// dead record also covers. The dropped holder's last `claim_len = 0` must stay ordered
+/// before the new holder's record; otherwise the consumer can read it as the entry's
+/// current value, miss the live veto and poison the live claim.
+#[test]
+fn a_reused_owner_entry_shows_its_new_holders_claim() {
+    model(|| {
+        let ring = mpmc::Ring::<u64>::new_model(2, 3).unwrap();
+        let mut stopped = ring.producer().unwrap(); // entry 0
+        let dead = stopped.token();
+        assert_eq!(stopped.record_and_stop().unwrap(), 0);
+        let mut rx = ring
+            .consumer() // entry 1
+            .unwrap()
+            .with_recovery(move |t: u64| t == dead, Duration::ZERO);
+        let leaving = ring.producer().unwrap(); // entry 2, the last one
+        let r2 = ring.clone();
+        let tp = thread::spawn(move || {
+            let mut tx = loop {
+                match r2.producer() {
+                    Ok(tx) => break tx,
+                    Err(Error::OwnerTableFull { .. }) => thread::yield_now(),
+                    Err(e) => panic!("{e}"),
+                }
+            };
+            let r = tx.try_push(8);
+            (tx, r)
+        });
+        // Dropped after the spawn, so only the entry hand-over orders its writes before
+        // the new holder's.
+        drop(leaving);
+        let got = pop_unless_skipped(&ring, &mut rx, 1);
+        let (tx, pushed) = tp.join().unwrap();
+        assert!(pushed.is_ok(), "live producer's claim revoked: {pushed:?}");
+        assert_eq!(got, Some(8));
+        assert_eq!(ring.stats(), Stats::default());
+        drop((tx, stopped));
+    });
+}
+
+// The poison CAS's Release, with a death only the liveness check sees.
+
+/// A producer dies in its own thread after writing (part of) position 0. Only the
+/// recovering consumer (`poisoner`, the main thread) learns of the death, through the
+/// liveness check. Another thread skips the poisoned position and then, as a producer,
+/// reuses slot 0 a lap later (position 2). Its write must be ordered after the dead
+/// producer's write. The chain is the liveness check, then the poison CAS (Release), then
+/// the skipper's Acquire load of the sequence. Loom reports the two writes to slot 0's cell
+/// as a race if the chain is cut.
+#[test]
+fn a_poisoned_slot_is_reused_only_after_the_dead_producers_write() {
+    // Three threads: with the suite's bound of 3 preemptions this model alone takes
+    // minutes; the reordering it looks for needs one.
+    let mut b = loom::model::Builder::new();
+    b.max_branches = 100_000;
+    b.preemption_bound = Some(PREEMPTIONS_3_THREADS);
+    b.check(|| {
+        let ring = mpmc::Ring::<u64>::new_model(2, 4).unwrap();
+        let death = Death::new();
+        let mut d = ring.producer().unwrap();
+        let mut poisoner = ring
+            .consumer()
+            .unwrap()
+            .with_recovery(death.check(d.token()), Duration::ZERO);
+        let mut skipper = ring.consumer().unwrap();
+        let mut tx = ring.producer().unwrap();
+        let dying = death.clone();
+        let td = thread::spawn(move || {
+            until_room("claim", || d.claim_and_hold(7)); // whichever position is next
+            dying.die();
+            d
+        });
+        let ts = thread::spawn(move || {
+            until_room("push", || tx.try_push(8)); // position 1 (or 0)
+            let mine = skipper.try_pop().ok(); // may skip the poisoned position itself
+            until_room("push", || tx.try_push(9)); // position 2: slot 0 again
+            (skipper, tx, mine)
+        });
+        let mut got = Vec::new();
+        while ring.stats().skipped == 0 {
+            match poisoner.try_pop() {
+                Ok(v) => got.push(v),
+                Err(TryError::Empty { .. }) => thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let d = td.join().unwrap();
+        let (skipper, tx, mine) = ts.join().unwrap();
+        got.extend(mine);
+        while let Ok(v) = poisoner.try_pop() {
+            got.push(v);
+        }
+        got.sort_unstable();
+        assert_eq!(got, [8, 9]);
+        assert_eq!(ring.stats().skipped, 1);
+        drop((d, skipper, tx));
+    });
+}
+
+// Attach's position check (check_positions' tail load), through the loom-only
+// `Ring::check_positions_for_model`.
+
+/// A third thread runs attach's position check while a producer laps a consumer: it must
+/// never call the healthy ring corrupted (`tail > head + capacity` from a fresh tail and
+/// a stale head).
+#[test]
+fn attach_check_never_reports_a_healthy_ring() {
+    model(|| {
+        let ring = mpmc::Ring::<u64>::new_model(2, 4).unwrap();
+        let mut tx = ring.producer().unwrap();
+        let mut rx = ring.consumer().unwrap();
+        tx.try_push(1).unwrap();
+        tx.try_push(2).unwrap();
+        let tc = thread::spawn(move || {
+            assert_eq!(pop(&mut rx), 1);
+            rx
+        });
+        let tp = thread::spawn(move || {
+            until_room("push", || tx.try_push(3)); // tail 3 once the slot of 1 is free
+            tx
+        });
+        ring.check_positions_for_model().unwrap();
+        let (mut rx, tx) = (tc.join().unwrap(), tp.join().unwrap());
+        assert_eq!([pop(&mut rx), pop(&mut rx)], [2, 3]);
+        drop(tx);
+    });
+}
+
+// reclaim_dead_owners must judge the claim it read after the liveness check, not before
+// (failed before the fix: a holder that claimed and died between the two lost its entry,
+// and the ring stayed stuck at its position).
+
+/// A producer claims position 0 and dies, concurrently with a reclaim. Its claim is
+/// unresolved (nobody consumed or skipped position 0), so its entry must not be freed:
+/// recovery of position 0 needs it. Today the reclaim can read the entry before the claim
+/// (or stale), then ask the liveness check after the death, and free the entry. Position 0
+/// then has no covering owner, and the ring is stuck there for good.
+#[test]
+fn reclaim_never_frees_an_entry_whose_claim_is_unresolved() {
+    model(|| {
+        let ring = mpmc::Ring::<u64>::new_model(2, 4).unwrap();
+        let death = Death::new();
+        let mut d = ring.producer().unwrap();
+        let check = death.check(d.token());
+        let dying = death.clone();
+        let td = thread::spawn(move || {
+            d.claim_and_hold(7).unwrap(); // position 0
+            dying.die();
+            d
+        });
+        let freed = ring.reclaim_dead_owners(&check);
+        let d = td.join().unwrap();
+        assert_eq!(freed, 0, "the entry of an unresolved dead claim was freed");
+        drop(d);
     });
 }

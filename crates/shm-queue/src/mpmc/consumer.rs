@@ -280,6 +280,17 @@ impl<T: Pod> Consumer<T> {
         // SAFETY: as in try_pop.
         Ok((h, unsafe { self.h.mem.read(h) }))
     }
+
+    /// Test hook: records a claim of the position at the head in this handle's owner entry
+    /// and stops before the compare-and-swap that would take it, as a consumer killed
+    /// between the two leaves its entry. Returns the recorded position.
+    #[cfg(feature = "test-hooks")]
+    pub fn record_and_stop(&mut self) -> Result<u64, TryError> {
+        let i = self.h.entry()?;
+        let h = self.h.mem.header().consumer.pos.load(Ordering::Relaxed);
+        self.h.record(i, h, 1);
+        Ok(h)
+    }
 }
 
 handle_controls!([T: Pod] Consumer<T>, Slots<T>, Data, h.mem, h.strategy, h.sleeper; after = h.record_sleeper);

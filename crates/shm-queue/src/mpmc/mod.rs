@@ -71,8 +71,12 @@
 //!   claim within `patience` of first seeing it stuck, plus one poll, plus the liveness
 //!   check's own time. Without recovery configured the ring behaves as plain Vyukov.
 //!
-//! If the liveness check wrongly calls a live owner dead, nothing is duplicated or
-//! invented either: that owner's claim is revoked and its call reports it. If no owner
+//! If the liveness check wrongly calls a live owner dead, that owner's claim is revoked and
+//! its call reports it; nothing is duplicated or invented as long as that owner writes its
+//! slot before the ring has gone a full lap past the position. A producer wrongly judged
+//! dead and delayed a full lap between its claim and its write can overwrite the next
+//! lap's element (nothing in a shared ring can stop a late write): the check must never be
+//! wrong. If no owner
 //! entry covers a stuck position (only a hostile peer can cause that) nothing is poisoned:
 //! the ring stays stuck there, but every call still returns.
 //!
@@ -157,6 +161,11 @@ pub const DEFAULT_OWNERS: usize = 64;
 /// It must never call a live owner dead (see [`TryError::ClaimRevoked`] for what happens if it
 /// does). It is called only for claims stuck longer than the handle's patience.
 ///
+/// It must also learn of a death through something that orders the dead owner's last
+/// writes before its answer: a lock or a system call (the bridge's OFD-lock query, a
+/// `waitpid`), or an `Acquire` load of a word the dying side or its reaper stored with
+/// `Release`. Recovery relies on it to read the dead owner's last claim.
+///
 /// Closures `Fn(u64) -> bool` implement it:
 ///
 /// ```
@@ -207,7 +216,6 @@ fn _assert_send<T: Pod + Send>() {
 
 /// Checks the shared positions an attach reads: `head` possible, `tail` at most a capacity
 /// ahead of it.
-#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn check_positions(h: &crate::header::Header, capacity: u64) -> Result<(), TryError> {
     let tail = h.producer.pos.load(Ordering::Acquire);
     let head = h.consumer.pos.load(Ordering::Acquire);

@@ -257,6 +257,18 @@ impl<T: Pod> Producer<T> {
         Ok(t)
     }
 
+    /// Test hook: records a claim of the position at the tail in this handle's owner entry
+    /// and stops before the compare-and-swap that would take it, as a producer killed
+    /// between the two leaves its entry (covering a position it never held). Returns the
+    /// recorded position.
+    #[cfg(feature = "test-hooks")]
+    pub fn record_and_stop(&mut self) -> Result<u64, TryError> {
+        let i = self.h.entry()?;
+        let t = self.h.mem.header().producer.pos.load(Ordering::Relaxed);
+        self.h.record(i, t, 1);
+        Ok(t)
+    }
+
     /// Test hook: publishes a position returned by [`Producer::claim_and_hold`].
     ///
     /// # Safety

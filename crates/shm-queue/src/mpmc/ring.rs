@@ -194,6 +194,16 @@ impl<T: Pod> Ring<T> {
         let options = Options::new(capacity).owners(owners);
         Self::initialise(Slots::on_heap(options.layout::<T>()?)?, options)
     }
+
+    /// The position check an attach makes, over this ring, for loom models (only with
+    /// `cfg(loom)`).
+    ///
+    /// # Errors
+    ///
+    /// [`TryError::Corrupted`] if the positions are impossible.
+    pub fn check_positions_for_model(&self) -> Result<(), TryError> {
+        super::check_positions(self.mem.header(), self.mem.layout.capacity() as u64)
+    }
 }
 
 impl<T: Pod> Ring<T> {
@@ -320,19 +330,28 @@ impl<T: Pod> Ring<T> {
             if token == 0 || token == super::claims::LEAVING {
                 continue;
             }
-            let start = e.claim_start.load(Ordering::Relaxed);
-            let len = e.claim_len.load(Ordering::Relaxed).min(cap);
-            let end = start.saturating_add(len);
-            let resolved = len == 0
-                || match e.role.load(Ordering::Relaxed) {
-                    ROLE_PRODUCER => end <= head,
-                    ROLE_CONSUMER => end.saturating_add(cap) <= tail,
-                    _ => true,
-                };
+            // Whether the entry's claim is over (consumed, or released after reading).
+            // `head` and `tail` only grow, so values read earlier are conservative.
+            let resolved = || {
+                let start = e.claim_start.load(Ordering::Relaxed);
+                let len = e.claim_len.load(Ordering::Relaxed).min(cap);
+                let end = start.saturating_add(len);
+                len == 0
+                    || match e.role.load(Ordering::Relaxed) {
+                        ROLE_PRODUCER => end <= head,
+                        ROLE_CONSUMER => end.saturating_add(cap) <= tail,
+                        _ => true,
+                    }
+            };
+            // The first look is only a cheap filter: the holder may claim again and die
+            // between it and the liveness check. Once the check has seen the death, the
+            // holder's last claim is ordered before us (`Liveness` requires the check to
+            // synchronise with the death), so the second look is the one that counts.
             // LEAVING while we take the dead holder's counts back, so no new holder takes
             // the entry (and writes its own role and counts) before we read them.
-            if resolved
+            if resolved()
                 && liveness.is_dead(token)
+                && resolved()
                 && e.token
                     .compare_exchange(
                         token,
