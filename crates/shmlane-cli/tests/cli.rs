@@ -630,6 +630,11 @@ fn bench_prints_figures_with_baselines_and_ratios() {
         if let Some(base) = f["baseline"].as_str() {
             let bv = f["baseline_value"].as_f64().unwrap();
             assert_eq!(by_name[base], bv, "{f}");
+            if bv == 0.0 {
+                // (an idle process's CPU use can measure 0: no ratio then)
+                assert!(f["ratio"].is_null(), "{f}");
+                continue;
+            }
             let ratio = f["ratio"].as_f64().unwrap();
             assert!(
                 (ratio - f["value"].as_f64().unwrap() / bv).abs() < 1e-9,
@@ -643,6 +648,11 @@ fn bench_prints_figures_with_baselines_and_ratios() {
         "tput/shmlane-spsc/u64/item",
         "tput/shmlane-mpmc/2p2c",
         "bw/shmlane-bytes/64KiB/zero-copy",
+        "scale/threads/10ch",
+        "scale/setup/10ch",
+        "scale/idle-cpu/10ch",
+        "scale/list/10ch",
+        "rtt/shmlane-spsc/8B/idle-10ch/p50",
     ] {
         assert!(by_name.contains_key(name), "{name} missing");
     }

@@ -17,7 +17,10 @@ pub mod inproc;
 pub mod report;
 pub mod rings;
 pub mod run;
+pub mod scale;
 pub mod transports;
+
+use std::time::Duration;
 
 use shm_queue::wait::WaitStrategy;
 
@@ -29,7 +32,7 @@ use run::{median_of, median_pair, Res};
 pub struct Options {
     /// Fewer samples: the whole suite in well under 15 seconds.
     pub quick: bool,
-    /// Only `latency` or only `throughput` (`None`: both).
+    /// Only `latency`, `throughput` or `scale` (`None`: all three).
     pub only: Option<String>,
     /// A hundredth of the quick sample counts: figures too noisy to read, for tests that
     /// check the suite runs and its output is well formed.
@@ -56,15 +59,28 @@ pub fn suite(o: &Options) -> (Report, Result<(), String>) {
         if let Some(x) = o
             .only
             .as_deref()
-            .filter(|x| !["latency", "throughput"].contains(x))
+            .filter(|x| !["latency", "throughput", "scale"].contains(x))
         {
-            return Err(format!("unknown part `{x}`: use latency or throughput"));
+            return Err(format!(
+                "unknown part `{x}`: use latency, throughput or scale"
+            ));
         }
         if want("latency") {
             latency(&mut r, o.quick || o.smoke, o.scale())?;
         }
         if want("throughput") {
             throughput(&mut r, o.quick || o.smoke, o.scale())?;
+        }
+        // Last: it leaves the process single-threaded only once its channels are closed.
+        if want("scale") {
+            let (counts, listed, window, rounds): (&[usize], _, _, _) = if o.smoke {
+                (&[10], 10, Duration::from_millis(50), 1_000)
+            } else if o.quick {
+                (&[10, 100, 1_000], 2_000, Duration::from_millis(500), 20_000)
+            } else {
+                (&[10, 100, 1_000], 2_000, Duration::from_secs(2), 100_000)
+            };
+            scale::scale(&mut r, counts, listed, window, rounds)?;
         }
         Ok(())
     })();

@@ -60,7 +60,7 @@ fn push_spin<T: Pod>(tx: &mut Producer<T>, v: T, patience: &mut Patience) -> Res
 }
 
 /// Round trip of one element of `T` over two SPSC rings (one each way).
-fn spsc_rtt_of<T: Pod>(
+pub(crate) fn spsc_rtt_of<T: Pod>(
     rounds: u64,
     warmup: u64,
     make: fn(u64) -> T,

@@ -1,7 +1,7 @@
 //! Running one measurement across two processes: pinning, the fork, the start signal, the
 //! deadline, and the histogram.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -95,6 +95,24 @@ pub fn spin_until(word: &AtomicU64, want: u64, deadline: Instant) -> Res<()> {
     Ok(())
 }
 
+/// Whether [`two_processes`] may fork while other threads run (see
+/// [`with_threads_allowed`]).
+static THREADS_ALLOWED: AtomicBool = AtomicBool::new(false);
+
+/// Runs `f` with [`two_processes`] forking without the single-thread check (for figures
+/// measured while channels, and so the liveness thread, are open).
+///
+/// # Safety
+///
+/// The children forked inside `f` must not need any lock that another thread of this
+/// process may hold at the fork (the allocator's excepted: glibc resets it in the child).
+pub unsafe fn with_threads_allowed<T>(f: impl FnOnce() -> T) -> T {
+    THREADS_ALLOWED.store(true, Ordering::Relaxed);
+    let out = f();
+    THREADS_ALLOWED.store(false, Ordering::Relaxed);
+    out
+}
+
 /// Runs `child` in a forked child pinned to CPU 1 and `parent` here pinned to CPU 0, then
 /// waits for the child. Both get a shared "go" word the parent may use to start the child.
 pub fn two_processes<T>(
@@ -104,7 +122,7 @@ pub fn two_processes<T>(
     let sync = Region::anonymous(4096).map_err(|e| e.to_string())?;
     let go = sync.atomic_u64(0).map_err(|e| e.to_string())?;
     let sync = &sync;
-    let proc = shm_bridge::fork::fork_child(|| {
+    let body = || {
         pin(1);
         match child(go) {
             Ok(()) => 0,
@@ -117,7 +135,14 @@ pub fn two_processes<T>(
                 1
             }
         }
-    })
+    };
+    let proc = if THREADS_ALLOWED.load(Ordering::Relaxed) {
+        // SAFETY: set only by `with_threads_allowed`, whose caller vouches that the child
+        // needs no lock another thread of this process may hold.
+        unsafe { shm_bridge::fork::fork_child_unchecked(body) }
+    } else {
+        shm_bridge::fork::fork_child(body)
+    }
     .map_err(|e| e.to_string())?;
     pin(0);
     let out = parent(go);
