@@ -175,3 +175,25 @@ fn closed_comes_only_after_everything_sent_before_it() {
         drop(t.join().unwrap());
     });
 }
+
+/// The header's `ready` handshake: an attacher racing the creator sees either a ring that
+/// is not ready yet (`NotReady`) or its whole configuration, never a half-written header.
+/// With `ready` stored or loaded `Relaxed`, the attacher can read READY and then a field's
+/// initial 0 (`BadMagic`, `VersionMismatch`...) on a ring that is ready.
+#[test]
+fn an_attacher_never_sees_a_half_built_header() {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(2); // the creator's ~40 stores; the reordering needs one
+    b.check(|| {
+        let ring = shm_queue::bytes::Ring::uninit_model(64, 24).unwrap();
+        let creator = ring.clone();
+        let t = thread::spawn(move || creator.init_model().unwrap());
+        match ring.attach_model() {
+            Ok(found) => assert_eq!(found, (64, 24)),
+            Err(Error::NotReady { .. }) => {}
+            Err(e) => panic!("attached to a half-built header: {e}"),
+        }
+        t.join().unwrap();
+        assert_eq!(ring.attach_model().unwrap(), (64, 24));
+    });
+}

@@ -164,8 +164,57 @@ impl Ring {
     }
 }
 
+#[cfg(loom)]
+impl Ring {
+    /// A ring whose creator has not run yet (its header all zero), so that a loom model
+    /// can run the creator ([`Ring::init_model`]) and an attacher
+    /// ([`Ring::attach_model`]) on two threads. Only with `cfg(loom)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ring::create`].
+    pub fn uninit_model(capacity: usize, max_message: usize) -> Result<Self, Error> {
+        let (cap, max) = Options::new(capacity).max_message(max_message).resolve()?;
+        Ok(Ring {
+            storage: Arc::new(ByteStorage::on_heap(cap, max)?),
+        })
+    }
+
+    /// What [`Ring::create`] writes, on this ring's memory. Only with `cfg(loom)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ring::create`].
+    pub fn init_model(&self) -> Result<(), Error> {
+        let s = &*self.storage;
+        Self::init_memory(s, &Options::new(s.cap).max_message(s.max_message))
+    }
+
+    /// What [`Ring::attach`] checks, on this ring's memory: the data area size and the
+    /// largest message. Only with `cfg(loom)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ring::attach`].
+    pub fn attach_model(&self) -> Result<(usize, usize), Error> {
+        let h = self.storage.header();
+        let len = Geometry::for_bytes(self.storage.cap)?.area_size() as u64;
+        let (cap, max) = h.validate_bytes(len)?;
+        check_positions(h, cap)?;
+        Ok((cap, max))
+    }
+}
+
 impl Ring {
     fn initialise(storage: ByteStorage, options: Options) -> Result<Self, Error> {
+        Self::init_memory(&storage, &options)?;
+        Ok(Ring {
+            storage: Arc::new(storage),
+        })
+    }
+
+    /// Writes a fresh ring's header and first record word, then publishes it ready.
+    fn init_memory(storage: &ByteStorage, options: &Options) -> Result<(), Error> {
         let header = storage.header();
         header.begin_init(options.reinitialize)?;
         header.write_config(
@@ -180,9 +229,7 @@ impl Ring {
         // The first record header goes at offset 0: it must read as "nothing yet".
         storage.word(0).store(0, Ordering::Relaxed);
         header.publish_ready();
-        Ok(Ring {
-            storage: Arc::new(storage),
-        })
+        Ok(())
     }
 
     /// Size of the data area in bytes.
