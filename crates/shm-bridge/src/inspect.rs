@@ -279,10 +279,9 @@ fn fill_from_region(info: &mut ChannelInfo, region: &Region) {
         info.problem = Some("no file descriptor".into());
         return;
     };
-    info.held = (0..MAX_SLOTS)
-        .map(lock::slot_offset)
-        .chain([lock::CREATE_LOCK])
-        .any(|off| lock::is_locked(fd, off).unwrap_or(true));
+    // Two queries, not one per slot: a listing of thousands of channels stays fast.
+    info.held = lock::any_locked(fd, lock::slot_offset(0), MAX_SLOTS as i64).unwrap_or(true)
+        || lock::is_locked(fd, lock::CREATE_LOCK).unwrap_or(true);
     let ctl = match Control::of(region) {
         Ok(c) => c,
         Err(Invalid::Corrupt(r) | Invalid::NotReady(r)) => {
@@ -518,6 +517,13 @@ pub fn mappers(name: &str) -> Vec<Mapper> {
         let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
+        // `maps` first (a line per mapping): `smaps` (a dozen lines per mapping, and
+        // costlier for the kernel to produce) only for the processes that map the file.
+        let maps_it = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .is_ok_and(|m| m.lines().any(|l| l.split_whitespace().nth(5) == Some(&path)));
+        if !maps_it {
+            continue;
+        }
         let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
             continue;
         };

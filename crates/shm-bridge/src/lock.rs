@@ -21,12 +21,16 @@ pub(crate) fn slot_offset(i: usize) -> i64 {
 pub(crate) const CREATE_LOCK: i64 = 4000;
 
 fn flock(kind: i32, start: i64) -> libc::flock {
+    flock_range(kind, start, 1)
+}
+
+fn flock_range(kind: i32, start: i64, len: i64) -> libc::flock {
     // SAFETY: `flock` is a plain C struct for which all-zero bytes are a valid value.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = kind as libc::c_short;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
     fl.l_start = start;
-    fl.l_len = 1;
+    fl.l_len = len;
     fl
 }
 
@@ -52,6 +56,14 @@ pub(crate) fn is_locked(fd: BorrowedFd<'_>, start: i64) -> Result<bool, Errno> {
     Ok(i32::from(fl.l_type) != libc::F_UNLCK)
 }
 
+/// Whether an open file description other than `fd`'s holds a lock on any byte of
+/// `start..start + len` (one query for a whole range of slots).
+pub(crate) fn any_locked(fd: BorrowedFd<'_>, start: i64, len: i64) -> Result<bool, Errno> {
+    let mut fl = flock_range(libc::F_WRLCK, start, len);
+    fcntl(fd, FcntlArg::F_OFD_GETLK(&mut fl))?;
+    Ok(i32::from(fl.l_type) != libc::F_UNLCK)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +83,10 @@ mod tests {
         assert!(is_locked(b.as_fd(), 3).unwrap());
         assert!(!is_locked(b.as_fd(), 4).unwrap());
         assert!(!try_lock(b.as_fd(), 3).unwrap());
+        assert!(any_locked(b.as_fd(), 0, 60).unwrap());
+        assert!(any_locked(b.as_fd(), 3, 1).unwrap());
+        assert!(!any_locked(b.as_fd(), 4, 56).unwrap());
+        assert!(!any_locked(b.as_fd(), 0, 3).unwrap());
         drop(a);
         assert!(!is_locked(b.as_fd(), 3).unwrap());
         assert!(try_lock(b.as_fd(), 3).unwrap());
