@@ -232,6 +232,37 @@ fn dead_consumer_claim_is_released_by_a_producer() {
     });
 }
 
+/// A window held open by one thread while another looks: `Relaxed` flags, so waiting on
+/// them orders nothing (the models must not get the orderings under test from them).
+#[derive(Clone)]
+struct Window(Arc<(AtomicBool, AtomicBool)>);
+
+impl Window {
+    fn new() -> Self {
+        Window(Arc::new((AtomicBool::new(false), AtomicBool::new(false))))
+    }
+    /// The holder: its claim is taken.
+    fn held(&self) {
+        self.0 .0.store(true, Ordering::Relaxed);
+    }
+    /// The looker: waits until the claim is taken.
+    fn wait_held(&self) {
+        while !self.0 .0.load(Ordering::Relaxed) {
+            thread::yield_now();
+        }
+    }
+    /// The looker: it has looked (and found the claim in the way).
+    fn looked(&self) {
+        self.0 .1.store(true, Ordering::Relaxed);
+    }
+    /// The holder: waits until the looker has looked.
+    fn wait_looked(&self) {
+        while !self.0 .1.load(Ordering::Relaxed) {
+            thread::yield_now();
+        }
+    }
+}
+
 /// The preemption bound of the three-thread models.
 const PREEMPTIONS_3_THREADS: usize = 1;
 
@@ -318,7 +349,10 @@ fn live_producer_claim_is_never_poisoned_for_a_dead_record() {
     });
 }
 
-/// The same with a batch claim.
+/// The same with a batch claim held open: the live producer claims positions 0 and 1 with
+/// one compare-and-swap and writes them, then publishes only after the consumer has looked.
+/// (Claims are held open with `Window` because a claim made and published in one go gives
+/// loom no schedule in which the other thread looks in between.)
 #[test]
 fn live_batch_claim_is_never_poisoned_for_a_dead_record() {
     model(|| {
@@ -331,20 +365,33 @@ fn live_batch_claim_is_never_poisoned_for_a_dead_record() {
             .consumer()
             .unwrap()
             .with_recovery(move |t: u64| t == dead, Duration::ZERO);
-        // Both slots are free: one CAS claims positions 0 and 1 (record (0, 2)).
+        let window = Window::new();
+        let w = window.clone();
         let tp = thread::spawn(move || {
-            let r = live.push_partial_slice(&[8, 9]);
-            (live, r)
+            let (t, k) = live.claim_and_hold_slice(&[8, 9]).unwrap();
+            w.held();
+            w.wait_looked();
+            // SAFETY: t..t + k were claimed by this handle and are not published yet.
+            let r: Vec<_> = (t..t + k)
+                .map(|p| unsafe { live.publish_held(p) })
+                .collect();
+            (live, k, r)
         });
+        window.wait_held();
         let mut got = Vec::new();
-        while got.len() < 2 {
-            match pop_unless_skipped(&ring, &mut rx, 1) {
-                Some(v) => got.push(v),
-                None => break,
+        while got.len() < 2 && ring.stats().skipped == 0 {
+            match rx.try_pop() {
+                Ok(v) => got.push(v),
+                Err(TryError::Empty { .. }) => {
+                    window.looked();
+                    thread::yield_now();
+                }
+                Err(e) => panic!("pop: {e}"),
             }
         }
-        let (live, pushed) = tp.join().unwrap();
-        assert_eq!(pushed.unwrap(), 2);
+        let (live, k, r) = tp.join().unwrap();
+        assert_eq!(k, 2);
+        assert!(r.iter().all(Result::is_ok), "live batch claim revoked: {r:?}");
         assert_eq!(got, [8, 9]);
         assert_eq!(ring.stats(), Stats::default());
         drop((live, stopped));
@@ -354,11 +401,11 @@ fn live_batch_claim_is_never_poisoned_for_a_dead_record() {
 // The mirror image on the consumer side. Catches a weakened consumer head CAS (single and
 // batch) and recover_consumer_claim's head load.
 
-/// A live consumer claims position 0 and reads it, while a producer with recovery, a lap
-/// later, finds the slot still held. A consumer killed between recording position 0 and
-/// its claiming CAS also covers it. The live consumer's record must veto the release;
-/// otherwise the producer writes the slot while the live consumer reads it (a loom cell
-/// race) and the live consumer's pop is revoked.
+/// A live consumer claims position 0 and reads it, and releases it only after a producer
+/// with recovery, a lap later, has found the slot still held. A consumer killed between
+/// recording position 0 and its claiming compare-and-swap also covers it. The live
+/// consumer's record must veto the release; otherwise the producer writes the slot the live
+/// consumer read (a loom cell race) and the live consumer's release is revoked.
 #[test]
 fn live_consumer_claim_is_never_released_for_a_dead_record() {
     model(|| {
@@ -371,20 +418,37 @@ fn live_consumer_claim_is_never_released_for_a_dead_record() {
         assert_eq!(stopped.record_and_stop().unwrap(), 0);
         let mut tx = tx.with_recovery(move |t: u64| t == dead, Duration::ZERO);
         let mut live = ring.consumer().unwrap();
+        let window = Window::new();
+        let w = window.clone();
         let tc = thread::spawn(move || {
-            let r = live.try_pop();
-            (live, r)
+            let (pos, v) = live.claim_and_hold().unwrap();
+            w.held();
+            w.wait_looked();
+            // SAFETY: `pos` was claimed by this handle and is not released yet.
+            let r = unsafe { live.release_held(pos) };
+            (live, v, r)
         });
-        until_room("push", || tx.try_push(3)); // position 2: slot 0, the live consumer's
-        let (mut live, first) = tc.join().unwrap();
-        assert_eq!(first.unwrap(), 1);
+        window.wait_held();
+        loop {
+            match tx.try_push(3) {
+                Ok(()) => break,
+                Err(TryError::Full { .. }) => {
+                    window.looked();
+                    thread::yield_now();
+                }
+                Err(e) => panic!("push: {e}"),
+            }
+        }
+        let (mut live, first, released) = tc.join().unwrap();
+        assert_eq!(first, 1);
+        assert!(released.is_ok(), "live claim released by a recovery: {released:?}");
         assert_eq!([pop(&mut live), pop(&mut live)], [2, 3]);
         assert_eq!(ring.stats(), Stats::default());
         drop(stopped);
     });
 }
 
-/// The same with a batch pop.
+/// The same with a batch claim (positions 0 and 1, one compare-and-swap) held open.
 #[test]
 fn live_batch_pop_is_never_released_for_a_dead_record() {
     model(|| {
@@ -396,15 +460,32 @@ fn live_batch_pop_is_never_released_for_a_dead_record() {
         assert_eq!(stopped.record_and_stop().unwrap(), 0);
         let mut tx = tx.with_recovery(move |t: u64| t == dead, Duration::ZERO);
         let mut live = ring.consumer().unwrap();
+        let window = Window::new();
+        let w = window.clone();
         let tc = thread::spawn(move || {
-            let mut buf = [0u64; 2];
-            let n = live.pop_partial_slice(&mut buf); // one CAS claims 0 and 1
-            (live, n, buf)
+            let (h, k) = live.claim_and_hold_run(2).unwrap();
+            w.held();
+            w.wait_looked();
+            // SAFETY: h..h + k were claimed by this handle and are not released yet.
+            let r: Vec<_> = (h..h + k)
+                .map(|p| unsafe { live.release_held(p) })
+                .collect();
+            (live, k, r)
         });
-        until_room("push", || tx.try_push(3));
-        let (mut live, n, buf) = tc.join().unwrap();
-        assert_eq!(n.unwrap(), 2);
-        assert_eq!(buf, [1, 2]);
+        window.wait_held();
+        loop {
+            match tx.try_push(3) {
+                Ok(()) => break,
+                Err(TryError::Full { .. }) => {
+                    window.looked();
+                    thread::yield_now();
+                }
+                Err(e) => panic!("push: {e}"),
+            }
+        }
+        let (mut live, k, r) = tc.join().unwrap();
+        assert_eq!(k, 2);
+        assert!(r.iter().all(Result::is_ok), "live batch claim released: {r:?}");
         assert_eq!(pop(&mut live), 3);
         assert_eq!(ring.stats(), Stats::default());
         drop(stopped);
@@ -569,9 +650,9 @@ fn a_poisoned_slot_is_reused_only_after_the_dead_producers_write() {
 // Attach's position check (check_positions' tail load), through the loom-only
 // `Ring::check_positions_for_model`.
 
-/// A third thread runs attach's position check while a producer laps a consumer: it must
-/// never call the healthy ring corrupted (`tail > head + capacity` from a fresh tail and
-/// a stale head).
+/// Attach's position check, run over and over while a producer laps a consumer: it never
+/// calls the healthy ring corrupted (`tail > head + capacity` from a fresh tail and a stale
+/// head).
 #[test]
 fn attach_check_never_reports_a_healthy_ring() {
     model(|| {
@@ -580,14 +661,24 @@ fn attach_check_never_reports_a_healthy_ring() {
         let mut rx = ring.consumer().unwrap();
         tx.try_push(1).unwrap();
         tx.try_push(2).unwrap();
+        let window = Window::new();
+        let w = window.clone();
         let tc = thread::spawn(move || {
             assert_eq!(pop(&mut rx), 1);
             rx
         });
         let tp = thread::spawn(move || {
             until_room("push", || tx.try_push(3)); // tail 3 once the slot of 1 is free
+            w.held();
             tx
         });
+        loop {
+            ring.check_positions_for_model().unwrap();
+            if window.0 .0.load(Ordering::Relaxed) {
+                break;
+            }
+            thread::yield_now();
+        }
         ring.check_positions_for_model().unwrap();
         let (mut rx, tx) = (tc.join().unwrap(), tp.join().unwrap());
         assert_eq!([pop(&mut rx), pop(&mut rx)], [2, 3]);

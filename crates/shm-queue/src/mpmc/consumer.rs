@@ -116,6 +116,35 @@ impl<T: Pod> Consumer<T> {
         Err(EMPTY)
     }
 
+    /// Claims the run of up to `want` published positions at the head with one
+    /// compare-and-swap (recording it first); `None` if none is published (or the head kept
+    /// moving): the single path sorts that out.
+    fn claim_run(&mut self, want: u64) -> Result<Option<(u64, u64)>, TryError> {
+        let i = self.h.entry()?;
+        let m = &*self.h.mem;
+        let head = &m.header().consumer.pos;
+        let mut h = head.load(Ordering::Relaxed);
+        for _ in 0..RETRIES {
+            check_pos(h, Word::Head)?;
+            let mut k = 0;
+            while k < want && m.seq(h + k).load(Ordering::Acquire) == h + k + 1 {
+                k += 1;
+            }
+            if k == 0 {
+                return Ok(None);
+            }
+            self.h.record(i, h, k);
+            match head.compare_exchange(h, h + k, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return Ok(Some((h, k))),
+                Err(now) => {
+                    self.h.clear(i);
+                    h = now;
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Releases the slot of claimed position `h` for the next lap; `false` if a producer
     /// released it first (it judged us dead), in which case what we read may be torn.
     #[inline]
@@ -199,49 +228,29 @@ impl<T: Pod> Consumer<T> {
             *d = self.try_pop()?;
             return Ok(1);
         }
-        let i = self.h.entry()?;
-        let m = &*self.h.mem;
-        let head = &m.header().consumer.pos;
-        let want = dst.len().min(m.layout.capacity()) as u64;
-        let mut h = head.load(Ordering::Relaxed);
-        for _ in 0..RETRIES {
-            check_pos(h, Word::Head)?;
-            let mut k = 0;
-            while k < want && m.seq(h + k).load(Ordering::Acquire) == h + k + 1 {
-                k += 1;
-            }
-            if k == 0 {
-                break;
-            }
-            self.h.record(i, h, k);
-            match head.compare_exchange(h, h + k, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => {
-                    let mut n = 0;
-                    for p in h..h + k {
-                        // SAFETY: as in try_pop: positions h..h+k are ours, each seen
-                        // published with Acquire before the claiming swap.
-                        let v = unsafe { m.read(p) };
-                        if self.release(p) {
-                            dst[n] = v;
-                            n += 1;
-                        }
-                    }
-                    self.h.mem.header().notify_space();
-                    self.h.mem.check_intact()?;
-                    return if n as u64 == k {
-                        Ok(n)
-                    } else {
-                        Err(TryError::ClaimRevoked {
-                            revoked: k as usize - n,
-                            completed: n,
-                        })
-                    };
-                }
-                Err(now) => {
-                    self.h.clear(i);
-                    h = now;
+        let want = dst.len().min(self.h.mem.layout.capacity()) as u64;
+        if let Some((h, k)) = self.claim_run(want)? {
+            let m = &*self.h.mem;
+            let mut n = 0;
+            for p in h..h + k {
+                // SAFETY: as in try_pop: positions h..h+k are ours, each seen published
+                // with Acquire before the claiming swap.
+                let v = unsafe { m.read(p) };
+                if self.release(p) {
+                    dst[n] = v;
+                    n += 1;
                 }
             }
+            self.h.mem.header().notify_space();
+            self.h.mem.check_intact()?;
+            return if n as u64 == k {
+                Ok(n)
+            } else {
+                Err(TryError::ClaimRevoked {
+                    revoked: k as usize - n,
+                    completed: n,
+                })
+            };
         }
         dst[0] = self.try_pop()?;
         Ok(1)
@@ -270,6 +279,37 @@ impl<T: Pod> Consumer<T> {
     /// Capacity in elements.
     pub fn capacity(&self) -> usize {
         self.h.mem.layout.capacity()
+    }
+
+    /// Test hook: claims the run of up to `n` published positions at the head as
+    /// [`Consumer::pop_partial_slice`] does and returns its first position and length without
+    /// releasing the slots, as a consumer stopped there would leave them (see
+    /// [`Consumer::release_held`]).
+    #[cfg(feature = "test-hooks")]
+    pub fn claim_and_hold_run(&mut self, n: usize) -> Result<(u64, u64), TryError> {
+        self.claim_run(n as u64)?.ok_or(TryError::Empty {
+            requested: n,
+            available: 0,
+        })
+    }
+
+    /// Test hook: releases a position returned by [`Consumer::claim_and_hold`] or within a
+    /// run from [`Consumer::claim_and_hold_run`].
+    ///
+    /// # Safety
+    ///
+    /// `pos` was claimed by this handle and not released since; any other position could
+    /// hand a producer a slot another consumer is still reading.
+    #[cfg(feature = "test-hooks")]
+    pub unsafe fn release_held(&mut self, pos: u64) -> Result<(), TryError> {
+        if self.release(pos) {
+            Ok(())
+        } else {
+            Err(TryError::ClaimRevoked {
+                revoked: 1,
+                completed: 0,
+            })
+        }
     }
 
     /// Test hook: claims the next element and returns it without releasing its slot, as a

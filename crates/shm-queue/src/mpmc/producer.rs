@@ -43,6 +43,35 @@ impl<T: Pod> Producer<T> {
         self.h.token
     }
 
+    /// Claims the run of up to `want` free positions at the tail with one compare-and-swap
+    /// (recording it first); `None` if none is free (or the tail kept moving): the single
+    /// path sorts that out.
+    fn claim_run(&mut self, want: u64) -> Result<Option<(u64, u64)>, TryError> {
+        let i = self.h.entry()?;
+        let m = &*self.h.mem;
+        let tail = &m.header().producer.pos;
+        let mut t = tail.load(Ordering::Relaxed);
+        for _ in 0..RETRIES {
+            check_pos(t, Word::Tail)?;
+            let mut k = 0;
+            while k < want && m.seq(t + k).load(Ordering::Acquire) == t + k {
+                k += 1;
+            }
+            if k == 0 {
+                return Ok(None);
+            }
+            self.h.record(i, t, k);
+            match tail.compare_exchange(t, t + k, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return Ok(Some((t, k))),
+                Err(now) => {
+                    self.h.clear(i);
+                    t = now;
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Claims one position (recording it first) and returns it; the element is not written.
     #[inline]
     fn claim(&mut self) -> Result<u64, TryError> {
@@ -170,49 +199,29 @@ impl<T: Pod> Producer<T> {
             [one] => return self.try_push(*one).map(|()| 1),
             _ => {}
         }
-        let i = self.h.entry()?;
-        let m = &*self.h.mem;
-        let tail = &m.header().producer.pos;
-        let want = src.len().min(m.layout.capacity()) as u64;
-        let mut t = tail.load(Ordering::Relaxed);
-        for _ in 0..RETRIES {
-            check_pos(t, Word::Tail)?;
-            let mut k = 0;
-            while k < want && m.seq(t + k).load(Ordering::Acquire) == t + k {
-                k += 1;
+        let want = src.len().min(self.h.mem.layout.capacity()) as u64;
+        if let Some((t, k)) = self.claim_run(want)? {
+            let m = &*self.h.mem;
+            let mut revoked = 0;
+            for (j, v) in src[..k as usize].iter().enumerate() {
+                let p = t + j as u64;
+                // SAFETY: as in try_push: positions t..t+k are ours, each seen free with
+                // Acquire before the claiming swap.
+                unsafe { m.write(p, *v) };
+                revoked += usize::from(!self.publish(p));
             }
-            if k == 0 {
-                break;
-            }
-            self.h.record(i, t, k);
-            match tail.compare_exchange(t, t + k, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => {
-                    let mut revoked = 0;
-                    for (j, v) in src[..k as usize].iter().enumerate() {
-                        let p = t + j as u64;
-                        // SAFETY: as in try_push: positions t..t+k are ours, each seen free
-                        // with Acquire before the claiming swap.
-                        unsafe { m.write(p, *v) };
-                        revoked += usize::from(!self.publish(p));
-                    }
-                    self.h
-                        .readiness
-                        .fire(self.h.mem.header().notify_data(self.h.readiness.is_some()));
-                    self.h.mem.check_intact()?;
-                    return if revoked == 0 {
-                        Ok(k as usize)
-                    } else {
-                        Err(TryError::ClaimRevoked {
-                            revoked,
-                            completed: k as usize - revoked,
-                        })
-                    };
-                }
-                Err(now) => {
-                    self.h.clear(i);
-                    t = now;
-                }
-            }
+            self.h
+                .readiness
+                .fire(self.h.mem.header().notify_data(self.h.readiness.is_some()));
+            self.h.mem.check_intact()?;
+            return if revoked == 0 {
+                Ok(k as usize)
+            } else {
+                Err(TryError::ClaimRevoked {
+                    revoked,
+                    completed: k as usize - revoked,
+                })
+            };
         }
         // Nothing free at the tail (or a stale tail): the single path sorts it out.
         self.try_push(src[0]).map(|()| 1)
@@ -257,6 +266,25 @@ impl<T: Pod> Producer<T> {
         Ok(t)
     }
 
+    /// Test hook: claims a run of free positions at the tail as
+    /// [`Producer::push_partial_slice`] does and writes `src`'s first elements into it
+    /// without publishing them, as a producer stopped there would leave them. Returns the
+    /// first position and how many (see [`Producer::publish_held`]).
+    #[cfg(feature = "test-hooks")]
+    pub fn claim_and_hold_slice(&mut self, src: &[T]) -> Result<(u64, u64), TryError> {
+        let want = src.len().min(self.h.mem.layout.capacity()) as u64;
+        let (t, k) = self.claim_run(want)?.ok_or(TryError::Full {
+            requested: src.len(),
+            available: 0,
+        })?;
+        let m = &*self.h.mem;
+        for (j, v) in src[..k as usize].iter().enumerate() {
+            // SAFETY: as in push_partial_slice.
+            unsafe { m.write(t + j as u64, *v) };
+        }
+        Ok((t, k))
+    }
+
     /// Test hook: records a claim of the position at the tail in this handle's owner entry
     /// and stops before the compare-and-swap that would take it, as a producer killed
     /// between the two leaves its entry (covering a position it never held). Returns the
@@ -269,7 +297,8 @@ impl<T: Pod> Producer<T> {
         Ok(t)
     }
 
-    /// Test hook: publishes a position returned by [`Producer::claim_and_hold`].
+    /// Test hook: publishes a position returned by [`Producer::claim_and_hold`] or within a
+    /// run from [`Producer::claim_and_hold_slice`].
     ///
     /// # Safety
     ///
