@@ -519,8 +519,10 @@ pub fn mappers(name: &str) -> Vec<Mapper> {
         };
         // `maps` first (a line per mapping): `smaps` (a dozen lines per mapping, and
         // costlier for the kernel to produce) only for the processes that map the file.
-        let maps_it = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-            .is_ok_and(|m| m.lines().any(|l| l.split_whitespace().nth(5) == Some(&path)));
+        let maps_it = std::fs::read_to_string(format!("/proc/{pid}/maps")).is_ok_and(|m| {
+            m.lines()
+                .any(|l| l.split_whitespace().nth(5) == Some(&path))
+        });
         if !maps_it {
             continue;
         }

@@ -245,9 +245,13 @@ impl Window {
     fn held(&self) {
         self.0 .0.store(true, Ordering::Relaxed);
     }
+    /// Whether the claim is taken yet.
+    fn is_held(&self) -> bool {
+        self.0 .0.load(Ordering::Relaxed)
+    }
     /// The looker: waits until the claim is taken.
     fn wait_held(&self) {
-        while !self.0 .0.load(Ordering::Relaxed) {
+        while !self.is_held() {
             thread::yield_now();
         }
     }
@@ -391,7 +395,10 @@ fn live_batch_claim_is_never_poisoned_for_a_dead_record() {
         }
         let (live, k, r) = tp.join().unwrap();
         assert_eq!(k, 2);
-        assert!(r.iter().all(Result::is_ok), "live batch claim revoked: {r:?}");
+        assert!(
+            r.iter().all(Result::is_ok),
+            "live batch claim revoked: {r:?}"
+        );
         assert_eq!(got, [8, 9]);
         assert_eq!(ring.stats(), Stats::default());
         drop((live, stopped));
@@ -441,7 +448,10 @@ fn live_consumer_claim_is_never_released_for_a_dead_record() {
         }
         let (mut live, first, released) = tc.join().unwrap();
         assert_eq!(first, 1);
-        assert!(released.is_ok(), "live claim released by a recovery: {released:?}");
+        assert!(
+            released.is_ok(),
+            "live claim released by a recovery: {released:?}"
+        );
         assert_eq!([pop(&mut live), pop(&mut live)], [2, 3]);
         assert_eq!(ring.stats(), Stats::default());
         drop(stopped);
@@ -485,7 +495,10 @@ fn live_batch_pop_is_never_released_for_a_dead_record() {
         }
         let (mut live, k, r) = tc.join().unwrap();
         assert_eq!(k, 2);
-        assert!(r.iter().all(Result::is_ok), "live batch claim released: {r:?}");
+        assert!(
+            r.iter().all(Result::is_ok),
+            "live batch claim released: {r:?}"
+        );
         assert_eq!(pop(&mut live), 3);
         assert_eq!(ring.stats(), Stats::default());
         drop(stopped);
@@ -650,9 +663,9 @@ fn a_poisoned_slot_is_reused_only_after_the_dead_producers_write() {
 // Attach's position check (check_positions' tail load), through the loom-only
 // `Ring::check_positions_for_model`.
 
-/// Attach's position check, run over and over while a producer laps a consumer: it never
-/// calls the healthy ring corrupted (`tail > head + capacity` from a fresh tail and a stale
-/// head).
+/// Attach's position check, run over and over while another thread pops one element and
+/// pushes one into the freed slot: it never calls the healthy ring corrupted
+/// (`tail > head + capacity` from a fresh tail and a stale head).
 #[test]
 fn attach_check_never_reports_a_healthy_ring() {
     model(|| {
@@ -663,24 +676,21 @@ fn attach_check_never_reports_a_healthy_ring() {
         tx.try_push(2).unwrap();
         let window = Window::new();
         let w = window.clone();
-        let tc = thread::spawn(move || {
-            assert_eq!(pop(&mut rx), 1);
-            rx
-        });
-        let tp = thread::spawn(move || {
-            until_room("push", || tx.try_push(3)); // tail 3 once the slot of 1 is free
+        let t = thread::spawn(move || {
+            assert_eq!(rx.try_pop().unwrap(), 1);
+            tx.try_push(3).unwrap(); // tail 3: a lap ahead of the head this thread moved
             w.held();
-            tx
+            (tx, rx)
         });
         loop {
             ring.check_positions_for_model().unwrap();
-            if window.0 .0.load(Ordering::Relaxed) {
+            if window.is_held() {
                 break;
             }
             thread::yield_now();
         }
         ring.check_positions_for_model().unwrap();
-        let (mut rx, tx) = (tc.join().unwrap(), tp.join().unwrap());
+        let (tx, mut rx) = t.join().unwrap();
         assert_eq!([pop(&mut rx), pop(&mut rx)], [2, 3]);
         drop(tx);
     });
