@@ -1,6 +1,6 @@
 //! Single-threaded push/pop loops for instruction counting under
 //! `valgrind --tool=callgrind` (stable on a noisy machine):
-//! `valgrind --tool=callgrind target/release/instr-count shmlane|bytes8|mpmc|arrayqueue|chanpoll|rtrb [N]`.
+//! `valgrind --tool=callgrind target/release/instr-count shmlane|bytes8|bytes8zc|mpmc|arrayqueue|chanpoll|rtrb [N]`.
 
 use std::hint::black_box;
 
@@ -44,6 +44,27 @@ fn main() {
                 let _ = tx.try_push(&black_box(i).to_le_bytes());
                 if let Ok(k) = rx.try_pop(&mut buf) {
                     sum += k as u64 + u64::from(buf[0]);
+                }
+            }
+        }
+        "bytes8zc" => {
+            let ring = shm_region::Region::anonymous(
+                shm_queue::bytes::Ring::required_bytes(1 << 16).unwrap_or(1 << 20),
+            )
+            .ok()
+            .and_then(|r| shm_queue::bytes::Ring::create(r, 1 << 16, 1024).ok());
+            let Some(Ok((mut tx, mut rx))) = ring.map(|r| r.split()) else {
+                return;
+            };
+            let mut first = [0u8; 8];
+            for i in 0..n {
+                if let Ok(mut c) = tx.claim(8) {
+                    let _ = c.write_at(0, &black_box(i).to_le_bytes());
+                    c.commit();
+                }
+                if let Ok(g) = rx.read() {
+                    let _ = g.read_at(0, &mut first);
+                    sum += g.len() as u64 + u64::from(first[0]);
                 }
             }
         }
@@ -101,7 +122,9 @@ fn main() {
                 }
             }
         }
-        _ => eprintln!("usage: instr-count shmlane|bytes8|mpmc|arrayqueue|chanpoll|rtrb [N]"),
+        _ => eprintln!(
+            "usage: instr-count shmlane|bytes8|bytes8zc|mpmc|arrayqueue|chanpoll|rtrb [N]"
+        ),
     }
     println!("{sum}");
 }

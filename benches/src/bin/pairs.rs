@@ -13,6 +13,7 @@
 //! | `chunk` | SPSC `u64` in chunks of 256 | rtrb chunks of 256 |
 //! | `bytes8`, `bytes64`, `bytes1024` | byte ring, copying send/receive | pipe, same size |
 //! | `zc64k` | byte ring, 64 KiB zero-copy claim and read | single-thread `memcpy` of 64 KiB |
+//! | `zc8` | byte ring, 8 B zero-copy claim and read | the same ring, 8 B copying send and receive |
 //! | `blocking` | SPSC `u64` per item, consumer in `pop_blocking` with `Blocking` | the same with `BusySpin` |
 //! | `mpmc11`, `mpmc22` | MPMC, 1P1C or 2P2C processes | crossbeam `ArrayQueue` threads |
 
@@ -48,6 +49,10 @@ fn pair(what: &str, n: u64) -> Option<(Res<f64>, Res<f64>)> {
                 Ok(inproc::memcpy_bandwidth(big, k * big as u64)),
             )
         }
+        "zc8" => (
+            rings::bytes_rate(n / 4, 8, true),
+            rings::bytes_rate(n / 4, 8, false),
+        ),
         "blocking" => (
             rings::spsc_per_item_waiting(n, cap, WaitStrategy::blocking()),
             rings::spsc_per_item_waiting(n, cap, WaitStrategy::BusySpin),
