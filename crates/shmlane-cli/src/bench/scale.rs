@@ -68,6 +68,12 @@ fn floor_setup(n: usize, size: usize) -> Res<f64> {
     Ok(us)
 }
 
+/// The median of `v` (not empty).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// CPU time this process used over `window` of idling, as a percentage of one core.
 fn idle_cpu(window: Duration) -> Res<f64> {
     let cpu = || {
@@ -126,7 +132,9 @@ fn threads() -> Res<f64> {
 }
 
 /// The scale figures for `counts` channels; `listed` channels for the listing figure;
-/// `window` is the idle-CPU sampling time; `rounds` the round trips.
+/// `window` is the idle-CPU sampling time; `rounds` the round trips. Set-up figures per
+/// count are medians over `500 / n` rounds (1 to 9), floor and channels alternating; each
+/// round's channels are all open before the first is closed.
 pub fn scale(
     r: &mut Report,
     counts: &[usize],
@@ -147,10 +155,24 @@ pub fn scale(
     );
     for &n in &counts {
         let floor = format!("scale/setup-floor/{n}ch");
-        r.base(&floor, floor_setup(n, size)?, "us", Better::Lower);
+        // A few hundred channels at least per figure (a median over repeated rounds for the
+        // small counts), alternating floor and channels, so one slow moment of the machine
+        // does not make the figure.
+        let reps = (500 / n).clamp(1, 9);
+        let (mut floors, mut chans) = (Vec::new(), Vec::new());
+        for rep in 1..reps {
+            floors.push(floor_setup(n, size)?);
+            let t = Instant::now();
+            let round = open(&format!("n{n}r{rep}"), n)?;
+            chans.push(t.elapsed().as_secs_f64() * 1e6 / n as f64);
+            drop(round);
+        }
+        floors.push(floor_setup(n, size)?);
         let t = Instant::now();
         let open = open(&format!("n{n}"), n)?;
-        let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+        chans.push(t.elapsed().as_secs_f64() * 1e6 / n as f64);
+        r.base(&floor, median(floors), "us", Better::Lower);
+        let us = median(chans);
         r.vs(
             format!("scale/setup/{n}ch"),
             us,
