@@ -4,6 +4,17 @@
 
 use std::hint::black_box;
 
+/// Both sides of a 64 KiB byte ring in an anonymous mapping (`None` if it cannot be made).
+fn bytes_pair() -> Option<(shm_queue::bytes::Producer, shm_queue::bytes::Consumer)> {
+    let region =
+        shm_region::Region::anonymous(shm_queue::bytes::Ring::required_bytes(1 << 16).ok()?)
+            .ok()?;
+    shm_queue::bytes::Ring::create(region, 1 << 16, 1024)
+        .ok()?
+        .split()
+        .ok()
+}
+
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_default();
     let n: u64 = std::env::args()
@@ -31,12 +42,7 @@ fn main() {
             }
         }
         "bytes8" => {
-            let ring = shm_region::Region::anonymous(
-                shm_queue::bytes::Ring::required_bytes(1 << 16).unwrap_or(1 << 20),
-            )
-            .ok()
-            .and_then(|r| shm_queue::bytes::Ring::create(r, 1 << 16, 1024).ok());
-            let Some(Ok((mut tx, mut rx))) = ring.map(|r| r.split()) else {
+            let Some((mut tx, mut rx)) = bytes_pair() else {
                 return;
             };
             let mut buf = [0u8; 64];
@@ -48,12 +54,7 @@ fn main() {
             }
         }
         "bytes8zc" => {
-            let ring = shm_region::Region::anonymous(
-                shm_queue::bytes::Ring::required_bytes(1 << 16).unwrap_or(1 << 20),
-            )
-            .ok()
-            .and_then(|r| shm_queue::bytes::Ring::create(r, 1 << 16, 1024).ok());
-            let Some(Ok((mut tx, mut rx))) = ring.map(|r| r.split()) else {
+            let Some((mut tx, mut rx)) = bytes_pair() else {
                 return;
             };
             let mut first = [0u8; 8];

@@ -267,6 +267,21 @@ impl Window {
     }
 }
 
+/// Pushes `v`, telling `window` each time the ring is full (the held slot is in the way), so
+/// the holder lets go only after a push has looked at it.
+fn push_once_looked(tx: &mut Producer<u64>, v: u64, window: &Window) {
+    loop {
+        match tx.try_push(v) {
+            Ok(()) => return,
+            Err(TryError::Full { .. }) => {
+                window.looked();
+                thread::yield_now();
+            }
+            Err(e) => panic!("push: {e}"),
+        }
+    }
+}
+
 /// The preemption bound of the three-thread models.
 const PREEMPTIONS_3_THREADS: usize = 1;
 
@@ -436,16 +451,7 @@ fn live_consumer_claim_is_never_released_for_a_dead_record() {
             (live, v, r)
         });
         window.wait_held();
-        loop {
-            match tx.try_push(3) {
-                Ok(()) => break,
-                Err(TryError::Full { .. }) => {
-                    window.looked();
-                    thread::yield_now();
-                }
-                Err(e) => panic!("push: {e}"),
-            }
-        }
+        push_once_looked(&mut tx, 3, &window);
         let (mut live, first, released) = tc.join().unwrap();
         assert_eq!(first, 1);
         assert!(
@@ -483,16 +489,7 @@ fn live_batch_pop_is_never_released_for_a_dead_record() {
             (live, k, r)
         });
         window.wait_held();
-        loop {
-            match tx.try_push(3) {
-                Ok(()) => break,
-                Err(TryError::Full { .. }) => {
-                    window.looked();
-                    thread::yield_now();
-                }
-                Err(e) => panic!("push: {e}"),
-            }
-        }
+        push_once_looked(&mut tx, 3, &window);
         let (mut live, k, r) = tc.join().unwrap();
         assert_eq!(k, 2);
         assert!(
