@@ -15,8 +15,11 @@
 //! | `zc64k` | byte ring, 64 KiB zero-copy claim and read | single-thread `memcpy` of 64 KiB |
 //! | `zc8` | byte ring, 8 B zero-copy claim and read | the same ring, 8 B copying send and receive |
 //! | `blocking` | SPSC `u64` per item, consumer in `pop_blocking` with `Blocking` | the same with `BusySpin` |
-//! | `mpmc11`, `mpmc22` | MPMC, 1P1C or 2P2C processes | crossbeam `ArrayQueue` threads |
+//! | `mpmc11`, `mpmc22` | MPMC (packed slots, the default), 1P1C or 2P2C processes | crossbeam `ArrayQueue` threads |
+//! | `mpmc11l`, `mpmc22l` | the same with line slots (`SlotLayout::Line`) | crossbeam `ArrayQueue` threads |
+//! | `packed11`, `packed22` | MPMC with packed slots | MPMC with line slots |
 
+use shm_queue::mpmc::SlotLayout;
 use shm_queue::wait::WaitStrategy;
 use shmlane_cli::bench::{inproc, line, rings, run::Res, transports};
 
@@ -65,6 +68,22 @@ fn pair(what: &str, n: u64) -> Option<(Res<f64>, Res<f64>)> {
             rings::mpmc_rate(n / 2, cap, 2, 2),
             inproc::crossbeam_array_queue(n / 2, cap, 2, 2),
         ),
+        "mpmc11l" => (
+            rings::mpmc_rate_with(n / 2, cap, 1, 1, SlotLayout::Line),
+            inproc::crossbeam_array_queue(n / 2, cap, 1, 1),
+        ),
+        "mpmc22l" => (
+            rings::mpmc_rate_with(n / 2, cap, 2, 2, SlotLayout::Line),
+            inproc::crossbeam_array_queue(n / 2, cap, 2, 2),
+        ),
+        "packed11" => (
+            rings::mpmc_rate_with(n / 2, cap, 1, 1, SlotLayout::Packed),
+            rings::mpmc_rate_with(n / 2, cap, 1, 1, SlotLayout::Line),
+        ),
+        "packed22" => (
+            rings::mpmc_rate_with(n / 2, cap, 2, 2, SlotLayout::Packed),
+            rings::mpmc_rate_with(n / 2, cap, 2, 2, SlotLayout::Line),
+        ),
         _ => return None,
     })
 }
@@ -80,7 +99,7 @@ fn main() {
     let mut ratios = Vec::new();
     for round in 0..rounds {
         let Some((ours, base)) = pair(&what, n) else {
-            eprintln!("unknown contender {what}: item, item64, chunk, bytes8, bytes64, bytes1024, zc64k, blocking, mpmc11 or mpmc22");
+            eprintln!("unknown contender {what}: item, item64, chunk, bytes8, bytes64, bytes1024, zc64k, blocking, mpmc11, mpmc22, mpmc11l, mpmc22l, packed11 or packed22");
             std::process::exit(2);
         };
         match (ours, base) {

@@ -151,12 +151,28 @@ fn byte_channel_round_trip_and_zero_copy() {
 
 #[test]
 fn mpmc_two_producers_two_consumers() {
-    let n = name("mpmc");
-    let opts = ChannelOptions::new().capacity(256).participants(8);
-    let mut a = opts.create_mpmc::<u64>(&n).unwrap();
-    let mut b = opts.connect_mpmc_producer::<u64>(&n).unwrap();
-    let mut c = opts.connect_mpmc_consumer::<u64>(&n).unwrap();
-    let mut d = opts.connect_mpmc_consumer::<u64>(&n).unwrap();
+    use shm_queue::mpmc::SlotLayout;
+    for (tag, slots, other) in [
+        ("mpmc-packed", SlotLayout::Packed, SlotLayout::Line),
+        ("mpmc-line", SlotLayout::Line, SlotLayout::Packed),
+    ] {
+        // Connecting follows the creator's slot layout, whatever the connector asks for.
+        let n = name(tag);
+        let opts = ChannelOptions::new().capacity(256).participants(8);
+        let a = opts
+            .clone()
+            .slot_layout(slots)
+            .create_mpmc::<u64>(&n)
+            .unwrap();
+        let opts = opts.slot_layout(other);
+        two_by_two(&n, a, &opts);
+    }
+}
+
+fn two_by_two(n: &str, mut a: shm_bridge::MpmcSender<u64>, opts: &ChannelOptions) {
+    let mut b = opts.connect_mpmc_producer::<u64>(n).unwrap();
+    let mut c = opts.connect_mpmc_consumer::<u64>(n).unwrap();
+    let mut d = opts.connect_mpmc_consumer::<u64>(n).unwrap();
     for i in 0..100u64 {
         a.send_deadline(i, None).unwrap();
         b.send_deadline(1000 + i, None).unwrap();

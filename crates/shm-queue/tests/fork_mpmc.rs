@@ -196,6 +196,13 @@ fn consume(
 
 #[test]
 fn two_producer_and_two_consumer_processes_lose_and_duplicate_nothing() {
+    for slots in [mpmc::SlotLayout::Packed, mpmc::SlotLayout::Line] {
+        two_by_two(slots);
+    }
+}
+
+/// Two producer and two consumer processes over a ring whose slots are spaced by `slots`.
+fn two_by_two(slots: mpmc::SlotLayout) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let total: u64 = if cfg!(debug_assertions) {
         200_000
@@ -203,8 +210,10 @@ fn two_producer_and_two_consumer_processes_lose_and_duplicate_nothing() {
         5_000_000
     };
     let per = total / 2;
-    let region = Region::anonymous(mpmc::Ring::<u64>::required_bytes(4096).unwrap()).unwrap();
-    let ring = mpmc::Ring::<u64>::create(region, 4096).unwrap();
+    let opts = mpmc::Options::new(4096).slot_layout(slots);
+    let region = Region::anonymous(mpmc::Ring::<u64>::required_bytes_with(opts).unwrap()).unwrap();
+    let ring = mpmc::Ring::<u64>::create_with(region, opts).unwrap();
+    assert_eq!(ring.slot_layout(), slots);
     let board = Arc::new(Board::new(total));
     let start = Instant::now();
     let mut kids = Vec::new();
@@ -219,14 +228,21 @@ fn two_producer_and_two_consumer_processes_lose_and_duplicate_nothing() {
     let statuses = reap(&kids, Instant::now() + DEADLINE + Duration::from_secs(10));
     let took = start.elapsed();
     for s in &statuses {
-        assert!(matches!(s, WaitStatus::Exited(_, 0)), "{statuses:?}");
+        assert!(
+            matches!(s, WaitStatus::Exited(_, 0)),
+            "{slots:?}: {statuses:?}"
+        );
     }
     assert_eq!(board.word(CONSUMED).load(Ordering::Relaxed), total);
-    assert_eq!(board.all_set(total), Vec::<u64>::new(), "lost elements");
+    assert_eq!(
+        board.all_set(total),
+        Vec::<u64>::new(),
+        "{slots:?}: lost elements"
+    );
     assert_eq!(ring.len(), 0);
     assert_eq!(ring.stats(), Default::default());
     eprintln!(
-        "2P2C processes: {total} elements in {took:?} ({:.1} M/s)",
+        "2P2C processes, {slots:?} slots: {total} elements in {took:?} ({:.1} M/s)",
         total as f64 / took.as_secs_f64() / 1e6
     );
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::Rng;
 use shm_queue::header::MAX_POSITION;
-use shm_queue::mpmc::{self, Consumer, Producer};
+use shm_queue::mpmc::{self, Consumer, Producer, SlotLayout};
 use shm_region::Region;
 
 /// A plausible poison mark on a slot sequence near the real position.
@@ -86,6 +86,7 @@ fn scribble(region: Arc<Region>, opts: mpmc::Options, seed: u64, rounds: usize) 
     let owners = ring.owner_entries();
     let area = mpmc::Ring::<u64>::required_bytes_with(opts).unwrap();
     let slots = 640 + owners * 128;
+    let stride = (area - slots) / cap as usize;
     let dead = Arc::new(AtomicU64::new(0));
     let live = |d: Arc<AtomicU64>| move |t: u64| t & 3 == d.load(Ordering::Relaxed) & 3;
     let attached = mpmc::Ring::<u64>::attach(region.clone()).unwrap();
@@ -116,7 +117,7 @@ fn scribble(region: Arc<Region>, opts: mpmc::Options, seed: u64, rounds: usize) 
                 2 => 256 + 8 * rng.below(2) as usize * 16, // tail or head
                 3 => 512 + (rng.below(3) * 8) as usize,    // a counter
                 4 => 640 + (rng.below(owners as u64 * 16) * 8) as usize, // owner entry words
-                _ => slots + (rng.below(cap) * 64) as usize, // a slot sequence
+                _ => slots + rng.below(cap) as usize * stride, // a slot sequence
             };
             if rng.below(5) == 0 {
                 region.write_at(off, &[rng.next() as u8]).unwrap();
@@ -140,11 +141,16 @@ fn scribble(region: Arc<Region>, opts: mpmc::Options, seed: u64, rounds: usize) 
 #[test]
 fn scribbled_mpmc_ring_never_panics_hangs_or_escapes() {
     let rounds = common::rounds(2_000);
-    // 640 + 4 * 128 header, counters and owners, then 32 slots of 64 bytes: one page.
-    common::for_guarded_seeds(1, 1..=8, |region, seed| {
-        scribble(region, mpmc::Options::new(32).owners(4), seed, rounds)
-    });
-    common::for_guarded_seeds(2, 100..104, |region, seed| {
-        scribble(region, mpmc::Options::new(4).owners(16), seed, rounds / 2)
-    });
+    for slots in [SlotLayout::Packed, SlotLayout::Line] {
+        // 640 + 4 * 128 header, counters and owners, then 32 slots of 16 or 64 bytes: one
+        // page.
+        common::for_guarded_seeds(1, 1..=8, |region, seed| {
+            let opts = mpmc::Options::new(32).owners(4).slot_layout(slots);
+            scribble(region, opts, seed, rounds / 2)
+        });
+        common::for_guarded_seeds(2, 100..104, |region, seed| {
+            let opts = mpmc::Options::new(4).owners(16).slot_layout(slots);
+            scribble(region, opts, seed, rounds / 4)
+        });
+    }
 }

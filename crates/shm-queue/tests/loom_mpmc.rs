@@ -45,7 +45,13 @@ fn pop(rx: &mut Consumer<u64>) -> u64 {
 /// threads start), so the two positions the model uses, 1 and 2, straddle the wrap: position
 /// 2 reuses slot 0, which the consumer of position 0 must have released.
 fn ring_at_the_wrap() -> mpmc::Ring<u64> {
-    let ring = mpmc::Ring::<u64>::new_model(2, 4).unwrap();
+    ring_at_the_wrap_with(mpmc::SlotLayout::default())
+}
+
+/// [`ring_at_the_wrap`] with slots spaced by `slots`.
+fn ring_at_the_wrap_with(slots: mpmc::SlotLayout) -> mpmc::Ring<u64> {
+    let options = mpmc::Options::new(2).owners(4).slot_layout(slots);
+    let ring = mpmc::Ring::<u64>::new_model_with(options).unwrap();
     ring.producer().unwrap().try_push(0).unwrap();
     assert_eq!(ring.consumer().unwrap().try_pop().unwrap(), 0);
     ring
@@ -56,8 +62,19 @@ fn ring_at_the_wrap() -> mpmc::Ring<u64> {
 /// published (loom checks the slot cells).
 #[test]
 fn two_producers_one_consumer_around_the_wrap() {
-    model(|| {
-        let ring = ring_at_the_wrap();
+    two_producers_one_consumer(mpmc::SlotLayout::Packed);
+}
+
+/// The same in a ring with line-spaced slots (the other [`mpmc::SlotLayout`]; the models
+/// below use the default, packed).
+#[test]
+fn two_producers_one_consumer_around_the_wrap_line_slots() {
+    two_producers_one_consumer(mpmc::SlotLayout::Line);
+}
+
+fn two_producers_one_consumer(slots: mpmc::SlotLayout) {
+    model(move || {
+        let ring = ring_at_the_wrap_with(slots);
         let (a, b) = (ring.producer().unwrap(), ring.producer().unwrap());
         let mut rx = ring.consumer().unwrap();
         let (ta, tb) = (pushing(a, 1), pushing(b, 2));

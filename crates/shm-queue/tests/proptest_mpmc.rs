@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{Elem, Wide};
 use proptest::prelude::*;
-use shm_queue::mpmc;
+use shm_queue::mpmc::{self, SlotLayout};
 use shm_queue::Error;
 use shm_region::Region;
 
@@ -38,10 +38,15 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn run<T: Elem>(capacity: usize, ops: &[Op]) {
+fn slot_layout() -> impl Strategy<Value = SlotLayout> {
+    prop_oneof![Just(SlotLayout::Packed), Just(SlotLayout::Line)]
+}
+
+fn run<T: Elem>(capacity: usize, slots: SlotLayout, ops: &[Op]) {
+    let opts = mpmc::Options::new(capacity).slot_layout(slots);
     let region =
-        Arc::new(Region::anonymous(mpmc::Ring::<T>::required_bytes(capacity).unwrap()).unwrap());
-    let mut ring = mpmc::Ring::<T>::create(region.clone(), capacity).unwrap();
+        Arc::new(Region::anonymous(mpmc::Ring::<T>::required_bytes_with(opts).unwrap()).unwrap());
+    let mut ring = mpmc::Ring::<T>::create_with(region.clone(), opts).unwrap();
     let cap = ring.capacity();
     assert_eq!(cap, capacity.next_power_of_two().max(2));
     let first = ring.producer().unwrap();
@@ -103,6 +108,7 @@ fn run<T: Elem>(capacity: usize, ops: &[Op]) {
             }
             Op::Reattach => {
                 ring = mpmc::Ring::<T>::attach(region.clone()).unwrap();
+                assert_eq!(ring.slot_layout(), slots);
                 txs[2] = ring.producer().unwrap();
                 rxs[2] = ring.consumer().unwrap();
             }
@@ -116,14 +122,23 @@ proptest! {
 
     #[test]
     fn u64_ring_matches_a_vecdeque(cap in prop_oneof![Just(2usize), Just(3), Just(4), Just(8)],
+                                   slots in slot_layout(),
                                    ops in proptest::collection::vec(op(), 1..120)) {
-        run::<u64>(cap, &ops);
+        run::<u64>(cap, slots, &ops);
+    }
+
+    #[test]
+    fn u16_ring_matches_a_vecdeque(cap in prop_oneof![Just(2usize), Just(4)],
+                                   slots in slot_layout(),
+                                   ops in proptest::collection::vec(op(), 1..80)) {
+        run::<u16>(cap, slots, &ops);
     }
 
     #[test]
     fn wide_ring_matches_a_vecdeque(cap in prop_oneof![Just(2usize), Just(4)],
+                                    slots in slot_layout(),
                                     ops in proptest::collection::vec(op(), 1..80)) {
-        run::<Wide>(cap, &ops);
+        run::<Wide>(cap, slots, &ops);
     }
 }
 
@@ -297,7 +312,7 @@ fn attach_checks_every_field() {
                 }
             )
         }),
-        (104, &1u64.to_le_bytes(), |e| {
+        (104, &2u64.to_le_bytes(), |e| {
             matches!(
                 e,
                 Error::LayoutMismatch {
@@ -330,4 +345,36 @@ fn attach_checks_every_field() {
         mpmc::Ring::<u64>::required_bytes(usize::MAX),
         Err(Error::BadCapacity { .. })
     ));
+}
+
+/// The slot layout is recorded in the header: attachers follow the creator's, a code no
+/// layout has is refused, and a code that names the other layout does not match the
+/// recorded stride.
+#[test]
+fn attach_follows_the_recorded_slot_layout_and_refuses_a_forged_one() {
+    const CODE: usize = 104; // reserved1[1]
+    for (slots, code) in [(SlotLayout::Line, 0u64), (SlotLayout::Packed, 1)] {
+        let opts = mpmc::Options::new(8).owners(2).slot_layout(slots);
+        let region = Arc::new(
+            Region::anonymous(mpmc::Ring::<u64>::required_bytes_with(opts).unwrap()).unwrap(),
+        );
+        let ring = mpmc::Ring::<u64>::create_with(region.clone(), opts).unwrap();
+        let mut tx = ring.producer().unwrap();
+        tx.try_push(7).unwrap();
+        let attached = mpmc::Ring::<u64>::attach(region.clone()).unwrap();
+        assert_eq!(attached.slot_layout(), slots);
+        assert_eq!(attached.consumer().unwrap().try_pop(), Ok(7));
+        let snap = shm_queue::header::snapshot(&region).unwrap();
+        assert_eq!(snap.slot_layout, code);
+        for forged in [1 - code, 2, u64::MAX] {
+            region.write_at(CODE, &forged.to_le_bytes()).unwrap();
+            let err = mpmc::Ring::<u64>::attach(region.clone()).unwrap_err();
+            assert!(
+                matches!(err, Error::LayoutMismatch { .. }),
+                "{slots:?} forged {forged}: {err:?}"
+            );
+        }
+        region.write_at(CODE, &code.to_le_bytes()).unwrap();
+        mpmc::Ring::<u64>::attach(region).unwrap();
+    }
 }

@@ -62,7 +62,7 @@ macro_rules! common_flag_setters {
 ///
 /// Defaults: capacity 1024 elements (typed, MPMC) or 1 MiB of data (bytes), largest byte
 /// message a quarter of the capacity, [`WaitStrategy::spin_then_yield`], mode `0600`, a
-/// 100 ms heartbeat, a 10 s connect timeout, 16 participant slots for MPMC.
+/// 100 ms heartbeat, a 10 s connect timeout, 16 participant slots and packed slots for MPMC.
 #[derive(Debug, Clone)]
 #[must_use = "options do nothing until passed to a constructor"]
 pub struct ChannelOptions {
@@ -72,6 +72,7 @@ pub struct ChannelOptions {
     common: Common,
     timeout: Duration,
     participants: usize,
+    slots: shm_queue::mpmc::SlotLayout,
 }
 
 impl Default for ChannelOptions {
@@ -90,6 +91,7 @@ impl ChannelOptions {
             common: Common::default(),
             timeout: Duration::from_secs(10),
             participants: 16,
+            slots: shm_queue::mpmc::SlotLayout::default(),
         }
     }
 
@@ -148,6 +150,14 @@ impl ChannelOptions {
     /// Participant slots of an MPMC channel (2 to 60; default 16).
     pub fn participants(mut self, n: usize) -> Self {
         self.participants = n;
+        self
+    }
+
+    /// How an MPMC channel's slots are spaced (see [`shm_queue::mpmc::SlotLayout`]; default
+    /// [`SlotLayout::Packed`](shm_queue::mpmc::SlotLayout::Packed)). Chosen by the creator;
+    /// connecting follows the channel's.
+    pub fn slot_layout(mut self, slots: shm_queue::mpmc::SlotLayout) -> Self {
+        self.slots = slots;
         self
     }
 
@@ -283,7 +293,9 @@ impl ChannelOptions {
                 ),
             ));
         }
-        Ok(shm_queue::mpmc::Options::new(self.capacity.unwrap_or(1024)).owners(self.participants))
+        Ok(shm_queue::mpmc::Options::new(self.capacity.unwrap_or(1024))
+            .owners(self.participants)
+            .slot_layout(self.slots))
     }
 
     /// Creates MPMC channel `name` and returns a sending end; more producers and consumers
@@ -359,8 +371,9 @@ impl ChannelOptions {
             |region, _| {
                 let ring = shm_queue::mpmc::Ring::<T>::attach(region.clone())
                     .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
-                let opts =
-                    shm_queue::mpmc::Options::new(ring.capacity()).owners(ring.owner_entries());
+                let opts = shm_queue::mpmc::Options::new(ring.capacity())
+                    .owners(ring.owner_entries())
+                    .slot_layout(ring.slot_layout());
                 fits(
                     name,
                     ring.region(),

@@ -39,6 +39,9 @@ pub struct Snapshot {
     pub max_message: u32,
     /// Owner-table entries of an MPMC ring (0 for the other kinds).
     pub owners: u64,
+    /// Slot layout code of an MPMC ring: 0 line, 1 packed
+    /// ([`SlotLayout`](crate::mpmc::SlotLayout)); 0 for the other kinds.
+    pub slot_layout: u64,
     /// The `ready` word ([`READY`] once initialised).
     pub ready: u64,
     /// Producer claim token (0 when free); an MPMC ring keeps its handles in the owner table.
@@ -123,6 +126,7 @@ pub fn snapshot(region: &shm_region::Region) -> Result<Snapshot, Error> {
         creator_pid: c.creator_pid.load(r),
         max_message: c.max_message.load(r),
         owners: c.reserved1[0].load(r),
+        slot_layout: c.reserved1[1].load(r),
         ready: c.ready.load(r),
         producer_claim: k.producer_claim.load(r),
         consumer_claim: k.consumer_claim.load(r),

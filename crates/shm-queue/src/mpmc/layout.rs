@@ -76,6 +76,60 @@ pub(crate) const MAX_CAPACITY: usize = 1 << 36;
 /// Largest owner table.
 pub(crate) const MAX_OWNERS: usize = 4096;
 
+/// How an MPMC ring spaces its slots (a sequence word and one element each), chosen at
+/// creation with [`Options::slot_layout`](crate::mpmc::Options::slot_layout) and recorded
+/// in the header, so every process that attaches uses the creator's choice.
+///
+/// The choice does not change the algorithm, the recovery or any guarantee; only how many
+/// slots share a cache line. [`SlotLayout::Packed`] is the default because it measured
+/// faster in every configuration we ran (`docs/BENCHMARKS.md`, "MPMC slot layout": 1.16x
+/// to 1.34x with one producer and one consumer process, 1.47x to 1.60x with two of each).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlotLayout {
+    /// Every slot on a cache line (or several) of its own: a 64-byte stride for elements of
+    /// up to 56 bytes. Handles working on neighbouring positions never share a line. The
+    /// layout of rings made before the choice existed.
+    Line,
+    /// Slots of up to 32 bytes (sequence word included) packed two to four to a line: a
+    /// 16-byte stride for elements of up to 8 bytes, 32 for up to 24; larger elements keep
+    /// [`SlotLayout::Line`]'s stride. A quarter of the memory for `u64`s, and a producer
+    /// running ahead of its consumer fills four slots per line transfer; handles working
+    /// on neighbouring positions at the same moment share a line. The default.
+    #[default]
+    Packed,
+}
+
+impl SlotLayout {
+    /// The header's code for this layout (`reserved1[1]`).
+    pub(crate) fn code(self) -> u64 {
+        match self {
+            SlotLayout::Line => 0,
+            SlotLayout::Packed => 1,
+        }
+    }
+
+    /// The layout a header code names, if any.
+    pub(crate) fn from_code(code: u64) -> Option<Self> {
+        match code {
+            0 => Some(SlotLayout::Line),
+            1 => Some(SlotLayout::Packed),
+            _ => None,
+        }
+    }
+
+    /// The slot stride for a sequence word and an element that together need `need`
+    /// bytes (`need` is a multiple of 8 plus at most an element's size). Always either a
+    /// multiple of 64 or a power of two of at most 32 (which divides 64), so no slot
+    /// straddles a line boundary that a neighbour's slot does not also respect.
+    pub(crate) fn stride(self, need: usize) -> usize {
+        match self {
+            SlotLayout::Packed if need <= 32 => need.next_power_of_two().max(16),
+            _ => round_up(need, 64),
+        }
+    }
+}
+
 /// Where everything of an MPMC ring of `T` lies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Layout {
@@ -84,15 +138,18 @@ pub(crate) struct Layout {
     pub geom: Geometry,
     /// Number of owner-table entries.
     pub owners: usize,
+    /// How the slots are spaced (what `geom.block_size` was computed from).
+    pub slots: SlotLayout,
 }
 
 impl Layout {
     /// The layout for `capacity` slots (a power of two, checked) and `owners` entries.
-    pub(crate) fn new<T>(capacity: usize, owners: usize) -> Result<Self, Error> {
+    pub(crate) fn new<T>(capacity: usize, owners: usize, slots: SlotLayout) -> Result<Self, Error> {
         Self::from_shape(
             crate::header::BlockShape::for_type::<T>()?,
             capacity,
             owners,
+            slots,
         )
     }
 
@@ -101,16 +158,21 @@ impl Layout {
         shape: crate::header::BlockShape,
         capacity: usize,
         owners: usize,
+        slots: SlotLayout,
     ) -> Result<Self, Error> {
         check_capacity(capacity as u64)?;
         check_owners(owners as u64)?;
-        // Reuse the common geometry for the element offset; the slot stride is the
-        // element's own line(s), never shared with a neighbour slot.
+        // Reuse the common geometry for the element offset; the slot stride is what the
+        // slot layout makes of the sequence word plus the element.
         let mut geom = Geometry::from_shape(shape, 1)?;
         geom.elems_per_block = 1;
         geom.block_count = capacity;
-        geom.block_size = round_up(geom.elem_offset + geom.elem_size, 64);
-        let layout = Layout { geom, owners };
+        geom.block_size = slots.stride(geom.elem_offset + geom.elem_size);
+        let layout = Layout {
+            geom,
+            owners,
+            slots,
+        };
         // The owner table is at most MAX_OWNERS lines; the slots are what can overflow.
         checked_area(layout.slots_offset(), capacity, geom.block_size)?;
         Ok(layout)
@@ -129,6 +191,43 @@ impl Layout {
     /// Bytes the ring occupies (cannot overflow: [`Layout::new`] checked it).
     pub(crate) fn area_size(&self) -> usize {
         self.slots_offset() + self.capacity() * self.geom.block_size
+    }
+
+    /// Checks that this layout puts `T`s where [`Slots`] reads them: the element at
+    /// `round_up(8, align_of::<T>())` inside its slot, the slot stride a multiple of 8 and
+    /// of `T`'s alignment, holding the sequence word and the element, and either a multiple
+    /// of 64 or a divisor of 64 (so that `slots_offset`, a multiple of 128, keeps every
+    /// slot and every sequence word aligned and inside its own stride).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LayoutMismatch`] naming the field that disagrees.
+    pub(crate) fn check_holds<T>(&self) -> Result<(), Error> {
+        let g = &self.geom;
+        let (size, align) = (core::mem::size_of::<T>(), core::mem::align_of::<T>());
+        let offset = round_up(8, align);
+        if g.elem_offset != offset || g.elem_size != size {
+            return Err(Error::LayoutMismatch {
+                field: "elem_offset",
+                found: g.elem_offset as u64,
+                expected: offset as u64,
+            });
+        }
+        let stride = g.block_size;
+        let spaced = stride.is_multiple_of(64) || (stride > 0 && 64 % stride == 0);
+        if !stride.is_multiple_of(8)
+            || !stride.is_multiple_of(align)
+            || offset + size > stride
+            || !spaced
+            || stride != self.slots.stride(offset + size)
+        {
+            return Err(Error::LayoutMismatch {
+                field: "block_size",
+                found: stride as u64,
+                expected: self.slots.stride(offset + size) as u64,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -201,7 +300,7 @@ impl<T: Pod> Slots<T> {
     /// The slots of `layout` in `mem`, after checking they fit and hold a `T` each.
     fn over(mem: Mem, layout: Layout) -> Result<Self, Error> {
         mem.check_holds(layout.area_size())?;
-        layout.geom.check_holds::<T>()?;
+        layout.check_holds::<T>()?;
         // SAFETY: slots_offset < area_size <= len, checked above.
         let first = unsafe { mem.at(layout.slots_offset()) };
         Ok(Slots {
@@ -273,8 +372,10 @@ impl<T: Pod> Slots<T> {
 
     #[inline]
     pub(crate) fn seq(&self, pos: u64) -> &AtomicU64 {
-        // SAFETY: the slot is inside the area (slot), 64-aligned (slots_offset is a multiple
-        // of 128 and the stride of 64), and its first 8 bytes are only accessed atomically.
+        // SAFETY: the slot is inside the area (slot), 8-aligned (slots_offset is a multiple
+        // of 128 and the stride of 8, `check_holds`), and its first 8 bytes are only
+        // accessed atomically: the element starts at ELEM_OFFSET >= 8 and ends within the
+        // stride, so it never overlaps this or the next slot's sequence word.
         unsafe { self.mem.word(self.slot(pos)) }
     }
 
@@ -283,8 +384,9 @@ impl<T: Pod> Slots<T> {
     /// The sequence protocol grants the caller read access to the slot of `pos`.
     #[inline]
     pub(crate) unsafe fn read(&self, pos: u64) -> T {
-        // SAFETY: in bounds (`over` checked elem_offset + size <= stride) and aligned
-        // (64-aligned slot, ELEM_OFFSET a multiple of align_of T); read access (caller).
+        // SAFETY: in bounds (`over` checked elem_offset + size <= stride) and aligned (the
+        // slot is aligned to align_of T, as slots_offset and the stride are multiples of
+        // it, and so is ELEM_OFFSET); read access (caller).
         unsafe { self.mem.read(self.slot(pos).add(Self::ELEM_OFFSET)) }
     }
 
@@ -303,9 +405,10 @@ impl Header {
     /// and the length of the memory the header sits in; returns its layout.
     ///
     /// For kind 3 the common fields mean: `capacity == block_count` slots (a power of two,
-    /// at least 2), `elems_per_block == 1`, `block_size` the slot stride, and the first
-    /// reserved word (offset 96) the number of owner-table entries; the other two reserved
-    /// words are 0. See the MPMC section of `docs/layout.md`.
+    /// at least 2), `elems_per_block == 1`, `block_size` the slot stride, the first
+    /// reserved word (offset 96) the number of owner-table entries, the second (offset 104)
+    /// the [`SlotLayout`] code (0 line, 1 packed); the third is 0. See the MPMC section of
+    /// `docs/layout.md`.
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn validate_mpmc<T: Pod>(
         &self,
@@ -329,10 +432,107 @@ impl Header {
         check_capacity(cap)?;
         let owners = c.reserved1[0].load(r);
         check_owners(owners)?;
-        let layout = Layout::from_shape(shape, cap as usize, owners as usize)?;
+        let code = c.reserved1[1].load(r);
+        let slots = SlotLayout::from_code(code).ok_or(Error::LayoutMismatch {
+            field: "reserved1[1]",
+            found: code,
+            expected: SlotLayout::Line.code(),
+        })?;
+        let layout = Layout::from_shape(shape, cap as usize, owners as usize, slots)?;
         self.expect_typed_geometry(&layout.geom, layout.area_size() as u64, region_len)?;
-        expect_field("reserved1[1]", c.reserved1[1].load(r), 0)?;
         expect_field("reserved1[2]", c.reserved1[2].load(r), 0)?;
         Ok(layout)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// The stride invariants `Slots` relies on, for `T` in both layouts; returns the
+    /// strides (line, packed).
+    fn strides<T>() -> (usize, usize) {
+        let (size, align) = (core::mem::size_of::<T>(), core::mem::align_of::<T>());
+        let mut out = [0; 2];
+        for (i, slots) in [SlotLayout::Line, SlotLayout::Packed]
+            .into_iter()
+            .enumerate()
+        {
+            let layout = Layout::new::<T>(4, 1, slots).unwrap();
+            layout.check_holds::<T>().unwrap();
+            let stride = layout.geom.block_size;
+            let offset = layout.geom.elem_offset;
+            assert_eq!(offset, round_up(8, align));
+            assert!(stride.is_multiple_of(8) && stride.is_multiple_of(align));
+            assert!(stride.is_multiple_of(64) || 64 % stride == 0, "{stride}");
+            // The element ends before the next slot's sequence word begins.
+            assert!(offset + size <= stride);
+            assert!(layout.slots_offset().is_multiple_of(128));
+            assert_eq!(
+                layout.area_size(),
+                layout.slots_offset() + 4 * stride,
+                "{slots:?}"
+            );
+            // The other layout's record of the same ring is refused when it differs.
+            let other = match slots {
+                SlotLayout::Line => SlotLayout::Packed,
+                SlotLayout::Packed => SlotLayout::Line,
+            };
+            let lie = Layout {
+                slots: other,
+                ..layout
+            };
+            assert_eq!(
+                lie.check_holds::<T>().is_ok(),
+                other.stride(offset + size) == stride
+            );
+            out[i] = stride;
+        }
+        assert!(out[1] <= out[0]);
+        (out[0], out[1])
+    }
+
+    #[test]
+    fn strides_hold_their_elements_and_never_straddle() {
+        assert_eq!(strides::<u8>(), (64, 16));
+        assert_eq!(strides::<u16>(), (64, 16));
+        assert_eq!(strides::<u32>(), (64, 16));
+        assert_eq!(strides::<u64>(), (64, 16));
+        assert_eq!(strides::<[u8; 3]>(), (64, 16));
+        assert_eq!(strides::<[u32; 3]>(), (64, 32));
+        assert_eq!(strides::<[u64; 2]>(), (64, 32));
+        assert_eq!(strides::<u128>(), (64, 32));
+        assert_eq!(strides::<[u64; 3]>(), (64, 32));
+        assert_eq!(strides::<[u32; 5]>(), (64, 32));
+        assert_eq!(strides::<[u8; 25]>(), (64, 64));
+        assert_eq!(strides::<[u64; 4]>(), (64, 64));
+        assert_eq!(strides::<[u64; 7]>(), (64, 64));
+        assert_eq!(strides::<[u64; 8]>(), (128, 128));
+        assert_eq!(strides::<[u16; 61]>(), (192, 192));
+    }
+
+    #[test]
+    fn codes_round_trip_and_unknown_codes_are_refused() {
+        for slots in [SlotLayout::Line, SlotLayout::Packed] {
+            assert_eq!(SlotLayout::from_code(slots.code()), Some(slots));
+        }
+        assert_eq!(SlotLayout::from_code(2), None);
+        assert_eq!(SlotLayout::from_code(u64::MAX), None);
+        assert_eq!(SlotLayout::default(), SlotLayout::Packed);
+    }
+
+    #[test]
+    fn a_stride_that_is_not_the_layouts_is_refused() {
+        let mut layout = Layout::new::<u64>(4, 1, SlotLayout::Packed).unwrap();
+        for bad in [0, 8, 24, 48, 64, 80] {
+            layout.geom.block_size = bad;
+            assert!(
+                matches!(
+                    layout.check_holds::<u64>(),
+                    Err(Error::LayoutMismatch { .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 }

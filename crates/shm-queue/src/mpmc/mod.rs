@@ -29,9 +29,10 @@
 //!   per batch instead of one per element; the per-slot sequence stores remain.
 //!
 //! `tail` and `head` are the header's producer and consumer position words, each alone on a
-//! 128-byte line. Each slot is a whole cache line (or several, for elements over 56 bytes):
-//! neighbouring positions are handled by different handles at the same moment, and a
-//! shared line would bounce between them on every claim. `docs/layout.md` has the byte map.
+//! 128-byte line. How the slots are spaced is chosen at creation ([`SlotLayout`]): each on
+//! a cache line of its own (a line never bounces between handles working on neighbouring
+//! positions), or packed two to four to a line (a quarter of the memory and of the line
+//! transfers for a producer running ahead). `docs/layout.md` has the byte map.
 //!
 //! # A dead producer or consumer does not wedge the ring
 //!
@@ -147,6 +148,7 @@ mod seq;
 use crate::sync::claim::new_token;
 use claims::{Handle, Recovery};
 pub use consumer::Consumer;
+pub use layout::SlotLayout;
 pub use producer::Producer;
 pub use ring::{Options, Ring};
 use seq::{check_pos, consumer_view, producer_view, Seq, POISON, RETRIES};

@@ -8,6 +8,7 @@ use super::*;
 pub struct Options {
     capacity: usize,
     owners: usize,
+    slots: SlotLayout,
     reinitialize: bool,
 }
 
@@ -18,8 +19,25 @@ impl Options {
         Options {
             capacity,
             owners: DEFAULT_OWNERS,
+            slots: SlotLayout::default(),
             reinitialize: false,
         }
+    }
+
+    /// How the slots are spaced: [`SlotLayout::Packed`] (the default) or
+    /// [`SlotLayout::Line`]. Recorded in the header; attachers follow it.
+    ///
+    /// ```
+    /// use shm_queue::mpmc::{Options, Ring, SlotLayout};
+    /// let packed = Ring::<u64>::required_bytes_with(Options::new(1024))?;
+    /// let line =
+    ///     Ring::<u64>::required_bytes_with(Options::new(1024).slot_layout(SlotLayout::Line))?;
+    /// assert_eq!(line - packed, 1024 * (64 - 16)); // 16-byte slots instead of 64
+    /// # Ok::<(), shm_queue::Error>(())
+    /// ```
+    pub fn slot_layout(mut self, slots: SlotLayout) -> Self {
+        self.slots = slots;
+        self
     }
 
     /// The number of owner-table entries: how many producer and consumer handles may exist
@@ -51,7 +69,7 @@ impl Options {
                 max_blocks: layout::MAX_CAPACITY as u64,
                 reason: "too large",
             })?;
-        Layout::new::<T>(cap, self.owners)
+        Layout::new::<T>(cap, self.owners, self.slots)
     }
 }
 
@@ -91,8 +109,8 @@ impl<T: Pod> Ring<T> {
     ///
     /// ```
     /// use shm_queue::mpmc::Ring;
-    /// // Header, counters line, 64 owner entries of 128 bytes, 1024 slots of 64 bytes.
-    /// assert_eq!(Ring::<u64>::required_bytes(1000)?, 512 + 128 + 64 * 128 + 1024 * 64);
+    /// // Header, counters line, 64 owner entries of 128 bytes, 1024 packed slots of 16 bytes.
+    /// assert_eq!(Ring::<u64>::required_bytes(1000)?, 512 + 128 + 64 * 128 + 1024 * 16);
     /// # Ok::<(), shm_queue::Error>(())
     /// ```
     pub fn required_bytes(capacity: usize) -> Result<usize, Error> {
@@ -191,7 +209,15 @@ impl<T: Pod> Ring<T> {
     ///
     /// As [`Ring::create`].
     pub fn new_model(capacity: usize, owners: usize) -> Result<Self, Error> {
-        let options = Options::new(capacity).owners(owners);
+        Self::new_model_with(Options::new(capacity).owners(owners))
+    }
+
+    /// [`Ring::new_model`] with explicit [`Options`] (the slot layout, say).
+    ///
+    /// # Errors
+    ///
+    /// As [`Ring::create`].
+    pub fn new_model_with(options: Options) -> Result<Self, Error> {
         Self::initialise(Slots::on_heap(options.layout::<T>()?)?, options)
     }
 
@@ -216,6 +242,7 @@ impl<T: Pod> Ring<T> {
         let c = &header.config;
         c.area_size.store(layout.area_size() as u64, r);
         c.reserved1[0].store(layout.owners as u64, r);
+        c.reserved1[1].store(layout.slots.code(), r);
         let k = mem.counters();
         for w in [&k.skipped, &k.released, &k.revoked] {
             w.store(0, r);
@@ -240,6 +267,11 @@ impl<T: Pod> Ring<T> {
     /// Number of owner-table entries: the most handles that can exist at once.
     pub fn owner_entries(&self) -> usize {
         self.mem.layout.owners
+    }
+
+    /// How the slots are spaced (the creator's [`Options::slot_layout`]).
+    pub fn slot_layout(&self) -> SlotLayout {
+        self.mem.layout.slots
     }
 
     /// Elements claimed by producers and not yet claimed by consumers: approximate, see

@@ -5,7 +5,7 @@ use std::time::Instant;
 use crossbeam_queue::ArrayQueue;
 
 use crate::bench::report::Latency;
-use crate::bench::run::{pin, unpin, Patience, Res};
+use crate::bench::run::{available_cpus, pin, unpin, Patience, Res};
 
 fn two_threads(
     producer: impl FnOnce() + Send,
@@ -143,9 +143,13 @@ pub fn crossbeam_array_queue(
     };
     let t = Instant::now();
     let received = std::thread::scope(|sc| -> Res<u64> {
+        let cpus = available_cpus();
+        // Producer k on CPU k, consumer k on CPU k + 1 (modulo the CPUs): the placement of
+        // `rings::mpmc_rate`'s processes.
         let ps: Vec<_> = (0..producers)
-            .map(|_| {
+            .map(|k| {
                 sc.spawn(move || {
+                    pin(k % cpus);
                     for i in 0..per_p {
                         push(i);
                     }
@@ -153,8 +157,9 @@ pub fn crossbeam_array_queue(
             })
             .collect();
         let cs: Vec<_> = (0..consumers)
-            .map(|_| {
+            .map(|k| {
                 sc.spawn(move || {
+                    pin((k + 1) % cpus);
                     let mut patience = Patience::new();
                     let mut mine = 0u64;
                     loop {

@@ -283,6 +283,17 @@ fn throughput(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
                 rings::mpmc_rate(n / 2, cap, p, c)
             }),
         )?;
+        // The two slot layouts alternated with each other (packed is the default).
+        paired_rates(
+            r,
+            runs,
+            (&format!("tput/shmlane-mpmc-packed-slots/{p}p{c}c"), || {
+                rings::mpmc_rate_with(n / 2, cap, p, c, shm_queue::mpmc::SlotLayout::Packed)
+            }),
+            (&format!("tput/shmlane-mpmc-line-slots/{p}p{c}c"), || {
+                rings::mpmc_rate_with(n / 2, cap, p, c, shm_queue::mpmc::SlotLayout::Line)
+            }),
+        )?;
     }
     let kn = n / 20;
     for size in [8usize, 64, 1024] {

@@ -403,32 +403,67 @@ pub fn spsc_per_item_waiting(n: u64, cap: usize, strategy: WaitStrategy) -> Res<
     )
 }
 
-/// `n` `u64`s through a cross-process MPMC ring from `producers` producer processes to
-/// `consumers` consumer processes (none pinned, as the crossbeam threads they are compared
-/// with): items per second, from the start signal until every consumer has seen its stop
-/// marker, which the parent pushes once every producer is done.
+/// `n` `u64`s through a cross-process MPMC ring (the default slot layout) from `producers`
+/// producer processes to `consumers` consumer processes: see [`mpmc_rate_with`].
 pub fn mpmc_rate(n: u64, capacity: usize, producers: usize, consumers: usize) -> Res<f64> {
+    mpmc_rate_with(
+        n,
+        capacity,
+        producers,
+        consumers,
+        shm_queue::mpmc::SlotLayout::default(),
+    )
+}
+
+/// `n` `u64`s through a cross-process MPMC ring whose slots are spaced by `slots`, from
+/// `producers` producer processes to `consumers` consumer processes, producer `k` pinned to
+/// CPU `k` and consumer `k` to CPU `k + 1` (modulo the CPUs), as the threads of
+/// [`crate::bench::inproc::crossbeam_array_queue`]: items per second, from the start signal
+/// until the last consumer has seen its stop marker (pushed by the last producer to finish).
+pub fn mpmc_rate_with(
+    n: u64,
+    capacity: usize,
+    producers: usize,
+    consumers: usize,
+    slots: shm_queue::mpmc::SlotLayout,
+) -> Res<f64> {
     use shm_queue::mpmc;
+    use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
     const STOP: u64 = u64::MAX;
     let (producers, consumers) = (producers.max(1), consumers.max(1));
     let per_p = n / producers as u64;
-    let bytes = mpmc::Ring::<u64>::required_bytes(capacity).map_err(s)?;
+    let opts = mpmc::Options::new(capacity).slot_layout(slots);
+    let bytes = mpmc::Ring::<u64>::required_bytes_with(opts).map_err(s)?;
     let region = Arc::new(Region::anonymous(bytes).map_err(s)?);
     region.prefault().map_err(s)?;
-    let ring = mpmc::Ring::<u64>::create(region, capacity).map_err(s)?;
+    let ring = mpmc::Ring::<u64>::create_with(region, opts).map_err(s)?;
     let sync = Region::anonymous(4096).map_err(s)?;
     let go = sync.atomic_u64(0).map_err(s)?;
     let got = sync.atomic_u64(64).map_err(s)?;
+    // Producers that finished, and the CLOCK_MONOTONIC time the last consumer took its STOP:
+    // the window runs from `go` to that moment, as the threads' window runs from spawning
+    // to the last join, and excludes the parent's polling for exits and the teardown.
+    let done = sync.atomic_u64(128).map_err(s)?;
+    let end = sync.atomic_u64(192).map_err(s)?;
+    let cpus = crate::bench::run::available_cpus();
     let mut kids = Vec::new();
-    for _ in 0..producers {
+    for k in 0..producers {
         let mut p = ring.producer().map_err(s)?;
         kids.push(
             shm_bridge::fork::fork_child(move || {
+                // The same placement as the threads of `crossbeam_array_queue`.
+                crate::bench::run::pin(k % cpus);
                 let mut run = || -> Res<()> {
                     crate::bench::run::spin_until(go, 1, Instant::now() + DEADLINE)?;
                     let mut patience = Patience::new();
                     for i in 0..per_p {
                         spin(&mut patience, || p.try_push(i))?;
+                    }
+                    // The last producer to finish tells every consumer to stop.
+                    if done.fetch_add(1, AcqRel) + 1 == producers as u64 {
+                        for _ in 0..consumers {
+                            spin(&mut patience, || p.try_push(STOP))?;
+                        }
                     }
                     Ok(())
                 };
@@ -438,10 +473,11 @@ pub fn mpmc_rate(n: u64, capacity: usize, producers: usize, consumers: usize) ->
         );
     }
     let mut cons = Vec::new();
-    for _ in 0..consumers {
+    for k in 0..consumers {
         let mut c = ring.consumer().map_err(s)?;
         cons.push(
             shm_bridge::fork::fork_child(move || {
+                crate::bench::run::pin((k + 1) % cpus);
                 let mut patience = Patience::new();
                 let mut mine = 0u64;
                 loop {
@@ -451,32 +487,31 @@ pub fn mpmc_rate(n: u64, capacity: usize, producers: usize, consumers: usize) ->
                         Err(_) => return 1,
                     }
                 }
-                got.fetch_add(mine, std::sync::atomic::Ordering::AcqRel);
+                end.fetch_max(crate::stamp::now_ns(), AcqRel);
+                got.fetch_add(mine, AcqRel);
                 0
             })
             .map_err(s)?,
         );
     }
-    let t = Instant::now();
-    go.store(1, std::sync::atomic::Ordering::Release);
+    let start = crate::stamp::now_ns();
+    go.store(1, Release);
     for k in kids {
         k.wait_timeout(DEADLINE).map_err(s)?;
-    }
-    let mut p = ring.producer().map_err(s)?;
-    let mut patience = Patience::new();
-    for _ in 0..consumers {
-        spin(&mut patience, || p.try_push(STOP))?;
     }
     for c in cons {
         c.wait_timeout(DEADLINE).map_err(s)?;
     }
-    let secs = t.elapsed().as_secs_f64();
-    let total = got.load(std::sync::atomic::Ordering::Acquire);
+    let secs = end.load(Acquire).saturating_sub(start) as f64 / 1e9;
+    let total = got.load(Acquire);
     if total != per_p * producers as u64 {
         return Err(format!(
             "MPMC consumers got {total} of {} items",
             per_p * producers as u64
         ));
+    }
+    if secs <= 0.0 {
+        return Err("MPMC run ended before it started (clock went backwards?)".into());
     }
     Ok(total as f64 / secs)
 }

@@ -331,6 +331,16 @@ fn ring_fields(s: &Snapshot) -> Vec<(&'static str, u64, String)> {
             dec(s.max_message.into()),
         ),
         ("owners", s.owners, dec(s.owners)),
+        (
+            "slot_layout",
+            s.slot_layout,
+            match (s.ring_kind(), s.slot_layout) {
+                (Some(shm_queue::header::RingKind::Mpmc), 0) => "0 (line)".to_owned(),
+                (Some(shm_queue::header::RingKind::Mpmc), 1) => "1 (packed)".to_owned(),
+                (Some(shm_queue::header::RingKind::Mpmc), n) => format!("{n} (unknown)"),
+                (_, n) => dec(n),
+            },
+        ),
         ("ready", s.ready, hex(s.ready)),
         ("producer_claim", s.producer_claim, hex(s.producer_claim)),
         ("consumer_claim", s.consumer_claim, hex(s.consumer_claim)),
