@@ -1,6 +1,6 @@
 //! Single-threaded push/pop loops for instruction counting under
 //! `valgrind --tool=callgrind` (stable on a noisy machine):
-//! `valgrind --tool=callgrind target/release/instr-count shmlane|bytes8|bytes8zc|mpmc|arrayqueue|chanpoll|rtrb [N]`.
+//! `valgrind --tool=callgrind target/release/instr-count shmlane|bytes8|bytes8zc|mpmc|arrayqueue|chanpoll|rtrb|chunk|rtrbchunk [N]`.
 
 use std::hint::black_box;
 
@@ -114,6 +114,53 @@ fn main() {
             }
             let _ = tx.try_send(1);
         }
+        "chunk" => {
+            // Chunks of 256 written with `fill_from_iter` and read with the chunk iterator,
+            // as `rings::spsc_chunked` does: N counts elements.
+            let region = shm_region::Region::anonymous(
+                shm_queue::spsc::Ring::<u64>::required_bytes(4096).unwrap_or(1 << 20),
+            );
+            let Ok(region) = region else { return };
+            let Ok(ring) = shm_queue::spsc::Ring::<u64>::create(region, 4096) else {
+                return;
+            };
+            let Ok((mut tx, mut rx)) = ring.split() else {
+                return;
+            };
+            let mut next = 0u64;
+            while next < n {
+                if let Ok(mut c) = tx.write_chunk_up_to(256) {
+                    let start = black_box(next);
+                    next += c.fill_from_iter(start..start + c.len() as u64) as u64;
+                    c.commit_all();
+                }
+                if let Ok(c) = rx.read_chunk_up_to(256) {
+                    for v in &c {
+                        sum = sum.wrapping_add(v);
+                    }
+                    c.commit_all();
+                }
+            }
+        }
+        "rtrbchunk" => {
+            // The same with rtrb's chunks, as `inproc::rtrb_chunked` does.
+            let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(4096);
+            let mut next = 0u64;
+            while next < n {
+                if let Ok(w) = tx.write_chunk_uninit(256) {
+                    let start = black_box(next);
+                    next += w.fill_from_iter(start..start + 256) as u64;
+                }
+                let avail = rx.slots().min(256);
+                if let Ok(r) = rx.read_chunk(avail) {
+                    let (a, b) = r.as_slices();
+                    for v in a.iter().chain(b) {
+                        sum = sum.wrapping_add(*v);
+                    }
+                    r.commit_all();
+                }
+            }
+        }
         "rtrb" => {
             let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(4096);
             for i in 0..n {
@@ -124,7 +171,7 @@ fn main() {
             }
         }
         _ => eprintln!(
-            "usage: instr-count shmlane|bytes8|bytes8zc|mpmc|arrayqueue|chanpoll|rtrb [N]"
+            "usage: instr-count shmlane|bytes8|bytes8zc|mpmc|arrayqueue|chanpoll|rtrb|chunk|rtrbchunk [N]"
         ),
     }
     println!("{sum}");

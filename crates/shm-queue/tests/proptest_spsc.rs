@@ -23,6 +23,11 @@ enum Op {
         commit: usize,
         up_to: bool,
     },
+    /// A chunk of up to `n` filled by `fill_from_iter` from `supply` items, all committed.
+    FillChunk {
+        n: usize,
+        supply: usize,
+    },
     Pop,
     PopInto(usize),
     ReadChunk {
@@ -41,6 +46,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0usize..40).prop_map(Op::PushSlice),
         2 => (0usize..40, 0usize..45, any::<bool>())
             .prop_map(|(n, commit, up_to)| Op::WriteChunk { n, commit, up_to }),
+        2 => (0usize..40, 0usize..45).prop_map(|(n, supply)| Op::FillChunk { n, supply }),
         4 => Just(Op::Pop),
         2 => (0usize..40).prop_map(Op::PopInto),
         2 => (0usize..40, 0usize..45, any::<bool>())
@@ -154,6 +160,20 @@ fn check<T: Elem>(min_capacity: usize, ops: &[Op]) {
                 if commit_checked(commit, len, |k| chunk.commit(k)) {
                     model.extend(&src[..commit]);
                 }
+            }
+            Op::FillChunk { n, supply } => {
+                let free = cap - model.len();
+                let mut chunk =
+                    chunk_or_next_op!(tx.write_chunk / write_chunk_up_to, n, free, true, Full);
+                let len = chunk.len();
+                let src = fresh(supply);
+                let mut items = src.iter().copied();
+                let k = chunk.fill_from_iter(&mut items);
+                assert_eq!(k, len.min(supply));
+                // No item is taken from the iterator without a slot for it.
+                assert_eq!(items.len(), supply - k);
+                chunk.commit(k).unwrap();
+                model.extend(&src[..k]);
             }
             Op::Pop => match rx.try_pop() {
                 Ok(v) => assert_eq!(Some(v), model.pop_front()),

@@ -31,28 +31,41 @@ impl Drop for Consumer {
 
 impl Consumer {
     /// The next message's data offset and length, skipping a padding record; `None` if
-    /// nothing is committed yet.
-    #[inline]
+    /// nothing is committed yet. The common case (a message or nothing at `head`) stays
+    /// inline; a padding record goes through [`Consumer::after_padding`].
+    #[inline(always)]
     fn next(&mut self) -> Result<Option<(usize, usize)>, TryError> {
         let s = &*self.storage;
-        let mask = s.cap as u64 - 1;
-        // At most one padding record precedes a message.
-        for _ in 0..2 {
-            let offset = (self.head & mask) as usize;
-            let word = s.word(offset).load(Ordering::Acquire);
-            if word == 0 {
-                return Ok(None);
-            }
-            match decode(word, offset, s)? {
-                Record::Message { len } => return Ok(Some((offset, len))),
-                Record::Padding { size } => {
-                    self.head += size as u64;
-                    s.header().consumer.pos.store(self.head, Ordering::Release);
-                    s.header().notify_space();
-                }
-            }
+        let offset = (self.head & (s.cap as u64 - 1)) as usize;
+        let word = s.word(offset).load(Ordering::Acquire);
+        if word == 0 {
+            return Ok(None);
         }
-        Err(corrupted(Word::PaddingAtZero, 0))
+        match decode(word, offset, s)? {
+            Record::Message { len } => Ok(Some((offset, len))),
+            Record::Padding { size } => self.after_padding(size),
+        }
+    }
+
+    /// Skips the padding record of `size` bytes at `head` (it runs to the end of the data
+    /// area) and looks at the record after it, at offset 0: a message, nothing yet, or a
+    /// second padding record, which no producer writes.
+    #[cold]
+    #[inline(never)]
+    fn after_padding(&mut self, size: usize) -> Result<Option<(usize, usize)>, TryError> {
+        self.head += size as u64;
+        let s = &*self.storage;
+        s.header().consumer.pos.store(self.head, Ordering::Release);
+        s.header().notify_space();
+        let offset = (self.head & (s.cap as u64 - 1)) as usize;
+        let word = s.word(offset).load(Ordering::Acquire);
+        if word == 0 {
+            return Ok(None);
+        }
+        match decode(word, offset, s)? {
+            Record::Message { len } => Ok(Some((offset, len))),
+            Record::Padding { .. } => Err(corrupted(Word::PaddingAtZero, 0)),
+        }
     }
 
     /// Frees `size` bytes at `head`.

@@ -92,19 +92,32 @@ impl<T: Pod> WriteChunk<'_, T> {
         let p = &*self.producer;
         let storage = &*p.storage;
         let epb = p.geom.elems_per_block;
-        let (mut c, mut blk) = (p.cursor, p.blk);
+        let mask = p.geom.block_count - 1;
+        let (mut block, mut blk, mut index) = (p.cursor.block, p.blk, p.cursor.index);
+        // The chunk's run in this block ends at `run_end`; `after` slots follow it. One
+        // bound test per slot, and no item is taken from `iter` without a slot for it.
+        let run = epb.saturating_sub(index).min(self.len);
+        let (mut run_end, mut after) = (index + run, self.len - run);
+        let mut iter = iter.into_iter();
         let mut n = 0;
-        for value in iter.into_iter().take(self.len) {
-            // SAFETY: c walks the reserved slots one by one (n < len), index < elems_per_block,
-            // and `blk` is the storage's block of `c`.
-            unsafe { storage.write_in(blk, c.index, value) };
-            n += 1;
-            c.index += 1;
-            if c.index == epb {
-                c.index = 0;
-                c.block = (c.block + 1) & (p.geom.block_count - 1);
-                blk = storage.block(c.block);
+        loop {
+            if index == run_end {
+                if after == 0 {
+                    break;
+                }
+                block = (block + 1) & mask;
+                blk = storage.block(block);
+                let run = epb.min(after);
+                (index, run_end, after) = (0, run, after - run);
             }
+            let Some(value) = iter.next() else {
+                break;
+            };
+            // SAFETY: index < run_end <= elems_per_block, `blk` is the storage's block
+            // `block`, and the slot is one of the chunk's reserved free slots (n < len).
+            unsafe { storage.write_in(blk, index, value) };
+            index += 1;
+            n += 1;
         }
         n
     }
@@ -215,12 +228,20 @@ impl<T: Pod> ReadChunk<'_, T> {
     /// The elements in order, as copies.
     #[inline(always)]
     pub fn iter(&self) -> ChunkIter<'_, T> {
+        let c = &*self.consumer;
+        let epb = c.geom.elems_per_block;
+        let index = c.cursor.index;
+        // cursor.index < elems_per_block always (Cursor's invariant).
+        let run = epb.saturating_sub(index).min(self.len);
         ChunkIter {
-            storage: &self.consumer.storage,
-            geom: &self.consumer.geom,
-            cursor: self.consumer.cursor,
-            blk: self.consumer.blk,
-            remaining: self.len,
+            storage: &c.storage,
+            blk: c.blk,
+            block: c.cursor.block,
+            index,
+            run_end: index + run,
+            after: self.len - run,
+            epb,
+            mask: c.geom.block_count - 1,
         }
     }
 
@@ -265,21 +286,43 @@ impl<'c, T: Pod> IntoIterator for &'c ReadChunk<'_, T> {
 }
 
 /// Iterator over copies of a [`ReadChunk`]'s elements.
+///
+/// It walks the chunk one block's run at a time, so each element costs one bound test.
 #[must_use = "iterators are lazy and do nothing unless consumed"]
 pub struct ChunkIter<'c, T: Pod> {
     storage: &'c Storage<T>,
-    geom: &'c Geometry,
-    cursor: Cursor,
-    /// The block of `cursor`.
+    /// The block `block`.
     blk: Block,
-    remaining: usize,
+    block: usize,
+    /// Next element of `blk` to yield.
+    index: usize,
+    /// Where the chunk's run in `blk` ends (at most elems_per_block).
+    run_end: usize,
+    /// Elements of the chunk after this run.
+    after: usize,
+    epb: usize,
+    /// block_count - 1.
+    mask: usize,
 }
 
 impl<T: Pod> fmt::Debug for ChunkIter<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChunkIter")
-            .field("remaining", &self.remaining)
+            .field("remaining", &self.len())
             .finish()
+    }
+}
+
+impl<T: Pod> ChunkIter<'_, T> {
+    /// Moves to the start of the next block's run (`after > 0`).
+    #[inline]
+    fn next_run(&mut self) {
+        self.block = (self.block + 1) & self.mask;
+        self.blk = self.storage.block(self.block);
+        let run = self.epb.min(self.after);
+        self.index = 0;
+        self.run_end = run;
+        self.after -= run;
     }
 }
 
@@ -288,24 +331,22 @@ impl<T: Pod> Iterator for ChunkIter<'_, T> {
 
     #[inline(always)]
     fn next(&mut self) -> Option<T> {
-        if self.remaining == 0 {
-            return None;
+        if self.index == self.run_end {
+            if self.after == 0 {
+                return None;
+            }
+            self.next_run();
         }
-        // SAFETY: `blk` is the storage's block of `cursor`, index < elems_per_block; the
-        // element is one of the chunk's ready elements.
-        let value = unsafe { self.storage.read_in(self.blk, self.cursor.index) };
-        self.remaining -= 1;
-        self.cursor.index += 1;
-        if self.cursor.index == self.geom.elems_per_block {
-            self.cursor.index = 0;
-            self.cursor.block = (self.cursor.block + 1) & (self.geom.block_count - 1);
-            self.blk = self.storage.block(self.cursor.block);
-        }
+        // SAFETY: `blk` is the storage's block `block`, index < run_end <= elems_per_block;
+        // the element is one of the chunk's ready elements.
+        let value = unsafe { self.storage.read_in(self.blk, self.index) };
+        self.index += 1;
         Some(value)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.remaining, Some(self.remaining))
+        let n = self.run_end - self.index + self.after;
+        (n, Some(n))
     }
 }
 

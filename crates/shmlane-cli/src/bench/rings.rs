@@ -149,7 +149,8 @@ pub fn spsc_chunked(n: u64, cap: usize, chunk: usize) -> Res<f64> {
                     }
                     continue;
                 }
-                let k = c.fill_from_iter(next..);
+                // A bounded range, as the rtrb loop it is compared with.
+                let k = c.fill_from_iter(next..next + c.len() as u64);
                 c.commit_all();
                 next += k as u64;
             }
