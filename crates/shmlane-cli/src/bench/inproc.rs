@@ -5,7 +5,7 @@ use std::time::Instant;
 use crossbeam_queue::ArrayQueue;
 
 use crate::bench::report::Latency;
-use crate::bench::run::{available_cpus, pin, unpin, Patience, Res};
+use crate::bench::run::{available_cpus, pin, unpin, yield_every, Patience, Res};
 
 fn two_threads(
     producer: impl FnOnce() + Send,
@@ -134,10 +134,18 @@ pub fn crossbeam_array_queue(
     let producers = producers.max(1);
     let consumers = consumers.max(1);
     let per_p = n / producers as u64;
+    // The same wait loop as `rings::mpmc_rate`'s: spin, yielding after every `every`
+    // failures in a row when the threads outnumber the CPUs.
+    let every = yield_every(producers + consumers);
     let push = move |v: u64| {
         let mut v = v;
+        let mut fails = 0u32;
         while let Err(back) = q.push(v) {
             v = back;
+            fails += 1;
+            if fails.is_multiple_of(every) {
+                std::thread::yield_now();
+            }
             std::hint::spin_loop();
         }
     };
@@ -162,14 +170,23 @@ pub fn crossbeam_array_queue(
                     pin((k + 1) % cpus);
                     let mut patience = Patience::new();
                     let mut mine = 0u64;
+                    let mut fails = 0u32;
                     loop {
                         match q.pop() {
                             Some(STOP) => return Ok(mine),
-                            Some(_) => mine += 1,
+                            Some(_) => {
+                                mine += 1;
+                                fails = 0;
+                            }
                             None if !patience.spin() => {
                                 return Err("crossbeam consumer timed out".to_string())
                             }
-                            None => {}
+                            None => {
+                                fails += 1;
+                                if fails.is_multiple_of(every) {
+                                    std::thread::yield_now();
+                                }
+                            }
                         }
                     }
                 })

@@ -47,6 +47,35 @@ fn spin<R>(patience: &mut Patience, mut f: impl FnMut() -> Result<R, TryError>) 
     }
 }
 
+/// [`spin`] that also yields the CPU after every `every` failed attempts in a row (see
+/// [`crate::bench::run::yield_every`]): the MPMC contenders' loop, the same as
+/// [`crate::bench::inproc::crossbeam_array_queue`]'s. With more spinning processes than CPUs
+/// (2P2C on 2 vCPUs), a handle preempted between its claim and its publish stalls the others
+/// until it runs again; yielding lets it.
+#[inline(always)]
+fn spin_yielding<R>(
+    patience: &mut Patience,
+    every: u32,
+    mut f: impl FnMut() -> Result<R, TryError>,
+) -> Res<R> {
+    let mut fails = 0u32;
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_retryable() => {
+                fails += 1;
+                if fails.is_multiple_of(every) {
+                    std::thread::yield_now();
+                }
+                if !patience.spin() {
+                    return Err("timed out waiting for the peer".into());
+                }
+            }
+            Err(e) => return Err(s(e)),
+        }
+    }
+}
+
 /// Spins on `try_pop` until an element arrives or patience runs out.
 #[inline(always)]
 fn pop_spin<T: Pod>(rx: &mut Consumer<T>, patience: &mut Patience) -> Res<T> {
@@ -447,6 +476,7 @@ pub fn mpmc_rate_with(
     let done = sync.atomic_u64(128).map_err(s)?;
     let end = sync.atomic_u64(192).map_err(s)?;
     let cpus = crate::bench::run::available_cpus();
+    let every = crate::bench::run::yield_every(producers + consumers);
     let mut kids = Vec::new();
     for k in 0..producers {
         let mut p = ring.producer().map_err(s)?;
@@ -458,12 +488,12 @@ pub fn mpmc_rate_with(
                     crate::bench::run::spin_until(go, 1, Instant::now() + DEADLINE)?;
                     let mut patience = Patience::new();
                     for i in 0..per_p {
-                        spin(&mut patience, || p.try_push(i))?;
+                        spin_yielding(&mut patience, every, || p.try_push(i))?;
                     }
                     // The last producer to finish tells every consumer to stop.
                     if done.fetch_add(1, AcqRel) + 1 == producers as u64 {
                         for _ in 0..consumers {
-                            spin(&mut patience, || p.try_push(STOP))?;
+                            spin_yielding(&mut patience, every, || p.try_push(STOP))?;
                         }
                     }
                     Ok(())
@@ -482,7 +512,7 @@ pub fn mpmc_rate_with(
                 let mut patience = Patience::new();
                 let mut mine = 0u64;
                 loop {
-                    match spin(&mut patience, || c.try_pop()) {
+                    match spin_yielding(&mut patience, every, || c.try_pop()) {
                         Ok(STOP) => break,
                         Ok(_) => mine += 1,
                         Err(_) => return 1,

@@ -46,6 +46,21 @@ pub fn available_cpus() -> usize {
         .unwrap_or(1)
 }
 
+/// The MPMC contenders' wait loops (shmlane's and crossbeam's alike) yield the CPU after this
+/// many failed attempts in a row when they outnumber the CPUs ([`yield_every`]).
+pub const YIELD_EVERY: u32 = 64;
+
+/// After how many failed attempts in a row a wait loop of `spinners` processes or threads
+/// yields the CPU: [`YIELD_EVERY`] when they outnumber the CPUs (a spinner holding a claim
+/// may be preempted, and the others wait for it to run again), else never (`u32::MAX`).
+pub fn yield_every(spinners: usize) -> u32 {
+    if spinners > available_cpus() {
+        YIELD_EVERY
+    } else {
+        u32::MAX
+    }
+}
+
 /// A spin-wait budget: [`Patience::spin`] hints the CPU and reads the clock only every 2^14
 /// calls, so every contender's wait loop costs the same and none gets a clock read as an
 /// accidental back-off.
