@@ -13,6 +13,8 @@
 //! | `chunk` | SPSC `u64` in chunks of 256 | rtrb chunks of 256 |
 //! | `bytes8`, `bytes64`, `bytes1024` | byte ring, copying send/receive | pipe, same size |
 //! | `zc64k` | byte ring, 64 KiB zero-copy claim and read | single-thread `memcpy` of 64 KiB |
+//! | `bytes8typed` | byte ring, 8 B copying send/receive | typed SPSC `u64` one at a time (no framing: the bound for one message at a time) |
+//! | `typed8pipe` | typed SPSC `u64` one at a time | pipe, 8 B |
 //! | `zc8` | byte ring, 8 B zero-copy claim and read | the same ring, 8 B copying send and receive |
 //! | `blocking` | SPSC `u64` per item, consumer in `pop_blocking` with `Blocking` | the same with `BusySpin` |
 //! | `mpmc11`, `mpmc22` | MPMC (packed slots, the default), 1P1C or 2P2C processes | crossbeam `ArrayQueue` threads |
@@ -52,6 +54,14 @@ fn pair(what: &str, n: u64) -> Option<(Res<f64>, Res<f64>)> {
                 Ok(inproc::memcpy_bandwidth(big, k * big as u64)),
             )
         }
+        "bytes8typed" => (
+            rings::bytes_rate(n / 4, 8, false),
+            rings::spsc_per_item(n / 4, cap),
+        ),
+        "typed8pipe" => (
+            rings::spsc_per_item(n / 4, cap),
+            transports::pipe_rate(n / 20, 8),
+        ),
         "zc8" => (
             rings::bytes_rate(n / 4, 8, true),
             rings::bytes_rate(n / 4, 8, false),
@@ -99,7 +109,7 @@ fn main() {
     let mut ratios = Vec::new();
     for round in 0..rounds {
         let Some((ours, base)) = pair(&what, n) else {
-            eprintln!("unknown contender {what}: item, item64, chunk, bytes8, bytes64, bytes1024, zc64k, blocking, mpmc11, mpmc22, mpmc11l, mpmc22l, packed11 or packed22");
+            eprintln!("unknown contender {what}: item, item64, chunk, bytes8, bytes8typed, typed8pipe, bytes64, bytes1024, zc64k, blocking, mpmc11, mpmc22, mpmc11l, mpmc22l, packed11 or packed22");
             std::process::exit(2);
         };
         match (ours, base) {
