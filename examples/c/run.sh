@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Builds the C examples against shmlane's C ABI (static library) and runs them against the
+# Rust examples and each other, with checked messages and exit codes, and under valgrind.
+# Run from the workspace root: bash examples/c/run.sh   (.ci/run does)
+set -euo pipefail
+
+CC=${CC:-cc}
+out=${CARGO_TARGET_DIR:-target}/c-examples
+mkdir -p "$out"
+cargo build --release -q -p shmlane-c -p shmlane-examples --examples --lib
+lib=${CARGO_TARGET_DIR:-target}/release/libshmlane.a
+rust=${CARGO_TARGET_DIR:-target}/release/examples
+for ex in producer consumer; do
+    "$CC" -O2 -g -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE -I crates/shmlane-c/include \
+        -o "$out/$ex" "examples/c/$ex.c" "$lib" -lpthread -ldl -lm
+done
+# The header also compiles as C++ (cbindgen's cpp_compat).
+if command -v c++ >/dev/null; then
+    echo '#include "shmlane.h"
+int main() { shmlane_options o = shmlane_options_default(); return (int)o.wait; }' |
+        c++ -x c++ -Wall -Werror -I crates/shmlane-c/include -fsyntax-only -
+fi
+
+tag=cex-$$
+fail=0
+# pair CODE_PRODUCER CODE_CONSUMER DESCRIPTION -- PRODUCER... -- CONSUMER...
+pair() {
+    local want_p=$1 want_c=$2 what=$3
+    shift 3
+    local prod=() cons=()
+    shift # the first --
+    while [[ $1 != -- ]]; do prod+=("$1"); shift; done
+    shift
+    cons=("$@")
+    "${cons[@]}" >"$out/cons.log" 2>&1 &
+    local cpid=$!
+    sleep 0.2
+    set +e
+    "${prod[@]}" >"$out/prod.log" 2>&1
+    local p=$?
+    wait "$cpid"
+    local c=$?
+    set -e
+    if [[ $p == "$want_p" && $c == "$want_c" ]]; then
+        echo "ok   $what (exits $p/$c): $(tail -1 "$out/cons.log")"
+    else
+        echo "FAIL $what: producer exited $p (want $want_p), consumer $c (want $want_c)"
+        cat "$out/prod.log" "$out/cons.log"
+        fail=1
+    fi
+}
+
+n=1000000
+pair 0 0 "C producer -> Rust consumer, 64 B" -- \
+    "$out/producer" --name "$tag.1" --count $n --size 64 -- \
+    "$rust/consumer" --name "$tag.1" --count $n
+pair 0 0 "Rust producer -> C consumer (zero-copy read), 64 B" -- \
+    "$rust/producer" --name "$tag.2" --count $n --size 64 -- \
+    "$out/consumer" --name "$tag.2" --count $n
+pair 0 0 "C producer (claim/commit) -> C consumer (copy), 16 B" -- \
+    "$out/producer" --name "$tag.3" --count $n --size 16 --claim -- \
+    "$out/consumer" --name "$tag.3" --count $n --copy
+pair 0 0 "C producer -> Rust consumer, 64 KiB" -- \
+    "$out/producer" --name "$tag.4" --count 2000 --size 65536 -- \
+    "$rust/consumer" --name "$tag.4" --count 2000
+pair 0 3 "C producer stops at its count, before the consumer's: the consumer reports it (exit 3)" -- \
+    "$out/producer" --name "$tag.5" --count 1000 --size 64 -- \
+    "$rust/consumer" --name "$tag.5" --count 2000
+
+# The producer killed mid-stream: the C consumer exits 3 (the producer died).
+"$out/consumer" --name "$tag.6" --count 0 --timeout 5 >"$out/cons.log" 2>&1 &
+cpid=$!
+sleep 0.2
+"$rust/producer" --name "$tag.6" --count 0 --rate 1000 >/dev/null 2>&1 &
+ppid=$!
+sleep 0.5
+kill -9 "$ppid"
+set +e; wait "$ppid" 2>/dev/null; wait "$cpid"; c=$?; set -e
+if [[ $c == 3 ]]; then echo "ok   killed producer: C consumer exits 3: $(grep -m1 consumer: "$out/cons.log")"
+else echo "FAIL killed producer: C consumer exited $c (want 3)"; cat "$out/cons.log"; fail=1; fi
+
+# valgrind: no error and nothing definitely lost, on both C examples.
+if command -v valgrind >/dev/null; then
+    vg=(valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite)
+    pair 0 0 "valgrind: C producer -> C consumer (zero-copy read), 64 B" -- \
+        "${vg[@]}" "$out/producer" --name "$tag.7" --count 20000 --size 64 --claim -- \
+        "${vg[@]}" "$out/consumer" --name "$tag.7" --count 20000 --timeout 30
+    pair 0 0 "valgrind: C producer -> C consumer (copy), 8 B" -- \
+        "${vg[@]}" "$out/producer" --name "$tag.8" --count 20000 --size 8 -- \
+        "${vg[@]}" "$out/consumer" --name "$tag.8" --count 20000 --copy --timeout 30
+else
+    echo "valgrind not installed: valgrind runs skipped"
+fi
+
+left=$(ls /dev/shm | grep -c "shmlane\.$tag" || true)
+if [[ $left != 0 ]]; then echo "FAIL $left channel files left in /dev/shm"; fail=1; fi
+exit $fail
