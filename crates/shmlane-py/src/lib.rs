@@ -1,0 +1,718 @@
+//! Python bindings for shmlane's byte channels: `import shmlane`.
+//!
+//! [`ByteSender`] and [`ByteReceiver`] wrap the Rust channel ends. Blocking calls release the
+//! GIL and wait in slices of [`SLICE`], checking for signals between slices, so Ctrl-C
+//! raises `KeyboardInterrupt` promptly. Errors are a small exception hierarchy under
+//! `shmlane.Error`, carrying the Rust error's message. A zero-copy read is a [`Message`]:
+//! a buffer over the shared bytes, valid only inside its `with` block.
+//!
+//! Typed (`Pod`) and MPMC channels are not bound yet: their rings are generic over a Rust
+//! type, and a Python element type needs a ring laid out from a runtime size and alignment.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use std::ffi::c_int;
+use std::mem::MaybeUninit;
+use std::time::{Duration, Instant};
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyBufferError, PyException, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use shm_bridge::{ChannelOptions, Error};
+use shm_queue::wait::WaitStrategy;
+
+/// The longest a blocking call waits with the GIL released before it checks for signals.
+const SLICE: Duration = Duration::from_millis(50);
+
+create_exception!(
+    shmlane,
+    ShmlaneError,
+    PyException,
+    "Base class of every shmlane error."
+);
+create_exception!(
+    shmlane,
+    Closed,
+    ShmlaneError,
+    "The other side closed the channel (a receiver sees this after the last message)."
+);
+create_exception!(
+    shmlane,
+    PeerGone,
+    ShmlaneError,
+    "The other side's process died."
+);
+create_exception!(
+    shmlane,
+    PeerHung,
+    ShmlaneError,
+    "The other side's process is alive but its heartbeat stopped (stopped or hung)."
+);
+create_exception!(shmlane, Timeout, ShmlaneError, "The timeout passed first.");
+create_exception!(
+    shmlane,
+    WouldBlock,
+    ShmlaneError,
+    "A non-blocking call (timeout=0) found the channel full or empty."
+);
+create_exception!(
+    shmlane,
+    MessageTooLarge,
+    ShmlaneError,
+    "The message is larger than the channel's largest message."
+);
+create_exception!(
+    shmlane,
+    BufferTooSmall,
+    ShmlaneError,
+    "The buffer is shorter than the message (which stays in the channel)."
+);
+create_exception!(
+    shmlane,
+    Corrupt,
+    ShmlaneError,
+    "The shared memory holds impossible values, or is not a shmlane channel of this kind."
+);
+create_exception!(
+    shmlane,
+    Truncated,
+    ShmlaneError,
+    "Another process truncated the channel's file."
+);
+
+/// The Python exception for `e`, with its message.
+fn py_err(e: &Error) -> PyErr {
+    use shm_queue::Error as Q;
+    let msg = e.to_string();
+    match e {
+        Error::WouldBlock { .. } => WouldBlock::new_err(msg),
+        Error::Timeout { .. } | Error::ConnectTimeout { .. } => Timeout::new_err(msg),
+        Error::Closed { .. } => Closed::new_err(msg),
+        Error::PeerGone { .. } => PeerGone::new_err(msg),
+        Error::PeerHung { .. } => PeerHung::new_err(msg),
+        Error::Region(shm_region::Error::Truncated { .. }) => Truncated::new_err(msg),
+        Error::Queue { source, .. } => match source {
+            Q::MessageTooLarge { .. } => MessageTooLarge::new_err(msg),
+            Q::BufferTooSmall { .. } => BufferTooSmall::new_err(msg),
+            Q::Truncated => Truncated::new_err(msg),
+            _ => Corrupt::new_err(msg),
+        },
+        Error::Corrupt { .. } | Error::WrongKind { .. } => Corrupt::new_err(msg),
+        Error::BadName { .. } | Error::BadConfig { .. } => PyValueError::new_err(msg),
+        _ => ShmlaneError::new_err(msg),
+    }
+}
+
+/// The wait strategy a `wait=` argument names.
+fn strategy(wait: &str) -> PyResult<WaitStrategy> {
+    match wait {
+        "yield" => Ok(WaitStrategy::spin_then_yield()),
+        "spin" => Ok(WaitStrategy::BusySpin),
+        "block" => Ok(WaitStrategy::blocking()),
+        other => Err(PyValueError::new_err(format!(
+            "wait={other:?}: use \"yield\" (the default), \"spin\" or \"block\""
+        ))),
+    }
+}
+
+/// The deadline for a `timeout=` in seconds (`None`: no limit).
+fn deadline(timeout: Option<f64>) -> PyResult<Option<Instant>> {
+    match timeout {
+        None => Ok(None),
+        Some(t) if t.is_finite() && t >= 0.0 => {
+            Ok(Some(Instant::now() + Duration::from_secs_f64(t)))
+        }
+        Some(t) => Err(PyValueError::new_err(format!(
+            "timeout={t}: use a number of seconds >= 0, or None to wait without limit"
+        ))),
+    }
+}
+
+/// Runs `op` with the GIL released in slices of at most [`SLICE`] until it stops timing out
+/// or `deadline` passes, checking for signals between slices (so Ctrl-C raises
+/// `KeyboardInterrupt`). `op` gets the slice's deadline.
+fn blocking<T: Send>(
+    py: Python<'_>,
+    deadline: Option<Instant>,
+    mut op: impl FnMut(Instant) -> Result<T, Error> + Send,
+) -> PyResult<T> {
+    loop {
+        let now = Instant::now();
+        let slice_end = match deadline {
+            Some(d) => d.min(now + SLICE),
+            None => now + SLICE,
+        };
+        match py.detach(|| op(slice_end)) {
+            Err(Error::Timeout { .. }) if deadline.is_none_or(|d| Instant::now() < d) => {
+                py.check_signals()?;
+            }
+            Err(e) => return Err(py_err(&e)),
+            Ok(v) => return Ok(v),
+        }
+    }
+}
+
+/// A contiguous read-only view of any object with the buffer protocol (bytes, bytearray,
+/// memoryview, a C-contiguous numpy array, ...), released on drop.
+struct InBuf(ffi::Py_buffer);
+
+impl InBuf {
+    fn new(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let mut view = MaybeUninit::<ffi::Py_buffer>::uninit();
+        // SAFETY: `obj` is a live object and `view` room for a Py_buffer; PyBUF_SIMPLE asks
+        // for a contiguous run of bytes, and on failure nothing needs releasing.
+        let rc =
+            unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), view.as_mut_ptr(), ffi::PyBUF_SIMPLE) };
+        if rc != 0 {
+            return Err(PyErr::fetch(obj.py()));
+        }
+        // SAFETY: PyObject_GetBuffer succeeded, so it filled the view.
+        Ok(InBuf(unsafe { view.assume_init() }))
+    }
+
+    /// The bytes. Only while the GIL is held: another Python thread may write them
+    /// otherwise.
+    fn bytes(&self, _py: Python<'_>) -> &[u8] {
+        if self.0.len <= 0 || self.0.buf.is_null() {
+            return &[];
+        }
+        // SAFETY: the exporter guarantees `len` contiguous readable bytes at `buf` while the
+        // view is held (until drop), and the GIL (`_py`) keeps Python writers out.
+        unsafe { std::slice::from_raw_parts(self.0.buf.cast::<u8>(), self.0.len as usize) }
+    }
+}
+
+impl Drop for InBuf {
+    fn drop(&mut self) {
+        // SAFETY: the view was filled by PyObject_GetBuffer and is released once; buffers
+        // are only dropped with the GIL held (they never leave the calling method).
+        unsafe { ffi::PyBuffer_Release(&mut self.0) };
+    }
+}
+
+/// The sending end of a byte channel.
+///
+/// ```python
+/// with shmlane.ByteSender.create("orders", capacity=1 << 20) as tx:
+///     tx.wait_for_peer(timeout=10)
+///     tx.send(b"hello")
+/// ```
+#[pyclass(module = "shmlane")]
+struct ByteSender {
+    tx: shm_bridge::ByteSender,
+}
+
+#[pymethods]
+impl ByteSender {
+    /// Creates byte channel `name` (`/dev/shm/shmlane.NAME`, replacing one left behind by
+    /// dead processes) and returns its sending end.
+    #[staticmethod]
+    #[pyo3(signature = (name, *, capacity=None, max_message=None, wait="yield", mode=0o600, allow_foreign_owner=false, allow_shared_write=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        py: Python<'_>,
+        name: &str,
+        capacity: Option<usize>,
+        max_message: Option<usize>,
+        wait: &str,
+        mode: u32,
+        allow_foreign_owner: bool,
+        allow_shared_write: bool,
+    ) -> PyResult<Self> {
+        let mut o = ChannelOptions::new()
+            .wait_strategy(strategy(wait)?)
+            .mode(mode)
+            .allow_foreign_owner(allow_foreign_owner)
+            .allow_shared_write(allow_shared_write);
+        if let Some(c) = capacity {
+            o = o.capacity(c);
+        }
+        if let Some(m) = max_message {
+            o = o.max_message(m);
+        }
+        let tx = py.detach(|| o.create_bytes(name)).map_err(|e| py_err(&e))?;
+        Ok(ByteSender { tx })
+    }
+
+    /// Waits up to `timeout` seconds (None: no limit) for a receiver to connect.
+    #[pyo3(signature = (timeout=None))]
+    fn wait_for_peer(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let end = deadline(timeout)?;
+        let tx = &self.tx;
+        loop {
+            let slice = end.map_or(SLICE, |d| {
+                d.saturating_duration_since(Instant::now()).min(SLICE)
+            });
+            match py.detach(|| tx.wait_for_peer(slice)) {
+                Ok(()) => return Ok(()),
+                Err(Error::Timeout { .. }) if end.is_none_or(|d| Instant::now() < d) => {
+                    py.check_signals()?;
+                }
+                Err(e) => return Err(py_err(&e)),
+            }
+        }
+    }
+
+    /// Sends `data` (any object with the buffer protocol: bytes, bytearray, memoryview, a
+    /// contiguous numpy array) as one message, waiting for room up to `timeout` seconds
+    /// (None: no limit; 0: raise `WouldBlock` if full). Raises `Closed` if the receiver
+    /// closed the channel, `PeerGone` if it died.
+    #[pyo3(signature = (data, *, timeout=None))]
+    fn send(
+        &mut self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let end = deadline(timeout)?;
+        let buf = InBuf::new(data)?;
+        // The fast path, with the GIL held: no copy.
+        match self.tx.try_send(buf.bytes(py)) {
+            Ok(()) => return Ok(()),
+            Err(Error::WouldBlock { .. }) if timeout != Some(0.0) => {}
+            Err(e) => return Err(py_err(&e)),
+        }
+        // Waiting for room without the GIL: send a copy, since Python may write the
+        // caller's buffer meanwhile.
+        let msg = buf.bytes(py).to_vec();
+        drop(buf);
+        let tx = &mut self.tx;
+        blocking(py, end, |d| tx.send_deadline(&msg, Some(d)))
+    }
+
+    /// Closes the channel: the receiver gets what was sent, then `Closed`.
+    fn close(&mut self) {
+        self.tx.close();
+    }
+
+    /// The largest message the channel accepts, in bytes.
+    #[getter]
+    fn max_message(&self) -> usize {
+        self.tx.max_message()
+    }
+
+    /// The channel's name.
+    #[getter]
+    fn name(&self) -> String {
+        self.tx.name().to_owned()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&mut self, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.tx.close();
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!("shmlane.ByteSender(name={:?})", self.tx.name())
+    }
+}
+
+/// The receiving end of a byte channel. Iterating yields each message as `bytes` until the
+/// sender closes the channel.
+///
+/// ```python
+/// with shmlane.ByteReceiver.connect("orders") as rx:
+///     for msg in rx:
+///         handle(msg)
+/// ```
+#[pyclass(module = "shmlane")]
+struct ByteReceiver {
+    rx: shm_bridge::ByteReceiver,
+    /// Where `recv` and `recv_into` receive to with the GIL released (max_message bytes).
+    buf: Vec<u8>,
+    /// Whether a [`Message`] from `read` still holds the next message.
+    held: bool,
+}
+
+impl ByteReceiver {
+    /// Refuses a receive while a zero-copy message is held.
+    fn check_not_held(&self) -> PyResult<()> {
+        if self.held {
+            return Err(PyBufferError::new_err(
+                "a message from read() is still held: leave its `with` block (or call its \
+                 release()) first",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Receives the next message into `self.buf`; its length.
+    fn recv_buf(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<usize> {
+        self.check_not_held()?;
+        let end = deadline(timeout)?;
+        let (rx, buf) = (&mut self.rx, &mut self.buf);
+        if timeout == Some(0.0) {
+            return rx.try_recv(buf).map_err(|e| py_err(&e));
+        }
+        blocking(py, end, |d| rx.recv_deadline(buf, Some(d)))
+    }
+}
+
+#[pymethods]
+impl ByteReceiver {
+    /// Connects to byte channel `name` as its receiver, waiting up to `timeout` seconds for
+    /// it to appear.
+    #[staticmethod]
+    #[pyo3(signature = (name, *, timeout=10.0, wait="yield", allow_foreign_owner=false, allow_shared_write=false))]
+    fn connect(
+        py: Python<'_>,
+        name: &str,
+        timeout: f64,
+        wait: &str,
+        allow_foreign_owner: bool,
+        allow_shared_write: bool,
+    ) -> PyResult<Self> {
+        if !(timeout.is_finite() && timeout >= 0.0) {
+            return Err(PyValueError::new_err(format!(
+                "timeout={timeout}: use a number of seconds >= 0"
+            )));
+        }
+        let o = ChannelOptions::new()
+            .wait_strategy(strategy(wait)?)
+            .timeout(Duration::from_secs_f64(timeout))
+            .allow_foreign_owner(allow_foreign_owner)
+            .allow_shared_write(allow_shared_write);
+        let rx = py
+            .detach(|| o.connect_bytes(name))
+            .map_err(|e| py_err(&e))?;
+        let buf = vec![0; rx.max_message()];
+        Ok(ByteReceiver {
+            rx,
+            buf,
+            held: false,
+        })
+    }
+
+    /// Receives the next message as `bytes`, waiting up to `timeout` seconds (None: no
+    /// limit; 0: raise `WouldBlock` if empty). Raises `Closed` once the sender closed the
+    /// channel and every message sent before was received.
+    #[pyo3(signature = (*, timeout=None))]
+    fn recv<'py>(
+        &mut self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let n = self.recv_buf(py, timeout)?;
+        Ok(PyBytes::new(py, &self.buf[..n]))
+    }
+
+    /// Receives the next message into `buffer` (any writable object with the buffer
+    /// protocol) and returns its length. Raises `BufferTooSmall` (the message stays in the
+    /// channel) if it does not fit.
+    #[pyo3(signature = (buffer, *, timeout=None))]
+    fn recv_into(
+        &mut self,
+        py: Python<'_>,
+        buffer: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<usize> {
+        self.check_not_held()?;
+        let mut view = MaybeUninit::<ffi::Py_buffer>::uninit();
+        // SAFETY: as in InBuf::new, asking for a writable contiguous buffer.
+        let rc = unsafe {
+            ffi::PyObject_GetBuffer(buffer.as_ptr(), view.as_mut_ptr(), ffi::PyBUF_WRITABLE)
+        };
+        if rc != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        // SAFETY: filled by the successful call above; released by InBuf's drop.
+        let out = InBuf(unsafe { view.assume_init() });
+        let cap = usize::try_from(out.0.len).unwrap_or(0);
+        // Wait (GIL released) without taking the message, then take it with the GIL held,
+        // straight into the caller's buffer.
+        if timeout != Some(0.0) {
+            let end = deadline(timeout)?;
+            let ring = self.rx.ring();
+            let ready = blocking(py, end, |d| match ring.wait_for_message(Some(d)) {
+                Ok(()) => Ok(()),
+                Err(shm_queue::Error::Timeout { .. }) => Err(Error::Timeout {
+                    name: String::new(),
+                    waited: Duration::ZERO,
+                }),
+                // Closed, corrupt, truncated: the receive below reports it properly.
+                Err(_) => Ok(()),
+            });
+            if let Err(e) = ready {
+                if e.is_instance_of::<Timeout>(py) {
+                    // Say which channel timed out, as the other calls do.
+                    return Err(Timeout::new_err(format!(
+                        "channel `{}`: no message within the timeout",
+                        self.rx.name()
+                    )));
+                }
+                return Err(e);
+            }
+        }
+        let dst: &mut [u8] = if cap == 0 || out.0.buf.is_null() {
+            &mut []
+        } else {
+            // SAFETY: a writable buffer of `cap` bytes, held until `out` drops, written with
+            // the GIL held so no Python thread writes it meanwhile.
+            unsafe { std::slice::from_raw_parts_mut(out.0.buf.cast::<u8>(), cap) }
+        };
+        self.rx.try_recv(dst).map_err(|e| py_err(&e))
+    }
+
+    /// The next message in place, without a copy: use it as a context manager, whose
+    /// `as` target is a read-only `memoryview` of the message. The message stays in the
+    /// channel until the block ends; the view cannot be used after it.
+    ///
+    /// ```python
+    /// with rx.read() as view:
+    ///     header = bytes(view[:16])
+    /// ```
+    #[pyo3(signature = (*, timeout=None))]
+    fn read(slf: Bound<'_, Self>, timeout: Option<f64>) -> PyResult<Message> {
+        let py = slf.py();
+        let (ptr, len) = {
+            let mut me = slf.borrow_mut();
+            me.check_not_held()?;
+            let end = deadline(timeout)?;
+            let rx = &mut me.rx;
+            let take = |rx: &mut shm_bridge::ByteReceiver, d: Option<Instant>| {
+                rx.read_deadline(d).map(|g| {
+                    // SAFETY: the record is committed and ours until released; Python
+                    // reads it through the read-only Message buffer.
+                    let s = unsafe { g.as_slice() };
+                    let at = (s.as_ptr() as usize, s.len());
+                    // Keep the message held: the guard owns nothing else, and release
+                    // reads the same record again.
+                    std::mem::forget(g);
+                    at
+                })
+            };
+            let at = if timeout == Some(0.0) {
+                take(rx, Some(Instant::now())).map_err(|e| match e {
+                    Error::Timeout { .. } => WouldBlock::new_err("no message is ready"),
+                    e => py_err(&e),
+                })?
+            } else {
+                blocking(py, end, |d| take(rx, Some(d)))?
+            };
+            me.held = true;
+            at
+        };
+        Ok(Message {
+            owner: slf.unbind(),
+            ptr,
+            len,
+            exports: 0,
+            view: None,
+            released: false,
+        })
+    }
+
+    /// Closes the channel: the sender's next send raises `Closed`.
+    fn close(&mut self) {
+        self.rx.ring().close();
+    }
+
+    /// The largest message the channel carries, in bytes.
+    #[getter]
+    fn max_message(&self) -> usize {
+        self.rx.max_message()
+    }
+
+    /// The channel's name.
+    #[getter]
+    fn name(&self) -> String {
+        self.rx.name().to_owned()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&mut self, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.rx.ring().close();
+        false
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        match self.recv_buf(py, None) {
+            Ok(n) => Ok(Some(PyBytes::new(py, &self.buf[..n]))),
+            Err(e) if e.is_instance_of::<Closed>(py) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("shmlane.ByteReceiver(name={:?})", self.rx.name())
+    }
+}
+
+/// A message read in place by `ByteReceiver.read()`: a read-only buffer over the shared
+/// bytes, valid inside its `with` block only. Leaving the block releases the message (and
+/// the memoryview it gave); a view kept past that raises instead of reading reused memory.
+#[pyclass(module = "shmlane", unsendable)]
+struct Message {
+    owner: Py<ByteReceiver>,
+    /// The message's first byte (an address in the mapping) and length.
+    ptr: usize,
+    len: usize,
+    /// Buffers exported and not yet released.
+    exports: usize,
+    /// The memoryview `__enter__` returned.
+    view: Option<Py<PyAny>>,
+    released: bool,
+}
+
+impl Message {
+    /// Releases the message in the channel (once). Takes no borrow while it releases the
+    /// memoryview, whose release calls back into `__releasebuffer__`.
+    fn finish(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let view = {
+            let mut me = slf.borrow_mut();
+            if me.released {
+                return Ok(());
+            }
+            me.view.take()
+        };
+        if let Some(v) = view {
+            v.bind(py).call_method0("release")?;
+        }
+        let mut me = slf.borrow_mut();
+        if me.exports > 0 {
+            return Err(PyBufferError::new_err(format!(
+                "{} view(s) of the message are still in use (a slice of the memoryview, or \
+                 a numpy array over it); copy what you need inside the `with` block, then \
+                 release() the message",
+                me.exports
+            )));
+        }
+        me.released = true;
+        let mut owner = me.owner.bind(py).borrow_mut();
+        owner.held = false;
+        let name = owner.rx.name().to_owned();
+        let released = owner.rx.ring().read().map(|g| g.release());
+        released.map_err(|e| {
+            py_err(&Error::Queue {
+                name,
+                source: e.into(),
+            })
+        })
+    }
+}
+
+#[pymethods]
+impl Message {
+    /// Length of the message in bytes.
+    fn __len__(&self) -> usize {
+        self.len
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if slf.borrow().released {
+            return Err(PyBufferError::new_err("the message was already released"));
+        }
+        // No borrow is held here: making the view calls __getbuffer__.
+        let view = py
+            .import("builtins")?
+            .getattr("memoryview")?
+            .call1((slf.clone(),))?
+            .unbind();
+        slf.borrow_mut().view = Some(view.clone_ref(py));
+        Ok(view)
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(slf: &Bound<'_, Self>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        Message::finish(slf)?;
+        Ok(false)
+    }
+
+    /// Releases the message now (what leaving the `with` block does). Raises `BufferError`
+    /// while a view of it is still in use, and keeps it held.
+    fn release(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Message::finish(slf)
+    }
+
+    /// A copy of the message as `bytes`.
+    fn tobytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        if self.released {
+            return Err(PyBufferError::new_err("the message was already released"));
+        }
+        // SAFETY: the message is held (not released), so `ptr..ptr + len` is the committed
+        // record in the mapping; copying it is a read of the same bytes `read_at` reads.
+        let s = unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) };
+        Ok(PyBytes::new(py, s))
+    }
+
+    unsafe fn __getbuffer__(
+        mut slf: PyRefMut<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        if slf.released {
+            return Err(PyBufferError::new_err(
+                "the message was released when its `with` block ended; read it inside the block",
+            ));
+        }
+        let (ptr, len) = (slf.ptr, slf.len);
+        // SAFETY: `view` is the exporter's Py_buffer to fill (CPython's contract); the bytes
+        // stay valid while the message is held, which `exports` keeps it until released.
+        // Read-only (1): a consumer never writes the producer's record.
+        let rc = unsafe {
+            ffi::PyBuffer_FillInfo(
+                view,
+                slf.as_ptr(),
+                ptr as *mut std::ffi::c_void,
+                len as ffi::Py_ssize_t,
+                1,
+                flags,
+            )
+        };
+        if rc != 0 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        slf.exports += 1;
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(mut slf: PyRefMut<'_, Self>, _view: *mut ffi::Py_buffer) {
+        slf.exports = slf.exports.saturating_sub(1);
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "shmlane.Message(len={}, {})",
+            self.len,
+            if self.released { "released" } else { "held" }
+        )
+    }
+}
+
+/// Shared-memory message channels between processes on one Linux host.
+#[pymodule]
+#[pyo3(name = "shmlane")]
+fn shmlane_py(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<ByteSender>()?;
+    m.add_class::<ByteReceiver>()?;
+    m.add_class::<Message>()?;
+    m.add("Error", py.get_type::<ShmlaneError>())?;
+    m.add("Closed", py.get_type::<Closed>())?;
+    m.add("PeerGone", py.get_type::<PeerGone>())?;
+    m.add("PeerHung", py.get_type::<PeerHung>())?;
+    m.add("Timeout", py.get_type::<Timeout>())?;
+    m.add("WouldBlock", py.get_type::<WouldBlock>())?;
+    m.add("MessageTooLarge", py.get_type::<MessageTooLarge>())?;
+    m.add("BufferTooSmall", py.get_type::<BufferTooSmall>())?;
+    m.add("Corrupt", py.get_type::<Corrupt>())?;
+    m.add("Truncated", py.get_type::<Truncated>())?;
+    Ok(())
+}
