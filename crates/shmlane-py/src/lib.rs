@@ -267,6 +267,14 @@ impl ByteSender {
         timeout: Option<f64>,
     ) -> PyResult<()> {
         let end = deadline(timeout)?;
+        // `bytes` (immutable) needs no buffer export.
+        if let Ok(b) = data.cast::<PyBytes>() {
+            match self.tx.try_send(b.as_bytes()) {
+                Ok(()) => return Ok(()),
+                Err(Error::WouldBlock { .. }) if timeout != Some(0.0) => {}
+                Err(e) => return Err(py_err(&e)),
+            }
+        }
         let buf = InBuf::new(data)?;
         // The fast path, with the GIL held: no copy.
         match self.tx.try_send(buf.bytes(py)) {
@@ -348,8 +356,10 @@ impl ByteReceiver {
         self.check_not_held()?;
         let end = deadline(timeout)?;
         let (rx, buf) = (&mut self.rx, &mut self.buf);
-        if timeout == Some(0.0) {
-            return rx.try_recv(buf).map_err(|e| py_err(&e));
+        // The fast path, with the GIL held: a message is ready.
+        match rx.try_recv(buf) {
+            Err(Error::WouldBlock { .. }) if timeout != Some(0.0) => {}
+            other => return other.map_err(|e| py_err(&e)),
         }
         blocking(py, end, |d| rx.recv_deadline(buf, Some(d)))
     }
