@@ -1,7 +1,7 @@
 """Shared-memory message channels between processes on one Linux host (shmlane's byte channels)."""
 
 from types import TracebackType
-from typing import Iterator, Literal, Optional, Type
+from typing import Iterable, Iterator, List, Literal, Optional, Type
 
 from typing_extensions import Buffer
 
@@ -56,6 +56,8 @@ class ByteSender:
         """Waits up to `timeout` seconds (None: no limit) for a receiver to connect."""
     def send(self, data: Buffer, *, timeout: Optional[float] = None) -> None:
         """Sends `data` as one message; waits for room up to `timeout` s (0: raise WouldBlock)."""
+    def send_many(self, messages: Iterable[Buffer], *, timeout: Optional[float] = None) -> int:
+        """Sends each item as one message, in order (one Python call for many); returns the count."""
     def close(self) -> None:
         """Closes the channel: the receiver gets what was sent, then Closed."""
     @property
@@ -102,6 +104,8 @@ class ByteReceiver:
         """Connects to channel `name`, waiting up to `timeout` seconds for it to appear."""
     def recv(self, *, timeout: Optional[float] = None) -> bytes:
         """The next message; waits up to `timeout` s (None: no limit; 0: raise WouldBlock)."""
+    def recv_many(self, max: int, *, timeout: Optional[float] = None) -> List[bytes]:
+        """Up to `max` messages: waits for the first (as recv), then takes what is already there."""
     def recv_into(self, buffer: Buffer, *, timeout: Optional[float] = None) -> int:
         """Receives the next message into a writable buffer; returns its length."""
     def read(self, *, timeout: Optional[float] = None) -> Message:

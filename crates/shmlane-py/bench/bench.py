@@ -3,7 +3,8 @@ pyzmq over ipc://, for 64 B and 64 KiB messages, each transport alternated round
 the same run (median of the rounds). The receiving process consumes every message the same
 way for every transport (`touch`): its first and last byte, and for 64 KiB a numpy view over
 it (zero-copy for shmlane's read(), a view of the received bytes for the others) that reads
-one byte per 4 KiB page. `py/floor` is the receiving loop with no transport at all (a
+one byte per 4 KiB page. `py/shmlane-batch` (64 B only) sends and receives with `send_many`/`recv_many`, 256
+messages a call. `py/floor` is the receiving loop with no transport at all (a
 function returning a ready message): no Python transport can be faster than it.
 
     python -m venv v && v/bin/pip install ./crates/shmlane-py numpy pyzmq
@@ -45,6 +46,30 @@ def shm_producer(name, n, size, ready):
         tx.wait_for_peer(timeout=30)
         for _ in range(n):
             tx.send(msg)
+
+
+def shm_batch_producer(name, n, size, ready):
+    batch = [bytes(size)] * 256
+    with shmlane.ByteSender.create(name, capacity=max(1 << 20, 16 * size), max_message=size) as tx:
+        ready.set()
+        tx.wait_for_peer(timeout=30)
+        for i in range(0, n, 256):
+            tx.send_many(batch[: min(256, n - i)])
+
+
+def shm_batch_consume(name, n, ready):
+    ready.wait(30)
+    with shmlane.ByteReceiver.connect(name, timeout=30) as rx:
+        first = rx.recv_many(256)
+        for m in first:
+            touch(m)
+        t, got = time.perf_counter(), len(first)
+        while got < n:
+            batch = rx.recv_many(256)
+            for m in batch:
+                touch(m)
+            got += len(batch)
+        return (n - len(first)) / (time.perf_counter() - t)
 
 
 def shm_consume(name, n, size, ready):
@@ -106,7 +131,13 @@ def run(kind, n, size, ctx):
     if kind == "floor":
         msg = bytes(size)
         return timed(lambda: msg, n)
-    if kind == "shmlane":
+    if kind == "shmlane-batch":
+        name = f"pybench-{os.getpid()}-{time.monotonic_ns()}"
+        ready = ctx.Event()
+        p = ctx.Process(target=shm_batch_producer, args=(name, n, size, ready))
+        p.start()
+        rate = shm_batch_consume(name, n, ready)
+    elif kind == "shmlane":
         name = f"pybench-{os.getpid()}-{time.monotonic_ns()}"
         ready = ctx.Event()
         p = ctx.Process(target=shm_producer, args=(name, n, size, ready))
@@ -152,17 +183,28 @@ def main():
         print("pyzmq is not installed: its baseline is skipped (pip install pyzmq)")
     if a.only:
         kinds = [k for k in kinds if k in a.only]
+    small_kinds = kinds + (["shmlane-batch"] if not a.only or "shmlane-batch" in a.only else [])
     for size, n in [(64, 200_000), (64 << 10, 20_000)]:
         if a.quick:
             n //= 20
-        rates = {k: [] for k in kinds}
+        ks = small_kinds if size < 4096 else kinds
+        rates = {k: [] for k in ks}
         for _ in range(rounds):
-            for k in kinds:
+            for k in ks:
                 rates[k].append(run(k, n, size, ctx))
         med = {k: statistics.median(v) for k, v in rates.items()}
-        for k in kinds:
+        for k in ks:
             spread = f"{min(rates[k]) / 1e3:.1f}..{max(rates[k]) / 1e3:.1f}"
             print(f"py/{k}/{size}B  {med[k] / 1e3:10.1f} k msgs/s  (rounds {spread})")
+        if "shmlane-batch" in rates:
+            for k in kinds[1:]:
+                if k == "floor":
+                    continue
+                ratios = [s / b for s, b in zip(rates["shmlane-batch"], rates[k])]
+                print(
+                    f"py/shmlane-batch/{size}B / py/{k}/{size}B  {statistics.median(ratios):6.2f}x"
+                    f"  (rounds {min(ratios):.2f}x..{max(ratios):.2f}x; send_many/recv_many of 256)"
+                )
         for k in kinds[1:] if kinds[0] == "shmlane" else []:
             if k == "floor":
                 ratios = [s / b for s, b in zip(rates["shmlane"], rates[k])]

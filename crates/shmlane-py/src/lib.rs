@@ -290,6 +290,29 @@ impl ByteSender {
         blocking(py, end, |d| tx.send_deadline(&msg, Some(d)))
     }
 
+    /// Sends every item of `messages` (each any buffer) in order, one message each, waiting
+    /// for room as `send` does; returns how many were sent. One call for many messages:
+    /// the per-call cost of Python is paid once. On an error, the messages before the
+    /// failing one were sent (the exception's `args` say which).
+    #[pyo3(signature = (messages, *, timeout=None))]
+    fn send_many(
+        &mut self,
+        py: Python<'_>,
+        messages: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<usize> {
+        let mut sent = 0;
+        for item in messages.try_iter()? {
+            let item = item?;
+            if let Err(e) = self.send(py, &item, timeout) {
+                let msg = format!("{} (after {sent} messages of send_many)", e.value(py));
+                return Err(PyErr::from_type(e.get_type(py), msg));
+            }
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
     /// Closes the channel: the receiver gets what was sent, then `Closed`.
     fn close(&mut self) {
         self.tx.close();
@@ -411,6 +434,33 @@ impl ByteReceiver {
     ) -> PyResult<Bound<'py, PyBytes>> {
         let n = self.recv_buf(py, timeout)?;
         Ok(PyBytes::new(py, &self.buf[..n]))
+    }
+
+    /// Receives up to `max` messages as a list of `bytes`: waits up to `timeout` seconds
+    /// for the first (as `recv`), then takes the ones already there without waiting. One
+    /// call for many messages: the per-call cost of Python is paid once. Raises `Closed`
+    /// only when the channel is closed and nothing was received.
+    #[pyo3(signature = (max, *, timeout=None))]
+    fn recv_many<'py>(
+        &mut self,
+        py: Python<'py>,
+        max: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let mut out = Vec::with_capacity(max.min(4096));
+        if max == 0 {
+            return Ok(out);
+        }
+        let n = self.recv_buf(py, timeout)?;
+        out.push(PyBytes::new(py, &self.buf[..n]));
+        while out.len() < max {
+            match self.rx.try_recv(&mut self.buf) {
+                Ok(n) => out.push(PyBytes::new(py, &self.buf[..n])),
+                // Empty, closed, or gone: what was taken is returned; the next call says.
+                Err(_) => break,
+            }
+        }
+        Ok(out)
     }
 
     /// Receives the next message into `buffer` (any writable object with the buffer

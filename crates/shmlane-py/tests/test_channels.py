@@ -145,3 +145,22 @@ def test_bad_input_is_refused(name):
     with shmlane.ByteSender.create(name):
         with pytest.raises(shmlane.Error):
             shmlane.ByteSender.create(name)
+
+
+def test_batches_go_in_order_and_stop_at_what_is_there(name):
+    tx, rx = pair(name, capacity=1 << 16)
+    with tx, rx:
+        assert tx.send_many([b"a", bytearray(b"bb"), memoryview(b"ccc")]) == 3
+        assert tx.send_many(i.to_bytes(2, "little") for i in range(100)) == 100
+        assert rx.recv_many(2) == [b"a", b"bb"]
+        rest = rx.recv_many(1000, timeout=1)
+        assert rest[0] == b"ccc" and [int.from_bytes(m, "little") for m in rest[1:]] == list(range(100))
+        assert rx.recv_many(0) == []
+        with pytest.raises(shmlane.WouldBlock):
+            rx.recv_many(10, timeout=0)
+        with pytest.raises(shmlane.MessageTooLarge, match="after 1 messages of send_many"):
+            tx.send_many([b"ok", bytes(200)])
+        assert rx.recv_many(10) == [b"ok"]
+        tx.close()
+        with pytest.raises(shmlane.Closed):
+            rx.recv_many(10)
