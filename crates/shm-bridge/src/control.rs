@@ -342,6 +342,14 @@ impl Control {
         })
     }
 
+    /// What [`Control::write_layout`] records of element type name `name`: its first
+    /// [`TYPE_NAME_MAX`] bytes (read back as [`Control::type_name`] does), so a longer name
+    /// compares equal to its own record.
+    pub(crate) fn recorded_type_name(name: &str) -> std::borrow::Cow<'_, str> {
+        let b = name.as_bytes();
+        String::from_utf8_lossy(&b[..b.len().min(TYPE_NAME_MAX)])
+    }
+
     /// The recorded element type name (lossy: a peer may have written anything).
     pub(crate) fn type_name(&self, region: &Region) -> String {
         let len = (self.u32(region, at::TYPE_NAME_LEN) as usize).min(TYPE_NAME_MAX);

@@ -561,3 +561,29 @@ fn stopped_producer_is_reported_hung_then_recovers() {
     kid.wait_timeout(Duration::from_secs(10)).unwrap();
     assert!(matches!(rx.recv(), Err(Error::Closed { .. })));
 }
+
+/// An element type whose name is longer than the 128 bytes the control block keeps.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+struct AnElementTypeWhoseNameIsDeliberatelyLongerThanTheOneHundredAndTwentyEightBytesThatTheControlBlockRecordsForItAndThenSomeMoreBytes
+{
+    v: u64,
+}
+
+#[test]
+fn an_element_type_with_a_name_over_128_bytes_connects() {
+    type Long =
+        AnElementTypeWhoseNameIsDeliberatelyLongerThanTheOneHundredAndTwentyEightBytesThatTheControlBlockRecordsForItAndThenSomeMoreBytes;
+    assert!(std::any::type_name::<Long>().len() > 128);
+    let n = name("longtype");
+    let opts = ChannelOptions::new().capacity(16);
+    let mut tx = opts.create::<Long>(&n).unwrap();
+    let mut rx = opts.connect::<Long>(&n).unwrap();
+    tx.try_send(Long { v: 7 }).unwrap();
+    assert_eq!(rx.try_recv().unwrap(), Long { v: 7 });
+    // Another type is still refused.
+    assert!(matches!(
+        opts.connect::<u64>(&n),
+        Err(Error::WrongKind { .. })
+    ));
+}

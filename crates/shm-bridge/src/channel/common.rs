@@ -56,7 +56,9 @@ impl mpmc::Liveness for SlotLiveness {
 /// Refuses an element type other than the one the channel records.
 pub(super) fn check_type<T>(name: &str, layout: &Layout) -> Result<()> {
     let want = std::any::type_name::<T>();
-    if layout.type_name != want
+    // The control block keeps the first 128 bytes of the name (the ring header's type
+    // fingerprint, checked on attach, covers all of it).
+    if layout.type_name != crate::control::Control::recorded_type_name(want)
         || layout.elem_size as usize != std::mem::size_of::<T>()
         || layout.elem_align as usize != std::mem::align_of::<T>()
     {
