@@ -374,6 +374,34 @@ impl ByteReceiver {
         Ok(())
     }
 
+    /// Waits (GIL released, with the bridge's peer checks) up to `timeout` for the next
+    /// message and leaves it held at the head of the ring, unreleased: its address in the
+    /// mapping and its length. `timeout=0` raises `WouldBlock` when nothing is ready.
+    fn hold_next(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<(usize, usize)> {
+        self.check_not_held()?;
+        let end = deadline(timeout)?;
+        let take = |rx: &mut shm_bridge::ByteReceiver, d: Option<Instant>| {
+            rx.read_deadline(d).map(|g| {
+                // SAFETY: the record is committed and ours until released; it is read only
+                // through a read-only buffer or a bounded copy.
+                let s = unsafe { g.as_slice() };
+                let at = (s.as_ptr() as usize, s.len());
+                // Keep the message held: the guard owns nothing else, and a release reads
+                // the same record again.
+                std::mem::forget(g);
+                at
+            })
+        };
+        let rx = &mut self.rx;
+        if timeout == Some(0.0) {
+            return take(rx, Some(Instant::now())).map_err(|e| match e {
+                Error::Timeout { .. } => WouldBlock::new_err("no message is ready"),
+                e => py_err(&e),
+            });
+        }
+        blocking(py, end, |d| take(rx, Some(d)))
+    }
+
     /// Receives the next message into `self.buf`; its length.
     fn recv_buf(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<usize> {
         self.check_not_held()?;
@@ -485,39 +513,39 @@ impl ByteReceiver {
         // SAFETY: filled by the successful call above; released by InBuf's drop.
         let out = InBuf(unsafe { view.assume_init() });
         let cap = usize::try_from(out.0.len).unwrap_or(0);
-        // Wait (GIL released) without taking the message, then take it with the GIL held,
-        // straight into the caller's buffer.
-        if timeout != Some(0.0) {
-            let end = deadline(timeout)?;
-            let ring = self.rx.ring();
-            let ready = blocking(py, end, |d| match ring.wait_for_message(Some(d)) {
-                Ok(()) => Ok(()),
-                Err(shm_queue::Error::Timeout { .. }) => Err(Error::Timeout {
-                    name: String::new(),
-                    waited: Duration::ZERO,
-                }),
-                // Closed, corrupt, truncated: the receive below reports it properly.
-                Err(_) => Ok(()),
-            });
-            if let Err(e) = ready {
-                if e.is_instance_of::<Timeout>(py) {
-                    // Say which channel timed out, as the other calls do.
-                    return Err(Timeout::new_err(format!(
-                        "channel `{}`: no message within the timeout",
-                        self.rx.name()
-                    )));
-                }
-                return Err(e);
-            }
+        // Wait with the GIL released, then copy with the GIL held (a Python thread could
+        // write the caller's buffer otherwise), straight into the caller's buffer.
+        self.hold_next(py, timeout)?;
+        let name = self.rx.name().to_owned();
+        let g = self.rx.ring().read().map_err(|e| {
+            py_err(&Error::Queue {
+                name: name.clone(),
+                source: e.into(),
+            })
+        })?;
+        let len = g.len();
+        if len > cap {
+            let needed = len;
+            // Keep it in the channel for a larger buffer.
+            std::mem::forget(g);
+            return Err(BufferTooSmall::new_err(format!(
+                "channel `{name}`: the message has {needed} bytes, the buffer {cap}; it stays in \
+                 the channel"
+            )));
         }
-        let dst: &mut [u8] = if cap == 0 || out.0.buf.is_null() {
-            &mut []
-        } else {
-            // SAFETY: a writable buffer of `cap` bytes, held until `out` drops, written with
-            // the GIL held so no Python thread writes it meanwhile.
-            unsafe { std::slice::from_raw_parts_mut(out.0.buf.cast::<u8>(), cap) }
-        };
-        self.rx.try_recv(dst).map_err(|e| py_err(&e))
+        if len > 0 {
+            // SAFETY: a writable buffer of `cap >= len` bytes, held until `out` drops, written
+            // with the GIL held so no Python thread writes it meanwhile.
+            let dst = unsafe { std::slice::from_raw_parts_mut(out.0.buf.cast::<u8>(), len) };
+            g.read_at(0, dst).map_err(|e| {
+                py_err(&Error::Queue {
+                    name,
+                    source: e.into(),
+                })
+            })?;
+        }
+        g.release();
+        Ok(len)
     }
 
     /// The next message in place, without a copy: use it as a context manager, whose
@@ -533,29 +561,7 @@ impl ByteReceiver {
         let py = slf.py();
         let (ptr, len) = {
             let mut me = slf.borrow_mut();
-            me.check_not_held()?;
-            let end = deadline(timeout)?;
-            let rx = &mut me.rx;
-            let take = |rx: &mut shm_bridge::ByteReceiver, d: Option<Instant>| {
-                rx.read_deadline(d).map(|g| {
-                    // SAFETY: the record is committed and ours until released; Python
-                    // reads it through the read-only Message buffer.
-                    let s = unsafe { g.as_slice() };
-                    let at = (s.as_ptr() as usize, s.len());
-                    // Keep the message held: the guard owns nothing else, and release
-                    // reads the same record again.
-                    std::mem::forget(g);
-                    at
-                })
-            };
-            let at = if timeout == Some(0.0) {
-                take(rx, Some(Instant::now())).map_err(|e| match e {
-                    Error::Timeout { .. } => WouldBlock::new_err("no message is ready"),
-                    e => py_err(&e),
-                })?
-            } else {
-                blocking(py, end, |d| take(rx, Some(d)))?
-            };
+            let at = me.hold_next(py, timeout)?;
             me.held = true;
             at
         };

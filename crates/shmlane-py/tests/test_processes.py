@@ -91,6 +91,23 @@ def test_a_killed_producer_raises_peer_gone(name, rust_examples):
         assert time.monotonic() - start < 2
 
 
+def test_a_killed_producer_ends_a_waiting_recv_into_with_peer_gone(name, rust_examples):
+    # recv_into waits with the bridge's peer checks, as recv does: not until its timeout.
+    prod = subprocess.Popen(
+        [str(rust_examples / "producer"), "--name", name, "--count", "0", "--rate", "100"], stdout=subprocess.DEVNULL
+    )
+    buf = bytearray(64)
+    with shmlane.ByteReceiver.connect(name, timeout=10) as rx:
+        rx.recv_into(buf, timeout=10)
+        prod.kill()
+        prod.wait()
+        start = time.monotonic()
+        with pytest.raises(shmlane.PeerGone):
+            while True:
+                rx.recv_into(buf, timeout=5)
+        assert time.monotonic() - start < 2
+
+
 def test_ctrl_c_interrupts_a_blocked_receive(name):
     code = textwrap.dedent(
         f"""
