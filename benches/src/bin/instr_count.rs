@@ -15,6 +15,21 @@ fn bytes_pair() -> Option<(shm_queue::bytes::Producer, shm_queue::bytes::Consume
         .ok()
 }
 
+/// Both sides of a typed SPSC ring of 4096 `u64`s in an anonymous mapping (`None` if it
+/// cannot be made).
+fn spsc_pair() -> Option<(
+    shm_queue::spsc::Producer<u64>,
+    shm_queue::spsc::Consumer<u64>,
+)> {
+    let region =
+        shm_region::Region::anonymous(shm_queue::spsc::Ring::<u64>::required_bytes(4096).ok()?)
+            .ok()?;
+    shm_queue::spsc::Ring::<u64>::create(region, 4096)
+        .ok()?
+        .split()
+        .ok()
+}
+
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_default();
     let n: u64 = std::env::args()
@@ -24,14 +39,7 @@ fn main() {
     let mut sum = 0u64;
     match which.as_str() {
         "shmlane" => {
-            let region = shm_region::Region::anonymous(
-                shm_queue::spsc::Ring::<u64>::required_bytes(4096).unwrap_or(1 << 20),
-            );
-            let Ok(region) = region else { return };
-            let Ok(ring) = shm_queue::spsc::Ring::<u64>::create(region, 4096) else {
-                return;
-            };
-            let Ok((mut tx, mut rx)) = ring.split() else {
+            let Some((mut tx, mut rx)) = spsc_pair() else {
                 return;
             };
             for i in 0..n {
@@ -117,14 +125,7 @@ fn main() {
         "chunk" => {
             // Chunks of 256 written with `fill_from_iter` and read with the chunk iterator,
             // as `rings::spsc_chunked` does: N counts elements.
-            let region = shm_region::Region::anonymous(
-                shm_queue::spsc::Ring::<u64>::required_bytes(4096).unwrap_or(1 << 20),
-            );
-            let Ok(region) = region else { return };
-            let Ok(ring) = shm_queue::spsc::Ring::<u64>::create(region, 4096) else {
-                return;
-            };
-            let Ok((mut tx, mut rx)) = ring.split() else {
+            let Some((mut tx, mut rx)) = spsc_pair() else {
                 return;
             };
             let mut next = 0u64;
