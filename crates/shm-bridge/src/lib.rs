@@ -52,6 +52,7 @@ pub use control::{ChannelKind, Role};
 pub use endpoint::{shm_name, shm_path, validate_name, PeerState, Reclaimed, PREFIX};
 pub use error::{Error, Result};
 pub use shm_queue::wait::WaitStrategy;
+pub use shm_queue::{Element, ElementType, Raw};
 
 /// The README's Rust examples run as doctests (this crate depends on both libraries).
 #[cfg(doctest)]

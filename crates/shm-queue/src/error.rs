@@ -73,11 +73,11 @@ pub enum Error {
         "the ring holds elements of size {found_size}, align {found_align}, type hash \
          {found_hash:#018x}, but `{type_name}` has size {expected_size}, align {expected_align}, \
          hash {expected_hash:#018x}; use the same element type (built with the same compiler) \
-         in both processes"
+         in both processes, or give both the same explicit element name"
     )]
     TypeMismatch {
-        /// `core::any::type_name` of the caller's type.
-        type_name: &'static str,
+        /// The caller's element name (`core::any::type_name` of a Rust type by default).
+        type_name: std::borrow::Cow<'static, str>,
         /// Size of the caller's type.
         expected_size: u32,
         /// Alignment of the caller's type.
@@ -98,8 +98,8 @@ pub enum Error {
          in a type with size 1..=2^30 and alignment at most 64"
     )]
     UnsupportedType {
-        /// `core::any::type_name` of the type.
-        type_name: &'static str,
+        /// The element's name (`core::any::type_name` of a Rust type by default).
+        type_name: std::borrow::Cow<'static, str>,
         /// Its size.
         size: usize,
         /// Its alignment.
@@ -251,6 +251,16 @@ pub enum Error {
         needed: usize,
         /// The buffer length.
         len: usize,
+    },
+
+    /// A byte buffer handed to a ring of [`Raw`](crate::Raw) elements is not a whole number
+    /// of elements (to send), or shorter than one (to receive); nothing was moved.
+    #[error("a buffer of {len} bytes is not a whole number of {elem_size}-byte elements (a receive buffer must hold at least one); pass a multiple of the element size")]
+    NotWholeElements {
+        /// The buffer length.
+        len: usize,
+        /// The ring's element size.
+        elem_size: usize,
     },
 
     /// A readiness file descriptor could not be made or used.
@@ -484,6 +494,16 @@ pub enum TryError {
         len: usize,
     },
 
+    /// A byte buffer handed to a ring of [`Raw`](crate::Raw) elements is not a whole number
+    /// of elements (to send), or shorter than one (to receive); nothing was moved.
+    #[error("a buffer of {len} bytes is not a whole number of {elem_size}-byte elements (a receive buffer must hold at least one); pass a multiple of the element size")]
+    NotWholeElements {
+        /// The buffer length.
+        len: usize,
+        /// The ring's element size.
+        elem_size: usize,
+    },
+
     /// An MPMC ring's owner table has no free entry for this handle.
     #[error("all {entries} owner entries of the MPMC ring are taken; drop unused handles or reclaim dead owners")]
     OwnerTableFull {
@@ -546,6 +566,9 @@ impl From<TryError> for Error {
             TryError::OutOfRange { index, len } => Error::OutOfRange { index, len },
             TryError::MessageTooLarge { len, max } => Error::MessageTooLarge { len, max },
             TryError::BufferTooSmall { needed, len } => Error::BufferTooSmall { needed, len },
+            TryError::NotWholeElements { len, elem_size } => {
+                Error::NotWholeElements { len, elem_size }
+            }
             TryError::OwnerTableFull { entries } => Error::OwnerTableFull { entries },
             TryError::ClaimRevoked { revoked, completed } => {
                 Error::ClaimRevoked { revoked, completed }

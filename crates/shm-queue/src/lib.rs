@@ -58,6 +58,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod bytes;
+pub mod element;
 mod error;
 pub mod header;
 /// Drivers that play a hostile peer, for the fuzz targets and the proptest suite.
@@ -69,4 +70,5 @@ pub mod spsc;
 mod sync;
 pub mod wait;
 
+pub use element::{Element, ElementType, Raw};
 pub use error::{Error, TryError, Word};

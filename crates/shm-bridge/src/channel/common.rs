@@ -54,19 +54,25 @@ impl mpmc::Liveness for SlotLiveness {
 }
 
 /// Refuses an element type other than the one the channel records.
-pub(super) fn check_type<T>(name: &str, layout: &Layout) -> Result<()> {
-    let want = std::any::type_name::<T>();
+pub(super) fn check_element(name: &str, layout: &Layout, elem: &ElementType) -> Result<()> {
+    let want = elem.name();
     // The control block keeps the first 128 bytes of the name (the ring header's type
     // fingerprint, checked on attach, covers all of it).
     if layout.type_name != crate::control::Control::recorded_type_name(want)
-        || layout.elem_size as usize != std::mem::size_of::<T>()
-        || layout.elem_align as usize != std::mem::align_of::<T>()
+        || layout.elem_size as usize != elem.size()
+        || layout.elem_align as usize != elem.align()
     {
         return Err(Error::WrongKind {
             name: name.to_owned(),
-            expected: format!("a {} channel of {want}", layout.kind),
+            expected: format!(
+                "a {} channel of {want:?} ({} bytes, align {})",
+                layout.kind,
+                elem.size(),
+                elem.align()
+            ),
             found: format!(
-                "a {} channel of {} ({} bytes, align {})",
+                "a {} channel of {:?} ({} bytes, align {}); both ends must name the element \
+                 the same way (ChannelOptions::type_name, or the C/Python type_name)",
                 layout.kind, layout.type_name, layout.elem_size, layout.elem_align
             ),
         });
@@ -118,7 +124,6 @@ pub(super) fn take_over<H>(
 /// The two SPSC ring types as the connect path sees them.
 pub(super) trait SpscRing: Sized {
     type Consumer;
-    fn attach(region: Arc<Region>) -> std::result::Result<Self, shm_queue::Error>;
     fn need(&self) -> std::result::Result<usize, shm_queue::Error>;
     fn region(&self) -> &Arc<Region>;
     fn consumer(&self) -> std::result::Result<Self::Consumer, shm_queue::Error>;
@@ -133,11 +138,8 @@ macro_rules! spsc_ring {
     ([$($gen:tt)*] $ring:ty, $consumer:ty) => {
         impl<$($gen)*> SpscRing for $ring {
             type Consumer = $consumer;
-            fn attach(region: Arc<Region>) -> std::result::Result<Self, shm_queue::Error> {
-                <$ring>::attach(region)
-            }
             fn need(&self) -> std::result::Result<usize, shm_queue::Error> {
-                <$ring>::required_bytes(self.capacity())
+                Ok(<$ring>::area_size(self))
             }
             fn region(&self) -> &Arc<Region> {
                 <$ring>::region(self)
@@ -155,7 +157,7 @@ macro_rules! spsc_ring {
         }
     };
 }
-spsc_ring!([T: Pod] spsc::Ring<T>, spsc::Consumer<T>);
+spsc_ring!([T: Element] spsc::Ring<T>, spsc::Consumer<T>);
 spsc_ring!([] shm_queue::bytes::Ring, shm_queue::bytes::Consumer);
 
 /// The consumer end of the SPSC ring in `region`, for connect: attaches (validating the
@@ -164,8 +166,9 @@ spsc_ring!([] shm_queue::bytes::Ring, shm_queue::bytes::Consumer);
 pub(super) fn attach_consumer<R: SpscRing>(
     name: &str,
     region: &Arc<Region>,
+    attach: impl FnOnce(Arc<Region>) -> std::result::Result<R, shm_queue::Error>,
 ) -> Result<R::Consumer> {
-    let ring = R::attach(region.clone()).map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+    let ring = attach(region.clone()).map_err(|e| Error::queue(name, e, Duration::ZERO))?;
     fits(name, ring.region(), ring.need())?;
     take_over(
         name,

@@ -39,6 +39,7 @@ use bytemuck::Pod;
 use shm_queue::bytes::{ReadGuard, WriteClaim};
 use shm_queue::spsc::{self, Ring};
 use shm_queue::wait::WaitStrategy;
+use shm_queue::{Element, ElementType, Raw};
 use shm_region::Region;
 
 use crate::control::{ChannelKind, Control, Layout, Role, MAX_SLOTS};
@@ -73,6 +74,7 @@ pub struct ChannelOptions {
     timeout: Duration,
     participants: usize,
     slots: shm_queue::mpmc::SlotLayout,
+    type_name: Option<String>,
 }
 
 impl Default for ChannelOptions {
@@ -92,6 +94,7 @@ impl ChannelOptions {
             timeout: Duration::from_secs(10),
             participants: 16,
             slots: shm_queue::mpmc::SlotLayout::default(),
+            type_name: None,
         }
     }
 
@@ -161,6 +164,39 @@ impl ChannelOptions {
         self
     }
 
+    /// The name a typed or MPMC channel records for its element type (default: the Rust
+    /// `core::any::type_name::<T>()`). Both ends must use the same one; give an explicit
+    /// name, such as `"myapp.Tick/1"`, to share a channel with a C or Python program (which
+    /// name their elements the same way) or between crates whose type paths differ. The
+    /// size and alignment are always checked as well.
+    ///
+    /// ```
+    /// use shm_bridge::ChannelOptions;
+    /// # let name = format!("doc-type-name-{}", std::process::id());
+    /// let opts = ChannelOptions::new().capacity(64).type_name("example.Reading/1");
+    /// let mut tx = opts.create::<[f32; 4]>(&name)?;
+    /// let mut rx = opts.connect::<[f32; 4]>(&name)?;
+    /// tx.send([1.0, 2.0, 3.0, 4.0])?;
+    /// assert_eq!(rx.recv()?, [1.0, 2.0, 3.0, 4.0]);
+    /// // Without the name, the Rust type name is expected, and refused.
+    /// assert!(ChannelOptions::new().timeout(std::time::Duration::ZERO)
+    ///     .connect::<[f32; 4]>(&name).is_err());
+    /// # Ok::<(), shm_bridge::Error>(())
+    /// ```
+    pub fn type_name(mut self, name: impl Into<String>) -> Self {
+        self.type_name = Some(name.into());
+        self
+    }
+
+    /// The element type of `T` under this builder's [`ChannelOptions::type_name`].
+    fn element_of<T: Pod>(&self, name: &str) -> Result<ElementType> {
+        match &self.type_name {
+            None => Ok(ElementType::of::<T>()),
+            Some(n) => ElementType::of_named::<T>(n.clone())
+                .map_err(|e| Error::queue(name, e, Duration::ZERO)),
+        }
+    }
+
     fn bad(&self, name: &str, reason: String) -> Error {
         Error::BadConfig {
             name: name.to_owned(),
@@ -168,13 +204,19 @@ impl ChannelOptions {
         }
     }
 
-    fn element_layout<T>(&self, kind: ChannelKind, ring_bytes: usize, slots: u32) -> Layout {
+    fn element_layout(
+        &self,
+        elem: &ElementType,
+        kind: ChannelKind,
+        ring_bytes: usize,
+        slots: u32,
+    ) -> Layout {
         Layout {
             kind,
             ring_bytes: ring_bytes as u64,
-            elem_size: std::mem::size_of::<T>() as u32,
-            elem_align: std::mem::align_of::<T>() as u32,
-            type_name: std::any::type_name::<T>().to_owned(),
+            elem_size: elem.size() as u32,
+            elem_align: elem.align() as u32,
+            type_name: elem.name().to_owned(),
             slots,
         }
     }
@@ -187,12 +229,42 @@ impl ChannelOptions {
     /// [`Error::Region`] (for example a full `/dev/shm`), [`Error::Queue`] (a capacity
     /// the ring refuses).
     pub fn create<T: Pod>(&self, name: &str) -> Result<Sender<T>> {
+        self.create_elem(name, &self.element_of::<T>(name)?)
+    }
+
+    /// Creates typed channel `name` of elements of type `elem` given at run time, and
+    /// returns its sending end, which sends whole elements as bytes (see
+    /// [`Sender::<Raw>::send_bytes`](Sender::send_bytes)). The other end may be a
+    /// `Receiver<T>` of a `Pod` type with the same size and alignment, connected with the
+    /// same [`ChannelOptions::type_name`], or another raw end.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelOptions::create`].
+    ///
+    /// ```
+    /// use shm_bridge::{ChannelOptions, ElementType};
+    /// # let name = format!("doc-create-raw-{}", std::process::id());
+    /// let elem = ElementType::named("example.Pair/1", 8, 4)?;
+    /// let opts = ChannelOptions::new().capacity(64).type_name("example.Pair/1");
+    /// let mut tx = opts.create_raw(&name, &elem)?;
+    /// let mut rx = opts.connect::<[u32; 2]>(&name)?;
+    /// tx.send_bytes(&[1, 0, 0, 0, 2, 0, 0, 0].map(u8::to_le))?;
+    /// assert_eq!(rx.recv()?, [u32::from_le(1), u32::from_le(2)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_raw(&self, name: &str, elem: &ElementType) -> Result<Sender<Raw>> {
+        self.create_elem(name, elem)
+    }
+
+    fn create_elem<T: Element>(&self, name: &str, elem: &ElementType) -> Result<Sender<T>> {
         let cap = self.capacity.unwrap_or(1024);
-        let bytes =
-            Ring::<T>::required_bytes(cap).map_err(|e| Error::queue(name, e, Duration::ZERO))?;
-        let layout = self.element_layout::<T>(ChannelKind::Typed, bytes, 2);
-        let (ep, ring) =
-            Endpoint::create(name, layout, &self.common, |r| Ring::<T>::create(r, cap))?;
+        let bytes = Ring::<T>::required_bytes_as(elem, cap)
+            .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+        let layout = self.element_layout(elem, ChannelKind::Typed, bytes, 2);
+        let (ep, ring) = Endpoint::create(name, layout, &self.common, |r| {
+            Ring::<T>::create_as(r, elem, spsc::Options::new(cap))
+        })?;
         let mut tx = ring
             .producer()
             .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
@@ -208,14 +280,29 @@ impl ChannelOptions {
     /// [`Error::Corrupt`], [`Error::InUse`] (a live consumer holds it), [`Error::Region`]
     /// (for example a segment owned by another uid).
     pub fn connect<T: Pod>(&self, name: &str) -> Result<Receiver<T>> {
+        self.connect_elem(name, &self.element_of::<T>(name)?)
+    }
+
+    /// Connects to typed channel `name`, whose elements must be of type `elem` (name, size
+    /// and alignment), as its consumer; the end receives whole elements as bytes (see
+    /// [`Receiver::<Raw>::recv_bytes_into`](Receiver::recv_bytes_into)).
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelOptions::connect`].
+    pub fn connect_raw(&self, name: &str, elem: &ElementType) -> Result<Receiver<Raw>> {
+        self.connect_elem(name, elem)
+    }
+
+    fn connect_elem<T: Element>(&self, name: &str, elem: &ElementType) -> Result<Receiver<T>> {
         let (ep, mut rx) = Endpoint::connect(
             name,
             ChannelKind::Typed,
             Role::Consumer,
             &self.common,
             self.timeout,
-            |layout| check_type::<T>(name, layout),
-            |region, _| attach_consumer::<Ring<T>>(name, region),
+            |layout| check_element(name, layout, elem),
+            |region, _| attach_consumer(name, region, |r| Ring::<T>::attach_as(r, elem)),
         )?;
         rx.set_wait_strategy(self.wait);
         Ok(Receiver { rx, ep })
@@ -277,7 +364,7 @@ impl ChannelOptions {
             &self.common,
             self.timeout,
             |_| Ok(()),
-            |region, _| attach_consumer::<shm_queue::bytes::Ring>(name, region),
+            |region, _| attach_consumer(name, region, shm_queue::bytes::Ring::attach),
         )?;
         rx.set_wait_strategy(self.wait);
         Ok(ByteReceiver { rx, ep })
@@ -306,12 +393,31 @@ impl ChannelOptions {
     ///
     /// As [`ChannelOptions::create`].
     pub fn create_mpmc<T: Pod>(&self, name: &str) -> Result<MpmcSender<T>> {
+        self.create_mpmc_elem(name, &self.element_of::<T>(name)?)
+    }
+
+    /// Creates MPMC channel `name` of elements of type `elem` given at run time, and
+    /// returns a sending end that sends whole elements as bytes (see
+    /// [`ChannelOptions::create_raw`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelOptions::create`].
+    pub fn create_mpmc_raw(&self, name: &str, elem: &ElementType) -> Result<MpmcSender<Raw>> {
+        self.create_mpmc_elem(name, elem)
+    }
+
+    fn create_mpmc_elem<T: Element>(
+        &self,
+        name: &str,
+        elem: &ElementType,
+    ) -> Result<MpmcSender<T>> {
         let opts = self.mpmc_options(name)?;
-        let bytes = shm_queue::mpmc::Ring::<T>::required_bytes_with(opts)
+        let bytes = shm_queue::mpmc::Ring::<T>::required_bytes_as(elem, opts)
             .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
-        let layout = self.element_layout::<T>(ChannelKind::Mpmc, bytes, self.participants as u32);
+        let layout = self.element_layout(elem, ChannelKind::Mpmc, bytes, self.participants as u32);
         let (ep, ring) = Endpoint::create(name, layout, &self.common, |r| {
-            shm_queue::mpmc::Ring::<T>::create_with(r, opts)
+            shm_queue::mpmc::Ring::<T>::create_as(r, elem, opts)
         })?;
         self.mpmc_sender(name, ep, &ring)
     }
@@ -322,12 +428,27 @@ impl ChannelOptions {
     ///
     /// As [`ChannelOptions::connect`]; [`Error::InUse`] when every participant slot is taken.
     pub fn connect_mpmc_producer<T: Pod>(&self, name: &str) -> Result<MpmcSender<T>> {
-        let (ep, ring) = self.join_mpmc::<T>(name, Role::Producer)?;
+        let (ep, ring) = self.join_mpmc::<T>(name, Role::Producer, &self.element_of::<T>(name)?)?;
+        self.mpmc_sender(name, ep, &ring)
+    }
+
+    /// Joins MPMC channel `name` of elements of type `elem` as another producer, sending
+    /// whole elements as bytes.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelOptions::connect_mpmc_producer`].
+    pub fn connect_mpmc_producer_raw(
+        &self,
+        name: &str,
+        elem: &ElementType,
+    ) -> Result<MpmcSender<Raw>> {
+        let (ep, ring) = self.join_mpmc::<Raw>(name, Role::Producer, elem)?;
         self.mpmc_sender(name, ep, &ring)
     }
 
     /// A producer handle of `ring` registered under `ep`'s token, with dead-claim recovery.
-    fn mpmc_sender<T: Pod>(
+    fn mpmc_sender<T: Element>(
         &self,
         name: &str,
         ep: Endpoint,
@@ -347,7 +468,25 @@ impl ChannelOptions {
     ///
     /// As [`ChannelOptions::connect_mpmc_producer`].
     pub fn connect_mpmc_consumer<T: Pod>(&self, name: &str) -> Result<MpmcReceiver<T>> {
-        let (ep, ring) = self.join_mpmc::<T>(name, Role::Consumer)?;
+        self.mpmc_receiver(name, &self.element_of::<T>(name)?)
+    }
+
+    /// Joins MPMC channel `name` of elements of type `elem` as a consumer, receiving whole
+    /// elements as bytes.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelOptions::connect_mpmc_producer`].
+    pub fn connect_mpmc_consumer_raw(
+        &self,
+        name: &str,
+        elem: &ElementType,
+    ) -> Result<MpmcReceiver<Raw>> {
+        self.mpmc_receiver(name, elem)
+    }
+
+    fn mpmc_receiver<T: Element>(&self, name: &str, elem: &ElementType) -> Result<MpmcReceiver<T>> {
+        let (ep, ring) = self.join_mpmc::<T>(name, Role::Consumer, elem)?;
         let rx = ring
             .consumer_with_token(token(&ep))
             .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
@@ -356,10 +495,11 @@ impl ChannelOptions {
         Ok(MpmcReceiver { rx, ep })
     }
 
-    fn join_mpmc<T: Pod>(
+    fn join_mpmc<T: Element>(
         &self,
         name: &str,
         role: Role,
+        elem: &ElementType,
     ) -> Result<(Endpoint, shm_queue::mpmc::Ring<T>)> {
         let (ep, ring) = Endpoint::connect(
             name,
@@ -367,9 +507,9 @@ impl ChannelOptions {
             role,
             &self.common,
             self.timeout,
-            |layout| check_type::<T>(name, layout),
+            |layout| check_element(name, layout, elem),
             |region, _| {
-                let ring = shm_queue::mpmc::Ring::<T>::attach(region.clone())
+                let ring = shm_queue::mpmc::Ring::<T>::attach_as(region.clone(), elem)
                     .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
                 let opts = shm_queue::mpmc::Options::new(ring.capacity())
                     .owners(ring.owner_entries())
@@ -377,7 +517,7 @@ impl ChannelOptions {
                 fits(
                     name,
                     ring.region(),
-                    shm_queue::mpmc::Ring::<T>::required_bytes_with(opts),
+                    shm_queue::mpmc::Ring::<T>::required_bytes_as(elem, opts),
                 )?;
                 Ok(ring)
             },
@@ -434,18 +574,18 @@ macro_rules! endpoint_methods {
 
 /// Declares a channel end: the ring handle it wraps and its endpoint, with the methods
 /// every end shares (`endpoint_methods!`). `channel_end!(typed Name, field: RingHandle<T>)`
-/// for an end generic over `T: Pod`, `channel_end!(plain Name, field: RingHandle)` otherwise;
+/// for an end generic over the element `T` (a `Pod` type, or [`Raw`]), `channel_end!(plain Name, field: RingHandle)` otherwise;
 /// doc comments before the name document the struct.
 macro_rules! channel_end {
     ($(#[$doc:meta])* typed $name:ident, $field:ident: $handle:ty) => {
         $(#[$doc])*
         #[derive(Debug)]
-        pub struct $name<T: Pod> {
+        pub struct $name<T: Element> {
             pub(super) $field: $handle,
             pub(super) ep: Endpoint,
         }
 
-        impl<T: Pod> $name<T> {
+        impl<T: Element> $name<T> {
             endpoint_methods!();
         }
     };
@@ -466,6 +606,7 @@ macro_rules! channel_end {
 mod bytes;
 mod common;
 mod mpmc;
+mod raw;
 mod typed;
 
 pub use bytes::{ByteReceiver, ByteSender};

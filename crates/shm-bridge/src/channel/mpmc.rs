@@ -10,7 +10,7 @@ channel_end! {
     typed MpmcSender, tx: mpmc::Producer<T>
 }
 
-impl<T: Pod> MpmcSender<T> {
+impl<T: Element> MpmcSender<T> {
     /// If creating replaced a stale channel under the same name, what it replaced.
     pub fn reclaimed(&self) -> Option<&Reclaimed> {
         self.ep.reclaimed.as_ref()
@@ -22,7 +22,10 @@ impl<T: Pod> MpmcSender<T> {
     ///
     /// [`Error::WouldBlock`] when full; [`Error::PeerGone`] when every consumer that
     /// attached has died; [`Error::Closed`].
-    pub fn try_send(&mut self, value: T) -> Result<()> {
+    pub fn try_send(&mut self, value: T) -> Result<()>
+    where
+        T: Pod,
+    {
         send_now(&mut self.tx, &mut self.ep, value)
     }
 
@@ -31,7 +34,10 @@ impl<T: Pod> MpmcSender<T> {
     /// # Errors
     ///
     /// As [`MpmcSender::try_send`], [`Error::PeerHung`], [`Error::Timeout`].
-    pub fn send_deadline(&mut self, value: T, deadline: Option<Instant>) -> Result<()> {
+    pub fn send_deadline(&mut self, value: T, deadline: Option<Instant>) -> Result<()>
+    where
+        T: Pod,
+    {
         let first = self.try_send(value);
         let tx = &mut self.tx;
         send_or_wait(first, &mut self.ep, deadline, 0, |d| {
@@ -45,7 +51,7 @@ impl<T: Pod> MpmcSender<T> {
     }
 }
 
-impl<T: Pod> Drop for MpmcSender<T> {
+impl<T: Element> Drop for MpmcSender<T> {
     fn drop(&mut self) {
         // The last live producer out closes, so receivers drain and then get `Closed`.
         if self.ep.leave_and_check_last() {
@@ -59,14 +65,17 @@ channel_end! {
     typed MpmcReceiver, rx: mpmc::Consumer<T>
 }
 
-impl<T: Pod> MpmcReceiver<T> {
+impl<T: Element> MpmcReceiver<T> {
     /// Receives a message if one is there.
     ///
     /// # Errors
     ///
     /// [`Error::WouldBlock`] when empty; once empty for good, [`Error::Closed`] or
     /// [`Error::PeerGone`] (every producer that attached died).
-    pub fn try_recv(&mut self) -> Result<T> {
+    pub fn try_recv(&mut self) -> Result<T>
+    where
+        T: Pod,
+    {
         recv_now(&mut self.rx, &mut self.ep)
     }
 
@@ -75,7 +84,10 @@ impl<T: Pod> MpmcReceiver<T> {
     /// # Errors
     ///
     /// As [`MpmcReceiver::try_recv`], [`Error::PeerHung`], [`Error::Timeout`].
-    pub fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<T> {
+    pub fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<T>
+    where
+        T: Pod,
+    {
         let rx = &mut self.rx;
         let v = wait_loop(&mut self.ep, deadline, |d| rx.pop_blocking(Some(d)))?;
         self.ep.messages += 1;
@@ -83,7 +95,7 @@ impl<T: Pod> MpmcReceiver<T> {
     }
 }
 
-impl<T: Pod> Drop for MpmcReceiver<T> {
+impl<T: Element> Drop for MpmcReceiver<T> {
     fn drop(&mut self) {
         // The last live consumer out closes, so a sender blocked for space gets `Closed`
         // (as the typed channel's sender does) instead of waiting for nobody.

@@ -7,7 +7,7 @@ channel_end! {
     typed Sender, tx: spsc::Producer<T>
 }
 
-impl<T: Pod> Sender<T> {
+impl<T: Element> Sender<T> {
     /// If creating replaced a stale channel under the same name, what it replaced.
     pub fn reclaimed(&self) -> Option<&Reclaimed> {
         self.ep.reclaimed.as_ref()
@@ -20,7 +20,10 @@ impl<T: Pod> Sender<T> {
     /// [`Error::WouldBlock`] when full; [`Error::PeerGone`] once the consumer died;
     /// [`Error::Closed`] if it left.
     #[inline]
-    pub fn try_send(&mut self, value: T) -> Result<()> {
+    pub fn try_send(&mut self, value: T) -> Result<()>
+    where
+        T: Pod,
+    {
         send_now(&mut self.tx, &mut self.ep, value)
     }
 
@@ -29,7 +32,10 @@ impl<T: Pod> Sender<T> {
     /// # Errors
     ///
     /// [`Error::PeerGone`], [`Error::Closed`], [`Error::PeerHung`] (retryable).
-    pub fn send(&mut self, value: T) -> Result<()> {
+    pub fn send(&mut self, value: T) -> Result<()>
+    where
+        T: Pod,
+    {
         self.send_deadline(value, None)
     }
 
@@ -38,7 +44,10 @@ impl<T: Pod> Sender<T> {
     /// # Errors
     ///
     /// As [`Sender::send`], and [`Error::Timeout`].
-    pub fn send_deadline(&mut self, value: T, deadline: Option<Instant>) -> Result<()> {
+    pub fn send_deadline(&mut self, value: T, deadline: Option<Instant>) -> Result<()>
+    where
+        T: Pod,
+    {
         let first = self.try_send(value);
         let tx = &mut self.tx;
         send_or_wait(first, &mut self.ep, deadline, 0, |d| {
@@ -52,7 +61,10 @@ impl<T: Pod> Sender<T> {
     ///
     /// As [`Sender::try_send`].
     #[must_use = "the call may do only part of the work: check how many it did"]
-    pub fn send_partial_slice(&mut self, values: &[T]) -> Result<usize> {
+    pub fn send_partial_slice(&mut self, values: &[T]) -> Result<usize>
+    where
+        T: Pod,
+    {
         if self.ep.tick() {
             self.check_peer()?;
         }
@@ -105,7 +117,7 @@ impl<T: Pod> Sender<T> {
     }
 }
 
-impl<T: Pod> Drop for Sender<T> {
+impl<T: Element> Drop for Sender<T> {
     fn drop(&mut self) {
         self.tx.close();
     }
@@ -116,7 +128,7 @@ channel_end! {
     typed Receiver, rx: spsc::Consumer<T>
 }
 
-impl<T: Pod> Receiver<T> {
+impl<T: Element> Receiver<T> {
     /// Receives a message if one is there.
     ///
     /// # Errors
@@ -124,7 +136,10 @@ impl<T: Pod> Receiver<T> {
     /// [`Error::WouldBlock`] when empty; once empty for good, [`Error::Closed`] (the
     /// producer closed) or [`Error::PeerGone`] (it died).
     #[inline]
-    pub fn try_recv(&mut self) -> Result<T> {
+    pub fn try_recv(&mut self) -> Result<T>
+    where
+        T: Pod,
+    {
         recv_now(&mut self.rx, &mut self.ep)
     }
 
@@ -133,7 +148,10 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     ///
     /// [`Error::Closed`], [`Error::PeerGone`], [`Error::PeerHung`] (retryable).
-    pub fn recv(&mut self) -> Result<T> {
+    pub fn recv(&mut self) -> Result<T>
+    where
+        T: Pod,
+    {
         self.recv_deadline(None)
     }
 
@@ -142,7 +160,10 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     ///
     /// As [`Receiver::recv`], and [`Error::Timeout`].
-    pub fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<T> {
+    pub fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<T>
+    where
+        T: Pod,
+    {
         let rx = &mut self.rx;
         let v = wait_loop(&mut self.ep, deadline, |d| rx.pop_blocking(Some(d)))?;
         self.ep.messages += 1;
@@ -154,7 +175,10 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     ///
     /// As [`Receiver::try_recv`].
-    pub fn recv_into(&mut self, dst: &mut [T]) -> Result<usize> {
+    pub fn recv_into(&mut self, dst: &mut [T]) -> Result<usize>
+    where
+        T: Pod,
+    {
         match self.rx.pop_partial_slice(dst) {
             Ok(0) if !dst.is_empty() => {
                 let rx = &self.rx;
@@ -195,7 +219,7 @@ impl<T: Pod> Receiver<T> {
     }
 }
 
-impl<T: Pod> Drop for Receiver<T> {
+impl<T: Element> Drop for Receiver<T> {
     fn drop(&mut self) {
         self.rx.close();
     }

@@ -237,6 +237,11 @@ impl Ring {
         self.storage.cap
     }
 
+    /// Bytes the ring occupies from the start of its region (header and data area).
+    pub fn area_size(&self) -> usize {
+        HEADER_SIZE + self.storage.cap
+    }
+
     /// The largest message the ring accepts.
     pub fn max_message(&self) -> usize {
         self.storage.max_message

@@ -44,12 +44,17 @@ impl BlockShape {
         }
     }
 
-    pub(crate) fn for_type<T>() -> Result<Self, Error> {
+    /// The shape of `elem`.
+    ///
+    /// # Errors
+    ///
+    /// As [`BlockShape::of`].
+    pub(crate) fn of_element(elem: &ElementType) -> Result<Self, Error> {
         Self::of(
-            core::mem::size_of::<T>(),
-            core::mem::align_of::<T>(),
-            type_fingerprint::<T>(),
-            core::any::type_name::<T>(),
+            elem.size(),
+            elem.align(),
+            elem.fingerprint(),
+            elem.name().to_owned().into(),
         )
     }
 
@@ -63,7 +68,7 @@ impl BlockShape {
         size: usize,
         align: usize,
         hash: u64,
-        type_name: &'static str,
+        type_name: std::borrow::Cow<'static, str>,
     ) -> Result<Self, Error> {
         let (elem_offset, block_size, elems_per_block) =
             Self::compute(size, align).map_err(|reason| Error::UnsupportedType {
@@ -115,9 +120,8 @@ impl Geometry {
         })
     }
 
-    /// The smallest geometry for `T` with room for at least `min_capacity` elements.
-    pub(crate) fn for_capacity<T>(min_capacity: usize) -> Result<Self, Error> {
-        let shape = BlockShape::for_type::<T>()?;
+    /// The smallest geometry for elements of `shape` with room for at least `min_capacity`.
+    pub(crate) fn for_capacity(shape: BlockShape, min_capacity: usize) -> Result<Self, Error> {
         let blocks = (min_capacity as u64)
             .div_ceil(shape.elems_per_block as u64)
             .checked_next_power_of_two()
@@ -136,25 +140,30 @@ impl Geometry {
     /// A geometry with a chosen number of elements per block, for loom models, which need
     /// rings of 2 to 4 elements with several elements per block.
     #[cfg(loom)]
-    pub(crate) fn for_model<T>(block_count: usize, elems_per_block: usize) -> Result<Self, Error> {
-        let mut g = Self::for_capacity::<T>(1)?;
+    pub(crate) fn for_model(
+        shape: BlockShape,
+        block_count: usize,
+        elems_per_block: usize,
+    ) -> Result<Self, Error> {
+        let mut g = Self::for_capacity(shape, 1)?;
         check_block_count(block_count as u64)?;
         g.block_count = block_count;
         g.elems_per_block = elems_per_block.max(1);
         Ok(g)
     }
 
-    /// Checks that this geometry puts `T`s where the ring views read them: element 0 at
-    /// `round_up(8, align_of::<T>())`, `size_of::<T>()` bytes apart, every element of a block
-    /// inside its 64-byte-multiple block.
+    /// Checks that this geometry puts elements of `size` bytes aligned to `align` where the
+    /// ring views read them: element 0 at `round_up(8, align)`, `size` bytes apart, every
+    /// element of a block inside its 64-byte-multiple block.
     ///
     /// # Errors
     ///
     /// [`Error::LayoutMismatch`] naming `elem_offset` otherwise.
-    pub(crate) fn check_holds<T>(&self) -> Result<(), Error> {
-        let offset = round_up(8, core::mem::align_of::<T>());
+    pub(crate) fn check_holds(&self, size: usize, align: usize) -> Result<(), Error> {
+        let offset = round_up(8, align);
         if self.elem_offset != offset
-            || self.elem_size != core::mem::size_of::<T>()
+            || self.elem_size != size
+            || self.elem_align != align
             || !self.block_size.is_multiple_of(64)
             || self.elem_offset + self.elems_per_block * self.elem_size > self.block_size
         {

@@ -24,6 +24,7 @@
 //! process writes it; configuration words are read once with `Relaxed` after the `Acquire`
 //! of `ready` and then kept in process memory.
 
+use crate::element::ElementType;
 use crate::error::Error;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -93,21 +94,11 @@ pub enum RingKind {
 /// assert_ne!(type_fingerprint::<u64>(), type_fingerprint::<i64>());
 /// ```
 pub fn type_fingerprint<T>() -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |b: u8| {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    };
-    core::any::type_name::<T>().bytes().for_each(&mut eat);
-    (core::mem::size_of::<T>() as u64)
-        .to_le_bytes()
-        .into_iter()
-        .for_each(&mut eat);
-    (core::mem::align_of::<T>() as u64)
-        .to_le_bytes()
-        .into_iter()
-        .for_each(&mut eat);
-    h
+    crate::element::fingerprint_of(
+        core::any::type_name::<T>(),
+        core::mem::size_of::<T>(),
+        core::mem::align_of::<T>(),
+    )
 }
 
 /// Line 0: configuration, written once by the creator.
@@ -362,9 +353,6 @@ impl Header {
             .map_err(|ready| Error::AlreadyInitialized { ready })
     }
 
-    /// Checks the recorded element size, alignment and type fingerprint against `T`;
-    /// returns `T`'s block shape.
-    #[cfg_attr(loom, allow(dead_code))]
     /// The block shape the header's recorded element size and alignment give (with its
     /// recorded type hash): for checks that do not know the element type, such as tools.
     ///
@@ -379,27 +367,31 @@ impl Header {
             c.elem_size.load(r) as usize,
             c.elem_align.load(r) as usize,
             c.type_hash.load(r),
-            "(the element type recorded in the header)",
+            "(the element type recorded in the header)".into(),
         )
     }
 
     /// The identity checks (magic, version, `ready`, `kind`) and the element type's, then
     /// `rest` with the type's block shape: the frame every typed ring's validation shares.
     #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn for_type<T, R>(
+    pub(crate) fn for_element<R>(
         &self,
         kind: RingKind,
+        elem: &ElementType,
         rest: impl FnOnce(&Self, BlockShape) -> Result<R, Error>,
     ) -> Result<R, Error> {
         self.check_identity(kind)?;
-        let shape = self.check_element_type::<T>()?;
+        let shape = self.check_element(elem)?;
         rest(self, shape)
     }
 
-    pub(crate) fn check_element_type<T>(&self) -> Result<BlockShape, Error> {
+    /// Checks the recorded element size, alignment and type fingerprint against `elem`;
+    /// returns its block shape.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn check_element(&self, elem: &ElementType) -> Result<BlockShape, Error> {
         let c = &self.config;
         let r = Ordering::Relaxed;
-        let shape = BlockShape::for_type::<T>()?;
+        let shape = BlockShape::of_element(elem)?;
         let (size, align, hash) = (
             c.elem_size.load(r),
             c.elem_align.load(r),
@@ -410,7 +402,7 @@ impl Header {
             || hash != shape.type_hash
         {
             return Err(Error::TypeMismatch {
-                type_name: core::any::type_name::<T>(),
+                type_name: elem.name().to_owned().into(),
                 expected_size: shape.elem_size as u32,
                 expected_align: shape.elem_align as u32,
                 expected_hash: shape.type_hash,
@@ -613,6 +605,9 @@ pub fn check(region: &shm_region::Region, ring_len: u64) -> Result<RingKind, Err
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    fn for_cap<T: bytemuck::Pod>(n: usize) -> Result<Geometry, Error> {
+        Geometry::for_capacity(BlockShape::of_element(&ElementType::of::<T>())?, n)
+    }
     use super::*;
 
     #[test]
@@ -650,26 +645,26 @@ mod tests {
 
     #[test]
     fn capacities() {
-        let g = Geometry::for_capacity::<u64>(1).unwrap();
+        let g = for_cap::<u64>(1).unwrap();
         assert_eq!((g.block_count, g.capacity()), (1, 7));
-        let g = Geometry::for_capacity::<u64>(8).unwrap();
+        let g = for_cap::<u64>(8).unwrap();
         assert_eq!((g.block_count, g.capacity()), (2, 14));
-        let g = Geometry::for_capacity::<u64>(1000).unwrap();
+        let g = for_cap::<u64>(1000).unwrap();
         assert_eq!((g.block_count, g.capacity()), (256, 1792));
         assert_eq!(g.area_size(), 512 + 256 * 64);
         assert!(matches!(
-            Geometry::for_capacity::<u64>(0),
+            for_cap::<u64>(0),
             Err(Error::BadCapacity { reason: "zero", .. })
         ));
         assert!(matches!(
-            Geometry::for_capacity::<u64>(usize::MAX),
+            for_cap::<u64>(usize::MAX),
             Err(Error::BadCapacity {
                 reason: "too large",
                 ..
             })
         ));
         assert!(matches!(
-            Geometry::for_capacity::<()>(4),
+            for_cap::<()>(4),
             Err(Error::UnsupportedType { .. })
         ));
     }

@@ -55,7 +55,7 @@ impl Stuck {
 }
 
 /// What producer and consumer handles share: the memory, the owner entry, recovery.
-pub(super) struct Handle<T: Pod> {
+pub(super) struct Handle<T: Element> {
     pub(super) mem: Arc<Slots<T>>,
     pub(super) token: u64,
     role: u64,
@@ -74,7 +74,7 @@ pub(super) struct Handle<T: Pod> {
     pub(super) readiness: ReadinessFd,
 }
 
-impl<T: Pod> Handle<T> {
+impl<T: Element> Handle<T> {
     pub(super) fn new(mem: Arc<Slots<T>>, token: u64, role: u64) -> Result<Self, Error> {
         if token == 0 {
             return Err(Error::InvalidOwnerToken);
@@ -252,7 +252,7 @@ impl<T: Pod> Handle<T> {
     }
 }
 
-impl<T: Pod> Clone for Handle<T> {
+impl<T: Element> Clone for Handle<T> {
     fn clone(&self) -> Self {
         let mut h = Handle {
             mem: self.mem.clone(),
@@ -279,7 +279,7 @@ impl<T: Pod> Clone for Handle<T> {
 /// `reclaim_dead_owners`.
 pub(super) const LEAVING: u64 = u64::MAX;
 
-impl<T: Pod> Drop for Handle<T> {
+impl<T: Element> Drop for Handle<T> {
     fn drop(&mut self) {
         let mut sleeper = self.sleeper;
         match self.entry.and_then(|i| self.mem.owner(i)) {

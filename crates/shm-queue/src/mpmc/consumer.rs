@@ -3,17 +3,17 @@
 use super::*;
 
 /// A consumer handle of an [`Ring`]. `Send` and `Clone`, like [`Producer`].
-pub struct Consumer<T: Pod> {
+pub struct Consumer<T: Element> {
     pub(super) h: Handle<T>,
 }
 
-impl<T: Pod> Clone for Consumer<T> {
+impl<T: Element> Clone for Consumer<T> {
     fn clone(&self) -> Self {
         Consumer { h: self.h.clone() }
     }
 }
 
-impl<T: Pod> fmt::Debug for Consumer<T> {
+impl<T: Element> fmt::Debug for Consumer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Consumer")
             .field("token", &self.h.token)
@@ -28,7 +28,7 @@ const EMPTY: TryError = TryError::Empty {
     available: 0,
 };
 
-impl<T: Pod> Consumer<T> {
+impl<T: Element> Consumer<T> {
     /// Turns on recovery of positions claimed by dead producers: when the element at the
     /// head is still unpublished after `patience`, asks `liveness` about the producers
     /// whose recorded claims cover it and, if all are dead, skips it (see the module
@@ -182,11 +182,27 @@ impl<T: Pod> Consumer<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
-    pub fn try_pop(&mut self) -> Result<T, TryError> {
+    pub fn try_pop(&mut self) -> Result<T, TryError>
+    where
+        T: Pod,
+    {
+        self.pop_one_with(|m, h| {
+            // SAFETY: pop_one_with claimed `h` (head moved past it by our swap) after seeing
+            // it published with Acquire; no producer writes the slot until we release it.
+            unsafe { m.read(h) }
+        })
+    }
+
+    /// Claims the element at the head, has `read` copy it out (given the slots and the
+    /// claimed position), and releases the slot: the one-element pop every element kind
+    /// shares. What `read` returned is discarded if the release lost to a recovery.
+    #[inline(always)]
+    pub(super) fn pop_one_with<R>(
+        &mut self,
+        read: impl FnOnce(&Slots<T>, u64) -> R,
+    ) -> Result<R, TryError> {
         let h = self.claim()?;
-        // SAFETY: we claimed `h` (head moved past it by our swap) after seeing it published
-        // with Acquire; no producer writes the slot until we release it.
-        let v = unsafe { self.h.mem.read(h) };
+        let v = read(&self.h.mem, h);
         let released = self.release(h);
         self.h.mem.header().notify_space();
         self.h.mem.check_intact()?;
@@ -220,24 +236,40 @@ impl<T: Pod> Consumer<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use = "the call may do only part of the work: check how many it did"]
-    pub fn pop_partial_slice(&mut self, dst: &mut [T]) -> Result<usize, TryError> {
-        if dst.len() <= 1 {
-            let Some(d) = dst.first_mut() else {
+    pub fn pop_partial_slice(&mut self, dst: &mut [T]) -> Result<usize, TryError>
+    where
+        T: Pod,
+    {
+        self.pop_run_with(dst.len(), |m, p, n| {
+            // SAFETY: pop_run_with claimed `p` after seeing it published with Acquire
+            // before the claiming swap, and n < dst.len().
+            dst[n] = unsafe { m.read(p) };
+        })
+    }
+
+    /// Pops up to `len` elements: `read(slots, position, n)` copies the claimed element of
+    /// `position` into the caller's place `n`, which counts only elements whose release won
+    /// (a lost one is overwritten by the next). The run published at the head, claimed with
+    /// one compare-and-swap, or one element by the single path; returns how many.
+    #[inline]
+    pub(super) fn pop_run_with(
+        &mut self,
+        len: usize,
+        mut read: impl FnMut(&Slots<T>, u64, usize),
+    ) -> Result<usize, TryError> {
+        if len <= 1 {
+            if len == 0 {
                 return Ok(0);
-            };
-            *d = self.try_pop()?;
-            return Ok(1);
+            }
+            return self.pop_one_with(|m, h| read(m, h, 0)).map(|()| 1);
         }
-        let want = dst.len().min(self.h.mem.layout.capacity()) as u64;
+        let want = len.min(self.h.mem.layout.capacity()) as u64;
         if let Some((h, k)) = self.claim_run(want)? {
             let m = &*self.h.mem;
             let mut n = 0;
             for p in h..h + k {
-                // SAFETY: as in try_pop: positions h..h+k are ours, each seen published
-                // with Acquire before the claiming swap.
-                let v = unsafe { m.read(p) };
+                read(m, p, n);
                 if self.release(p) {
-                    dst[n] = v;
                     n += 1;
                 }
             }
@@ -252,8 +284,7 @@ impl<T: Pod> Consumer<T> {
                 })
             };
         }
-        dst[0] = self.try_pop()?;
-        Ok(1)
+        self.pop_one_with(|m, h| read(m, h, 0)).map(|()| 1)
     }
 
     /// Arms the readiness descriptor the producers hold (see
@@ -315,7 +346,10 @@ impl<T: Pod> Consumer<T> {
     /// Test hook: claims the next element and returns it without releasing its slot, as a
     /// consumer killed at that moment would leave it. Returns the position and the value.
     #[cfg(feature = "test-hooks")]
-    pub fn claim_and_hold(&mut self) -> Result<(u64, T), TryError> {
+    pub fn claim_and_hold(&mut self) -> Result<(u64, T), TryError>
+    where
+        T: Pod,
+    {
         let h = self.claim()?;
         // SAFETY: as in try_pop.
         Ok((h, unsafe { self.h.mem.read(h) }))
@@ -333,6 +367,6 @@ impl<T: Pod> Consumer<T> {
     }
 }
 
-handle_controls!([T: Pod] Consumer<T>, Slots<T>, Data, h.mem, h.strategy, h.sleeper; after = h.record_sleeper);
+handle_controls!([T: Element] Consumer<T>, Slots<T>, Data, h.mem, h.strategy, h.sleeper; after = h.record_sleeper);
 
 crate::wait::blocking::typed_blocking!(consumer mpmc);

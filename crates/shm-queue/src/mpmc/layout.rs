@@ -14,6 +14,7 @@ use core::marker::PhantomData;
 
 use bytemuck::Pod;
 
+use crate::element::Element;
 use crate::error::Error;
 use crate::header::{checked_area, round_up, Geometry, Header, HEADER_SIZE};
 use crate::sync::AtomicU64;
@@ -144,9 +145,14 @@ pub(crate) struct Layout {
 
 impl Layout {
     /// The layout for `capacity` slots (a power of two, checked) and `owners` entries.
-    pub(crate) fn new<T>(capacity: usize, owners: usize, slots: SlotLayout) -> Result<Self, Error> {
+    pub(crate) fn new(
+        elem: &crate::ElementType,
+        capacity: usize,
+        owners: usize,
+        slots: SlotLayout,
+    ) -> Result<Self, Error> {
         Self::from_shape(
-            crate::header::BlockShape::for_type::<T>()?,
+            crate::header::BlockShape::of_element(elem)?,
             capacity,
             owners,
             slots,
@@ -193,20 +199,19 @@ impl Layout {
         self.slots_offset() + self.capacity() * self.geom.block_size
     }
 
-    /// Checks that this layout puts `T`s where [`Slots`] reads them: the element at
-    /// `round_up(8, align_of::<T>())` inside its slot, the slot stride a multiple of 8 and
-    /// of `T`'s alignment, holding the sequence word and the element, and either a multiple
+    /// Checks that this layout puts elements of `size` bytes aligned to `align` where
+    /// [`Slots`] reads them: the element at `round_up(8, align)` inside its slot, the slot
+    /// stride a multiple of 8 and of `align`, holding the sequence word and the element, and either a multiple
     /// of 64 or a divisor of 64 (so that `slots_offset`, a multiple of 128, keeps every
     /// slot and every sequence word aligned and inside its own stride).
     ///
     /// # Errors
     ///
     /// [`Error::LayoutMismatch`] naming the field that disagrees.
-    pub(crate) fn check_holds<T>(&self) -> Result<(), Error> {
+    pub(crate) fn check_holds(&self, size: usize, align: usize) -> Result<(), Error> {
         let g = &self.geom;
-        let (size, align) = (core::mem::size_of::<T>(), core::mem::align_of::<T>());
         let offset = round_up(8, align);
-        if g.elem_offset != offset || g.elem_size != size {
+        if g.elem_offset != offset || g.elem_size != size || g.elem_align != align {
             return Err(Error::LayoutMismatch {
                 field: "elem_offset",
                 found: g.elem_offset as u64,
@@ -277,8 +282,25 @@ unsafe impl<T: Send> Send for Slots<T> {}
 // SAFETY: as for `Send`: no method hands out a non-atomic reference into the memory.
 unsafe impl<T: Send> Sync for Slots<T> {}
 
-impl<T: Pod> Slots<T> {
-    const ELEM_OFFSET: usize = round_up(8, core::mem::align_of::<T>());
+impl<T: Element> Slots<T> {
+    /// Offset of the element in its slot: a constant for a `Pod` `T`, the validated
+    /// geometry's for [`Raw`](crate::Raw).
+    #[inline(always)]
+    fn elem_offset(&self) -> usize {
+        match T::FIXED {
+            Some((_, align)) => round_up(8, align),
+            None => self.layout.geom.elem_offset,
+        }
+    }
+
+    /// Bytes per element: a constant for a `Pod` `T`.
+    #[inline(always)]
+    pub(crate) fn elem_size(&self) -> usize {
+        match T::FIXED {
+            Some((size, _)) => size,
+            None => self.layout.geom.elem_size,
+        }
+    }
 
     /// The slots of `layout` in `region`.
     ///
@@ -300,7 +322,9 @@ impl<T: Pod> Slots<T> {
     /// The slots of `layout` in `mem`, after checking they fit and hold a `T` each.
     fn over(mem: Mem, layout: Layout) -> Result<Self, Error> {
         mem.check_holds(layout.area_size())?;
-        layout.check_holds::<T>()?;
+        let g = &layout.geom;
+        let (size, align) = T::FIXED.unwrap_or((g.elem_size, g.elem_align));
+        layout.check_holds(size, align)?;
         // SAFETY: slots_offset < area_size <= len, checked above.
         let first = unsafe { mem.at(layout.slots_offset()) };
         Ok(Slots {
@@ -374,11 +398,20 @@ impl<T: Pod> Slots<T> {
     pub(crate) fn seq(&self, pos: u64) -> &AtomicU64 {
         // SAFETY: the slot is inside the area (slot), 8-aligned (slots_offset is a multiple
         // of 128 and the stride of 8, `check_holds`), and its first 8 bytes are only
-        // accessed atomically: the element starts at ELEM_OFFSET >= 8 and ends within the
+        // accessed atomically: the element starts at elem_offset >= 8 and ends within the
         // stride, so it never overlaps this or the next slot's sequence word.
         unsafe { self.mem.word(self.slot(pos)) }
     }
 
+    /// Where the element of `pos` starts.
+    #[inline(always)]
+    fn elem(&self, pos: u64) -> Loc {
+        // SAFETY: in bounds (`over` checked elem_offset + size <= stride).
+        unsafe { self.slot(pos).add(self.elem_offset()) }
+    }
+}
+
+impl<T: Pod> Slots<T> {
     /// # Safety
     ///
     /// The sequence protocol grants the caller read access to the slot of `pos`.
@@ -386,8 +419,8 @@ impl<T: Pod> Slots<T> {
     pub(crate) unsafe fn read(&self, pos: u64) -> T {
         // SAFETY: in bounds (`over` checked elem_offset + size <= stride) and aligned (the
         // slot is aligned to align_of T, as slots_offset and the stride are multiples of
-        // it, and so is ELEM_OFFSET); read access (caller).
-        unsafe { self.mem.read(self.slot(pos).add(Self::ELEM_OFFSET)) }
+        // it, and so is the element offset); read access (caller).
+        unsafe { self.mem.read(self.elem(pos)) }
     }
 
     /// # Safety
@@ -396,7 +429,35 @@ impl<T: Pod> Slots<T> {
     #[inline]
     pub(crate) unsafe fn write(&self, pos: u64, value: T) {
         // SAFETY: in bounds and aligned, as in read; the caller owns the slot.
-        unsafe { self.mem.write(self.slot(pos).add(Self::ELEM_OFFSET), value) }
+        unsafe { self.mem.write(self.elem(pos), value) }
+    }
+}
+
+impl Slots<crate::Raw> {
+    /// Copies the element of `pos` into `dst` (exactly one element's bytes).
+    ///
+    /// # Safety
+    ///
+    /// The sequence protocol grants the caller read access to the slot of `pos`, and
+    /// `dst.len() == elem_size`.
+    #[inline]
+    pub(crate) unsafe fn read_bytes(&self, pos: u64, dst: &mut [u8]) {
+        debug_assert_eq!(dst.len(), self.elem_size());
+        // SAFETY: in bounds (as in `read`, dst is one element); bytes need no alignment.
+        unsafe { self.mem.copy_out(self.elem(pos), dst) }
+    }
+
+    /// Copies `src` (exactly one element's bytes) into the element of `pos`.
+    ///
+    /// # Safety
+    ///
+    /// The sequence protocol grants the caller write access to the slot of `pos`, and
+    /// `src.len() == elem_size`.
+    #[inline]
+    pub(crate) unsafe fn write_bytes(&self, pos: u64, src: &[u8]) {
+        debug_assert_eq!(src.len(), self.elem_size());
+        // SAFETY: in bounds as in `read_bytes`; the caller owns the slot.
+        unsafe { self.mem.copy_in(self.elem(pos), src) }
     }
 }
 
@@ -410,11 +471,12 @@ impl Header {
     /// the [`SlotLayout`] code (0 line, 1 packed); the third is 0. See the MPMC section of
     /// `docs/layout.md`.
     #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn validate_mpmc<T: Pod>(
+    pub(crate) fn validate_mpmc(
         &self,
+        elem: &crate::ElementType,
         region_len: u64,
     ) -> Result<crate::mpmc::layout::Layout, Error> {
-        self.for_type::<T, _>(RingKind::Mpmc, |h, shape| {
+        self.for_element(RingKind::Mpmc, elem, |h, shape| {
             h.validate_mpmc_shape(shape, region_len)
         })
     }
@@ -458,8 +520,9 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            let layout = Layout::new::<T>(4, 1, slots).unwrap();
-            layout.check_holds::<T>().unwrap();
+            let elem = crate::ElementType::named("t", size, align).unwrap();
+            let layout = Layout::new(&elem, 4, 1, slots).unwrap();
+            layout.check_holds(size, align).unwrap();
             let stride = layout.geom.block_size;
             let offset = layout.geom.elem_offset;
             assert_eq!(offset, round_up(8, align));
@@ -483,7 +546,7 @@ mod tests {
                 ..layout
             };
             assert_eq!(
-                lie.check_holds::<T>().is_ok(),
+                lie.check_holds(size, align).is_ok(),
                 other.stride(offset + size) == stride
             );
             out[i] = stride;
@@ -523,14 +586,12 @@ mod tests {
 
     #[test]
     fn a_stride_that_is_not_the_layouts_is_refused() {
-        let mut layout = Layout::new::<u64>(4, 1, SlotLayout::Packed).unwrap();
+        let mut layout =
+            Layout::new(&crate::ElementType::of::<u64>(), 4, 1, SlotLayout::Packed).unwrap();
         for bad in [0, 8, 24, 48, 64, 80] {
             layout.geom.block_size = bad;
             assert!(
-                matches!(
-                    layout.check_holds::<u64>(),
-                    Err(Error::LayoutMismatch { .. })
-                ),
+                matches!(layout.check_holds(8, 8), Err(Error::LayoutMismatch { .. })),
                 "{bad}"
             );
         }

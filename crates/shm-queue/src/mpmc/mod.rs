@@ -129,6 +129,8 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
+use crate::element::{Element, ElementType};
+
 use crate::error::{corrupted, Error, TryError, Word};
 use crate::header::{RingKind, MAX_POSITION};
 use crate::sync::{Arc, Ordering};
@@ -142,6 +144,7 @@ use shm_region::Region;
 mod claims;
 mod consumer;
 mod producer;
+mod raw;
 mod ring;
 mod seq;
 
@@ -202,14 +205,14 @@ pub struct Stats {
 }
 
 /// `tail - head`, clamped to `0..=capacity`.
-fn approx_len<T: Pod>(m: &Slots<T>) -> usize {
+fn approx_len<T: Element>(m: &Slots<T>) -> usize {
     let head = m.header().consumer.pos.load(Ordering::Acquire);
     let tail = m.header().producer.pos.load(Ordering::Acquire);
     tail.saturating_sub(head).min(m.layout.capacity() as u64) as usize
 }
 
 #[allow(dead_code)]
-fn _assert_send<T: Pod + Send>() {
+fn _assert_send<T: Element + Send>() {
     fn send<X: Send>() {}
     send::<Producer<T>>();
     send::<Consumer<T>>();

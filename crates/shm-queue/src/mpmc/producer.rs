@@ -4,17 +4,17 @@ use super::*;
 
 /// A producer handle of an [`Ring`]. `Send` and `Clone`: make as many as you like, in
 /// any process (each live handle takes one owner entry; a clone takes its own on first use).
-pub struct Producer<T: Pod> {
+pub struct Producer<T: Element> {
     pub(super) h: Handle<T>,
 }
 
-impl<T: Pod> Clone for Producer<T> {
+impl<T: Element> Clone for Producer<T> {
     fn clone(&self) -> Self {
         Producer { h: self.h.clone() }
     }
 }
 
-impl<T: Pod> fmt::Debug for Producer<T> {
+impl<T: Element> fmt::Debug for Producer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Producer")
             .field("token", &self.h.token)
@@ -24,7 +24,7 @@ impl<T: Pod> fmt::Debug for Producer<T> {
     }
 }
 
-impl<T: Pod> Producer<T> {
+impl<T: Element> Producer<T> {
     /// Turns on recovery of slots held by dead consumers: when the slot this producer needs
     /// is still held by a consumer after `patience`, it asks `liveness` about the owners
     /// and, if they are all dead, releases the slot (see the module documentation). Clones
@@ -153,11 +153,26 @@ impl<T: Pod> Producer<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
-    pub fn try_push(&mut self, value: T) -> Result<(), TryError> {
+    pub fn try_push(&mut self, value: T) -> Result<(), TryError>
+    where
+        T: Pod,
+    {
+        self.push_one_with(|m, t| {
+            // SAFETY: push_one_with claimed `t` (tail moved past it by our swap) after seeing
+            // its slot free for `t` with Acquire, so no consumer reads it until we publish.
+            unsafe { m.write(t, value) }
+        })
+    }
+
+    /// Claims one slot, has `write` fill it (given the slots and the claimed position), and
+    /// publishes it: the one-element push every element kind shares.
+    #[inline(always)]
+    pub(super) fn push_one_with(
+        &mut self,
+        write: impl FnOnce(&Slots<T>, u64),
+    ) -> Result<(), TryError> {
         let t = self.claim()?;
-        // SAFETY: we claimed `t` (tail moved past it by our swap) after seeing its slot free
-        // for `t` with Acquire, so no consumer reads it until we publish.
-        unsafe { self.h.mem.write(t, value) };
+        write(&self.h.mem, t);
         let published = self.publish(t);
         self.h
             .readiness
@@ -193,21 +208,39 @@ impl<T: Pod> Producer<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use = "the call may do only part of the work: check how many it did"]
-    pub fn push_partial_slice(&mut self, src: &[T]) -> Result<usize, TryError> {
-        match src {
-            [] => return Ok(0),
-            [one] => return self.try_push(*one).map(|()| 1),
+    pub fn push_partial_slice(&mut self, src: &[T]) -> Result<usize, TryError>
+    where
+        T: Pod,
+    {
+        self.push_run_with(src.len(), |m, p, j| {
+            // SAFETY: push_run_with claimed `p` (element `j` of its run, j < src.len()) after
+            // seeing its slot free with Acquire before the claiming swap.
+            unsafe { m.write(p, src[j]) }
+        })
+    }
+
+    /// Pushes up to `len` elements (`write(slots, position, j)` fills element `j` into the
+    /// claimed slot of `position`): the run claimed at the tail with one compare-and-swap,
+    /// or one element by the single path. Returns how many; the batch path of every
+    /// element kind.
+    #[inline]
+    pub(super) fn push_run_with(
+        &mut self,
+        len: usize,
+        mut write: impl FnMut(&Slots<T>, u64, usize),
+    ) -> Result<usize, TryError> {
+        match len {
+            0 => return Ok(0),
+            1 => return self.push_one_with(|m, t| write(m, t, 0)).map(|()| 1),
             _ => {}
         }
-        let want = src.len().min(self.h.mem.layout.capacity()) as u64;
+        let want = len.min(self.h.mem.layout.capacity()) as u64;
         if let Some((t, k)) = self.claim_run(want)? {
             let m = &*self.h.mem;
             let mut revoked = 0;
-            for (j, v) in src[..k as usize].iter().enumerate() {
+            for j in 0..k as usize {
                 let p = t + j as u64;
-                // SAFETY: as in try_push: positions t..t+k are ours, each seen free with
-                // Acquire before the claiming swap.
-                unsafe { m.write(p, *v) };
+                write(m, p, j);
                 revoked += usize::from(!self.publish(p));
             }
             self.h
@@ -224,7 +257,7 @@ impl<T: Pod> Producer<T> {
             };
         }
         // Nothing free at the tail (or a stale tail): the single path sorts it out.
-        self.try_push(src[0]).map(|()| 1)
+        self.push_one_with(|m, t| write(m, t, 0)).map(|()| 1)
     }
 
     /// Installs (or removes) the consumers' readiness descriptor (see
@@ -259,7 +292,10 @@ impl<T: Pod> Producer<T> {
     /// Test hook: claims a position and writes `value` without publishing it, as a producer
     /// killed at that moment would leave it. Returns the position.
     #[cfg(feature = "test-hooks")]
-    pub fn claim_and_hold(&mut self, value: T) -> Result<u64, TryError> {
+    pub fn claim_and_hold(&mut self, value: T) -> Result<u64, TryError>
+    where
+        T: Pod,
+    {
         let t = self.claim()?;
         // SAFETY: as in try_push.
         unsafe { self.h.mem.write(t, value) };
@@ -271,7 +307,10 @@ impl<T: Pod> Producer<T> {
     /// without publishing them, as a producer stopped there would leave them. Returns the
     /// first position and how many (see [`Producer::publish_held`]).
     #[cfg(feature = "test-hooks")]
-    pub fn claim_and_hold_slice(&mut self, src: &[T]) -> Result<(u64, u64), TryError> {
+    pub fn claim_and_hold_slice(&mut self, src: &[T]) -> Result<(u64, u64), TryError>
+    where
+        T: Pod,
+    {
         let want = src.len().min(self.h.mem.layout.capacity()) as u64;
         let (t, k) = self.claim_run(want)?.ok_or(TryError::Full {
             requested: src.len(),
@@ -317,6 +356,6 @@ impl<T: Pod> Producer<T> {
     }
 }
 
-handle_controls!([T: Pod] Producer<T>, Slots<T>, Space, h.mem, h.strategy, h.sleeper; after = h.record_sleeper);
+handle_controls!([T: Element] Producer<T>, Slots<T>, Space, h.mem, h.strategy, h.sleeper; after = h.record_sleeper);
 
 crate::wait::blocking::typed_blocking!(producer mpmc);

@@ -59,7 +59,7 @@ impl Options {
         self
     }
 
-    fn layout<T>(&self) -> Result<Layout, Error> {
+    fn layout(&self, elem: &ElementType) -> Result<Layout, Error> {
         let cap = self
             .capacity
             .max(layout::MIN_CAPACITY)
@@ -69,17 +69,17 @@ impl Options {
                 max_blocks: layout::MAX_CAPACITY as u64,
                 reason: "too large",
             })?;
-        Layout::new::<T>(cap, self.owners, self.slots)
+        Layout::new(elem, cap, self.owners, self.slots)
     }
 }
 
 /// A handle to an MPMC ring: makes [`Producer`]s and [`Consumer`]s. Cheap to clone; keeps
 /// the region mapped while it or any handle lives.
-pub struct Ring<T: Pod> {
+pub struct Ring<T: Element> {
     mem: Arc<Slots<T>>,
 }
 
-impl<T: Pod> Clone for Ring<T> {
+impl<T: Element> Clone for Ring<T> {
     fn clone(&self) -> Self {
         Ring {
             mem: self.mem.clone(),
@@ -87,7 +87,7 @@ impl<T: Pod> Clone for Ring<T> {
     }
 }
 
-impl<T: Pod> fmt::Debug for Ring<T> {
+impl<T: Element> fmt::Debug for Ring<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ring")
             .field("capacity", &self.capacity())
@@ -123,7 +123,7 @@ impl<T: Pod> Ring<T> {
     ///
     /// As [`Ring::required_bytes`], and [`Error::BadOwnerCount`].
     pub fn required_bytes_with(options: Options) -> Result<usize, Error> {
-        Ok(options.layout::<T>()?.area_size())
+        Self::required_bytes_as(&ElementType::of::<T>(), options)
     }
 
     /// Creates a ring of at least `capacity` elements at the start of `region`.
@@ -158,8 +158,7 @@ impl<T: Pod> Ring<T> {
     ///
     /// As [`Ring::create`], and [`Error::BadOwnerCount`].
     pub fn create_with(region: impl Into<Arc<Region>>, options: Options) -> Result<Self, Error> {
-        let layout = options.layout::<T>()?;
-        Self::initialise(Slots::in_region(region.into(), layout)?, options)
+        Self::create_as(region, &ElementType::of::<T>(), options)
     }
 
     /// Attaches to the MPMC ring at the start of `region`, checking every header field
@@ -187,8 +186,66 @@ impl<T: Pod> Ring<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn attach(region: impl Into<Arc<Region>>) -> Result<Self, Error> {
+        Self::attach_as(region, &ElementType::of::<T>())
+    }
+}
+
+/// Rings of elements named at run time (see [`crate::spsc::Ring::create_as`]): how a
+/// [`Ring<Raw>`](crate::Raw) is made, and how a `Pod` type shares a ring with a C or
+/// Python peer under an agreed name.
+#[cfg(not(loom))]
+impl<T: Element> Ring<T> {
+    /// Bytes a region needs for a ring of elements of type `elem` made with `options`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ring::required_bytes_with`].
+    pub fn required_bytes_as(elem: &ElementType, options: Options) -> Result<usize, Error> {
+        Ok(options.layout(elem)?.area_size())
+    }
+
+    /// Creates a ring of elements of type `elem` (its name's fingerprint is recorded).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TypeMismatch`] if `T` is a `Pod` type of another size or alignment than
+    /// `elem`; otherwise as [`Ring::create_with`].
+    ///
+    /// ```
+    /// use shm_queue::{mpmc::{Options, Ring}, ElementType, Raw};
+    ///
+    /// let elem = ElementType::named("example.Pair/1", 8, 4)?;
+    /// let opts = Options::new(8);
+    /// let region = shm_region::Region::anonymous(Ring::<Raw>::required_bytes_as(&elem, opts)?)?;
+    /// let raw = Ring::<Raw>::create_as(region, &elem, opts)?;
+    /// let typed = Ring::<[u32; 2]>::attach_as(raw.region().clone(), &elem)?;
+    /// let mut tx = raw.producer()?;
+    /// let bytes: Vec<u8> = [1u32, 2, 3, 4].iter().flat_map(|v| v.to_ne_bytes()).collect();
+    /// assert_eq!(tx.push_partial_bytes(&bytes)?, 2);
+    /// assert_eq!(typed.consumer()?.try_pop()?, [1, 2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_as(
+        region: impl Into<Arc<Region>>,
+        elem: &ElementType,
+        options: Options,
+    ) -> Result<Self, Error> {
+        elem.check_fits::<T>()?;
+        let layout = options.layout(elem)?;
+        Self::initialise(Slots::in_region(region.into(), layout)?, options)
+    }
+
+    /// Attaches to the MPMC ring at the start of `region`, which must hold elements of type
+    /// `elem`, checking every header field.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ring::attach`]; [`Error::TypeMismatch`] also if `T` is a `Pod` type of another
+    /// size or alignment than `elem`.
+    pub fn attach_as(region: impl Into<Arc<Region>>, elem: &ElementType) -> Result<Self, Error> {
+        elem.check_fits::<T>()?;
         let region = region.into();
-        let layout = crate::mem::header_of(&region)?.validate_mpmc::<T>(region.len() as u64)?;
+        let layout = crate::mem::header_of(&region)?.validate_mpmc(elem, region.len() as u64)?;
         let mem = Slots::in_region(region, layout)?;
         super::check_positions(mem.header(), layout.capacity() as u64)?;
         Ok(Ring { mem: Arc::new(mem) })
@@ -218,7 +275,10 @@ impl<T: Pod> Ring<T> {
     ///
     /// As [`Ring::create`].
     pub fn new_model_with(options: Options) -> Result<Self, Error> {
-        Self::initialise(Slots::on_heap(options.layout::<T>()?)?, options)
+        Self::initialise(
+            Slots::on_heap(options.layout(&ElementType::of::<T>())?)?,
+            options,
+        )
     }
 
     /// The position check an attach makes, over this ring, for loom models (only with
@@ -232,7 +292,7 @@ impl<T: Pod> Ring<T> {
     }
 }
 
-impl<T: Pod> Ring<T> {
+impl<T: Element> Ring<T> {
     fn initialise(mem: Slots<T>, options: Options) -> Result<Self, Error> {
         let layout = mem.layout;
         let header = mem.header();

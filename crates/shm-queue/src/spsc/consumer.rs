@@ -5,7 +5,7 @@ use super::*;
 /// The reading side of a ring; exactly one exists per ring at a time.
 ///
 /// Made by [`Ring::consumer`]; frees its claim when dropped.
-pub struct Consumer<T: Pod> {
+pub struct Consumer<T: Element> {
     pub(super) storage: Arc<Storage<T>>,
     pub(super) geom: Geometry,
     /// Our position: everything before it is consumed.
@@ -23,7 +23,7 @@ pub struct Consumer<T: Pod> {
     pub(super) sleeper: crate::wait::Sleeper,
 }
 
-impl<T: Pod> fmt::Debug for Consumer<T> {
+impl<T: Element> fmt::Debug for Consumer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Consumer")
             .field("head", &self.head)
@@ -33,7 +33,7 @@ impl<T: Pod> fmt::Debug for Consumer<T> {
     }
 }
 
-impl<T: Pod> Drop for Consumer<T> {
+impl<T: Element> Drop for Consumer<T> {
     fn drop(&mut self) {
         let header = self.storage.header();
         header.data_signal().unregister(&mut self.sleeper);
@@ -41,7 +41,7 @@ impl<T: Pod> Drop for Consumer<T> {
     }
 }
 
-impl<T: Pod> Consumer<T> {
+impl<T: Element> Consumer<T> {
     /// Checks a published position read from shared memory: at most `head + capacity`.
     #[inline]
     fn check(&self, p: u64, what: Word) -> Result<u64, TryError> {
@@ -54,7 +54,7 @@ impl<T: Pod> Consumer<T> {
 
     /// Ready elements, learning more from the block words if fewer than `want` are known.
     #[inline(always)]
-    fn refresh(&mut self, want: usize) -> Result<usize, TryError> {
+    pub(super) fn refresh(&mut self, want: usize) -> Result<usize, TryError> {
         let avail = (self.tail_cache - self.head) as usize;
         if avail >= want {
             return Ok(avail);
@@ -147,7 +147,10 @@ impl<T: Pod> Consumer<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline(always)]
-    pub fn try_pop(&mut self) -> Result<T, TryError> {
+    pub fn try_pop(&mut self) -> Result<T, TryError>
+    where
+        T: Pod,
+    {
         if self.head == self.tail_cache && !self.poll()? {
             return Err(TryError::Empty {
                 requested: 1,
@@ -179,7 +182,10 @@ impl<T: Pod> Consumer<T> {
     ///
     /// As [`Consumer::try_pop`].
     #[inline]
-    pub fn peek(&mut self) -> Result<T, TryError> {
+    pub fn peek(&mut self) -> Result<T, TryError>
+    where
+        T: Pod,
+    {
         if self.refresh(1)? == 0 {
             return Err(TryError::Empty {
                 requested: 1,
@@ -200,7 +206,10 @@ impl<T: Pod> Consumer<T> {
     /// [`TryError::Corrupted`] if a published position in shared memory is impossible.
     #[must_use = "the call may do only part of the work: check how many it did"]
     #[inline]
-    pub fn pop_partial_slice(&mut self, dst: &mut [T]) -> Result<usize, TryError> {
+    pub fn pop_partial_slice(&mut self, dst: &mut [T]) -> Result<usize, TryError>
+    where
+        T: Pod,
+    {
         let n = self.refresh(dst.len())?.min(dst.len());
         if n == 0 {
             return Ok(0);
@@ -224,7 +233,10 @@ impl<T: Pod> Consumer<T> {
     /// [`TryError::Empty`] with the number ready if fewer than `n` are; [`TryError::Corrupted`] if a
     /// published position in shared memory is impossible.
     #[inline(always)]
-    pub fn read_chunk(&mut self, n: usize) -> Result<ReadChunk<'_, T>, TryError> {
+    pub fn read_chunk(&mut self, n: usize) -> Result<ReadChunk<'_, T>, TryError>
+    where
+        T: Pod,
+    {
         let available = self.refresh(n)?;
         if available < n {
             return Err(TryError::Empty {
@@ -244,7 +256,10 @@ impl<T: Pod> Consumer<T> {
     ///
     /// [`TryError::Corrupted`] if a published position in shared memory is impossible.
     #[inline(always)]
-    pub fn read_chunk_up_to(&mut self, max: usize) -> Result<ReadChunk<'_, T>, TryError> {
+    pub fn read_chunk_up_to(&mut self, max: usize) -> Result<ReadChunk<'_, T>, TryError>
+    where
+        T: Pod,
+    {
         let len = self.refresh(max)?.min(max);
         Ok(ReadChunk {
             consumer: self,
@@ -286,6 +301,6 @@ impl<T: Pod> Consumer<T> {
     }
 }
 
-handle_controls!([T: Pod] Consumer<T>, Storage<T>, Data, storage, strategy, sleeper);
+handle_controls!([T: Element] Consumer<T>, Storage<T>, Data, storage, strategy, sleeper);
 
 crate::wait::blocking::typed_blocking!(consumer spsc);

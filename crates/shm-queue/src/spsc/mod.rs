@@ -76,8 +76,11 @@ use core::ops::Range;
 
 use bytemuck::Pod;
 
+use crate::element::{Element, ElementType};
+pub(crate) use raw::{room_for, whole_elements};
+
 use crate::error::{corrupted, Error, TryError, Word};
-use crate::header::{Geometry, Header, RingKind, MAX_POSITION};
+use crate::header::{BlockShape, Geometry, Header, RingKind, MAX_POSITION};
 use crate::sync::claim::{self, Role};
 use crate::sync::{Arc, Ordering};
 use crate::wait::blocking::handle_controls;
@@ -90,6 +93,7 @@ use {crate::mem::header_of, shm_region::Region};
 mod chunk;
 mod consumer;
 mod producer;
+mod raw;
 mod ring;
 mod storage;
 
@@ -177,7 +181,11 @@ mod tests {
     use super::*;
 
     fn geom(blocks: usize, epb: usize) -> Geometry {
-        let mut g = Geometry::for_capacity::<u64>(1).unwrap();
+        let mut g = Geometry::for_capacity(
+            crate::header::BlockShape::of_element(&crate::ElementType::of::<u64>()).unwrap(),
+            1,
+        )
+        .unwrap();
         g.block_count = blocks;
         g.elems_per_block = epb;
         g

@@ -5,7 +5,7 @@ use super::*;
 /// The writing side of a ring; exactly one exists per ring at a time.
 ///
 /// Made by [`Ring::producer`]; frees its claim when dropped.
-pub struct Producer<T: Pod> {
+pub struct Producer<T: Element> {
     pub(super) storage: Arc<Storage<T>>,
     pub(super) geom: Geometry,
     /// Our position: everything before it is written and published.
@@ -25,7 +25,7 @@ pub struct Producer<T: Pod> {
     pub(super) readiness: ReadinessFd,
 }
 
-impl<T: Pod> fmt::Debug for Producer<T> {
+impl<T: Element> fmt::Debug for Producer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Producer")
             .field("tail", &self.tail)
@@ -35,7 +35,7 @@ impl<T: Pod> fmt::Debug for Producer<T> {
     }
 }
 
-impl<T: Pod> Drop for Producer<T> {
+impl<T: Element> Drop for Producer<T> {
     fn drop(&mut self) {
         let header = self.storage.header();
         header.space_signal().unregister(&mut self.sleeper);
@@ -43,7 +43,7 @@ impl<T: Pod> Drop for Producer<T> {
     }
 }
 
-impl<T: Pod> Producer<T> {
+impl<T: Element> Producer<T> {
     /// Free slots according to the cached `head` (never more than the truth).
     #[inline]
     fn free_cached(&self) -> usize {
@@ -63,7 +63,7 @@ impl<T: Pod> Producer<T> {
 
     /// Free slots, reloading `head` if the cache says fewer than `want`.
     #[inline]
-    fn free(&mut self, want: usize) -> Result<usize, TryError> {
+    pub(super) fn free(&mut self, want: usize) -> Result<usize, TryError> {
         let free = self.free_cached();
         if free >= want {
             return Ok(free);
@@ -131,7 +131,10 @@ impl<T: Pod> Producer<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline(always)]
-    pub fn try_push(&mut self, value: T) -> Result<(), TryError> {
+    pub fn try_push(&mut self, value: T) -> Result<(), TryError>
+    where
+        T: Pod,
+    {
         if self.tail - self.head_cache >= self.capacity && self.free(1)? == 0 {
             return Err(TryError::Full {
                 requested: 1,
@@ -165,7 +168,10 @@ impl<T: Pod> Producer<T> {
     /// [`TryError::Corrupted`] if the consumer's `head` in shared memory is impossible.
     #[must_use = "the call may do only part of the work: check how many it did"]
     #[inline]
-    pub fn push_partial_slice(&mut self, src: &[T]) -> Result<usize, TryError> {
+    pub fn push_partial_slice(&mut self, src: &[T]) -> Result<usize, TryError>
+    where
+        T: Pod,
+    {
         let n = self.free(src.len())?.min(src.len());
         if n == 0 {
             return Ok(0);
@@ -204,7 +210,10 @@ impl<T: Pod> Producer<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
-    pub fn push_entire_slice(&mut self, src: &[T]) -> Result<(), TryError> {
+    pub fn push_entire_slice(&mut self, src: &[T]) -> Result<(), TryError>
+    where
+        T: Pod,
+    {
         let free = self.free(src.len())?;
         if free < src.len() {
             return Err(TryError::Full {
@@ -245,7 +254,10 @@ impl<T: Pod> Producer<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline(always)]
-    pub fn write_chunk(&mut self, n: usize) -> Result<WriteChunk<'_, T>, TryError> {
+    pub fn write_chunk(&mut self, n: usize) -> Result<WriteChunk<'_, T>, TryError>
+    where
+        T: Pod,
+    {
         let available = self.free(n)?;
         if available < n {
             return Err(TryError::Full {
@@ -265,7 +277,10 @@ impl<T: Pod> Producer<T> {
     ///
     /// [`TryError::Corrupted`] if the consumer's `head` in shared memory is impossible.
     #[inline(always)]
-    pub fn write_chunk_up_to(&mut self, max: usize) -> Result<WriteChunk<'_, T>, TryError> {
+    pub fn write_chunk_up_to(&mut self, max: usize) -> Result<WriteChunk<'_, T>, TryError>
+    where
+        T: Pod,
+    {
         let len = self.free(max)?.min(max);
         Ok(WriteChunk {
             producer: self,
@@ -322,6 +337,6 @@ impl<T: Pod> Producer<T> {
     }
 }
 
-handle_controls!([T: Pod] Producer<T>, Storage<T>, Space, storage, strategy, sleeper);
+handle_controls!([T: Element] Producer<T>, Storage<T>, Space, storage, strategy, sleeper);
 
 crate::wait::blocking::typed_blocking!(producer spsc);

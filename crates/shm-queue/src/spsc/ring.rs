@@ -61,11 +61,11 @@ impl Options {
 /// assert!(Ring::<f32>::attach(region).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Ring<T: Pod> {
+pub struct Ring<T: Element> {
     storage: Arc<Storage<T>>,
 }
 
-impl<T: Pod> Clone for Ring<T> {
+impl<T: Element> Clone for Ring<T> {
     fn clone(&self) -> Self {
         Ring {
             storage: self.storage.clone(),
@@ -73,7 +73,7 @@ impl<T: Pod> Clone for Ring<T> {
     }
 }
 
-impl<T: Pod> fmt::Debug for Ring<T> {
+impl<T: Element> fmt::Debug for Ring<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let h = self.storage.header();
         f.debug_struct("Ring")
@@ -103,7 +103,7 @@ impl<T: Pod> Ring<T> {
     /// # Ok::<(), shm_queue::Error>(())
     /// ```
     pub fn required_bytes(capacity: usize) -> Result<usize, Error> {
-        Ok(Geometry::for_capacity::<T>(capacity)?.area_size())
+        Self::required_bytes_as(&ElementType::of::<T>(), capacity)
     }
 
     /// Creates a ring of at least `capacity` elements at the start of `region`.
@@ -144,9 +144,7 @@ impl<T: Pod> Ring<T> {
     /// As [`Ring::create`]; with `reinitialize(true)` never [`Error::AlreadyInitialized`]
     /// unless another creator races with this one.
     pub fn create_with(region: impl Into<Arc<Region>>, options: Options) -> Result<Self, Error> {
-        let geom = Geometry::for_capacity::<T>(options.capacity)?;
-        let storage = Storage::in_region(region.into(), geom)?;
-        Self::initialise(storage, options)
+        Self::create_as(region, &ElementType::of::<T>(), options)
     }
 
     /// Attaches to the ring at the start of `region`, checking every header field.
@@ -159,8 +157,69 @@ impl<T: Pod> Ring<T> {
     /// [`Error::BadCapacity`], [`Error::LayoutMismatch`], and [`Error::Corrupted`] when the
     /// recorded positions are impossible.
     pub fn attach(region: impl Into<Arc<Region>>) -> Result<Self, Error> {
+        Self::attach_as(region, &ElementType::of::<T>())
+    }
+}
+
+/// Rings of elements named at run time: the constructors every `Ring` has, for an explicit
+/// [`ElementType`], which is how a [`Ring<Raw>`](crate::Raw) is made and how a Rust `Pod`
+/// type shares a ring with a C or Python peer under an agreed name.
+#[cfg(not(loom))]
+impl<T: Element> Ring<T> {
+    /// Bytes a region needs for a ring of at least `capacity` elements of `elem`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadCapacity`] for a zero or too large capacity.
+    pub fn required_bytes_as(elem: &ElementType, capacity: usize) -> Result<usize, Error> {
+        Ok(Geometry::for_capacity(BlockShape::of_element(elem)?, capacity)?.area_size())
+    }
+
+    /// Creates a ring of elements of type `elem` (its name's fingerprint is recorded), with
+    /// `options`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TypeMismatch`] if `T` is a `Pod` type of another size or alignment than
+    /// `elem`; otherwise as [`Ring::create`].
+    ///
+    /// ```
+    /// use shm_queue::{spsc::{Options, Ring}, ElementType, Raw};
+    ///
+    /// // A Rust `u64` ring and a raw ring of 8-byte elements agree on the name.
+    /// let elem = ElementType::named("example.Count/1", 8, 8)?;
+    /// let region = shm_region::Region::anonymous(Ring::<Raw>::required_bytes_as(&elem, 16)?)?;
+    /// let ring = Ring::<u64>::create_as(region, &elem, Options::new(16))?;
+    /// let raw = Ring::<Raw>::attach_as(ring.region().clone(), &elem)?;
+    /// let (mut tx, mut rx) = (ring.producer()?, raw.consumer()?);
+    /// tx.try_push(7)?;
+    /// let mut out = [0u8; 8];
+    /// assert_eq!(rx.pop_partial_into(&mut out)?, 1);
+    /// assert_eq!(u64::from_ne_bytes(out), 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_as(
+        region: impl Into<Arc<Region>>,
+        elem: &ElementType,
+        options: Options,
+    ) -> Result<Self, Error> {
+        elem.check_fits::<T>()?;
+        let geom = Geometry::for_capacity(BlockShape::of_element(elem)?, options.capacity)?;
+        let storage = Storage::in_region(region.into(), geom)?;
+        Self::initialise(storage, options)
+    }
+
+    /// Attaches to the ring at the start of `region`, which must hold elements of type
+    /// `elem` (size, alignment and the fingerprint of its name), checking every header field.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ring::attach`]; [`Error::TypeMismatch`] also if `T` is a `Pod` type of another
+    /// size or alignment than `elem`.
+    pub fn attach_as(region: impl Into<Arc<Region>>, elem: &ElementType) -> Result<Self, Error> {
+        elem.check_fits::<T>()?;
         let region = region.into();
-        let geom = header_of(&region)?.validate::<T>(RingKind::Spsc, region.len() as u64)?;
+        let geom = header_of(&region)?.validate_as(RingKind::Spsc, elem, region.len() as u64)?;
         let storage = Storage::in_region(region, geom)?;
         check_positions(storage.header(), &geom)?;
         Ok(Ring {
@@ -183,12 +242,13 @@ impl<T: Pod> Ring<T> {
     ///
     /// As [`Ring::create`].
     pub fn new_model(block_count: usize, elems_per_block: usize) -> Result<Self, Error> {
-        let geom = Geometry::for_model::<T>(block_count, elems_per_block)?;
+        let shape = BlockShape::of_element(&ElementType::of::<T>())?;
+        let geom = Geometry::for_model(shape, block_count, elems_per_block)?;
         Self::initialise(Storage::on_heap(geom)?, Options::new(geom.capacity()))
     }
 }
 
-impl<T: Pod> Ring<T> {
+impl<T: Element> Ring<T> {
     fn initialise(storage: Storage<T>, options: Options) -> Result<Self, Error> {
         let header = storage.header();
         header.begin_init(options.reinitialize)?;
@@ -210,6 +270,16 @@ impl<T: Pod> Ring<T> {
     /// Elements per block (per 64-byte line for elements of up to 56 bytes).
     pub fn elements_per_block(&self) -> usize {
         self.storage.geom.elems_per_block
+    }
+
+    /// Bytes the ring occupies from the start of its region (header and blocks).
+    pub fn area_size(&self) -> usize {
+        self.storage.geom.area_size()
+    }
+
+    /// Bytes per element.
+    pub fn element_size(&self) -> usize {
+        self.storage.elem_size()
     }
 
     /// Number of blocks (a power of two).
@@ -319,12 +389,13 @@ impl Header {
     /// The `Acquire` load of `ready` comes first, so the `Relaxed` loads after it see what
     /// the creator stored before publishing.
     #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn validate<T: Pod>(
+    pub(crate) fn validate_as(
         &self,
         kind: RingKind,
+        elem: &ElementType,
         region_len: u64,
     ) -> Result<Geometry, Error> {
-        self.for_type::<T, _>(kind, |h, shape| h.validate_shape(shape, region_len))
+        self.for_element(kind, elem, |h, shape| h.validate_shape(shape, region_len))
     }
 
     /// The checks of [`Header::validate`] after the element type's: the geometry `shape`
@@ -344,4 +415,4 @@ impl Header {
     }
 }
 
-crate::sync::claim::claim_controls!([T: Pod] Ring<T>, Producer<T>, Consumer<T>);
+crate::sync::claim::claim_controls!([T: Element] Ring<T>, Producer<T>, Consumer<T>);

@@ -9,11 +9,15 @@
 //! The hot paths locate a block once, as a [`Block`], and keep it in the handle until their
 //! cursor leaves the block: an element access is then one add from the block's address,
 //! with the element offset and size known at compile time (`size_of::<T>()`), and no
-//! reload of the storage or the geometry.
+//! reload of the storage or the geometry. For [`Raw`] elements, whose shape is known only at
+//! run time, the offset and size come from the validated geometry instead, and elements move
+//! as byte runs.
 
 use core::marker::PhantomData;
 
 use bytemuck::Pod;
+
+use crate::element::{Element, Raw};
 
 use crate::header::{round_up, Geometry, Header, HEADER_SIZE};
 use crate::mem::{Loc, Mem};
@@ -44,7 +48,7 @@ unsafe impl<T: Send> Send for Storage<T> {}
 // SAFETY: as for `Send`: no method hands out a non-atomic reference into the memory.
 unsafe impl<T: Send> Sync for Storage<T> {}
 
-impl<T: Pod> Storage<T> {
+impl<T: Element> Storage<T> {
     /// Storage over `region`, laid out as `geom`.
     ///
     /// # Errors
@@ -66,7 +70,8 @@ impl<T: Pod> Storage<T> {
     /// accessors below put them.
     fn over(mem: Mem, geom: Geometry) -> Result<Self, Error> {
         mem.check_holds(geom.area_size())?;
-        geom.check_holds::<T>()?;
+        let (size, align) = T::FIXED.unwrap_or((geom.elem_size, geom.elem_align));
+        geom.check_holds(size, align)?;
         Ok(Storage {
             mem,
             mask: geom.block_count - 1,
@@ -93,9 +98,25 @@ impl<T: Pod> Storage<T> {
         self.mem.header()
     }
 
-    /// Offset of element 0 in a block: `round_up(8, align_of::<T>())`, as `BlockShape`
-    /// computes it (`over` checks the geometry agrees, with `Geometry::check_holds`).
-    const ELEM_OFFSET: usize = round_up(8, core::mem::align_of::<T>());
+    /// Offset of element 0 in a block: `round_up(8, align)`, as `BlockShape` computes it
+    /// (`over` checks the geometry agrees, with `Geometry::check_holds`). A constant for a
+    /// `Pod` `T`.
+    #[inline(always)]
+    fn elem_offset(&self) -> usize {
+        match T::FIXED {
+            Some((_, align)) => round_up(8, align),
+            None => self.geom.elem_offset,
+        }
+    }
+
+    /// Bytes per element: a constant for a `Pod` `T`.
+    #[inline(always)]
+    pub(crate) fn elem_size(&self) -> usize {
+        match T::FIXED {
+            Some((size, _)) => size,
+            None => self.geom.elem_size,
+        }
+    }
 
     /// Block `b & mask`.
     #[inline]
@@ -131,18 +152,17 @@ impl<T: Pod> Storage<T> {
     /// # Safety
     ///
     /// `blk` was made by `self.block` and `index < elems_per_block`.
-    #[inline]
-    unsafe fn elem(blk: Block, index: usize) -> Loc {
+    #[inline(always)]
+    unsafe fn elem(&self, blk: Block, index: usize) -> Loc {
         // SAFETY: index < elems_per_block (caller), so the element lies inside the block
         // (`over` checked elem_offset + elems_per_block * size <= block_size); it is aligned
-        // because the block is 64-aligned and ELEM_OFFSET and size are multiples of
-        // align_of::<T>() <= 64.
-        unsafe {
-            blk.0
-                .add(Self::ELEM_OFFSET + index * core::mem::size_of::<T>())
-        }
+        // because the block is 64-aligned and the offset and size are multiples of the
+        // element's alignment <= 64 (`ElementType::named` and `Pod` sizes).
+        unsafe { blk.0.add(self.elem_offset() + index * self.elem_size()) }
     }
+}
 
+impl<T: Pod> Storage<T> {
     /// Reads element `index` of `blk`.
     ///
     /// # Safety
@@ -153,7 +173,7 @@ impl<T: Pod> Storage<T> {
     pub(crate) unsafe fn read_in(&self, blk: Block, index: usize) -> T {
         debug_assert!(index < self.geom.elems_per_block);
         // SAFETY: in bounds and aligned (elem, caller); read access granted (caller).
-        unsafe { self.mem.read(Self::elem(blk, index)) }
+        unsafe { self.mem.read(self.elem(blk, index)) }
     }
 
     /// Writes element `index` of `blk`.
@@ -166,7 +186,7 @@ impl<T: Pod> Storage<T> {
     pub(crate) unsafe fn write_in(&self, blk: Block, index: usize, value: T) {
         debug_assert!(index < self.geom.elems_per_block);
         // SAFETY: in bounds and aligned (elem, caller); the caller owns the slot.
-        unsafe { self.mem.write(Self::elem(blk, index), value) }
+        unsafe { self.mem.write(self.elem(blk, index), value) }
     }
 
     /// Copies elements `index .. index + dst.len()` of `blk` into `dst`.
@@ -182,7 +202,7 @@ impl<T: Pod> Storage<T> {
         }
         debug_assert!(index + dst.len() <= self.geom.elems_per_block);
         // SAFETY: the run lies inside one block (caller's bound); read access granted.
-        unsafe { self.mem.copy_out(Self::elem(blk, index), dst) }
+        unsafe { self.mem.copy_out(self.elem(blk, index), dst) }
     }
 
     /// Copies `src` into elements `index .. index + src.len()` of `blk`.
@@ -198,6 +218,42 @@ impl<T: Pod> Storage<T> {
         }
         debug_assert!(index + src.len() <= self.geom.elems_per_block);
         // SAFETY: the run lies inside one block (caller's bound); the caller owns the slots.
-        unsafe { self.mem.copy_in(Self::elem(blk, index), src) }
+        unsafe { self.mem.copy_in(self.elem(blk, index), src) }
+    }
+}
+
+impl Storage<Raw> {
+    /// Copies the `dst.len() / elem_size` elements starting at element `index` of `blk` into
+    /// `dst`, as bytes.
+    ///
+    /// # Safety
+    ///
+    /// `blk` was made by `self.block`, `dst.len()` is a multiple of the element size, the
+    /// run ends at or before the block's last element, and the caller has read access to the
+    /// slots.
+    #[inline]
+    pub(crate) unsafe fn read_bytes_in(&self, blk: Block, index: usize, dst: &mut [u8]) {
+        if dst.is_empty() {
+            return;
+        }
+        debug_assert!(index + dst.len() / self.elem_size() <= self.geom.elems_per_block);
+        // SAFETY: the run lies inside one block (caller's bound); bytes need no alignment;
+        // read access granted.
+        unsafe { self.mem.copy_out(self.elem(blk, index), dst) }
+    }
+
+    /// Copies `src` (whole elements) into the slots from element `index` of `blk` on.
+    ///
+    /// # Safety
+    ///
+    /// As [`Storage::read_bytes_in`], with write access to the slots.
+    #[inline]
+    pub(crate) unsafe fn write_bytes_in(&self, blk: Block, index: usize, src: &[u8]) {
+        if src.is_empty() {
+            return;
+        }
+        debug_assert!(index + src.len() / self.elem_size() <= self.geom.elems_per_block);
+        // SAFETY: the run lies inside one block (caller's bound); the caller owns the slots.
+        unsafe { self.mem.copy_in(self.elem(blk, index), src) }
     }
 }

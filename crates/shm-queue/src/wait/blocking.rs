@@ -244,3 +244,71 @@ macro_rules! typed_blocking {
     };
 }
 pub(crate) use typed_blocking;
+
+/// The blocking calls of rings of [`Raw`](crate::Raw) elements (`spsc` and `mpmc`),
+/// written once over their `push_partial_bytes` and `pop_partial_into`: `raw_blocking!()`
+/// inside the ring's module.
+macro_rules! raw_blocking {
+    () => {
+        impl Producer<crate::element::Raw> {
+            /// Pushes every element of `src`, in batches as room appears, sleeping between
+            /// attempts as this handle's [`WaitStrategy`](crate::wait::WaitStrategy) says,
+            /// until `deadline` (`None`: no limit).
+            ///
+            /// # Errors
+            ///
+            /// `(pushed, error)`: how many elements were pushed before
+            /// [`Error::Timeout`](crate::Error::Timeout),
+            /// [`Error::Closed`](crate::Error::Closed) or an error of
+            /// `push_partial_bytes` stopped it.
+            pub fn push_bytes_blocking(
+                &mut self,
+                src: &[u8],
+                deadline: Option<std::time::Instant>,
+            ) -> Result<(), (usize, crate::Error)> {
+                let size = self.element_size();
+                let mut done = 0;
+                crate::wait::blocking::block_on(self, deadline, "free slots", |s| {
+                    while done * size < src.len() {
+                        match s.push_partial_bytes(&src[done * size..]) {
+                            Ok(0) => return Ok(None),
+                            Ok(k) => done += k,
+                            Err(e) if e.is_retryable() => return Ok(None),
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    Ok(Some(()))
+                })
+                .map_err(|e| (done, e))
+            }
+        }
+
+        impl Consumer<crate::element::Raw> {
+            /// Waits until at least one element is ready (as the typed `pop_blocking`,
+            /// until `deadline`), then pops as many ready elements as fit whole in `dst`;
+            /// returns how many.
+            ///
+            /// # Errors
+            ///
+            /// [`Error::Timeout`](crate::Error::Timeout) at the deadline,
+            /// [`Error::Closed`](crate::Error::Closed) once the ring is closed and drained,
+            /// and those of `pop_partial_into`.
+            #[must_use = "the call may do only part of the work: check how many it did"]
+            pub fn pop_into_blocking(
+                &mut self,
+                dst: &mut [u8],
+                deadline: Option<std::time::Instant>,
+            ) -> Result<usize, crate::Error> {
+                crate::wait::blocking::block_on(self, deadline, "elements", |s| {
+                    match s.pop_partial_into(dst) {
+                        Ok(0) => Ok(None),
+                        Ok(n) => Ok(Some(n)),
+                        Err(e) if e.is_retryable() => Ok(None),
+                        Err(e) => Err(e.into()),
+                    }
+                })
+            }
+        }
+    };
+}
+pub(crate) use raw_blocking;
