@@ -1,4 +1,4 @@
-/* shmlane: C ABI for byte channels. Every call returns a shmlane_status; the message of
+/* shmlane: C ABI for byte, typed and MPMC channels. Every call returns a shmlane_status; the message of
    the last failure on this thread is shmlane_last_error(). See crates/shmlane-c/src/lib.rs. */
 
 #ifndef SHMLANE_H
@@ -10,6 +10,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#ifndef __cplusplus
+/* The shmlane_element of C type T under the agreed name NAME (a string literal). */
+#define SHMLANE_ELEMENT(T, NAME) ((shmlane_element){(NAME), sizeof(T), _Alignof(T)})
+#endif
+
 
 /*
  [`Options::wait`]: spin briefly, then yield the CPU (the default).
@@ -86,6 +91,11 @@ typedef enum {
    A bug inside the library (a Rust panic, caught before it crossed the boundary).
    */
   SHMLANE_STATUS_PANIC = 12,
+  /*
+   The channel is of another kind, or carries another element type (name, size or
+   alignment) than the caller's.
+   */
+  SHMLANE_STATUS_WRONG_TYPE = 13,
 } shmlane_status;
 
 /*
@@ -99,13 +109,24 @@ typedef struct shmlane_byte_receiver shmlane_byte_receiver;
 typedef struct shmlane_byte_sender shmlane_byte_sender;
 
 /*
+ The receiving end of a typed or MPMC channel (`shmlane_typed_receiver`).
+ */
+typedef struct shmlane_typed_receiver shmlane_typed_receiver;
+
+/*
+ The sending end of a typed or MPMC channel (`shmlane_typed_sender`).
+ */
+typedef struct shmlane_typed_sender shmlane_typed_sender;
+
+/*
  Options for creating or connecting; get the defaults from [`shmlane_options_default`]
  and change what you need.
  */
 typedef struct {
   /*
-   Bytes of message data the ring holds (rounded up to a power of two); 0 for the
-   default, 1 MiB. Only the creator's counts.
+   Byte channels: bytes of message data the ring holds (rounded up to a power of two);
+   0 for the default, 1 MiB. Typed and MPMC channels: elements (0 for the default,
+   1024). Only the creator's counts.
    */
   size_t capacity;
   /*
@@ -135,6 +156,26 @@ typedef struct {
    */
   bool allow_shared_write;
 } shmlane_options;
+
+/*
+ An element type (`shmlane_element`): a name both ends agree on, such as
+ `"myapp.Tick/1"`, and the C type's size and alignment (`sizeof`, `_Alignof`; the
+ `SHMLANE_ELEMENT(T, NAME)` macro fills them).
+ */
+typedef struct {
+  /*
+   NUL-terminated UTF-8, 1 to 128 bytes, no control characters.
+   */
+  const char *type_name;
+  /*
+   `sizeof` the element: 1 to 2^30 bytes, a multiple of `align`.
+   */
+  size_t size;
+  /*
+   `_Alignof` the element: a power of two up to 64.
+   */
+  size_t align;
+} shmlane_element;
 
 #ifdef __cplusplus
 extern "C" {
@@ -324,6 +365,175 @@ size_t shmlane_byte_sender_max_message(const shmlane_byte_sender *tx);
  `rx` is null or a live receiver handle.
  */
 size_t shmlane_byte_receiver_max_message(const shmlane_byte_receiver *rx);
+
+/*
+ Creates typed (single-producer, single-consumer) channel `name` of elements `elem`, and
+ stores its sending end in `*out`. `opts->capacity` counts elements (0: 1024).
+
+ # Safety
+
+ `name` is a NUL-terminated string; `elem` points to a valid `shmlane_element` whose
+ `type_name` is NUL-terminated; `opts` is null or valid; `out` is valid for a write.
+ */
+shmlane_status shmlane_typed_sender_create(const char *name,
+                                           const shmlane_element *elem,
+                                           const shmlane_options *opts,
+                                           shmlane_typed_sender **out);
+
+/*
+ Connects to typed channel `name` of elements `elem` as its consumer, waiting up to the
+ options' `connect_timeout_ms`, and stores the receiving end in `*out`.
+
+ # Safety
+
+ As [`shmlane_typed_sender_create`].
+ */
+shmlane_status shmlane_typed_receiver_connect(const char *name,
+                                              const shmlane_element *elem,
+                                              const shmlane_options *opts,
+                                              shmlane_typed_receiver **out);
+
+/*
+ Creates MPMC channel `name` of elements `elem` with `participants` slots (producers and
+ consumers together, 2 to 60; 0: 16), and stores a sending end in `*out`. More producers
+ join with [`shmlane_mpmc_sender_connect`], consumers with
+ [`shmlane_mpmc_receiver_connect`]; the ends are `shmlane_typed_sender` and
+ `shmlane_typed_receiver` handles.
+
+ # Safety
+
+ As [`shmlane_typed_sender_create`].
+ */
+shmlane_status shmlane_mpmc_sender_create(const char *name,
+                                          const shmlane_element *elem,
+                                          const shmlane_options *opts,
+                                          uint32_t participants,
+                                          shmlane_typed_sender **out);
+
+/*
+ Joins MPMC channel `name` of elements `elem` as another producer.
+
+ # Safety
+
+ As [`shmlane_typed_sender_create`].
+ */
+shmlane_status shmlane_mpmc_sender_connect(const char *name,
+                                           const shmlane_element *elem,
+                                           const shmlane_options *opts,
+                                           shmlane_typed_sender **out);
+
+/*
+ Joins MPMC channel `name` of elements `elem` as a consumer.
+
+ # Safety
+
+ As [`shmlane_typed_sender_create`].
+ */
+shmlane_status shmlane_mpmc_receiver_connect(const char *name,
+                                             const shmlane_element *elem,
+                                             const shmlane_options *opts,
+                                             shmlane_typed_receiver **out);
+
+/*
+ Waits up to `timeout_ms` milliseconds for a consumer to connect (negative: forever).
+
+ # Safety
+
+ `tx` is a live sender handle, used by this thread only.
+ */
+shmlane_status shmlane_typed_sender_wait_for_peer(shmlane_typed_sender *tx, int64_t timeout_ms);
+
+/*
+ Sends the `count` elements at `elems` in order, waiting for room up to `timeout_ms`
+ milliseconds (negative: forever). With `timeout_ms == 0` it sends what fits now, and
+ `SHMLANE_STATUS_WOULD_BLOCK` if nothing did. `*sent` (if not null) is how many elements
+ went, also when the call fails part-way: none of them is lost or sent twice by a retry
+ of the rest.
+
+ # Safety
+
+ `tx` is a live sender handle, used by this thread only; `elems` is valid for reads of
+ `count` elements (or null with `count == 0`); `sent` is null or valid for a write.
+ */
+shmlane_status shmlane_typed_sender_send(shmlane_typed_sender *tx,
+                                         const void *elems,
+                                         size_t count,
+                                         size_t *sent,
+                                         int64_t timeout_ms);
+
+/*
+ Receives up to `max` elements into `buf`, waiting up to `timeout_ms` milliseconds for
+ the first (0: do not wait, `SHMLANE_STATUS_WOULD_BLOCK` if none; negative: forever),
+ then taking whatever else is ready; `*count` (if not null) is how many.
+
+ # Safety
+
+ `rx` is a live receiver handle, used by this thread only; `buf` is valid for writes of
+ `max` elements; `count` is null or valid for a write.
+ */
+shmlane_status shmlane_typed_receiver_recv(shmlane_typed_receiver *rx,
+                                           void *buf,
+                                           size_t max,
+                                           size_t *count,
+                                           int64_t timeout_ms);
+
+/*
+ Closes the channel from the sending side (an MPMC channel for everyone): receivers get
+ what was sent, then `SHMLANE_STATUS_CLOSED`. The handle stays valid until freed.
+
+ # Safety
+
+ `tx` is a live sender handle, used by this thread only.
+ */
+shmlane_status shmlane_typed_sender_close(shmlane_typed_sender *tx);
+
+/*
+ Closes the channel from the receiving side (an MPMC channel for everyone): senders get
+ `SHMLANE_STATUS_CLOSED`. The handle stays valid until freed.
+
+ # Safety
+
+ `rx` is a live receiver handle, used by this thread only.
+ */
+shmlane_status shmlane_typed_receiver_close(shmlane_typed_receiver *rx);
+
+/*
+ Frees the sending end (a typed channel is closed; an MPMC channel is closed when its
+ last producer leaves). Null is ignored.
+
+ # Safety
+
+ `tx` is null or a live sender handle not in use by another thread; it is invalid after.
+ */
+void shmlane_typed_sender_free(shmlane_typed_sender *tx);
+
+/*
+ Frees the receiving end. Null is ignored.
+
+ # Safety
+
+ `rx` is null or a live receiver handle not in use by another thread; it is invalid
+ after.
+ */
+void shmlane_typed_receiver_free(shmlane_typed_receiver *rx);
+
+/*
+ The element size of the sender's channel in bytes (0 for a null handle).
+
+ # Safety
+
+ `tx` is null or a live sender handle.
+ */
+size_t shmlane_typed_sender_element_size(const shmlane_typed_sender *tx);
+
+/*
+ The element size of the receiver's channel in bytes (0 for a null handle).
+
+ # Safety
+
+ `rx` is null or a live receiver handle.
+ */
+size_t shmlane_typed_receiver_element_size(const shmlane_typed_receiver *rx);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1,5 +1,7 @@
-//! The C ABI of shmlane's byte channels: what a C or C++ process links to exchange messages
-//! with Rust processes (or other C processes) over a named channel.
+//! The C ABI of shmlane's channels: what a C or C++ process links to exchange messages with
+//! Rust, Python or other C processes over a named channel. Byte channels carry messages of
+//! any length (`shmlane_byte_*`); typed and MPMC channels carry fixed-size elements
+//! described by a [`shmlane_element`](Element) (`shmlane_typed_*`, `shmlane_mpmc_*`).
 //!
 //! Every function returns a [`Status`] (`shmlane_status`): `SHMLANE_STATUS_OK`, or what
 //! went wrong; the message of the last failure on the calling thread, with the same context
@@ -22,13 +24,23 @@
 //! shmlane_byte_sender_free(tx); /* closes the channel */
 //! ```
 //!
-//! Typed (`Pod`) and MPMC channels are not in this ABI yet: their rings are generic over a
-//! Rust type, and a C element type needs a ring laid out from a runtime size and alignment.
+//! A typed channel of a C struct, shared with a Rust `Sender<Tick>` or a Python
+//! `TypedReceiver` that name the element the same way:
+//!
+//! ```c
+//! typedef struct { uint64_t seq; double value; } tick;
+//! shmlane_element elem = SHMLANE_ELEMENT(tick, "myapp.Tick/1");
+//! shmlane_typed_sender *tx;
+//! shmlane_typed_sender_create("ticks", &elem, NULL, &tx);
+//! tick t = {1, 0.5};
+//! shmlane_typed_sender_send(tx, &t, 1, NULL, -1);
+//! shmlane_typed_sender_free(tx);
+//! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use std::cell::RefCell;
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
@@ -69,6 +81,9 @@ pub enum Status {
     Error = 11,
     /// A bug inside the library (a Rust panic, caught before it crossed the boundary).
     Panic = 12,
+    /// The channel is of another kind, or carries another element type (name, size or
+    /// alignment) than the caller's.
+    WrongType = 13,
 }
 
 /// [`Options::wait`]: spin briefly, then yield the CPU (the default).
@@ -83,8 +98,9 @@ pub const SHMLANE_WAIT_BLOCKING: u32 = 2;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
-    /// Bytes of message data the ring holds (rounded up to a power of two); 0 for the
-    /// default, 1 MiB. Only the creator's counts.
+    /// Byte channels: bytes of message data the ring holds (rounded up to a power of two);
+    /// 0 for the default, 1 MiB. Typed and MPMC channels: elements (0 for the default,
+    /// 1024). Only the creator's counts.
     pub capacity: usize,
     /// Largest message in bytes; 0 for the default, a quarter of the capacity. Only the
     /// creator's counts.
@@ -143,8 +159,11 @@ fn fail(e: &Error) -> Status {
             Q::BufferTooSmall { .. } => Status::BufferTooSmall,
             Q::Truncated => Status::Truncated,
             Q::Corrupted { .. } => Status::Corrupt,
+            Q::TypeMismatch { .. } | Q::KindMismatch { .. } => Status::WrongType,
+            Q::NotWholeElements { .. } | Q::UnsupportedType { .. } => Status::InvalidArgument,
             _ => Status::Error,
         },
+        Error::WrongKind { .. } => Status::WrongType,
         Error::Corrupt { .. } => Status::Corrupt,
         Error::BadName { .. } | Error::BadConfig { .. } => Status::InvalidArgument,
         _ => Status::Error,
@@ -773,3 +792,6 @@ pub unsafe extern "C" fn shmlane_byte_receiver_max_message(rx: *const ByteReceiv
     // SAFETY: a live handle (the caller's contract).
     unsafe { &*rx }.rx.max_message()
 }
+
+mod element;
+pub use element::*;

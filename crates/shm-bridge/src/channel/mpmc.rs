@@ -95,6 +95,14 @@ impl<T: Element> MpmcReceiver<T> {
     }
 }
 
+impl<T: Element> MpmcReceiver<T> {
+    /// Closes the channel for everyone, as [`MpmcSender::close`] does: producers get
+    /// [`Error::Closed`], consumers drain what is there first.
+    pub fn close(&mut self) {
+        self.rx.close();
+    }
+}
+
 impl<T: Element> Drop for MpmcReceiver<T> {
     fn drop(&mut self) {
         // The last live consumer out closes, so a sender blocked for space gets `Closed`

@@ -208,6 +208,12 @@ impl<T: Element> Receiver<T> {
         &mut self.rx
     }
 
+    /// Closes the channel from the receiving side: the sender's next send gets
+    /// [`Error::Closed`]. Dropping the end does the same.
+    pub fn close(&mut self) {
+        self.rx.close();
+    }
+
     /// Messages waiting.
     pub fn len(&self) -> usize {
         self.rx.len()
