@@ -1,7 +1,8 @@
-"""Shared-memory message channels between processes on one Linux host (shmlane's byte channels)."""
+"""Shared-memory message channels between processes on one Linux host: byte channels, and typed
+and MPMC channels of fixed-size elements described by a numpy dtype."""
 
 from types import TracebackType
-from typing import Iterable, Iterator, List, Literal, Optional, Type
+from typing import Any, Iterable, Iterator, List, Literal, Optional, Type
 
 from typing_extensions import Buffer
 
@@ -36,6 +37,10 @@ class Corrupt(Error):
 
 class Truncated(Error):
     """Another process truncated the channel's file."""
+
+class WrongType(Corrupt):
+    """The channel is of another kind, or carries another element type (name, size or
+    alignment) than asked for."""
 
 class ByteSender:
     """The sending end of a byte channel; closes the channel when its `with` block ends."""
@@ -125,3 +130,130 @@ class ByteReceiver:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> bool: ...
+
+
+# numpy is needed for the typed classes only (imported when one is made).
+DTypeLike = Any
+Items = Any  # one element (tuple, numpy scalar), a sequence or array of them, or bytes of whole elements
+
+class TypedSender:
+    """The sending end of a typed (single-producer) or MPMC channel of numpy elements.
+
+    All ends of a channel name the element the same way: `type_name` (default "numpy:" and
+    the dtype's descr); use an agreed name such as "myapp.Tick/1" to pair with Rust or C. A
+    structured dtype that mirrors a C struct needs `align=True`."""
+
+    @staticmethod
+    def create(
+        name: str,
+        dtype: DTypeLike,
+        *,
+        type_name: Optional[str] = None,
+        capacity: Optional[int] = None,
+        wait: Wait = "yield",
+        mode: int = 0o600,
+        allow_foreign_owner: bool = False,
+        allow_shared_write: bool = False,
+    ) -> "TypedSender":
+        """Creates typed channel `name`; `capacity` counts elements (default 1024)."""
+    @staticmethod
+    def create_mpmc(
+        name: str,
+        dtype: DTypeLike,
+        *,
+        type_name: Optional[str] = None,
+        capacity: Optional[int] = None,
+        participants: int = 16,
+        wait: Wait = "yield",
+        mode: int = 0o600,
+        allow_foreign_owner: bool = False,
+        allow_shared_write: bool = False,
+    ) -> "TypedSender":
+        """Creates MPMC channel `name` with `participants` slots (senders and receivers, 2 to 60)."""
+    @staticmethod
+    def join_mpmc(
+        name: str,
+        dtype: DTypeLike,
+        *,
+        type_name: Optional[str] = None,
+        timeout: float = 10.0,
+        wait: Wait = "yield",
+        allow_foreign_owner: bool = False,
+        allow_shared_write: bool = False,
+    ) -> "TypedSender":
+        """Joins MPMC channel `name` as another sender."""
+    def wait_for_peer(self, timeout: Optional[float] = None) -> None:
+        """Waits up to `timeout` seconds (None: no limit) for a receiver."""
+    def send(self, items: Items, *, timeout: Optional[float] = None) -> int:
+        """Sends `items` in order; returns how many. timeout=0 sends what fits now (WouldBlock if
+        nothing did); an array of another dtype raises TypeError (no silent cast)."""
+    def close(self) -> None:
+        """Closes the channel (an MPMC one for everyone)."""
+    @property
+    def dtype(self) -> Any: ...
+    @property
+    def type_name(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    def __enter__(self) -> "TypedSender": ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool:
+        """Drops this end: closes a typed channel, leaves an MPMC one."""
+
+class TypedReceiver:
+    """The receiving end of a typed or MPMC channel of numpy elements; iterating yields
+    elements until the channel is closed."""
+
+    @staticmethod
+    def connect(
+        name: str,
+        dtype: DTypeLike,
+        *,
+        type_name: Optional[str] = None,
+        timeout: float = 10.0,
+        wait: Wait = "yield",
+        allow_foreign_owner: bool = False,
+        allow_shared_write: bool = False,
+    ) -> "TypedReceiver":
+        """Connects to typed channel `name` as its receiver."""
+    @staticmethod
+    def connect_mpmc(
+        name: str,
+        dtype: DTypeLike,
+        *,
+        type_name: Optional[str] = None,
+        timeout: float = 10.0,
+        wait: Wait = "yield",
+        allow_foreign_owner: bool = False,
+        allow_shared_write: bool = False,
+    ) -> "TypedReceiver":
+        """Joins MPMC channel `name` as a receiver."""
+    def recv_batch(self, max: int, *, timeout: Optional[float] = None) -> Any:
+        """A numpy array of 1 to `max` elements: waits up to `timeout` s for the first
+        (None: no limit; 0: raise WouldBlock), then takes what is ready."""
+    def recv(self, *, timeout: Optional[float] = None) -> Any:
+        """One element (a numpy scalar of the dtype)."""
+    def recv_into(self, array: Buffer, *, timeout: Optional[float] = None) -> int:
+        """Fills a writable C-contiguous array of the dtype; returns how many elements."""
+    def close(self) -> None:
+        """Closes the channel (an MPMC one for everyone)."""
+    @property
+    def dtype(self) -> Any: ...
+    @property
+    def type_name(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    def __iter__(self) -> Iterator[Any]: ...
+    def __next__(self) -> Any: ...
+    def __enter__(self) -> "TypedReceiver": ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool:
+        """Drops this end: closes a typed channel, leaves an MPMC one."""

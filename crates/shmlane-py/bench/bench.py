@@ -4,7 +4,9 @@ the same run (median of the rounds). The receiving process consumes every messag
 way for every transport (`touch`): its first and last byte, and for 64 KiB a numpy view over
 it (zero-copy for shmlane's read(), a view of the received bytes for the others) that reads
 one byte per 4 KiB page. `py/shmlane-batch` (64 B only) sends and receives with `send_many`/`recv_many`, 256
-messages a call. `py/floor` is the receiving loop with no transport at all (a
+messages a call. `py/shmlane-typed` (64 B only) moves 64-byte elements of a numpy dtype over
+a typed channel, 256 per `send`/`recv_batch`, and touches each batch with numpy (the sum of a
+field): the workload of a numpy consumer, not the same per-message work as the others. `py/floor` is the receiving loop with no transport at all (a
 function returning a ready message): no Python transport can be faster than it.
 
     python -m venv v && v/bin/pip install ./crates/shmlane-py numpy pyzmq
@@ -72,6 +74,32 @@ def shm_batch_consume(name, n, ready):
         return (n - len(first)) / (time.perf_counter() - t)
 
 
+ELEM64 = np.dtype([("seq", "<u8"), ("pad", "V56")])
+
+
+def shm_typed_producer(name, n, ready):
+    batch = np.zeros(256, ELEM64)
+    batch["seq"] = np.arange(256)
+    with shmlane.TypedSender.create(name, ELEM64, capacity=1 << 14) as tx:
+        ready.set()
+        tx.wait_for_peer(timeout=30)
+        for i in range(0, n, 256):
+            tx.send(batch[: min(256, n - i)])
+
+
+def shm_typed_consume(name, n, ready):
+    ready.wait(30)
+    with shmlane.TypedReceiver.connect(name, ELEM64, timeout=30) as rx:
+        first = rx.recv_batch(256)
+        int(first["seq"].sum())
+        t, got = time.perf_counter(), len(first)
+        while got < n:
+            batch = rx.recv_batch(256)
+            int(batch["seq"].sum())
+            got += len(batch)
+        return (n - len(first)) / (time.perf_counter() - t)
+
+
 def shm_consume(name, n, size, ready):
     ready.wait(30)
     with shmlane.ByteReceiver.connect(name, timeout=30) as rx:
@@ -131,7 +159,13 @@ def run(kind, n, size, ctx):
     if kind == "floor":
         msg = bytes(size)
         return timed(lambda: msg, n)
-    if kind == "shmlane-batch":
+    if kind == "shmlane-typed":
+        name = f"pybench-{os.getpid()}-{time.monotonic_ns()}"
+        ready = ctx.Event()
+        p = ctx.Process(target=shm_typed_producer, args=(name, n, ready))
+        p.start()
+        rate = shm_typed_consume(name, n, ready)
+    elif kind == "shmlane-batch":
         name = f"pybench-{os.getpid()}-{time.monotonic_ns()}"
         ready = ctx.Event()
         p = ctx.Process(target=shm_batch_producer, args=(name, n, size, ready))
@@ -183,7 +217,7 @@ def main():
         print("pyzmq is not installed: its baseline is skipped (pip install pyzmq)")
     if a.only:
         kinds = [k for k in kinds if k in a.only]
-    small_kinds = kinds + (["shmlane-batch"] if not a.only or "shmlane-batch" in a.only else [])
+    small_kinds = kinds + [k for k in ("shmlane-batch", "shmlane-typed") if not a.only or k in a.only]
     for size, n in [(64, 200_000), (64 << 10, 20_000)]:
         if a.quick:
             n //= 20
@@ -196,14 +230,17 @@ def main():
         for k in ks:
             spread = f"{min(rates[k]) / 1e3:.1f}..{max(rates[k]) / 1e3:.1f}"
             print(f"py/{k}/{size}B  {med[k] / 1e3:10.1f} k msgs/s  (rounds {spread})")
-        if "shmlane-batch" in rates:
+        for extra, how in (("shmlane-batch", "send_many/recv_many of 256"),
+                           ("shmlane-typed", "numpy batches of 256 64-byte elements")):
+            if extra not in rates:
+                continue
             for k in kinds[1:]:
-                if k == "floor":
+                if k == "floor" or k not in rates:
                     continue
-                ratios = [s / b for s, b in zip(rates["shmlane-batch"], rates[k])]
+                ratios = [s / b for s, b in zip(rates[extra], rates[k])]
                 print(
-                    f"py/shmlane-batch/{size}B / py/{k}/{size}B  {statistics.median(ratios):6.2f}x"
-                    f"  (rounds {min(ratios):.2f}x..{max(ratios):.2f}x; send_many/recv_many of 256)"
+                    f"py/{extra}/{size}B / py/{k}/{size}B  {statistics.median(ratios):6.2f}x"
+                    f"  (rounds {min(ratios):.2f}x..{max(ratios):.2f}x; {how})"
                 )
         for k in kinds[1:] if kinds[0] == "shmlane" else []:
             if k == "floor":

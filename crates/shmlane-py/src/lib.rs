@@ -1,4 +1,4 @@
-//! Python bindings for shmlane's byte channels: `import shmlane`.
+//! Python bindings for shmlane's channels: `import shmlane`.
 //!
 //! [`ByteSender`] and [`ByteReceiver`] wrap the Rust channel ends. Blocking calls release the
 //! GIL and wait in slices of [`SLICE`], checking for signals between slices, so Ctrl-C
@@ -6,8 +6,8 @@
 //! `shmlane.Error`, carrying the Rust error's message. A zero-copy read is a [`Message`]:
 //! a buffer over the shared bytes, valid only inside its `with` block.
 //!
-//! Typed (`Pod`) and MPMC channels are not bound yet: their rings are generic over a Rust
-//! type, and a Python element type needs a ring laid out from a runtime size and alignment.
+//! Typed and MPMC channels carry fixed-size elements described by a numpy dtype
+//! ([`typed::TypedSender`], [`typed::TypedReceiver`]); see the `typed` module.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -22,6 +22,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use shm_bridge::{ChannelOptions, Error};
 use shm_queue::wait::WaitStrategy;
+
+mod typed;
 
 /// The longest a blocking call waits with the GIL released before it checks for signals.
 const SLICE: Duration = Duration::from_millis(50);
@@ -77,6 +79,13 @@ create_exception!(
 );
 create_exception!(
     shmlane,
+    WrongType,
+    Corrupt,
+    "The channel is of another kind, or carries another element type (name, size or \
+     alignment) than asked for."
+);
+create_exception!(
+    shmlane,
     Truncated,
     ShmlaneError,
     "Another process truncated the channel's file."
@@ -97,9 +106,12 @@ fn py_err(e: &Error) -> PyErr {
             Q::MessageTooLarge { .. } => MessageTooLarge::new_err(msg),
             Q::BufferTooSmall { .. } => BufferTooSmall::new_err(msg),
             Q::Truncated => Truncated::new_err(msg),
+            Q::TypeMismatch { .. } | Q::KindMismatch { .. } => WrongType::new_err(msg),
+            Q::NotWholeElements { .. } | Q::UnsupportedType { .. } => PyValueError::new_err(msg),
             _ => Corrupt::new_err(msg),
         },
-        Error::Corrupt { .. } | Error::WrongKind { .. } => Corrupt::new_err(msg),
+        Error::WrongKind { .. } => WrongType::new_err(msg),
+        Error::Corrupt { .. } => Corrupt::new_err(msg),
         Error::BadName { .. } | Error::BadConfig { .. } => PyValueError::new_err(msg),
         _ => ShmlaneError::new_err(msg),
     }
@@ -770,6 +782,8 @@ fn shmlane_py(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ByteSender>()?;
     m.add_class::<ByteReceiver>()?;
     m.add_class::<Message>()?;
+    m.add_class::<typed::TypedSender>()?;
+    m.add_class::<typed::TypedReceiver>()?;
     m.add("Error", py.get_type::<ShmlaneError>())?;
     m.add("Closed", py.get_type::<Closed>())?;
     m.add("PeerGone", py.get_type::<PeerGone>())?;
@@ -780,5 +794,6 @@ fn shmlane_py(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BufferTooSmall", py.get_type::<BufferTooSmall>())?;
     m.add("Corrupt", py.get_type::<Corrupt>())?;
     m.add("Truncated", py.get_type::<Truncated>())?;
+    m.add("WrongType", py.get_type::<WrongType>())?;
     Ok(())
 }

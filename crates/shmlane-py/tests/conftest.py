@@ -24,13 +24,30 @@ def name():
 
 @pytest.fixture(scope="session")
 def rust_examples():
-    """The Rust `producer` and `consumer` examples (built here if missing)."""
+    """The Rust `producer`, `consumer` and `ticks` examples (built here if missing)."""
     target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     d = target / "release" / "examples"
-    if not (d / "producer").exists() or not (d / "consumer").exists():
+    if not all((d / b).exists() for b in ("producer", "consumer", "ticks")):
         subprocess.run(
             ["cargo", "build", "--release", "-q", "-p", "shmlane-examples", "--examples"],
             cwd=ROOT,
             check=True,
         )
     return d
+
+
+@pytest.fixture(scope="session")
+def c_ticks(rust_examples):
+    """The C `ticks` example (examples/c/ticks.c) built against the C ABI's static library."""
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    lib = target / "release" / "libshmlane.a"
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "shmlane-c"], cwd=ROOT, check=True)
+    out = target / "c-examples" / "ticks-pytest"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cc = os.environ.get("CC", "cc")
+    subprocess.run(
+        [cc, "-O2", "-std=c11", "-D_GNU_SOURCE", "-I", str(ROOT / "crates/shmlane-c/include"),
+         "-o", str(out), str(ROOT / "examples/c/ticks.c"), str(lib), "-lpthread", "-ldl", "-lm"],
+        check=True,
+    )
+    return out
