@@ -103,6 +103,9 @@ def shm_typed_consume(name, n, ready):
 def shm_consume(name, n, size, ready):
     ready.wait(30)
     with shmlane.ByteReceiver.connect(name, timeout=30) as rx:
+        if size < 4096:
+            # The same loop as the baselines' (`timed` over a bound receive method).
+            return timed(rx.recv, n)
         t = None
         for _ in range(n):
             if size >= 4096:
