@@ -45,6 +45,9 @@ mod heartbeat;
 pub mod inspect;
 mod lock;
 
+/// Async ends (feature `async`, alias `tokio`); see the module docs.
+#[cfg(feature = "async")]
+pub use channel::aio;
 pub use channel::{
     ByteReceiver, ByteSender, ChannelOptions, MpmcReceiver, MpmcSender, Receiver, Sender,
 };

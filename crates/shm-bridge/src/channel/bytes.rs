@@ -183,7 +183,7 @@ impl ByteReceiver {
         wait_loop(&mut self.ep, deadline, |d| rx.wait_for_message(Some(d)))
     }
 
-    fn count(&mut self, n: usize) {
+    pub(super) fn count(&mut self, n: usize) {
         self.ep.messages += 1;
         self.ep.bytes += n as u64;
         self.ep.tick();

@@ -603,6 +603,8 @@ macro_rules! channel_end {
     };
 }
 
+#[cfg(feature = "async")]
+pub mod aio;
 mod bytes;
 mod common;
 mod mpmc;

@@ -119,6 +119,31 @@ macro_rules! handle_controls {
             pub fn is_closed(&self) -> bool {
                 self.$($k).+.header().data_signal().is_closed()
             }
+
+            /// Announces this handle as a waiter on its side's signal (a consumer waits for
+            /// data, a producer for space), for a caller that sleeps outside the blocking
+            /// calls, such as an async runtime: call it after a `try_*` call found nothing,
+            /// then try once more; if that finds nothing too, sleep until
+            /// [`AnnouncedWait::is_signalled`](crate::wait::AnnouncedWait::is_signalled)
+            /// (for example in [`wait_any`](crate::wait::wait_any)), drop it, and retry. The
+            /// other side wakes it only if this handle is counted as a sleeper: set a wait
+            /// strategy that may sleep ([`WaitStrategy::blocking`](crate::wait::WaitStrategy::blocking)) first.
+            #[cfg(not(loom))]
+            // The bound names the handle's private storage type: it holds for every element
+            // type that is `Send`, which is what it says.
+            #[allow(private_bounds)]
+            pub fn announce_wait(&self) -> crate::wait::AnnouncedWait
+            where
+                $keep: Send + Sync + 'static,
+            {
+                let keep = self.$($k).+.clone();
+                let header = keep.header();
+                let signal = match crate::wait::blocking::Side::$side {
+                    crate::wait::blocking::Side::Space => header.space_signal(),
+                    crate::wait::blocking::Side::Data => header.data_signal(),
+                };
+                crate::wait::AnnouncedWait::new(keep.clone(), &signal)
+            }
         }
     };
 }

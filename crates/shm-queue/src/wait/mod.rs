@@ -357,10 +357,7 @@ impl Signal<'_> {
         slice: Duration,
         check: &mut impl FnMut() -> Result<Option<R>, Error>,
     ) -> Result<Option<R>, Error> {
-        let seen = self.event.load(Ordering::Acquire);
-        self.waiters.fetch_add(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        barrier::heavy();
+        let seen = self.announce();
         let found = match check() {
             Ok(None) if !self.is_closed() => {
                 futex::wait(self.event, seen, slice);
@@ -368,9 +365,126 @@ impl Signal<'_> {
             }
             other => other,
         };
-        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        self.retract();
         found
     }
+
+    /// The first half of the sleep handshake: counts a waiter and fences, so that a
+    /// publisher after the fence sees the waiter and wakes it, and a publisher before it is
+    /// seen by the caller's re-check. Returns the event word's value to sleep on. The caller
+    /// re-checks its condition next, sleeps only while the word still holds that value, and
+    /// then calls [`Signal::retract`].
+    pub(crate) fn announce(&self) -> u32 {
+        let seen = self.event.load(Ordering::Acquire);
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        barrier::heavy();
+        seen
+    }
+
+    /// Takes back the waiter that [`Signal::announce`] counted.
+    pub(crate) fn retract(&self) {
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A waiter announced on one side of a ring for a caller that sleeps somewhere else than
+/// the ring's blocking calls: an async runtime, whose helper thread sleeps on many rings at
+/// once with [`wait_any`]. Made by a handle's `announce_wait()`, after a `try_*` call found
+/// nothing; the caller then tries once more (the re-check of the handshake), and if that
+/// finds nothing too, sleeps until [`AnnouncedWait::is_signalled`]. Dropping it takes the
+/// waiter back. It keeps the ring's memory mapped while it lives.
+#[cfg(not(loom))]
+pub struct AnnouncedWait {
+    /// Keeps the memory holding `event` and `waiters` mapped.
+    _keep: std::sync::Arc<dyn Send + Sync>,
+    event: std::ptr::NonNull<AtomicU32>,
+    waiters: std::ptr::NonNull<AtomicU32>,
+    seen: u32,
+}
+
+// SAFETY: the pointers are to atomics in memory that `_keep` (Send + Sync) keeps mapped;
+// only atomic operations and futex calls go through them.
+#[cfg(not(loom))]
+unsafe impl Send for AnnouncedWait {}
+// SAFETY: as for Send: shared access is atomic.
+#[cfg(not(loom))]
+unsafe impl Sync for AnnouncedWait {}
+
+#[cfg(not(loom))]
+impl AnnouncedWait {
+    /// Announces a waiter on `signal`, whose words live in the memory `keep` maps.
+    pub(crate) fn new(keep: std::sync::Arc<dyn Send + Sync>, signal: &Signal<'_>) -> Self {
+        let seen = signal.announce();
+        AnnouncedWait {
+            _keep: keep,
+            event: std::ptr::NonNull::from(signal.event),
+            waiters: std::ptr::NonNull::from(signal.waiters),
+            seen,
+        }
+    }
+
+    fn event(&self) -> &AtomicU32 {
+        // SAFETY: points into memory `_keep` keeps mapped; an AtomicU32 is valid for any bits.
+        unsafe { self.event.as_ref() }
+    }
+
+    /// `true` once the other side has signalled (or the word changed for another reason:
+    /// a hostile peer can only cause a spurious wake). Then drop this and retry.
+    pub fn is_signalled(&self) -> bool {
+        self.event().load(Ordering::Acquire) != self.seen
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for AnnouncedWait {
+    fn drop(&mut self) {
+        // SAFETY: as in `event`.
+        unsafe { self.waiters.as_ref() }.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(not(loom))]
+impl std::fmt::Debug for AnnouncedWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnnouncedWait")
+            .field("seen", &self.seen)
+            .field("signalled", &self.is_signalled())
+            .finish()
+    }
+}
+
+/// Rings `bell`, a word of this process that a thread sleeps on in [`wait_any`]: bumps it
+/// and wakes the sleeper, which then looks at what was handed over.
+#[cfg(not(loom))]
+pub fn ring_bell(bell: &AtomicU32) {
+    bell.fetch_add(1, Ordering::Release);
+    futex::wake(bell);
+}
+
+/// The most waits [`wait_any`] sleeps on at once (the kernel's limit is 128, one of which
+/// is the bell).
+#[cfg(not(loom))]
+pub const MAX_WAIT_ANY: usize = 127;
+
+/// Sleeps until one of `waits` is signalled, `bell` no longer holds `bell_seen` (another
+/// thread of this process rings it, to hand over a new wait), `deadline` passes, or a
+/// signal interrupts: one `futex_waitv` system call (Linux 5.16 or later). Returns at once
+/// if any of them already holds. The caller looks at what changed.
+///
+/// # Errors
+///
+/// [`Error::ReadinessFd`] naming `futex_waitv` and its errno when the kernel refuses it
+/// (`ENOSYS` before 5.16) or `waits` holds more than [`MAX_WAIT_ANY`]; time-outs, wakes and
+/// interruptions are not errors.
+#[cfg(not(loom))]
+pub fn wait_any(
+    waits: &[&AnnouncedWait],
+    bell: &AtomicU32,
+    bell_seen: u32,
+    deadline: Option<Instant>,
+) -> Result<(), Error> {
+    futex::wait_any(waits, bell, bell_seen, deadline)
 }
 
 /// Creates a readiness file descriptor (an `eventfd`, non-blocking, close-on-exec) for a
@@ -696,6 +810,91 @@ mod futex {
                 0u32,
             );
         }
+    }
+
+    /// The kernel's `struct futex_waitv`.
+    #[repr(C)]
+    struct Waitv {
+        val: u64,
+        uaddr: u64,
+        flags: u32,
+        reserved: u32,
+    }
+
+    /// `FUTEX2_SIZE_U32`: the words are 32-bit (and shared: no `FUTEX2_PRIVATE`).
+    const FUTEX2_SIZE_U32: u32 = 0x02;
+
+    /// See [`super::wait_any`].
+    pub(super) fn wait_any(
+        waits: &[&super::AnnouncedWait],
+        bell: &AtomicU32,
+        bell_seen: u32,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<(), crate::error::Error> {
+        let fail = |errno| crate::error::Error::ReadinessFd {
+            op: "futex_waitv",
+            errno,
+        };
+        if waits.len() > super::MAX_WAIT_ANY {
+            return Err(fail(libc::E2BIG));
+        }
+        let mut v: Vec<Waitv> = Vec::with_capacity(waits.len() + 1);
+        v.push(Waitv {
+            val: u64::from(bell_seen),
+            uaddr: bell.as_ptr() as u64,
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        });
+        for w in waits {
+            v.push(Waitv {
+                val: u64::from(w.seen),
+                uaddr: w.event().as_ptr() as u64,
+                flags: FUTEX2_SIZE_U32,
+                reserved: 0,
+            });
+        }
+        // An absolute CLOCK_MONOTONIC time, which `Instant` reads on Linux.
+        let ts = deadline.map(|d| {
+            let left = d.saturating_duration_since(std::time::Instant::now());
+            let mut now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: writes the current time into `now`, a valid timespec.
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+            let total = now.tv_nsec as u64 + u64::from(left.subsec_nanos());
+            libc::timespec {
+                tv_sec: now
+                    .tv_sec
+                    .saturating_add(left.as_secs().min(i32::MAX as u64) as libc::time_t)
+                    .saturating_add((total / 1_000_000_000) as libc::time_t),
+                tv_nsec: (total % 1_000_000_000) as libc::c_long,
+            }
+        });
+        let tsp = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: `v` is an array of `v.len()` futex_waitv entries that outlives the call;
+        // every address is a live, aligned 32-bit atomic (the bell is ours, the others are
+        // kept mapped by their AnnouncedWait); the kernel only reads them; `tsp` is null or
+        // a timespec that outlives the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex_waitv,
+                v.as_ptr(),
+                v.len() as libc::c_uint,
+                0u32,
+                tsp,
+                libc::CLOCK_MONOTONIC,
+            )
+        };
+        if r < 0 {
+            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            if !matches!(errno, libc::EAGAIN | libc::ETIMEDOUT | libc::EINTR) {
+                return Err(fail(errno));
+            }
+        }
+        Ok(())
     }
 
     /// `FUTEX_WAKE` for every waiter on `word`, in any process.
