@@ -32,7 +32,7 @@ fn examples_dir() -> &'static Path {
         let exe = std::env::current_exe().unwrap();
         let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
         let dir = profile_dir.join("examples");
-        if !["producer", "consumer"]
+        if !["producer", "consumer", "async_consumer", "async_pingpong"]
             .iter()
             .all(|b| dir.join(b).exists())
         {
@@ -539,4 +539,88 @@ fn foreign_owner_hint_names_the_flag_that_allows_it() {
     let c = consumer.finish(SHORT);
     assert_code(&c, 0, "consumer with --allow-foreign-owner");
     producer.kill();
+}
+
+/// The async consumer drains two channels in one task, each fed by a `producer` process;
+/// killing one producer ends it with 3 and the other channel's count intact.
+#[test]
+fn async_consumer_drains_several_producers_in_one_task() {
+    let n = name("async");
+    let (a, b) = (format!("{n}.0"), format!("{n}.1"));
+    let (_sa, _sb) = (shm_file(&a), shm_file(&b));
+    let mut consumer = start(
+        "async_consumer",
+        &[
+            "--name",
+            &n,
+            "--channels",
+            "2",
+            "--count",
+            "200000",
+            "--timeout",
+            "30",
+        ],
+    );
+    let mut pa = start(
+        "producer",
+        &["--name", &a, "--count", "200000", "--size", "64"],
+    );
+    let mut pb = start(
+        "producer",
+        &["--name", &b, "--count", "200000", "--size", "24"],
+    );
+    let c = consumer.finish(LONG);
+    assert_code(&c, 0, "async_consumer");
+    assert_code(&pa.finish(SHORT), 0, "producer a");
+    assert_code(&pb.finish(SHORT), 0, "producer b");
+    assert!(
+        c.stdout.contains(&format!("{a}: received 200000 messages")),
+        "{c:#?}"
+    );
+    assert!(
+        c.stdout.contains(&format!("{b}: received 200000 messages")),
+        "{c:#?}"
+    );
+    assert!(c.stdout.contains("received 400000 messages"), "{c:#?}");
+
+    // A producer killed mid-stream: exit 3, naming its channel.
+    let n = name("async-kill");
+    let (a, b) = (format!("{n}.0"), format!("{n}.1"));
+    let (_sa, _sb) = (shm_file(&a), shm_file(&b));
+    let mut consumer = start(
+        "async_consumer",
+        &[
+            "--name",
+            &n,
+            "--channels",
+            "2",
+            "--count",
+            "100000000",
+            "--timeout",
+            "30",
+        ],
+    );
+    let mut pa = paced_producer(&a);
+    let mut pb = paced_producer(&b);
+    wait_for_consumer(&a, 1000);
+    pa.kill();
+    let c = consumer.finish(SHORT);
+    pb.kill();
+    assert_code(&c, 3, "async_consumer");
+    assert!(c.stderr.contains(&a) && c.stderr.contains("died"), "{c:#?}");
+}
+
+#[test]
+fn async_pingpong_times_its_round_trips() {
+    let n = name("apingpong");
+    for extra in [
+        &[][..],
+        &["--spins", "0", "--yields", "0", "--flavor", "multi"][..],
+    ] {
+        let mut args = vec!["--name", &n, "--count", "2000"];
+        args.extend_from_slice(extra);
+        let out = start("async_pingpong", &args).finish(LONG);
+        assert_code(&out, 0, "async_pingpong");
+        assert!(out.stdout.contains("p50"), "{out:#?}");
+    }
 }

@@ -11,6 +11,7 @@
 //! The `fork()`-based runs need a single-threaded process: call [`suite`] before starting
 //! threads (the `shmlane` binary does).
 
+pub mod aio;
 #[cfg(feature = "iceoryx2")]
 pub mod iceoryx;
 pub mod inproc;
@@ -59,10 +60,10 @@ pub fn suite(o: &Options) -> (Report, Result<(), String>) {
         if let Some(x) = o
             .only
             .as_deref()
-            .filter(|x| !["latency", "throughput", "scale"].contains(x))
+            .filter(|x| !["latency", "throughput", "async", "scale"].contains(x))
         {
             return Err(format!(
-                "unknown part `{x}`: use latency, throughput or scale"
+                "unknown part `{x}`: use latency, throughput, async or scale"
             ));
         }
         if want("latency") {
@@ -70,6 +71,9 @@ pub fn suite(o: &Options) -> (Report, Result<(), String>) {
         }
         if want("throughput") {
             throughput(&mut r, o.quick || o.smoke, o.scale())?;
+        }
+        if want("async") {
+            asynchronous(&mut r, o.quick || o.smoke, o.scale())?;
         }
         // Last: it leaves the process single-threaded only once its channels are closed.
         if want("scale") {
@@ -199,6 +203,60 @@ fn latency(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
     };
     let l = rings::bytes_rtt_blocking(slow, warmup / 10, sleep_at_once)?;
     r.latency("rtt/shmlane-bytes-sleeping/8B", l, Some("rtt/eventfd"));
+    Ok(())
+}
+
+/// The async ends (issue 17): round trip against tokio's `UnixStream`, throughput against
+/// the blocking receive and against tokio's in-process `mpsc`.
+fn asynchronous(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
+    let (rounds, warmup) = if quick {
+        (20_000, 2_000)
+    } else {
+        (100_000, 10_000)
+    };
+    let (rounds, warmup) = (rounds / scale, warmup / scale);
+    let unix = "rtt/tokio-unix-stream/8B";
+    r.latency(unix, aio::unix_stream_rtt(rounds / 4, warmup / 4)?, None);
+    r.latency(
+        "rtt/shmlane-async/8B",
+        aio::shmlane_async_rtt(rounds, warmup, shm_bridge::aio::AsyncWait::default())?,
+        Some(unix),
+    );
+    r.latency(
+        "rtt/shmlane-async-park-at-once/8B",
+        aio::shmlane_async_rtt(
+            rounds / 4,
+            warmup / 4,
+            shm_bridge::aio::AsyncWait::park_at_once(),
+        )?,
+        Some(unix),
+    );
+    let n: u64 = if quick { 2_000_000 } else { 10_000_000 } / scale;
+    let runs = if quick { 1 } else { 3 };
+    let blocking = "tput/shmlane-blocking-recv/u64";
+    let asynch = "tput/shmlane-async-recv/u64";
+    paired_rates(
+        r,
+        runs,
+        (blocking, || aio::shmlane_stream(n, 4096, false)),
+        (asynch, || aio::shmlane_stream(n, 4096, true)),
+    )?;
+    let mpsc = "tput/tokio-mpsc-inproc/u64";
+    r.base(
+        mpsc,
+        median_of(runs, || aio::tokio_mpsc(n, 4096))? / 1e6,
+        "Mmsg/s",
+        Better::Higher,
+    );
+    if let Some(v) = r.value(asynch) {
+        r.vs(
+            "tput/shmlane-async-recv/u64/vs-tokio-mpsc",
+            v,
+            "Mmsg/s",
+            Better::Higher,
+            mpsc,
+        );
+    }
     Ok(())
 }
 

@@ -284,6 +284,7 @@ macro_rules! into_async {
                 $async {
                     inner: self,
                     w: Waiting::default(),
+                    ended: false,
                 }
             }
         }
@@ -295,6 +296,8 @@ macro_rules! into_async {
 pub struct AsyncReceiver<T: Element> {
     inner: Receiver<T>,
     w: Waiting,
+    /// The `Stream` has ended (closed, or a peer death or corruption reported once).
+    ended: bool,
 }
 
 /// The async sending end of a typed channel: [`Sender::into_async`].
@@ -311,6 +314,8 @@ pub struct AsyncSender<T: Element> {
 pub struct AsyncMpmcReceiver<T: Element> {
     inner: MpmcReceiver<T>,
     w: Waiting,
+    /// The `Stream` has ended (closed, or a peer death or corruption reported once).
+    ended: bool,
 }
 
 /// The async sending end of an MPMC channel: [`MpmcSender::into_async`].
@@ -327,6 +332,8 @@ pub struct AsyncMpmcSender<T: Element> {
 pub struct AsyncByteReceiver {
     inner: ByteReceiver,
     w: Waiting,
+    /// The `Stream` has ended (closed, or a peer death or corruption reported once).
+    ended: bool,
 }
 
 /// The async sending end of a byte channel: [`ByteSender::into_async`].
@@ -423,21 +430,22 @@ macro_rules! typed_receiver {
         impl<T: Pod + Send> Stream for $ty<T> {
             type Item = Result<T>;
 
-            /// The next element; `None` once the channel is closed and drained. Other errors
-            /// are items (`PeerGone`, `PeerHung`, ...).
+            /// The next element; `None` once the channel is closed and drained. Errors are
+            /// items: `PeerHung` (the stream goes on), or a final one (`PeerGone`,
+            /// `Truncated`, ...) after which the stream ends.
             fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<T>>> {
                 let me = self.get_mut();
-                match me.poll_recv(cx) {
-                    Poll::Ready(Err(Error::Closed { .. })) => Poll::Ready(None),
-                    Poll::Ready(r) => Poll::Ready(Some(r)),
-                    Poll::Pending => Poll::Pending,
+                if me.ended {
+                    return Poll::Ready(None);
                 }
+                let r = me.poll_recv(cx);
+                stream_item(&mut me.ended, r)
             }
         }
 
         impl<T: Pod + Send> FusedStream for $ty<T> {
             fn is_terminated(&self) -> bool {
-                false
+                self.ended
             }
         }
     };
@@ -561,8 +569,7 @@ impl AsyncByteReceiver {
                 r.count(n);
                 Ok(n)
             } else {
-                // Empty: the peer checks and `Closed` of the copying call.
-                r.try_recv(&mut [])
+                empty(r)
             }
         })
     }
@@ -581,7 +588,7 @@ impl AsyncByteReceiver {
                 if r.rx.has_message() {
                     Ok(())
                 } else {
-                    r.try_recv(&mut []).map(drop)
+                    empty(r).map(drop)
                 }
             })
         })
@@ -601,25 +608,57 @@ impl AsyncByteReceiver {
     async_common!(ByteReceiver);
 }
 
+/// What an empty byte ring means now: `WouldBlock`, or the peer checks' and `Closed` of the
+/// copying receive. A message that arrived since the caller looked is `WouldBlock` too (the
+/// caller's next attempt takes it).
+fn empty(r: &mut ByteReceiver) -> Result<usize> {
+    match r.try_recv(&mut []) {
+        Err(Error::Queue {
+            source: shm_queue::Error::BufferTooSmall { .. },
+            ..
+        }) => Err(Error::WouldBlock {
+            name: r.ep.name.clone(),
+            what: "empty",
+        }),
+        other => other,
+    }
+}
+
 impl Stream for AsyncByteReceiver {
     type Item = Result<Vec<u8>>;
 
     /// The next message as a `Vec`; `None` once the channel is closed and drained.
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Vec<u8>>>> {
         let me = self.get_mut();
-        let mut v = Vec::new();
-        match me.poll_recv_vec(cx, &mut v) {
-            Poll::Ready(Ok(_)) => Poll::Ready(Some(Ok(v))),
-            Poll::Ready(Err(Error::Closed { .. })) => Poll::Ready(None),
-            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
-            Poll::Pending => Poll::Pending,
+        if me.ended {
+            return Poll::Ready(None);
         }
+        let mut v = Vec::new();
+        let r = me.poll_recv_vec(cx, &mut v).map(|r| r.map(|_| v));
+        stream_item(&mut me.ended, r)
     }
 }
 
 impl FusedStream for AsyncByteReceiver {
     fn is_terminated(&self) -> bool {
-        false
+        self.ended
+    }
+}
+
+/// A receive's result as a stream item: `Closed` ends the stream; `PeerHung` is an item and
+/// the stream goes on; any other error is the last item.
+fn stream_item<R>(ended: &mut bool, r: Poll<Result<R>>) -> Poll<Option<Result<R>>> {
+    match r {
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(Ok(v)) => Poll::Ready(Some(Ok(v))),
+        Poll::Ready(Err(Error::Closed { .. })) => {
+            *ended = true;
+            Poll::Ready(None)
+        }
+        Poll::Ready(Err(e)) => {
+            *ended = !matches!(e, Error::PeerHung { .. });
+            Poll::Ready(Some(Err(e)))
+        }
     }
 }
 

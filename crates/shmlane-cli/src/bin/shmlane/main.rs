@@ -118,9 +118,9 @@ enum Command {
         /// Fewer samples, for a first look (under 15 s).
         #[arg(long)]
         quick: bool,
-        /// Run only `latency`, `throughput` or `scale` (threads, idle CPU and set-up time
+        /// Run only `latency`, `throughput`, `async` or `scale` (threads, idle CPU and set-up time
         /// with 10 to 1 000 channels open).
-        #[arg(long, value_parser = ["latency", "throughput", "scale"])]
+        #[arg(long, value_parser = ["latency", "throughput", "async", "scale"])]
         only: Option<String>,
         /// Tiny sample counts, for tests of the output format (figures meaningless).
         #[arg(long, hide = true)]
