@@ -101,6 +101,7 @@ fn wait_of(args: &Args) -> AsyncWait {
     AsyncWait {
         spins: args.spins,
         yields: args.yields,
+        ..AsyncWait::default()
     }
 }
 

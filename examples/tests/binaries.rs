@@ -399,7 +399,8 @@ fn bad_segments_make_the_consumer_exit_1_with_a_reason() {
     let _tx = ChannelOptions::new().create::<u64>(&n).unwrap();
     consumer_refuses(&n, "u64");
 
-    let n = name("foreign");
+    // Not `foreign`: that name is the foreign-owner test's, which runs in parallel.
+    let n = name("foreign-garbage");
     if nix::unistd::geteuid().is_root() {
         let f = plant(&n, &random_bytes(64 * 1024));
         std::os::unix::fs::chown(&f.0, Some(65534), Some(65534)).unwrap();

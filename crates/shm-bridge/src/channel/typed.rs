@@ -164,6 +164,12 @@ impl<T: Element> Receiver<T> {
     where
         T: Pod,
     {
+        // A ready element costs what `try_recv` costs: no clock read, no slice set-up.
+        if let Ok(v) = self.rx.try_pop() {
+            self.ep.messages += 1;
+            self.ep.tick();
+            return Ok(v);
+        }
         let rx = &mut self.rx;
         let v = wait_loop(&mut self.ep, deadline, |d| rx.pop_blocking(Some(d)))?;
         self.ep.messages += 1;

@@ -7,7 +7,9 @@
 //!
 //! 1. **The fast path.** Every poll first makes the non-blocking call (`try_recv`,
 //!    `try_send`): on a ring that is ready, an await costs what that call costs, with no
-//!    system call and no trip through the executor's reactor.
+//!    system call and no trip through the executor's reactor. Once every
+//!    [`AsyncWait::budget`] ready results in a row it yields to the executor, so a busy end
+//!    does not starve its thread's other tasks.
 //! 2. **Spin, then yield.** When the ring is not ready, the poll retries a few times
 //!    ([`AsyncWait::spins`]), then returns `Pending` after waking itself, a few times
 //!    ([`AsyncWait::yields`]), so sibling branches of a `select!` and other tasks run.
@@ -80,15 +82,21 @@ pub struct AsyncWait {
     pub spins: u32,
     /// `Pending` returns with an immediate self-wake before parking.
     pub yields: u32,
+    /// Ready results in a row after which a poll yields once to the executor, so an end
+    /// that is always ready does not starve the other tasks of its thread (0: never). A
+    /// yield costs the executor a look at its I/O driver (a system call on tokio's
+    /// current-thread runtime), hence a budget larger than tokio's own 128.
+    pub budget: u32,
 }
 
 impl Default for AsyncWait {
-    /// 256 spins and 4 yields: a peer that answers within a few microseconds is caught
-    /// without parking.
+    /// 256 spins and 4 yields (a peer that answers within a few microseconds is caught
+    /// without parking), and a yield every 1024 ready results.
     fn default() -> Self {
         AsyncWait {
             spins: 256,
             yields: 4,
+            budget: 1024,
         }
     }
 }
@@ -99,6 +107,7 @@ impl AsyncWait {
         AsyncWait {
             spins: 0,
             yields: 0,
+            ..Self::default()
         }
     }
 }
@@ -110,7 +119,8 @@ pub struct AsyncStats {
     pub parks: u64,
     /// Parked waits that fired because the ring was signalled or its period passed.
     pub wakes: u64,
-    /// Yields made to the executor (in step 2, and one every 128 ready results in a row).
+    /// Yields made to the executor (in step 2, and one per [`AsyncWait::budget`] ready
+    /// results in a row).
     pub yields: u64,
 }
 
@@ -136,9 +146,6 @@ struct Waiting {
     streak: u32,
     stats: AsyncStats,
 }
-
-/// Ready results in a row after which a poll yields once.
-const STREAK: u32 = 128;
 
 /// What the waiting engine needs from a channel end.
 trait End {
@@ -185,7 +192,7 @@ impl Waiting {
             self.stats.wakes += 1;
             self.phase = Phase::Idle;
             woken = true;
-        } else if self.streak >= STREAK {
+        } else if self.wait.budget != 0 && self.streak >= self.wait.budget {
             self.streak = 0;
             self.stats.yields += 1;
             cx.waker().wake_by_ref();
@@ -239,7 +246,9 @@ impl Waiting {
 
     /// Ends a wait with `r`.
     fn done<R>(&mut self, r: Result<R>) -> Poll<Result<R>> {
-        self.phase = Phase::Idle;
+        if !matches!(self.phase, Phase::Idle) {
+            self.phase = Phase::Idle;
+        }
         if r.is_ok() {
             self.streak += 1;
         } else {
@@ -585,10 +594,11 @@ impl AsyncByteReceiver {
     pub async fn read(&mut self) -> Result<ReadGuard<'_>> {
         poll_fn(|cx| {
             self.w.poll(cx, &mut self.inner, |r| {
-                if r.rx.has_message() {
-                    Ok(())
-                } else {
-                    empty(r).map(drop)
+                // Ready only if a message (not just padding) is committed: the ring's own
+                // wait, with a deadline of now, steps over padding and takes nothing.
+                match r.rx.wait_for_message(Some(Instant::now())) {
+                    Ok(()) => Ok(()),
+                    Err(_) => empty(r).map(drop),
                 }
             })
         })
