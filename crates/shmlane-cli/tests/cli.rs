@@ -653,6 +653,10 @@ fn bench_prints_figures_with_baselines_and_ratios() {
         "scale/idle-cpu/10ch",
         "scale/list/10ch",
         "rtt/shmlane-spsc/8B/idle-10ch/p50",
+        "rtt/tokio-unix-stream/8B/p50",
+        "rtt/shmlane-async/8B/p50",
+        "tput/shmlane-async-recv/u64",
+        "tput/shmlane-async-recv/u64/vs-tokio-mpsc",
     ] {
         assert!(by_name.contains_key(name), "{name} missing");
     }

@@ -3,7 +3,7 @@
 //! (current-thread runtimes on both sides), throughput against the blocking `recv`, and
 //! against tokio's in-process `mpsc` between two tasks.
 //!
-//! Every measurement runs in a forked child of its own ([`isolated`]): async ends start a
+//! Every measurement runs in a forked child of its own (`isolated`): async ends start a
 //! waiting thread and channels the liveness thread, and the rest of the suite forks from a
 //! single-threaded process.
 

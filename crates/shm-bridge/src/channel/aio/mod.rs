@@ -1,5 +1,5 @@
 //! Async ends of every channel kind (feature `async`, or its alias `tokio`): futures,
-//! [`Stream`](futures_core::Stream)s and [`Sink`](futures_sink::Sink)s over the same rings
+//! [`Stream`]s and [`Sink`]s over the same rings
 //! and the same liveness as the blocking ends, for any executor (tokio, async-std, smol,
 //! a hand-written one).
 //!
