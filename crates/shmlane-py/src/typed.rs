@@ -173,32 +173,98 @@ impl OutBuf {
     }
 }
 
-/// The options every typed constructor takes.
-fn options(
-    wait: &str,
+/// The keyword arguments the typed constructors share.
+struct Opts<'a> {
+    type_name: Option<String>,
     capacity: Option<usize>,
+    participants: Option<usize>,
+    mpmc: bool,
     timeout: f64,
+    wait: &'a str,
     mode: u32,
     allow_foreign_owner: bool,
     allow_shared_write: bool,
-    elem: &ElementType,
-) -> PyResult<ChannelOptions> {
-    if !(timeout.is_finite() && timeout >= 0.0) {
+}
+
+impl<'a> Opts<'a> {
+    /// The options of a call that joins an MPMC channel (connecting to a typed one sets
+    /// `mpmc` back to `false`).
+    fn joining(
+        type_name: Option<String>,
+        timeout: f64,
+        wait: &'a str,
+        allow_foreign_owner: bool,
+        allow_shared_write: bool,
+    ) -> Self {
+        Opts {
+            type_name,
+            capacity: None,
+            participants: None,
+            mpmc: true,
+            timeout,
+            wait,
+            mode: 0o600,
+            allow_foreign_owner,
+            allow_shared_write,
+        }
+    }
+}
+
+/// What every typed constructor does: checks the dtype, builds the channel options under
+/// the element's name, and runs `open` (create or connect) with the GIL released.
+fn open<E: Send>(
+    py: Python<'_>,
+    name: &str,
+    dtype: &Bound<'_, PyAny>,
+    o: Opts<'_>,
+    open: impl FnOnce(&ChannelOptions, &str, &ElementType) -> Result<E, Error> + Send,
+) -> PyResult<(E, Common)> {
+    let dtype = Dtype::new(py, dtype, o.type_name)?;
+    if !(o.timeout.is_finite() && o.timeout >= 0.0) {
         return Err(PyValueError::new_err(format!(
-            "timeout={timeout}: use a number of seconds >= 0"
+            "timeout={}: use a number of seconds >= 0",
+            o.timeout
         )));
     }
-    let mut o = ChannelOptions::new()
-        .wait_strategy(strategy(wait)?)
-        .timeout(Duration::from_secs_f64(timeout))
-        .mode(mode)
-        .allow_foreign_owner(allow_foreign_owner)
-        .allow_shared_write(allow_shared_write)
-        .type_name(elem.name());
-    if let Some(c) = capacity {
-        o = o.capacity(c);
+    let mut c = ChannelOptions::new()
+        .wait_strategy(strategy(o.wait)?)
+        .timeout(Duration::from_secs_f64(o.timeout))
+        .mode(o.mode)
+        .allow_foreign_owner(o.allow_foreign_owner)
+        .allow_shared_write(o.allow_shared_write)
+        .type_name(dtype.elem.name());
+    if let Some(n) = o.capacity {
+        c = c.capacity(n);
     }
-    Ok(o)
+    if let Some(n) = o.participants {
+        c = c.participants(n);
+    }
+    let elem = &dtype.elem;
+    let end = py.detach(|| open(&c, name, elem)).map_err(|e| py_err(&e))?;
+    let common = Common {
+        name: name.to_owned(),
+        dtype,
+        mpmc: o.mpmc,
+    };
+    Ok((end, common))
+}
+
+/// What both typed classes keep besides their end.
+struct Common {
+    name: String,
+    dtype: Dtype,
+    mpmc: bool,
+}
+
+impl Common {
+    fn repr(&self, class: &str) -> String {
+        format!(
+            "shmlane.{class}(name={:?}, type_name={:?}, {})",
+            self.name,
+            self.dtype.elem.name(),
+            if self.mpmc { "mpmc" } else { "spsc" }
+        )
+    }
 }
 
 /// The sending end of a typed (single-producer) or MPMC channel of numpy elements.
@@ -211,9 +277,16 @@ fn options(
 #[pyclass(module = "shmlane")]
 pub(crate) struct TypedSender {
     tx: Mutex<Option<Tx>>,
-    dtype: Dtype,
-    name: String,
-    mpmc: bool,
+    c: Common,
+}
+
+impl TypedSender {
+    fn new(tx: Tx, c: Common) -> Self {
+        TypedSender {
+            tx: Mutex::new(Some(tx)),
+            c,
+        }
+    }
 }
 
 #[pymethods]
@@ -234,26 +307,19 @@ impl TypedSender {
         allow_foreign_owner: bool,
         allow_shared_write: bool,
     ) -> PyResult<Self> {
-        let dtype = Dtype::new(py, dtype, type_name)?;
-        let o = options(
-            wait,
+        let o = Opts {
+            type_name,
             capacity,
-            10.0,
+            participants: None,
+            mpmc: false,
+            timeout: 10.0,
+            wait,
             mode,
             allow_foreign_owner,
             allow_shared_write,
-            &dtype.elem,
-        )?;
-        let elem = &dtype.elem;
-        let tx = py
-            .detach(|| o.create_raw(name, elem))
-            .map_err(|e| py_err(&e))?;
-        Ok(TypedSender {
-            name: name.to_owned(),
-            mpmc: false,
-            tx: Mutex::new(Some(Tx::Spsc(tx))),
-            dtype,
-        })
+        };
+        let (tx, c) = open(py, name, dtype, o, |o, n, e| o.create_raw(n, e))?;
+        Ok(TypedSender::new(Tx::Spsc(tx), c))
     }
 
     /// Creates MPMC channel `name` of elements of `dtype` with `participants` slots
@@ -274,27 +340,19 @@ impl TypedSender {
         allow_foreign_owner: bool,
         allow_shared_write: bool,
     ) -> PyResult<Self> {
-        let dtype = Dtype::new(py, dtype, type_name)?;
-        let o = options(
-            wait,
+        let o = Opts {
+            type_name,
             capacity,
-            10.0,
+            participants: Some(participants),
+            mpmc: true,
+            timeout: 10.0,
+            wait,
             mode,
             allow_foreign_owner,
             allow_shared_write,
-            &dtype.elem,
-        )?
-        .participants(participants);
-        let elem = &dtype.elem;
-        let tx = py
-            .detach(|| o.create_mpmc_raw(name, elem))
-            .map_err(|e| py_err(&e))?;
-        Ok(TypedSender {
-            name: name.to_owned(),
-            mpmc: true,
-            tx: Mutex::new(Some(Tx::Mpmc(tx))),
-            dtype,
-        })
+        };
+        let (tx, c) = open(py, name, dtype, o, |o, n, e| o.create_mpmc_raw(n, e))?;
+        Ok(TypedSender::new(Tx::Mpmc(tx), c))
     }
 
     /// Joins MPMC channel `name` of elements of `dtype` as another sender, waiting up to
@@ -312,26 +370,17 @@ impl TypedSender {
         allow_foreign_owner: bool,
         allow_shared_write: bool,
     ) -> PyResult<Self> {
-        let dtype = Dtype::new(py, dtype, type_name)?;
-        let o = options(
-            wait,
-            None,
+        let o = Opts::joining(
+            type_name,
             timeout,
-            0o600,
+            wait,
             allow_foreign_owner,
             allow_shared_write,
-            &dtype.elem,
-        )?;
-        let elem = &dtype.elem;
-        let tx = py
-            .detach(|| o.connect_mpmc_producer_raw(name, elem))
-            .map_err(|e| py_err(&e))?;
-        Ok(TypedSender {
-            name: name.to_owned(),
-            mpmc: true,
-            tx: Mutex::new(Some(Tx::Mpmc(tx))),
-            dtype,
-        })
+        );
+        let (tx, c) = open(py, name, dtype, o, |o, n, e| {
+            o.connect_mpmc_producer_raw(n, e)
+        })?;
+        Ok(TypedSender::new(Tx::Mpmc(tx), c))
     }
 
     /// Waits up to `timeout` seconds (None: no limit) for a receiver to connect.
@@ -367,8 +416,8 @@ impl TypedSender {
         timeout: Option<f64>,
     ) -> PyResult<usize> {
         let end = deadline(timeout)?;
-        let size = self.dtype.size();
-        let buf = self.dtype.source(py, items)?;
+        let size = self.c.dtype.size();
+        let buf = self.c.dtype.source(py, items)?;
         let total = buf.bytes(py).len() / size;
         if total == 0 {
             return Ok(0);
@@ -430,19 +479,19 @@ impl TypedSender {
     /// The channel's numpy dtype.
     #[getter]
     fn dtype(&self, py: Python<'_>) -> Py<PyAny> {
-        self.dtype.dtype.clone_ref(py)
+        self.c.dtype.dtype.clone_ref(py)
     }
 
     /// The element name both ends agree on.
     #[getter]
     fn type_name(&self) -> String {
-        self.dtype.elem.name().to_owned()
+        self.c.dtype.elem.name().to_owned()
     }
 
     /// The channel's name.
     #[getter]
     fn name(&self) -> String {
-        self.name.clone()
+        self.c.name.clone()
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -456,12 +505,7 @@ impl TypedSender {
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "shmlane.TypedSender(name={:?}, type_name={:?}, {})",
-            self.name(),
-            self.dtype.elem.name(),
-            if self.mpmc { "mpmc" } else { "spsc" }
-        )
+        self.c.repr("TypedSender")
     }
 }
 
@@ -475,12 +519,17 @@ impl TypedSender {
 #[pyclass(module = "shmlane")]
 pub(crate) struct TypedReceiver {
     rx: Mutex<Option<Rx>>,
-    dtype: Dtype,
-    name: String,
-    mpmc: bool,
+    c: Common,
 }
 
 impl TypedReceiver {
+    fn new(rx: Rx, c: Common) -> Self {
+        TypedReceiver {
+            rx: Mutex::new(Some(rx)),
+            c,
+        }
+    }
+
     /// Receives into `out`: waits (GIL released) up to `timeout` for the first element,
     /// then takes what is ready and fits. The caller promises `out` is reachable by no
     /// other Python thread during the call, or passes `shared = true` to keep the GIL
@@ -509,7 +558,7 @@ impl TypedReceiver {
         }
         // A buffer Python can see: wait without the GIL into a private buffer of one
         // element, then take the rest with the GIL held.
-        let size = self.dtype.size();
+        let size = self.c.dtype.size();
         let mut first = vec![0u8; size];
         let n = blocking(
             py,
@@ -541,26 +590,16 @@ impl TypedReceiver {
         allow_foreign_owner: bool,
         allow_shared_write: bool,
     ) -> PyResult<Self> {
-        let dtype = Dtype::new(py, dtype, type_name)?;
-        let o = options(
-            wait,
-            None,
+        let o = Opts::joining(
+            type_name,
             timeout,
-            0o600,
+            wait,
             allow_foreign_owner,
             allow_shared_write,
-            &dtype.elem,
-        )?;
-        let elem = &dtype.elem;
-        let rx = py
-            .detach(|| o.connect_raw(name, elem))
-            .map_err(|e| py_err(&e))?;
-        Ok(TypedReceiver {
-            name: name.to_owned(),
-            mpmc: false,
-            rx: Mutex::new(Some(Rx::Spsc(rx))),
-            dtype,
-        })
+        );
+        let o = Opts { mpmc: false, ..o };
+        let (rx, c) = open(py, name, dtype, o, |o, n, e| o.connect_raw(n, e))?;
+        Ok(TypedReceiver::new(Rx::Spsc(rx), c))
     }
 
     /// Joins MPMC channel `name` of elements of `dtype` as a receiver.
@@ -577,26 +616,17 @@ impl TypedReceiver {
         allow_foreign_owner: bool,
         allow_shared_write: bool,
     ) -> PyResult<Self> {
-        let dtype = Dtype::new(py, dtype, type_name)?;
-        let o = options(
-            wait,
-            None,
+        let o = Opts::joining(
+            type_name,
             timeout,
-            0o600,
+            wait,
             allow_foreign_owner,
             allow_shared_write,
-            &dtype.elem,
-        )?;
-        let elem = &dtype.elem;
-        let rx = py
-            .detach(|| o.connect_mpmc_consumer_raw(name, elem))
-            .map_err(|e| py_err(&e))?;
-        Ok(TypedReceiver {
-            name: name.to_owned(),
-            mpmc: true,
-            rx: Mutex::new(Some(Rx::Mpmc(rx))),
-            dtype,
-        })
+        );
+        let (rx, c) = open(py, name, dtype, o, |o, n, e| {
+            o.connect_mpmc_consumer_raw(n, e)
+        })?;
+        Ok(TypedReceiver::new(Rx::Mpmc(rx), c))
     }
 
     /// Receives up to `max` elements as a numpy array of the channel's dtype: waits up to
@@ -612,7 +642,7 @@ impl TypedReceiver {
         if max == 0 {
             return Err(PyValueError::new_err("max must be at least 1"));
         }
-        let (arr, mut out) = self.dtype.empty(py, max)?;
+        let (arr, mut out) = self.c.dtype.empty(py, max)?;
         // `arr` is not reachable from Python until returned: filling it without the GIL
         // is safe.
         let n = self.fill(py, &mut out, timeout, false)?;
@@ -645,7 +675,7 @@ impl TypedReceiver {
         timeout: Option<f64>,
     ) -> PyResult<usize> {
         if let Ok(other) = array.getattr("dtype") {
-            let dt = self.dtype.dtype.bind(py);
+            let dt = self.c.dtype.dtype.bind(py);
             if !other.eq(dt)? {
                 return Err(PyTypeError::new_err(format!(
                     "the array has dtype {}, the channel carries {}",
@@ -655,11 +685,11 @@ impl TypedReceiver {
             }
         }
         let mut out = OutBuf::new(array)?;
-        if out.bytes_mut().len() < self.dtype.size() {
+        if out.bytes_mut().len() < self.c.dtype.size() {
             return Err(PyValueError::new_err(format!(
                 "the buffer holds {} bytes, less than one {}-byte element",
                 out.bytes_mut().len(),
-                self.dtype.size()
+                self.c.dtype.size()
             )));
         }
         // The caller's array is visible to other Python threads: copy with the GIL held.
@@ -677,19 +707,19 @@ impl TypedReceiver {
     /// The channel's numpy dtype.
     #[getter]
     fn dtype(&self, py: Python<'_>) -> Py<PyAny> {
-        self.dtype.dtype.clone_ref(py)
+        self.c.dtype.dtype.clone_ref(py)
     }
 
     /// The element name both ends agree on.
     #[getter]
     fn type_name(&self) -> String {
-        self.dtype.elem.name().to_owned()
+        self.c.dtype.elem.name().to_owned()
     }
 
     /// The channel's name.
     #[getter]
     fn name(&self) -> String {
-        self.name.clone()
+        self.c.name.clone()
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -715,11 +745,6 @@ impl TypedReceiver {
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "shmlane.TypedReceiver(name={:?}, type_name={:?}, {})",
-            self.name(),
-            self.dtype.elem.name(),
-            if self.mpmc { "mpmc" } else { "spsc" }
-        )
+        self.c.repr("TypedReceiver")
     }
 }

@@ -285,6 +285,16 @@ pub(super) fn recv_now<R: PopRing>(rx: &mut R, ep: &mut Endpoint) -> Result<R::I
     }
 }
 
+/// A ready element, taken and counted as `try_recv` would, for the blocking receives' fast
+/// path (no clock read, no slice set-up); `None` if none is ready now (the caller waits).
+#[inline]
+pub(super) fn pop_ready<R: PopRing>(rx: &mut R, ep: &mut Endpoint) -> Option<R::Item> {
+    let v = rx.try_pop().ok()?;
+    ep.messages += 1;
+    ep.tick();
+    Some(v)
+}
+
 /// The channel error for a ring error: a truncated shared object becomes the region's
 /// `Truncated` (naming the file, the length mapped and its length now); the rest as
 /// [`Error::queue_shared`].

@@ -164,10 +164,7 @@ impl<T: Element> Receiver<T> {
     where
         T: Pod,
     {
-        // A ready element costs what `try_recv` costs: no clock read, no slice set-up.
-        if let Ok(v) = self.rx.try_pop() {
-            self.ep.messages += 1;
-            self.ep.tick();
+        if let Some(v) = pop_ready(&mut self.rx, &mut self.ep) {
             return Ok(v);
         }
         let rx = &mut self.rx;
