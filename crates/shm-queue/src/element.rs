@@ -160,6 +160,7 @@ impl ElementType {
     /// # Errors
     ///
     /// [`Error::TypeMismatch`] when the size or alignment differs from `E`'s.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn check_fits<E: Element>(&self) -> Result<(), Error> {
         match E::FIXED {
             Some((size, align)) if (size, align) != (self.size, self.align) => {
