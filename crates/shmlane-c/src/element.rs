@@ -375,16 +375,13 @@ pub unsafe extern "C" fn shmlane_typed_receiver_recv(
 /// `tx` is a live sender handle, used by this thread only.
 #[no_mangle]
 pub unsafe extern "C" fn shmlane_typed_sender_close(tx: *mut TypedSenderHandle) -> Status {
-    guard(|| {
-        // SAFETY: null or a live handle used by this thread only (the caller's contract).
-        match unsafe { handle(tx) } {
-            Ok(h) => {
-                either!(&mut h.tx, Tx, t => t.close());
-                Status::Ok
-            }
-            Err(s) => s,
-        }
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with_handle(tx, |h| {
+            either!(&mut h.tx, Tx, t => t.close());
+            Status::Ok
+        })
+    }
 }
 
 /// Closes the channel from the receiving side (an MPMC channel for everyone): senders get
@@ -395,16 +392,13 @@ pub unsafe extern "C" fn shmlane_typed_sender_close(tx: *mut TypedSenderHandle) 
 /// `rx` is a live receiver handle, used by this thread only.
 #[no_mangle]
 pub unsafe extern "C" fn shmlane_typed_receiver_close(rx: *mut TypedReceiverHandle) -> Status {
-    guard(|| {
-        // SAFETY: null or a live handle used by this thread only (the caller's contract).
-        match unsafe { handle(rx) } {
-            Ok(h) => {
-                either!(&mut h.rx, Rx, r => r.close());
-                Status::Ok
-            }
-            Err(s) => s,
-        }
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with_handle(rx, |h| {
+            either!(&mut h.rx, Rx, r => r.close());
+            Status::Ok
+        })
+    }
 }
 
 /// Frees the sending end (a typed channel is closed; an MPMC channel is closed when its
@@ -415,14 +409,8 @@ pub unsafe extern "C" fn shmlane_typed_receiver_close(rx: *mut TypedReceiverHand
 /// `tx` is null or a live sender handle not in use by another thread; it is invalid after.
 #[no_mangle]
 pub unsafe extern "C" fn shmlane_typed_sender_free(tx: *mut TypedSenderHandle) {
-    if !tx.is_null() {
-        let _ = guard(|| {
-            // SAFETY: made by Box::into_raw in `open` and not freed yet (the caller's
-            // contract).
-            drop(unsafe { Box::from_raw(tx) });
-            Status::Ok
-        });
-    }
+    // SAFETY: forwarded from the caller.
+    unsafe { free_handle(tx) }
 }
 
 /// Frees the receiving end. Null is ignored.
@@ -433,14 +421,8 @@ pub unsafe extern "C" fn shmlane_typed_sender_free(tx: *mut TypedSenderHandle) {
 /// after.
 #[no_mangle]
 pub unsafe extern "C" fn shmlane_typed_receiver_free(rx: *mut TypedReceiverHandle) {
-    if !rx.is_null() {
-        let _ = guard(|| {
-            // SAFETY: made by Box::into_raw in `open` and not freed yet (the caller's
-            // contract).
-            drop(unsafe { Box::from_raw(rx) });
-            Status::Ok
-        });
-    }
+    // SAFETY: forwarded from the caller.
+    unsafe { free_handle(rx) }
 }
 
 /// The element size of the sender's channel in bytes (0 for a null handle).

@@ -378,6 +378,39 @@ unsafe fn handle<'a, H>(h: *mut H) -> Result<&'a mut H, Status> {
     Ok(unsafe { &mut *h })
 }
 
+/// Runs `f` on the handle behind `h` inside [`guard`]; a null handle is
+/// `SHMLANE_STATUS_INVALID_ARGUMENT`.
+///
+/// # Safety
+///
+/// As [`handle`].
+unsafe fn with_handle<H>(h: *mut H, f: impl FnOnce(&mut H) -> Status) -> Status {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        match unsafe { handle(h) } {
+            Ok(h) => f(h),
+            Err(s) => s,
+        }
+    })
+}
+
+/// Frees a handle made by `Box::into_raw` (dropping it closes or leaves its channel); null
+/// is ignored, and a panic in a destructor stays inside.
+///
+/// # Safety
+///
+/// `h` is null or a live handle made by this library, not in use by another thread, and
+/// not used after.
+unsafe fn free_handle<H>(h: *mut H) {
+    if !h.is_null() {
+        let _ = guard(|| {
+            // SAFETY: made by Box::into_raw and not freed yet (the caller's contract).
+            drop(unsafe { Box::from_raw(h) });
+            Status::Ok
+        });
+    }
+}
+
 /// The bytes `msg[..len]`, or an error for a null pointer with a non-zero length.
 ///
 /// # Safety
@@ -556,16 +589,13 @@ pub unsafe extern "C" fn shmlane_byte_sender_commit(
 /// `tx` is a live sender handle, used by this thread only.
 #[no_mangle]
 pub unsafe extern "C" fn shmlane_byte_sender_close(tx: *mut ByteSenderHandle) -> Status {
-    guard(|| {
-        // SAFETY: `tx` is null or a live handle used by this thread only (the
-        // caller's contract).
-        let h = match unsafe { handle(tx) } {
-            Ok(h) => h,
-            Err(s) => return s,
-        };
-        h.tx.close();
-        Status::Ok
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with_handle(tx, |h| {
+            h.tx.close();
+            Status::Ok
+        })
+    }
 }
 
 /// Closes the channel (if still open) and frees the handle. Null is ignored.
@@ -575,14 +605,8 @@ pub unsafe extern "C" fn shmlane_byte_sender_close(tx: *mut ByteSenderHandle) ->
 /// `tx` is null or a live sender handle not in use by another thread; it is invalid after.
 #[no_mangle]
 pub unsafe extern "C" fn shmlane_byte_sender_free(tx: *mut ByteSenderHandle) {
-    if !tx.is_null() {
-        let _ = guard(|| {
-            // SAFETY: made by Box::into_raw in create and not freed yet (the caller's
-            // contract).
-            drop(unsafe { Box::from_raw(tx) });
-            Status::Ok
-        });
-    }
+    // SAFETY: forwarded from the caller.
+    unsafe { free_handle(tx) }
 }
 
 /// Receives the next message into `buf[..cap]` and stores its length in `*len`, waiting up
@@ -735,16 +759,13 @@ pub unsafe extern "C" fn shmlane_byte_receiver_release(rx: *mut ByteReceiverHand
 /// `rx` is a live receiver handle, used by this thread only.
 #[no_mangle]
 pub unsafe extern "C" fn shmlane_byte_receiver_close(rx: *mut ByteReceiverHandle) -> Status {
-    guard(|| {
-        // SAFETY: `rx` is null or a live handle used by this thread only (the
-        // caller's contract).
-        let h = match unsafe { handle(rx) } {
-            Ok(h) => h,
-            Err(s) => return s,
-        };
-        h.rx.ring().close();
-        Status::Ok
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with_handle(rx, |h| {
+            h.rx.ring().close();
+            Status::Ok
+        })
+    }
 }
 
 /// Closes the channel (if still open) and frees the handle. Null is ignored.
@@ -755,14 +776,8 @@ pub unsafe extern "C" fn shmlane_byte_receiver_close(rx: *mut ByteReceiverHandle
 /// after.
 #[no_mangle]
 pub unsafe extern "C" fn shmlane_byte_receiver_free(rx: *mut ByteReceiverHandle) {
-    if !rx.is_null() {
-        let _ = guard(|| {
-            // SAFETY: made by Box::into_raw in connect and not freed yet (the caller's
-            // contract).
-            drop(unsafe { Box::from_raw(rx) });
-            Status::Ok
-        });
-    }
+    // SAFETY: forwarded from the caller.
+    unsafe { free_handle(rx) }
 }
 
 /// The largest message the channel accepts, in bytes (0 for a null handle).
