@@ -58,7 +58,7 @@ pub enum Error {
 
     /// The ring is of another kind (for example a byte-message ring, not an SPSC ring).
     #[error(
-        "the ring is of kind {found}, expected kind {expected} (1 = spsc, 2 = bytes, 3 = mpmc); \
+        "the ring is of kind {found}, expected kind {expected} (1 = spsc, 2 = bytes, 3 = mpmc, 4 = broadcast); \
          attach with the ring type it was created as"
     )]
     KindMismatch {
@@ -333,6 +333,63 @@ pub enum Error {
     #[error("owner token 0 is reserved for free owner entries; pass a non-zero token")]
     InvalidOwnerToken,
 
+    /// A lossy broadcast subscriber was overtaken by the publisher: `missed` messages were
+    /// overwritten before it read them. It resumes at the oldest message still intact.
+    #[error(
+        "this subscriber fell a whole ring behind the publisher and lost {missed} message(s); \
+         it carries on with the oldest one still intact: read faster, or create the channel \
+         with a larger capacity or in lossless mode"
+    )]
+    Lagged {
+        /// Messages lost.
+        missed: u64,
+    },
+
+    /// A lossless broadcast subscriber gated the publisher for longer than the ring's
+    /// eviction time and was evicted: `missed` messages were published and not delivered to
+    /// it. It carries on with the newest message.
+    #[error(
+        "this subscriber held the publisher up past the ring's eviction time and was \
+         evicted, losing {missed} message(s); it carries on with the newest: read faster, \
+         or create the ring with a larger capacity or a longer eviction time"
+    )]
+    Evicted {
+        /// Messages lost.
+        missed: u64,
+    },
+
+    /// A broadcast ring's subscriber table has no free entry.
+    #[error(
+        "all {entries} subscriber entries of the broadcast ring are taken; drop subscribers \
+         you no longer use, reclaim those of dead processes (`reclaim_dead_subscribers`), or \
+         create the ring with more subscribers"
+    )]
+    SubscribersFull {
+        /// Entries in the table.
+        entries: u64,
+    },
+
+    /// The requested or recorded number of broadcast subscribers is unusable.
+    #[error(
+        "a broadcast ring of {subscribers} subscribers is invalid: ask for 1 to {max} (or \
+         recreate the ring if this number was read from its header)"
+    )]
+    BadSubscriberCount {
+        /// Subscribers asked for or found in the header.
+        subscribers: u64,
+        /// The largest number allowed.
+        max: u64,
+    },
+
+    /// A broadcast ring's delivery policy is unusable.
+    #[error("invalid broadcast policy: {reason}; {hint}")]
+    BadPolicy {
+        /// What is wrong.
+        reason: &'static str,
+        /// What to do.
+        hint: &'static str,
+    },
+
     /// A peer's liveness check declared this handle's process dead and recovered some of
     /// its claims, while it was in fact still running.
     #[error(
@@ -351,6 +408,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// `true` for [`Error::Lagged`] and [`Error::Evicted`]: a broadcast subscriber lost
+    /// messages and carries on after them (the count is in the error).
+    pub fn is_loss(&self) -> bool {
+        matches!(self, Error::Lagged { .. } | Error::Evicted { .. })
+    }
+
     /// `true` for [`Error::Full`] and [`Error::Empty`]: the ring is fine and the same call
     /// may succeed later (after the peer pops or pushes). Every other error is not cured by
     /// retrying.
@@ -399,6 +462,8 @@ pub enum Word {
     PaddingAtZero,
     /// A committed byte record that reaches past the free space.
     CommittedRecord,
+    /// A broadcast ring's horizon (how far the publisher may be writing).
+    Horizon,
 }
 
 impl Word {
@@ -417,6 +482,7 @@ impl Word {
             Word::PaddingLength => "padding record length",
             Word::PaddingAtZero => "padding record at offset 0",
             Word::CommittedRecord => "committed record beyond the free space",
+            Word::Horizon => "broadcast horizon",
         }
     }
 }
@@ -520,6 +586,29 @@ pub enum TryError {
         completed: usize,
     },
 
+    /// A lossy broadcast subscriber was overtaken: `missed` messages were overwritten
+    /// before it read them; the next call reads the oldest one still intact.
+    #[error("this subscriber fell a ring behind and lost {missed} message(s); it carries on with the oldest intact one")]
+    Lagged {
+        /// Messages lost.
+        missed: u64,
+    },
+
+    /// A lossless broadcast subscriber was evicted for holding the publisher up: `missed`
+    /// messages were not delivered to it; the next call reads the newest.
+    #[error("this subscriber was evicted for holding the publisher up and lost {missed} message(s); it carries on with the newest")]
+    Evicted {
+        /// Messages lost.
+        missed: u64,
+    },
+
+    /// A broadcast ring's subscriber table has no free entry.
+    #[error("all {entries} subscriber entries of the broadcast ring are taken; drop unused subscribers or reclaim dead ones")]
+    SubscribersFull {
+        /// Entries in the table.
+        entries: u64,
+    },
+
     /// Another process truncated the shared object under the ring: the memory past its new
     /// end reads as zeros here (the region's SIGBUS guard kept this process alive), so the
     /// call did nothing with it. The region's `check_truncated` gives the sizes.
@@ -542,6 +631,13 @@ impl TryError {
     #[inline]
     pub fn is_retryable(&self) -> bool {
         matches!(self, TryError::Full { .. } | TryError::Empty { .. })
+    }
+
+    /// `true` for [`TryError::Lagged`] and [`TryError::Evicted`]: a broadcast subscriber
+    /// lost messages and carries on after them.
+    #[inline]
+    pub fn is_loss(&self) -> bool {
+        matches!(self, TryError::Lagged { .. } | TryError::Evicted { .. })
     }
 }
 
@@ -573,6 +669,9 @@ impl From<TryError> for Error {
             TryError::ClaimRevoked { revoked, completed } => {
                 Error::ClaimRevoked { revoked, completed }
             }
+            TryError::Lagged { missed } => Error::Lagged { missed },
+            TryError::Evicted { missed } => Error::Evicted { missed },
+            TryError::SubscribersFull { entries } => Error::SubscribersFull { entries },
             TryError::Truncated => Error::Truncated,
             TryError::Corrupted { what, value } => Error::Corrupted {
                 what: what.name(),

@@ -24,6 +24,7 @@
 //! |---|---|
 //! | [`spsc`] | single producer, single consumer, fixed-size `T: bytemuck::Pod` elements |
 //! | [`bytes`] | single producer, single consumer, variable-length byte messages, zero-copy claims and reads |
+//! | [`broadcast`] | one publisher, many subscribers each reading every element at its own pace, lossless (the slowest gates the publisher, or is evicted) or lossy (a lapped subscriber learns how many it lost) |
 //! | [`mpmc`] | any number of producers and consumers in any number of processes, `T: bytemuck::Pod`, recovery of claims left by dead processes |
 //! | [`wait`] | wait strategies: spin, yield, then futex sleep, with deadlines; no syscall when nobody sleeps |
 //! | [`header`] | the shared header, its constants and the element-type fingerprint |
@@ -57,6 +58,7 @@
 )]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod broadcast;
 pub mod bytes;
 pub mod element;
 mod error;

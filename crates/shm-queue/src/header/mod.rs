@@ -79,6 +79,8 @@ pub enum RingKind {
     Bytes = 2,
     /// Many producers, many consumers ([`crate::mpmc`]).
     Mpmc = 3,
+    /// One publisher, many subscribers each reading every element ([`crate::broadcast`]).
+    Broadcast = 4,
 }
 
 /// The 64-bit fingerprint of an element type recorded in the header: FNV-1a over
@@ -582,6 +584,7 @@ pub fn check(region: &shm_region::Region, ring_len: u64) -> Result<RingKind, Err
     let kind = match h.config.kind.load(Ordering::Relaxed) {
         k if k == RingKind::Spsc as u32 => RingKind::Spsc,
         k if k == RingKind::Bytes as u32 => RingKind::Bytes,
+        k if k == RingKind::Broadcast as u32 => RingKind::Broadcast,
         _ => RingKind::Mpmc,
     };
     // Magic, version, ready and the kind itself (an unknown kind fails here).
@@ -598,6 +601,9 @@ pub fn check(region: &shm_region::Region, ring_len: u64) -> Result<RingKind, Err
         RingKind::Mpmc => {
             let layout = h.validate_mpmc_shape(h.recorded_shape()?, ring_len)?;
             crate::mpmc::check_positions(h, layout.capacity() as u64)?;
+        }
+        RingKind::Broadcast => {
+            crate::broadcast::check_recorded(region, ring_len)?;
         }
     }
     Ok(kind)

@@ -71,6 +71,7 @@ impl Snapshot {
             1 => Some(RingKind::Spsc),
             2 => Some(RingKind::Bytes),
             3 => Some(RingKind::Mpmc),
+            4 => Some(RingKind::Broadcast),
             _ => None,
         }
     }

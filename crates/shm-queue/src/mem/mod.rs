@@ -236,6 +236,34 @@ impl Mem {
         }
     }
 
+    /// [`Mem::copy_out`] of payload that the writer may be overwriting at the same moment,
+    /// by protocol (the broadcast ring's seqlock readers): in a mapping the same copy, since
+    /// a racing write can only garble bytes the reader then discards after validating (see
+    /// the module docs on racy access); the loom twin uses relaxed atomic words instead of
+    /// cells, so the model checks the values a racing copy sees, not that it never races.
+    ///
+    /// # Safety
+    ///
+    /// As [`Mem::copy_out`], except that read access need not be exclusive of writes.
+    #[inline(always)]
+    pub(crate) unsafe fn copy_out_racy<T: Pod>(&self, at: Loc, dst: &mut [T]) {
+        // SAFETY: forwarded from the caller; a racing write yields garbage bytes, which are
+        // a valid `T` (Pod) and are validated before use.
+        unsafe { self.copy_out(at, dst) }
+    }
+
+    /// [`Mem::copy_in`] of payload that readers may be copying at the same moment, by
+    /// protocol (see [`Mem::copy_out_racy`]).
+    ///
+    /// # Safety
+    ///
+    /// As [`Mem::copy_in`]: the caller is the only writer of these bytes.
+    #[inline(always)]
+    pub(crate) unsafe fn copy_in_racy<T: Pod>(&self, at: Loc, src: &[T]) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.copy_in(at, src) }
+    }
+
     /// Pointer to `at`, for a zero-copy view the caller bounds itself.
     #[inline(always)]
     pub(crate) fn ptr(at: Loc) -> *mut u8 {
@@ -270,6 +298,12 @@ impl Mem {
             });
         }
         Ok(())
+    }
+
+    /// Bytes of memory the ring may use (header included).
+    #[inline(always)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 
     /// Reads one `T` at `at`: [`Mem::copy_out`] of one element.

@@ -109,4 +109,45 @@ impl Mem {
             done += n;
         }
     }
+
+    /// As the mapped `copy_out_racy`: word by word through the words' relaxed atomics, so a
+    /// racing copy is allowed and the model checks what it reads. Whole 8-byte words only.
+    ///
+    /// # Safety
+    ///
+    /// As the mapped `copy_out_racy`.
+    pub(crate) unsafe fn copy_out_racy<T: Pod>(&self, at: Loc, dst: &mut [T]) {
+        let dst: &mut [u8] = bytemuck::cast_slice_mut(dst);
+        assert!(
+            at.off % 8 == 0 && dst.len() % 8 == 0,
+            "racy copies move whole words"
+        );
+        for (k, out) in dst.chunks_exact_mut(8).enumerate() {
+            let w = self
+                .slot(at.off + 8 * k)
+                .atom
+                .load(crate::sync::Ordering::Relaxed);
+            out.copy_from_slice(&w.to_ne_bytes());
+        }
+    }
+
+    /// As the mapped `copy_in_racy` (see [`Mem::copy_out_racy`]).
+    ///
+    /// # Safety
+    ///
+    /// As the mapped `copy_in_racy`.
+    pub(crate) unsafe fn copy_in_racy<T: Pod>(&self, at: Loc, src: &[T]) {
+        let src: &[u8] = bytemuck::cast_slice(src);
+        assert!(
+            at.off % 8 == 0 && src.len() % 8 == 0,
+            "racy copies move whole words"
+        );
+        for (k, chunk) in src.chunks_exact(8).enumerate() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            self.slot(at.off + 8 * k)
+                .atom
+                .store(u64::from_ne_bytes(w), crate::sync::Ordering::Relaxed);
+        }
+    }
 }

@@ -95,7 +95,7 @@ mod consumer;
 mod producer;
 mod raw;
 mod ring;
-mod storage;
+pub(crate) mod storage;
 
 pub use chunk::{ChunkIter, ReadChunk, WriteChunk};
 pub use consumer::Consumer;
@@ -121,17 +121,17 @@ pub(crate) fn check_positions(header: &Header, g: &Geometry) -> Result<(u64, u64
 /// A position as (block, index in block), advanced incrementally so the hot path never
 /// divides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Cursor {
+pub(crate) struct Cursor {
     /// Block number, always below `block_count`.
-    block: usize,
+    pub(crate) block: usize,
     /// Index in the block, always below `elems_per_block`.
-    index: usize,
+    pub(crate) index: usize,
 }
 
 impl Cursor {
     /// The cursor of absolute position `pos` (divides: not for the hot path).
     #[inline]
-    fn of(pos: u64, g: &Geometry) -> Cursor {
+    pub(crate) fn of(pos: u64, g: &Geometry) -> Cursor {
         let e = g.elems_per_block as u64;
         Cursor {
             block: ((pos / e) as usize) & (g.block_count - 1),
@@ -141,7 +141,7 @@ impl Cursor {
 
     /// Advances by `k <= elems_per_block - index`, i.e. never past the end of this block.
     #[inline]
-    fn step(&mut self, k: usize, g: &Geometry) {
+    pub(crate) fn step(&mut self, k: usize, g: &Geometry) {
         self.index += k;
         if self.index >= g.elems_per_block {
             self.index = 0;
@@ -151,7 +151,7 @@ impl Cursor {
 
     /// The cursor `n` positions further on (divides: used once per batch).
     #[inline]
-    fn offset(self, n: usize, g: &Geometry) -> Cursor {
+    pub(crate) fn offset(self, n: usize, g: &Geometry) -> Cursor {
         if n == 0 {
             return self;
         }
@@ -166,7 +166,12 @@ impl Cursor {
 /// Calls `f(block, index, range)` for each run of consecutive slots in one block that make
 /// up the `n` positions starting at `c`; `range` is the run's place within those `n`.
 #[inline]
-fn runs(mut c: Cursor, n: usize, g: &Geometry, mut f: impl FnMut(usize, usize, Range<usize>)) {
+pub(crate) fn runs(
+    mut c: Cursor,
+    n: usize,
+    g: &Geometry,
+    mut f: impl FnMut(usize, usize, Range<usize>),
+) {
     let mut done = 0;
     while done < n {
         let len = (n - done).min(g.elems_per_block - c.index);

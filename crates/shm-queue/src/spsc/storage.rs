@@ -66,6 +66,47 @@ impl<T: Element> Storage<T> {
         Self::over(Mem::on_heap(geom.area_size()), geom)
     }
 
+    /// Storage over the first `len >= geom.area_size()` bytes of `region`: the blocks of
+    /// `geom` followed by words of the ring's own (the broadcast ring's control area), reached
+    /// with [`Storage::word_at`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Storage::in_region`], with `len` as the size needed.
+    #[cfg(not(loom))]
+    pub(crate) fn in_region_len(
+        region: Arc<Region>,
+        geom: Geometry,
+        len: usize,
+    ) -> Result<Self, Error> {
+        Self::over(Mem::in_region(region, len.max(geom.area_size()))?, geom)
+    }
+
+    /// [`Storage::in_region_len`] in zeroed heap memory, for loom models.
+    #[cfg(loom)]
+    pub(crate) fn on_heap_len(geom: Geometry, len: usize) -> Result<Self, Error> {
+        Self::over(Mem::on_heap(len.max(geom.area_size())), geom)
+    }
+
+    /// Bytes of memory the storage covers (at least the geometry's area).
+    pub(crate) fn mem_len(&self) -> usize {
+        self.mem.len()
+    }
+
+    /// The 64-bit atomic word at byte `off` of the memory.
+    ///
+    /// # Safety
+    ///
+    /// `off` is a multiple of 8, at least `geom.area_size()` (past the blocks), and
+    /// `off + 8 <= self.mem_len()`; the word is only ever accessed atomically.
+    #[inline(always)]
+    pub(crate) unsafe fn word_at(&self, off: usize) -> &AtomicU64 {
+        debug_assert!(off.is_multiple_of(8) && off >= self.geom.area_size());
+        debug_assert!(off + 8 <= self.mem.len());
+        // SAFETY: in bounds and 8-aligned from a 128-aligned start (caller), atomic only.
+        unsafe { self.mem.word(self.mem.at(off)) }
+    }
+
     /// The blocks of `geom` in `mem`, after checking they fit and hold `T`s where the
     /// accessors below put them.
     fn over(mem: Mem, geom: Geometry) -> Result<Self, Error> {
@@ -219,6 +260,60 @@ impl<T: Pod> Storage<T> {
         debug_assert!(index + src.len() <= self.geom.elems_per_block);
         // SAFETY: the run lies inside one block (caller's bound); the caller owns the slots.
         unsafe { self.mem.copy_in(self.elem(blk, index), src) }
+    }
+}
+
+impl<T: Pod> Storage<T> {
+    /// Reads element `index` of `blk` while the writer may be overwriting it (the broadcast
+    /// ring's seqlock read: the caller validates the value afterwards).
+    ///
+    /// # Safety
+    ///
+    /// `blk` was made by `self.block` and `index < elems_per_block`.
+    #[inline]
+    pub(crate) unsafe fn read_racy_in(&self, blk: Block, index: usize) -> T {
+        debug_assert!(index < self.geom.elems_per_block);
+        let mut v = T::zeroed();
+        // SAFETY: in bounds and aligned (elem, caller); racing writes are allowed by
+        // `copy_out_racy`'s contract and the caller discards what it cannot validate.
+        unsafe {
+            self.mem
+                .copy_out_racy(self.elem(blk, index), core::slice::from_mut(&mut v))
+        };
+        v
+    }
+
+    /// Copies elements `index .. index + dst.len()` of `blk` into `dst` while the writer may
+    /// be overwriting them (see [`Storage::read_racy_in`]).
+    ///
+    /// # Safety
+    ///
+    /// `blk` was made by `self.block` and `index + dst.len() <= elems_per_block`.
+    #[inline]
+    pub(crate) unsafe fn read_run_racy_in(&self, blk: Block, index: usize, dst: &mut [T]) {
+        if dst.is_empty() {
+            return;
+        }
+        debug_assert!(index + dst.len() <= self.geom.elems_per_block);
+        // SAFETY: the run lies inside one block (caller's bound); races are allowed.
+        unsafe { self.mem.copy_out_racy(self.elem(blk, index), dst) }
+    }
+
+    /// Copies `src` into elements `index .. index + src.len()` of `blk` while readers may be
+    /// copying them (see [`Storage::read_racy_in`]).
+    ///
+    /// # Safety
+    ///
+    /// `blk` was made by `self.block`, `index + src.len() <= elems_per_block`, and the
+    /// caller is the only writer of the slots.
+    #[inline]
+    pub(crate) unsafe fn write_run_racy_in(&self, blk: Block, index: usize, src: &[T]) {
+        if src.is_empty() {
+            return;
+        }
+        debug_assert!(index + src.len() <= self.geom.elems_per_block);
+        // SAFETY: the run lies inside one block (caller's bound); the caller is the writer.
+        unsafe { self.mem.copy_in_racy(self.elem(blk, index), src) }
     }
 }
 

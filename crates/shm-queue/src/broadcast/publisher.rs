@@ -1,0 +1,341 @@
+//! [`Publisher`]: the writing side of a broadcast ring.
+
+use std::time::Instant;
+
+use super::*;
+use crate::mpmc::Liveness;
+use crate::spsc::storage::Block;
+use crate::spsc::{runs, Cursor};
+use crate::sync::{fence, Arc};
+use crate::wait::blocking::handle_controls;
+use crate::wait::WaitStrategy;
+
+/// The writing side of a broadcast ring; exactly one exists per ring at a time.
+///
+/// Made by [`Ring::publisher`]; frees its claim when dropped. Dropping it does not close the
+/// ring: call [`Publisher::close`] so subscribers learn the stream ended.
+pub struct Publisher<T: Pod> {
+    mem: Arc<Bcast<T>>,
+    geom: Geometry,
+    cap: u64,
+    /// Everything before it is written and published.
+    tail: u64,
+    cursor: Cursor,
+    blk: Block,
+    /// The horizon as this handle last stored it.
+    horizon: u64,
+    /// Lossless: `gate + cap` as of the last rescan; lossy: `u64::MAX`.
+    limit: u64,
+    /// The entry that gated the last rescan: `(index, token, cursor)`.
+    slowest: Option<(usize, u64, u64)>,
+    /// Since when `slowest` has gated a full publisher without moving.
+    stuck_since: Option<(usize, u64, Instant)>,
+    evict_after: Option<std::time::Duration>,
+    recovery: Option<Arc<dyn Liveness + Send + Sync>>,
+    patience: std::time::Duration,
+    token: u64,
+    strategy: WaitStrategy,
+    sleeper: crate::wait::Sleeper,
+}
+
+impl<T: Pod> fmt::Debug for Publisher<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("broadcast::Publisher")
+            .field("tail", &self.tail)
+            .field("horizon", &self.horizon)
+            .field("limit", &self.limit)
+            .finish()
+    }
+}
+
+impl<T: Pod> Drop for Publisher<T> {
+    fn drop(&mut self) {
+        let header = self.mem.header();
+        header.space_signal().unregister(&mut self.sleeper);
+        crate::sync::claim::release(&header.control.producer_claim, self.token);
+    }
+}
+
+impl<T: Pod> Publisher<T> {
+    pub(super) fn new(mem: Arc<Bcast<T>>, tail: u64, token: u64) -> Result<Self, Error> {
+        let geom = mem.layout.geom;
+        let (_, horizon) = mem.positions()?;
+        let cursor = Cursor::of(tail, &geom);
+        let evict_after = match mem.layout.mode {
+            Mode::Lossless(SlowPolicy::Evict { after }) => Some(after),
+            _ => None,
+        };
+        let mut p = Publisher {
+            blk: mem.storage.block(cursor.block),
+            cap: geom.capacity() as u64,
+            geom,
+            tail,
+            cursor,
+            horizon,
+            limit: u64::MAX,
+            slowest: None,
+            stuck_since: None,
+            evict_after,
+            recovery: None,
+            patience: std::time::Duration::ZERO,
+            token,
+            strategy: WaitStrategy::default(),
+            sleeper: crate::wait::Sleeper::No,
+            mem,
+        };
+        if p.mem.layout.mode.is_lossless() {
+            p.rescan();
+        }
+        Ok(p)
+    }
+
+    /// Frees the entry of a subscriber that gates this (lossless) publisher when
+    /// `liveness` says its process is dead, checked each time the publisher finds the ring
+    /// full, at most once per `patience` per stuck subscriber.
+    pub fn with_recovery(
+        mut self,
+        liveness: impl Liveness + Send + Sync + 'static,
+        patience: std::time::Duration,
+    ) -> Self {
+        self.recovery = Some(Arc::new(liveness));
+        self.patience = patience;
+        self
+    }
+
+    /// Pushes one element.
+    ///
+    /// # Errors
+    ///
+    /// [`TryError::Full`] (lossless only) while the slowest live subscriber is a whole ring
+    /// behind; [`TryError::Truncated`] if the shared object was truncated.
+    #[inline(always)]
+    pub fn try_push(&mut self, value: T) -> Result<(), TryError> {
+        let q = self.tail;
+        if q >= self.horizon {
+            self.raise(1)?;
+        }
+        let index = self.cursor.index;
+        // SAFETY: `blk` is the storage's block of `cursor`, index < elems_per_block (Cursor
+        // invariant); q < horizon, so readers validate against this write.
+        unsafe {
+            self.mem
+                .storage
+                .write_run_racy_in(self.blk, index, core::slice::from_ref(&value))
+        };
+        self.tail = q + 1;
+        // SAFETY: `blk` was made by this storage.
+        unsafe { self.mem.storage.word_in(self.blk) }.store(q + 1, Ordering::Release);
+        self.mem
+            .header()
+            .producer
+            .pos
+            .store(q + 1, Ordering::Release);
+        self.cursor.index = index + 1;
+        if self.cursor.index == self.geom.elems_per_block {
+            self.cursor.index = 0;
+            self.cursor.block = (self.cursor.block + 1) & (self.geom.block_count - 1);
+            self.blk = self.mem.storage.block(self.cursor.block);
+        }
+        self.mem.header().notify_data(false);
+        self.mem.storage.check_intact()
+    }
+
+    /// Pushes as many elements from the front of `src` as there is room for (all of them
+    /// in lossy mode, at most a ring's worth per call), published with one position per
+    /// block; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::try_push`], except that a full ring returns `Ok(0)`.
+    #[must_use = "the call may do only part of the work: check how many it did"]
+    pub fn push_partial_slice(&mut self, src: &[T]) -> Result<usize, TryError> {
+        let want = src.len().min(self.cap as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let q = self.tail;
+        let n = if q + want as u64 <= self.horizon {
+            want
+        } else {
+            match self.raise(want) {
+                Ok(n) => n,
+                Err(TryError::Full { .. }) => return Ok(0),
+                Err(e) => return Err(e),
+            }
+        };
+        let storage = &self.mem.storage;
+        runs(self.cursor, n, &self.geom, |block, index, range| {
+            // SAFETY: the run lies in one block (runs); every position written is below the
+            // horizon just stored.
+            unsafe { storage.write_run_racy_in(storage.block(block), index, &src[range]) }
+        });
+        let end = q + n as u64;
+        let touched = (self.cursor.index + n - 1) / self.geom.elems_per_block + 1;
+        for j in (0..touched).rev() {
+            storage
+                .word(self.cursor.block + j)
+                .store(end, Ordering::Release);
+        }
+        self.mem.header().producer.pos.store(end, Ordering::Release);
+        self.tail = end;
+        self.cursor = self.cursor.offset(n, &self.geom);
+        self.blk = storage.block(self.cursor.block);
+        self.mem.header().notify_data(false);
+        self.mem.storage.check_intact()?;
+        Ok(n)
+    }
+
+    /// Raises the horizon so that at least one of the `want` positions from `tail` may be
+    /// written (as many as the gate allows, up to the end of the last block they touch);
+    /// returns how many of them may.
+    #[cold]
+    #[inline(never)]
+    fn raise(&mut self, want: usize) -> Result<usize, TryError> {
+        let q = self.tail;
+        let e = self.geom.elems_per_block as u64;
+        let mut target = (q + want as u64).div_ceil(e) * e;
+        if self.limit != u64::MAX {
+            if target > self.limit {
+                self.rescan();
+            }
+            if q >= self.limit {
+                self.unstick();
+                if q >= self.limit {
+                    return Err(TryError::Full {
+                        requested: want,
+                        available: 0,
+                    });
+                }
+            }
+            target = target.min(self.limit);
+        }
+        self.stuck_since = None;
+        self.mem.horizon().store(target, Ordering::Relaxed);
+        // The seqlock's begin: every write after this fence (the slots below `target`) is
+        // ordered after the horizon store for a reader that fences after seeing any of it.
+        fence(Ordering::Release);
+        self.horizon = target;
+        Ok(((target - q) as usize).min(want))
+    }
+
+    /// Recomputes the gate from the subscriber table (lossless): the smallest cursor of a
+    /// live entry, clamped to what is still intact and to what was written.
+    fn rescan(&mut self) {
+        // Pairs with the fence in `register`: see "Joining" in the module docs.
+        fence(Ordering::SeqCst);
+        let m = &*self.mem;
+        let floor = self.horizon.saturating_sub(self.cap);
+        let (mut gate, mut slowest) = (self.tail, None);
+        for i in 0..m.scan_len() {
+            let Some(e) = m.entry(i) else { break };
+            let token = e.token.load(Ordering::Acquire);
+            if token == 0 || token == LEAVING || e.state.load(Ordering::Acquire) != LIVE {
+                continue;
+            }
+            // Acquire: the subscriber's reads of everything below its cursor happen before
+            // we overwrite any of it.
+            let c = e.cursor.load(Ordering::Acquire).clamp(floor, self.tail);
+            if c < gate {
+                gate = c;
+                slowest = Some((i, token, c));
+            }
+        }
+        self.limit = gate + self.cap;
+        self.slowest = slowest;
+    }
+
+    /// The ring is full because of `slowest`: frees its entry if its process is dead, or
+    /// evicts it once it has not moved for the eviction time; then rescans.
+    fn unstick(&mut self) {
+        let Some((i, token, c)) = self.slowest else {
+            return;
+        };
+        let now = Instant::now();
+        let since = match self.stuck_since {
+            Some((j, d, since)) if j == i && d == c => since,
+            _ => {
+                self.stuck_since = Some((i, c, now));
+                now
+            }
+        };
+        let m = &*self.mem;
+        let waited = now.saturating_duration_since(since);
+        if let Some(l) = &self.recovery {
+            if waited >= self.patience && l.is_dead(token) && m.free_entry(i, token) {
+                m.reclaimed().fetch_add(1, Ordering::Relaxed);
+                self.stuck_since = None;
+                self.rescan();
+                return;
+            }
+        }
+        if let (Some(after), Some(e)) = (self.evict_after, m.entry(i)) {
+            if waited >= after
+                && e.token.load(Ordering::Acquire) == token
+                && e.state
+                    .compare_exchange(LIVE, EVICTED, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                m.evictions().fetch_add(1, Ordering::Relaxed);
+                self.stuck_since = None;
+                self.rescan();
+            }
+        }
+    }
+
+    /// The subscriber that holds a lossless publisher back, as of its last look at the
+    /// table: `(entry index, token, cursor)`; `None` when no subscriber is behind.
+    pub fn gated_by(&self) -> Option<(usize, u64, u64)> {
+        self.slowest.filter(|&(_, _, c)| c < self.tail)
+    }
+
+    /// Elements published since the ring was created (the absolute position).
+    pub fn position(&self) -> u64 {
+        self.tail
+    }
+
+    /// Capacity in elements.
+    pub fn capacity(&self) -> usize {
+        self.cap as usize
+    }
+
+    /// [`Publisher::try_push`] until there is room, waiting as this handle's
+    /// [`WaitStrategy`] says, until `deadline` (`None`: no limit). A lossy publisher never
+    /// waits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] at the deadline; [`Error::Closed`] once the ring is closed; what
+    /// [`Publisher::try_push`] returns otherwise.
+    pub fn push_blocking(&mut self, value: T, deadline: Option<Instant>) -> Result<(), Error> {
+        crate::wait::blocking::block_on(self, deadline, "room in the broadcast ring", |s| {
+            crate::wait::pending(s.try_push(value))
+        })
+    }
+
+    /// Pushes all of `src`, in batches as room appears, waiting as
+    /// [`Publisher::push_blocking`] does.
+    ///
+    /// # Errors
+    ///
+    /// `(pushed, error)`: how many were pushed before the error stopped it.
+    pub fn push_slice_blocking(
+        &mut self,
+        src: &[T],
+        deadline: Option<Instant>,
+    ) -> Result<(), (usize, Error)> {
+        let mut done = 0;
+        crate::wait::blocking::block_on(self, deadline, "room in the broadcast ring", |s| {
+            while done < src.len() {
+                match s.push_partial_slice(&src[done..]) {
+                    Ok(0) => return Ok(None),
+                    Ok(k) => done += k,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(Some(()))
+        })
+        .map_err(|e| (done, e))
+    }
+}
+
+handle_controls!([T: Pod] Publisher<T>, Bcast<T>, Space, mem, strategy, sleeper);

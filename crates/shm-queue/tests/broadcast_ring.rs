@@ -1,0 +1,460 @@
+//! The broadcast ring's behaviour in one process: delivery in both modes, exact loss
+//! counts, joins, eviction, reclaiming dead subscribers, waiting, attach checks.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shm_queue::broadcast::{Mode, Options, Ring, SlowPolicy, Start, SubscriberState};
+use shm_queue::wait::WaitStrategy;
+use shm_queue::{header, Error, TryError};
+use shm_region::Region;
+
+fn ring(capacity: usize, subscribers: usize, mode: Mode) -> Ring<u64> {
+    let options = Options::new(capacity).subscribers(subscribers).mode(mode);
+    let region = Region::anonymous(Ring::<u64>::required_bytes_with(&options).unwrap()).unwrap();
+    Ring::<u64>::create_with(region, options).unwrap()
+}
+
+const WAIT: Mode = Mode::Lossless(SlowPolicy::Wait);
+
+fn drain(rx: &mut shm_queue::broadcast::Subscriber<u64>) -> Vec<u64> {
+    let mut out = Vec::new();
+    loop {
+        match rx.try_recv() {
+            Ok(v) => out.push(v),
+            Err(TryError::Empty { .. }) => return out,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn every_subscriber_gets_every_element_in_order() {
+    let r = ring(64, 4, WAIT);
+    let mut tx = r.publisher().unwrap();
+    let mut subs: Vec<_> = (0..3)
+        .map(|_| r.subscriber(Start::Newest).unwrap())
+        .collect();
+    let mut next = 0u64;
+    let mut got = vec![Vec::new(); 3];
+    while next < 10_000 {
+        // A mix of single pushes and batches, read by single receives and batches.
+        if next % 3 == 0 {
+            let batch: Vec<u64> = (next..next + 20).collect();
+            next += tx.push_partial_slice(&batch).unwrap() as u64;
+        } else if tx.try_push(next).is_ok() {
+            next += 1;
+        }
+        for (k, s) in subs.iter_mut().enumerate() {
+            if k == 0 {
+                let mut buf = [0u64; 9];
+                let n = s.recv_partial_slice(&mut buf).unwrap();
+                got[k].extend_from_slice(&buf[..n]);
+            } else if let Ok(v) = s.try_recv() {
+                got[k].push(v);
+            }
+        }
+    }
+    for (k, s) in subs.iter_mut().enumerate() {
+        got[k].extend(drain(s));
+        assert_eq!(got[k], (0..next).collect::<Vec<_>>(), "subscriber {k}");
+        assert_eq!(s.missed(), 0);
+    }
+}
+
+#[test]
+fn lossless_publisher_waits_for_the_slowest_only() {
+    let r = ring(14, 4, WAIT);
+    let cap = r.capacity() as u64;
+    let mut tx = r.publisher().unwrap();
+    let mut slow = r.subscriber(Start::Newest).unwrap();
+    let mut fast = r.subscriber(Start::Newest).unwrap();
+    for i in 0..cap {
+        tx.try_push(i).unwrap();
+        assert_eq!(fast.try_recv().unwrap(), i);
+    }
+    assert!(matches!(tx.try_push(cap), Err(TryError::Full { .. })));
+    assert_eq!(
+        tx.gated_by().map(|(i, _, c)| (i, c)),
+        Some((slow.index(), 0))
+    );
+    assert_eq!(slow.try_recv().unwrap(), 0);
+    tx.try_push(cap).unwrap();
+    assert!(matches!(tx.try_push(cap + 1), Err(TryError::Full { .. })));
+    // A batch takes what fits.
+    assert_eq!(slow.try_recv().unwrap(), 1);
+    assert_eq!(slow.try_recv().unwrap(), 2);
+    assert_eq!(
+        tx.push_partial_slice(&[cap + 1, cap + 2, cap + 3]).unwrap(),
+        2
+    );
+    // Dropping the slow subscriber frees the publisher.
+    drop(slow);
+    assert_eq!(tx.push_partial_slice(&[cap + 3, cap + 4]).unwrap(), 2);
+    assert_eq!(drain(&mut fast), (cap..cap + 5).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_slow_subscriber_is_evicted_and_told_exactly_what_it_missed() {
+    let r = ring(
+        14,
+        4,
+        Mode::Lossless(SlowPolicy::Evict {
+            after: Duration::ZERO,
+        }),
+    );
+    let cap = r.capacity() as u64;
+    let mut tx = r.publisher().unwrap();
+    let mut slow = r.subscriber(Start::Newest).unwrap();
+    let mut fast = r.subscriber(Start::Newest).unwrap();
+    assert_eq!(
+        slow.try_recv(),
+        Err(TryError::Empty {
+            requested: 1,
+            available: 0
+        })
+    );
+    for i in 0..cap + 10 {
+        // After `cap` the slow subscriber gates; eviction after 0 ms lets the push through.
+        tx.try_push(i).unwrap();
+        assert_eq!(fast.try_recv().unwrap(), i);
+    }
+    assert_eq!(r.stats().evictions, 1);
+    assert_eq!(
+        r.subscribers()
+            .iter()
+            .find(|s| s.index == slow.index())
+            .map(|s| s.state),
+        Some(SubscriberState::Evicted)
+    );
+    // It re-joins at the newest: everything published so far is reported missed.
+    assert_eq!(slow.try_recv(), Err(TryError::Evicted { missed: cap + 10 }));
+    assert_eq!(slow.missed(), cap + 10);
+    tx.try_push(1000).unwrap();
+    assert_eq!(slow.try_recv().unwrap(), 1000);
+    assert_eq!(fast.try_recv().unwrap(), 1000);
+    assert_eq!(fast.missed(), 0);
+}
+
+#[test]
+fn a_waiting_policy_never_evicts() {
+    let r = ring(14, 2, WAIT);
+    let cap = r.capacity() as u64;
+    let mut tx = r.publisher().unwrap();
+    let mut slow = r.subscriber(Start::Newest).unwrap();
+    for i in 0..cap {
+        tx.try_push(i).unwrap();
+    }
+    let soon = Some(Instant::now() + Duration::from_millis(30));
+    assert!(matches!(
+        tx.push_blocking(cap, soon),
+        Err(Error::Timeout { .. })
+    ));
+    assert_eq!(drain(&mut slow), (0..cap).collect::<Vec<_>>());
+    assert_eq!(r.stats().evictions, 0);
+}
+
+#[test]
+fn lossy_subscriber_learns_exactly_how_many_it_lost() {
+    let r = ring(14, 2, Mode::Lossy);
+    let cap = r.capacity() as u64;
+    let e = r.elements_per_block() as u64;
+    let mut tx = r.publisher().unwrap();
+    let mut rx = r.subscriber(Start::Newest).unwrap();
+    for i in 0..5 * cap + 3 {
+        tx.try_push(i).unwrap();
+    }
+    let Err(TryError::Lagged { missed }) = rx.try_recv() else {
+        panic!("not lagged")
+    };
+    // The horizon is at the end of the block being written: what survives is the ring
+    // below it, less the part of that block not yet written.
+    let horizon = r.stats().horizon;
+    assert_eq!(horizon, (5 * cap + 3).div_ceil(e) * e);
+    assert_eq!(missed, horizon - cap);
+    let rest = drain(&mut rx);
+    assert_eq!(rest, (missed..5 * cap + 3).collect::<Vec<_>>());
+    assert_eq!(rx.missed(), missed);
+    // Keeping up again: nothing more is lost.
+    for i in 5 * cap + 3..6 * cap {
+        tx.try_push(i).unwrap();
+        assert_eq!(rx.try_recv().unwrap(), i);
+    }
+}
+
+#[test]
+fn lossy_batches_report_losses_too() {
+    let r = ring(14, 2, Mode::Lossy);
+    let cap = r.capacity() as u64;
+    let mut tx = r.publisher().unwrap();
+    let mut rx = r.subscriber(Start::Newest).unwrap();
+    let all: Vec<u64> = (0..4 * cap).collect();
+    let mut sent = 0;
+    while sent < all.len() {
+        sent += tx.push_partial_slice(&all[sent..]).unwrap();
+    }
+    let mut buf = vec![0u64; 64];
+    let Err(TryError::Lagged { missed }) = rx.recv_partial_slice(&mut buf) else {
+        panic!("not lagged")
+    };
+    let n = rx.recv_partial_slice(&mut buf).unwrap();
+    assert_eq!(&buf[..n], &all[missed as usize..missed as usize + n]);
+}
+
+#[test]
+fn late_joiners_start_at_the_newest_or_with_history() {
+    let r = ring(14, 4, WAIT);
+    let mut tx = r.publisher().unwrap();
+    for i in 0..10 {
+        tx.try_push(i).unwrap();
+    }
+    let mut newest = r.subscriber(Start::Newest).unwrap();
+    let mut three = r.subscriber(Start::History(3)).unwrap();
+    let mut all = r.subscriber(Start::History(1000)).unwrap();
+    assert_eq!(newest.joined_at(), 10);
+    tx.try_push(10).unwrap();
+    assert_eq!(drain(&mut newest), [10]);
+    assert_eq!(drain(&mut three), [7, 8, 9, 10]);
+    assert_eq!(drain(&mut all), (0..=10).collect::<Vec<_>>());
+    assert_eq!(all.history_lost(), 0);
+}
+
+#[test]
+fn history_overwritten_before_the_join_is_counted_not_reported() {
+    let r = ring(14, 4, Mode::Lossy);
+    let cap = r.capacity() as u64;
+    let mut tx = r.publisher().unwrap();
+    for i in 0..3 * cap {
+        tx.try_push(i).unwrap();
+    }
+    // History is limited to what is intact below the horizon.
+    let mut rx = r.subscriber(Start::History(usize::MAX)).unwrap();
+    let first = rx.position();
+    assert_eq!(first, r.stats().horizon - cap);
+    // The publisher overwrites part of it before the subscriber reads.
+    for i in 3 * cap..3 * cap + 5 {
+        tx.try_push(i).unwrap();
+    }
+    let got = drain(&mut rx);
+    let lost = rx.history_lost();
+    assert!(lost > 0);
+    assert_eq!(rx.missed(), 0);
+    assert_eq!(got, (first + lost..3 * cap + 5).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_table_fills_and_frees() {
+    let r = ring(14, 2, WAIT);
+    let a = r.subscriber(Start::Newest).unwrap();
+    let _b = r.subscriber(Start::Newest).unwrap();
+    assert!(matches!(
+        r.subscriber(Start::Newest),
+        Err(Error::SubscribersFull { entries: 2 })
+    ));
+    drop(a);
+    let c = r.subscriber(Start::Newest).unwrap();
+    assert_eq!(r.subscribers().len(), 2);
+    assert!(matches!(
+        r.subscriber_with_token(Start::Newest, 0),
+        Err(Error::InvalidOwnerToken)
+    ));
+    drop(c);
+}
+
+#[test]
+fn dead_subscribers_are_reclaimed_and_stop_gating() {
+    let r = ring(14, 4, WAIT);
+    let cap = r.capacity() as u64;
+    let dead_token = 0xdead_0000_0001;
+    let dead = r.subscriber_with_token(Start::Newest, dead_token).unwrap();
+    std::mem::forget(dead); // its process "died": the entry stays taken
+    let mut tx = r
+        .publisher()
+        .unwrap()
+        .with_recovery(move |t: u64| t == dead_token, Duration::ZERO);
+    let mut live = r.subscriber(Start::Newest).unwrap();
+    for i in 0..3 * cap {
+        tx.try_push(i).unwrap();
+        assert_eq!(live.try_recv().unwrap(), i);
+    }
+    assert_eq!(r.stats().reclaimed, 1);
+    assert_eq!(r.subscribers().len(), 1);
+    // And the ring-wide call frees what it is told is dead.
+    let other = r
+        .subscriber_with_token(Start::Newest, 0xbeef_0000_0001)
+        .unwrap();
+    std::mem::forget(other);
+    assert_eq!(
+        r.reclaim_dead_subscribers(&|t: u64| t == 0xbeef_0000_0001),
+        1
+    );
+    assert_eq!(r.subscribers().len(), 1);
+}
+
+#[test]
+fn a_freed_subscriber_rejoins_and_reports_the_gap() {
+    let r = ring(14, 4, WAIT);
+    let mut tx = r.publisher().unwrap();
+    let mut rx = r
+        .subscriber_with_token(Start::Newest, 0x1234_0000_0001)
+        .unwrap();
+    tx.try_push(1).unwrap();
+    // A peer wrongly judges it dead; then the publisher runs a ring ahead.
+    assert_eq!(r.reclaim_dead_subscribers(&|_t: u64| true), 1);
+    let cap = r.capacity() as u64;
+    for i in 0..2 * cap {
+        tx.try_push(i + 2).unwrap();
+    }
+    assert_eq!(
+        rx.try_recv(),
+        Err(TryError::Evicted {
+            missed: 2 * cap + 1
+        })
+    );
+    tx.try_push(99).unwrap();
+    assert_eq!(rx.try_recv().unwrap(), 99);
+}
+
+#[test]
+fn blocking_subscribers_wake_and_see_close_after_draining() {
+    let r = ring(64, 4, WAIT);
+    let mut tx = r.publisher().unwrap();
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let mut rx = r.subscriber(Start::Newest).unwrap();
+            rx.set_wait_strategy(WaitStrategy::blocking());
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                loop {
+                    match rx.recv_blocking(Some(Instant::now() + Duration::from_secs(20))) {
+                        Ok(v) => got.push(v),
+                        Err(Error::Closed { .. }) => return got,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for i in 0..20_000u64 {
+        tx.push_blocking(i, Some(Instant::now() + Duration::from_secs(20)))
+            .unwrap();
+        if i % 1000 == 0 {
+            std::thread::sleep(Duration::from_millis(2)); // let them fall asleep
+        }
+    }
+    tx.close();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), (0..20_000).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn a_new_publisher_resumes_at_the_tail() {
+    let r = ring(14, 2, WAIT);
+    let mut rx = r.subscriber(Start::Newest).unwrap();
+    let mut tx = r.publisher().unwrap();
+    assert!(matches!(r.publisher(), Err(Error::ProducerClaimed { .. })));
+    tx.try_push(1).unwrap();
+    drop(tx);
+    let mut tx = r.publisher().unwrap();
+    assert_eq!(tx.position(), 1);
+    tx.try_push(2).unwrap();
+    assert_eq!(drain(&mut rx), [1, 2]);
+}
+
+#[test]
+fn attach_checks_kind_type_policy_and_positions() {
+    let options = Options::new(64).subscribers(3).mode(Mode::Lossy);
+    let region =
+        Arc::new(Region::anonymous(Ring::<u64>::required_bytes_with(&options).unwrap()).unwrap());
+    let len = region.len() as u64;
+    let created = Ring::<u64>::create_with(region.clone(), options).unwrap();
+    let attached = Ring::<u64>::attach(region.clone()).unwrap();
+    assert_eq!(attached.mode(), Mode::Lossy);
+    assert_eq!(attached.max_subscribers(), 3);
+    assert_eq!(
+        header::check(&region, len).unwrap(),
+        header::RingKind::Broadcast
+    );
+    assert!(matches!(
+        Ring::<i64>::attach(region.clone()),
+        Err(Error::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        shm_queue::spsc::Ring::<u64>::attach(region.clone()),
+        Err(Error::KindMismatch { found: 4, .. })
+    ));
+    // The other way round: a broadcast attach to an SPSC ring.
+    let spsc = Region::anonymous(4096).unwrap();
+    let spsc = shm_queue::spsc::Ring::<u64>::create(spsc, 8).unwrap();
+    assert!(matches!(
+        Ring::<u64>::attach(spsc.region().clone()),
+        Err(Error::KindMismatch { found: 1, .. })
+    ));
+    // Handles from the creator and the attacher share the ring.
+    let mut tx = created.publisher().unwrap();
+    let mut rx = attached.subscriber(Start::Newest).unwrap();
+    tx.try_push(5).unwrap();
+    assert_eq!(rx.try_recv().unwrap(), 5);
+    drop((tx, rx));
+
+    // Corrupt words, one at a time (offsets from docs/layout.md).
+    let base = region.as_ptr().as_ptr();
+    let poke = |off: usize, v: u64| -> u64 {
+        // SAFETY: `off` is an 8-aligned offset inside the ring; the test owns the region.
+        unsafe {
+            let p = base.add(off).cast::<u64>();
+            let old = p.read_volatile();
+            p.write_volatile(v);
+            old
+        }
+    };
+    let policy = 96 + 8;
+    let old = poke(policy, 7);
+    assert!(matches!(
+        Ring::<u64>::attach(region.clone()),
+        Err(Error::LayoutMismatch { .. })
+    ));
+    assert!(header::check(&region, len).is_err());
+    poke(policy, old);
+    let subs = 96;
+    let old = poke(subs, 0);
+    assert!(matches!(
+        Ring::<u64>::attach(region.clone()),
+        Err(Error::BadSubscriberCount { subscribers: 0, .. })
+    ));
+    poke(subs, old);
+    let horizon = (512 + created.area_size() - 512 - 256 - 3 * 128).next_multiple_of(128);
+    let old = poke(horizon, 1 << 40);
+    assert!(matches!(
+        Ring::<u64>::attach(region.clone()),
+        Err(Error::Corrupted { .. })
+    ));
+    poke(horizon, old);
+    Ring::<u64>::attach(region).unwrap();
+}
+
+#[test]
+fn bad_options_are_refused_before_any_syscall() {
+    assert!(matches!(
+        Ring::<u64>::required_bytes_with(&Options::new(8).subscribers(0)),
+        Err(Error::BadSubscriberCount { .. })
+    ));
+    assert!(matches!(
+        Ring::<u64>::required_bytes_with(&Options::new(8).subscribers(4097)),
+        Err(Error::BadSubscriberCount { .. })
+    ));
+    assert!(matches!(
+        Ring::<u64>::required_bytes_with(&Options::new(8).mode(Mode::Lossless(
+            SlowPolicy::Evict {
+                after: Duration::from_secs(u64::MAX / 4)
+            }
+        ))),
+        Err(Error::BadPolicy { .. })
+    ));
+    assert!(matches!(
+        Ring::<u64>::required_bytes_with(&Options::new(0)),
+        Err(Error::BadCapacity { .. })
+    ));
+}
