@@ -451,16 +451,19 @@ impl<T: Element> Bcast<T> {
         true
     }
 
-    /// Checks the publisher's shared positions: `tail` possible, `horizon` within a ring
-    /// and a block of it. Returns `(tail, horizon)`.
+    /// Checks the publisher's shared positions and returns `(tail, horizon)`: `tail`
+    /// possible, `horizon` at most a ring and a block past it. The horizon is loaded first:
+    /// its `Release` store comes after the `tail` stores before it, so the `tail` loaded
+    /// next is at least the one the horizon was raised at (the other order would race a
+    /// running publisher).
     pub(crate) fn positions(&self) -> Result<(u64, u64), TryError> {
+        let horizon = self.horizon().load(Ordering::Acquire);
         let tail = self.header().producer.pos.load(Ordering::Acquire);
         if tail > MAX_POSITION {
             return Err(corrupted(Word::Tail, tail));
         }
-        let horizon = self.horizon().load(Ordering::Acquire);
         let slack = self.layout.capacity() + self.layout.geom.elems_per_block as u64;
-        if horizon < tail || horizon > tail + slack {
+        if horizon > tail + slack {
             return Err(corrupted(Word::Horizon, horizon));
         }
         Ok((tail, horizon))

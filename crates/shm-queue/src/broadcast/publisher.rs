@@ -31,7 +31,7 @@ pub struct Publisher<T: Pod> {
     /// Since when `slowest` has gated a full publisher without moving.
     stuck_since: Option<(usize, u64, Instant)>,
     evict_after: Option<std::time::Duration>,
-    recovery: Option<Arc<dyn Liveness + Send + Sync>>,
+    recovery: Option<std::sync::Arc<dyn Liveness + Send + Sync>>,
     patience: std::time::Duration,
     token: u64,
     strategy: WaitStrategy,
@@ -97,7 +97,7 @@ impl<T: Pod> Publisher<T> {
         liveness: impl Liveness + Send + Sync + 'static,
         patience: std::time::Duration,
     ) -> Self {
-        self.recovery = Some(Arc::new(liveness));
+        self.recovery = Some(std::sync::Arc::new(liveness));
         self.patience = patience;
         self
     }
@@ -210,7 +210,8 @@ impl<T: Pod> Publisher<T> {
             target = target.min(self.limit);
         }
         self.stuck_since = None;
-        self.mem.horizon().store(target, Ordering::Relaxed);
+        // Release: a joiner that loads this horizon then loads a `tail` at least ours.
+        self.mem.horizon().store(target, Ordering::Release);
         // The seqlock's begin: every write after this fence (the slots below `target`) is
         // ordered after the horizon store for a reader that fences after seeing any of it.
         fence(Ordering::Release);

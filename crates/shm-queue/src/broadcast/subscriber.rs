@@ -198,7 +198,7 @@ impl<T: Pod> Subscriber<T> {
     fn check_state(&mut self) -> Result<(), TryError> {
         match self.entry() {
             Some(e) if e.state.load(Ordering::Acquire) == LIVE => Ok(()),
-            _ => Err(self.rejoin()),
+            _ => self.rejoin(),
         }
     }
 
@@ -223,7 +223,11 @@ impl<T: Pod> Subscriber<T> {
     /// loss as an error, or `Ok` when only history from before we joined was lost (the
     /// caller reads on).
     #[cold]
-    fn overtaken(&mut self, horizon: u64) -> Result<(), TryError> {
+    fn overtaken(&mut self, seen: u64) -> Result<(), TryError> {
+        // Again with Acquire (read-read coherence: at least `seen`): the publisher's
+        // `Release` store of it comes after any eviction or reclaim of our entry that made
+        // it possible, so the state loaded below is at least that.
+        let horizon = self.mem.horizon().load(Ordering::Acquire).max(seen);
         if horizon > MAX_POSITION || horizon < self.seen_horizon {
             return Err(corrupted(Word::Horizon, horizon));
         }
@@ -232,7 +236,7 @@ impl<T: Pod> Subscriber<T> {
             e.token.load(Ordering::Acquire) == self.token && e.state.load(Ordering::Acquire) == LIVE
         });
         if !live {
-            return Err(self.rejoin());
+            return self.rejoin();
         }
         let h = self.head;
         let resume = horizon - self.cap;
@@ -253,9 +257,10 @@ impl<T: Pod> Subscriber<T> {
     }
 
     /// We were evicted, or our entry was freed by a peer: joins again (in a new entry if
-    /// needed) at the newest element and returns the loss.
+    /// needed) at the newest element and returns the loss as [`TryError::Evicted`] (`Ok`
+    /// if nothing was lost: we had read everything meanwhile).
     #[cold]
-    fn rejoin(&mut self) -> TryError {
+    fn rejoin(&mut self) -> Result<(), TryError> {
         let m = &*self.mem;
         let ours = m
             .entry(self.index)
@@ -271,25 +276,26 @@ impl<T: Pod> Subscriber<T> {
                 })
             });
             let Some(i) = found else {
-                return TryError::SubscribersFull {
+                return Err(TryError::SubscribersFull {
                     entries: m.layout.subscribers as u64,
-                };
+                });
             };
             self.index = i;
             m.high_water().fetch_max(i as u64 + 1, Ordering::SeqCst);
             let strategy = self.strategy;
             self.set_wait_strategy(strategy);
         }
-        match register(&self.mem, self.index, Start::Newest) {
-            Ok(j) => {
-                let lost = j.start.saturating_sub(self.head);
-                self.missed += lost;
-                self.joined_at = j.joined_at;
-                self.jump(j.start);
-                TryError::Evicted { missed: lost }
-            }
-            Err(e) => e,
+        let j = register(&self.mem, self.index, Start::Newest)?;
+        // The `tail` loaded may lag the block words we already read past: never go back.
+        let start = j.start.max(self.head);
+        let lost = start - self.head;
+        self.missed += lost;
+        self.joined_at = j.joined_at.max(start);
+        self.jump(start);
+        if lost == 0 {
+            return Ok(());
         }
+        Err(TryError::Evicted { missed: lost })
     }
 
     /// Receives as many elements as are ready, up to `dst.len()`, validated once for the
