@@ -40,7 +40,7 @@ fn every_subscriber_gets_every_element_in_order() {
     let mut got = vec![Vec::new(); 3];
     while next < 10_000 {
         // A mix of single pushes and batches, read by single receives and batches.
-        if next % 3 == 0 {
+        if next.is_multiple_of(3) {
             let batch: Vec<u64> = (next..next + 20).collect();
             next += tx.push_partial_slice(&batch).unwrap() as u64;
         } else if tx.try_push(next).is_ok() {

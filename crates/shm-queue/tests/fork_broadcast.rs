@@ -71,7 +71,7 @@ fn check_stream(rx: &mut Subscriber<E>, end: u64, losses: bool) -> i32 {
     let mut buf = [[0u64; 4]; 16];
     loop {
         let at = rx.position();
-        let r = if at % 5 == 0 {
+        let r = if at.is_multiple_of(5) {
             rx.recv_partial_slice_blocking(&mut buf, deadline)
         } else {
             rx.recv_blocking(deadline).map(|v| {
@@ -239,7 +239,7 @@ fn a_killed_subscriber_stops_gating_a_publisher_with_recovery() {
     tx.close();
     assert_eq!(exit_code(survivor, LIMIT), 0);
     assert!(
-        gated_at.is_some_and(|g| g >= 256 && g < 512),
+        gated_at.is_some_and(|g| (256..512).contains(&g)),
         "{gated_at:?}"
     );
     assert_eq!(r.stats().reclaimed, 1);

@@ -119,7 +119,7 @@ impl Mem {
     pub(crate) unsafe fn copy_out_racy<T: Pod>(&self, at: Loc, dst: &mut [T]) {
         let dst: &mut [u8] = bytemuck::cast_slice_mut(dst);
         assert!(
-            at.off % 8 == 0 && dst.len() % 8 == 0,
+            at.off.is_multiple_of(8) && dst.len().is_multiple_of(8),
             "racy copies move whole words"
         );
         for (k, out) in dst.chunks_exact_mut(8).enumerate() {
@@ -139,7 +139,7 @@ impl Mem {
     pub(crate) unsafe fn copy_in_racy<T: Pod>(&self, at: Loc, src: &[T]) {
         let src: &[u8] = bytemuck::cast_slice(src);
         assert!(
-            at.off % 8 == 0 && src.len() % 8 == 0,
+            at.off.is_multiple_of(8) && src.len().is_multiple_of(8),
             "racy copies move whole words"
         );
         for (k, chunk) in src.chunks_exact(8).enumerate() {
