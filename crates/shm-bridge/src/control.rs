@@ -92,6 +92,9 @@ pub enum ChannelKind {
     Bytes,
     /// Fixed-size `Pod` elements through an MPMC ring, any number of processes per side.
     Mpmc,
+    /// Fixed-size `Pod` elements through a broadcast ring: one publisher, every subscriber
+    /// reads every element.
+    Broadcast,
 }
 
 impl ChannelKind {
@@ -100,6 +103,7 @@ impl ChannelKind {
             ChannelKind::Typed => 1,
             ChannelKind::Bytes => 2,
             ChannelKind::Mpmc => 3,
+            ChannelKind::Broadcast => 4,
         }
     }
 
@@ -108,16 +112,18 @@ impl ChannelKind {
             1 => Some(ChannelKind::Typed),
             2 => Some(ChannelKind::Bytes),
             3 => Some(ChannelKind::Mpmc),
+            4 => Some(ChannelKind::Broadcast),
             _ => None,
         }
     }
 
-    /// A short lower-case name: `typed`, `bytes` or `mpmc`.
+    /// A short lower-case name: `typed`, `bytes`, `mpmc` or `broadcast`.
     pub fn as_str(self) -> &'static str {
         match self {
             ChannelKind::Typed => "typed",
             ChannelKind::Bytes => "bytes",
             ChannelKind::Mpmc => "mpmc",
+            ChannelKind::Broadcast => "broadcast",
         }
     }
 }
@@ -322,10 +328,9 @@ impl Control {
             )));
         }
         let slots = self.u32(region, at::SLOTS);
-        let want_slots = if kind == ChannelKind::Mpmc {
-            1..=MAX_SLOTS
-        } else {
-            2..=2
+        let want_slots = match kind {
+            ChannelKind::Mpmc | ChannelKind::Broadcast => 1..=MAX_SLOTS,
+            ChannelKind::Typed | ChannelKind::Bytes => 2..=2,
         };
         if !want_slots.contains(&(slots as usize)) {
             return Err(Invalid::Corrupt(format!(

@@ -483,8 +483,13 @@ impl Endpoint {
     /// The other side's state: for SPSC the other slot; for MPMC the best state among the
     /// participants of the other role (alive beats hung beats dead beats left/absent).
     pub(crate) fn peer_state(&self) -> PeerState {
-        if self.kind != ChannelKind::Mpmc {
-            return self.state_of(1 - self.slot.min(1));
+        match (self.kind, self.role) {
+            (ChannelKind::Typed | ChannelKind::Bytes, _) => {
+                return self.state_of(1 - self.slot.min(1))
+            }
+            // A subscriber's peer is the publisher, in slot 0.
+            (ChannelKind::Broadcast, Role::Consumer) => return self.state_of(0),
+            _ => {}
         }
         let want = match self.role {
             Role::Producer => Role::Consumer,
@@ -592,7 +597,11 @@ fn take_slot(
     role: Role,
 ) -> Result<usize> {
     let sys = |e| Error::sys("locking a channel slot", e);
-    if layout.kind == ChannelKind::Mpmc {
+    let any_slot = matches!(
+        (layout.kind, role),
+        (ChannelKind::Mpmc, _) | (ChannelKind::Broadcast, Role::Consumer)
+    );
+    if any_slot {
         for i in 1..layout.slots as usize {
             if lock::try_lock(fd, lock::slot_offset(i)).map_err(sys)? {
                 return Ok(i);
@@ -604,7 +613,7 @@ fn take_slot(
             pid: 0,
             detail: format!(
                 "all {} participant slots are taken; create the channel with more \
-                 `participants`",
+                 `participants` (or `subscribers`)",
                 layout.slots
             ),
         });

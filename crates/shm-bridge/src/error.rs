@@ -181,6 +181,24 @@ pub enum Error {
         what: &'static str,
     },
 
+    /// A broadcast subscriber lost messages: the publisher overtook it (a lossy channel)
+    /// or evicted it for holding the channel up (a lossless channel that evicts). It carries
+    /// on: with the oldest message still there after `Lagged`, with the newest after
+    /// `Evicted`.
+    #[error(
+        "channel `{name}`: this subscriber lost {missed} message(s) ({how}); it carries on \
+         with the next one it can read: read faster, or create the channel with a larger \
+         capacity"
+    )]
+    Lost {
+        /// The channel's name.
+        name: String,
+        /// Messages lost.
+        missed: u64,
+        /// `overtaken` (lossy) or `evicted` (lossless, for holding the publisher up).
+        how: &'static str,
+    },
+
     /// A blocking call reached its deadline.
     #[error("channel `{name}`: timed out after {waited:?}")]
     Timeout {
@@ -272,6 +290,16 @@ impl Error {
                 by: "other side".into(),
             },
             shm_queue::Error::Timeout { .. } => Error::Timeout { name, waited },
+            shm_queue::Error::Lagged { missed } => Error::Lost {
+                name,
+                missed,
+                how: "overtaken",
+            },
+            shm_queue::Error::Evicted { missed } => Error::Lost {
+                name,
+                missed,
+                how: "evicted",
+            },
             source => Error::Queue { name, source },
         }
     }
@@ -282,6 +310,11 @@ impl Error {
             self,
             Error::WouldBlock { .. } | Error::Timeout { .. } | Error::PeerHung { .. }
         )
+    }
+
+    /// `true` for [`Error::Lost`]: a broadcast subscriber lost messages and carries on.
+    pub fn is_loss(&self) -> bool {
+        matches!(self, Error::Lost { .. })
     }
 
     /// `true` if the other side is gone: it closed the channel or it died.

@@ -336,6 +336,7 @@ fn fill_from_region(info: &mut ChannelInfo, region: &Region) {
             ChannelKind::Typed => shm_queue::header::RingKind::Spsc,
             ChannelKind::Bytes => shm_queue::header::RingKind::Bytes,
             ChannelKind::Mpmc => shm_queue::header::RingKind::Mpmc,
+            ChannelKind::Broadcast => shm_queue::header::RingKind::Broadcast,
         };
         if info.problem.is_none() && s.ring_kind() != Some(want) {
             info.problem = Some(format!(

@@ -49,7 +49,8 @@ mod lock;
 #[cfg(feature = "async")]
 pub use channel::aio;
 pub use channel::{
-    ByteReceiver, ByteSender, ChannelOptions, MpmcReceiver, MpmcSender, Receiver, Sender,
+    BroadcastReceiver, BroadcastSender, ByteReceiver, ByteSender, ChannelOptions, MpmcReceiver,
+    MpmcSender, Receiver, Sender,
 };
 pub use control::{ChannelKind, Role};
 pub use endpoint::{shm_name, shm_path, validate_name, PeerState, Reclaimed, PREFIX};

@@ -75,6 +75,9 @@ pub struct ChannelOptions {
     participants: usize,
     slots: shm_queue::mpmc::SlotLayout,
     type_name: Option<String>,
+    subscribers: usize,
+    broadcast_mode: shm_queue::broadcast::Mode,
+    history: usize,
 }
 
 impl Default for ChannelOptions {
@@ -95,6 +98,9 @@ impl ChannelOptions {
             participants: 16,
             slots: shm_queue::mpmc::SlotLayout::default(),
             type_name: None,
+            subscribers: 8,
+            broadcast_mode: shm_queue::broadcast::Mode::default(),
+            history: 0,
         }
     }
 
@@ -153,6 +159,35 @@ impl ChannelOptions {
     /// Participant slots of an MPMC channel (2 to 60; default 16).
     pub fn participants(mut self, n: usize) -> Self {
         self.participants = n;
+        self
+    }
+
+    /// Most subscribers a broadcast channel accepts at once (1 to 59; default 8).
+    pub fn subscribers(mut self, n: usize) -> Self {
+        self.subscribers = n;
+        self
+    }
+
+    /// Makes a broadcast channel lossy: the sender never waits, and a subscriber that falls
+    /// a whole ring behind loses the oldest messages ([`Error::Lost`] says how many). The
+    /// default is lossless, waiting for the slowest subscriber.
+    pub fn lossy(mut self) -> Self {
+        self.broadcast_mode = shm_queue::broadcast::Mode::Lossy;
+        self
+    }
+
+    /// What a lossless broadcast channel does with a subscriber that holds it up (default
+    /// [`SlowPolicy::Wait`](shm_queue::broadcast::SlowPolicy::Wait); `Evict { after }`
+    /// drops it after that long without reading, and it learns so with [`Error::Lost`]).
+    pub fn slow_policy(mut self, policy: shm_queue::broadcast::SlowPolicy) -> Self {
+        self.broadcast_mode = shm_queue::broadcast::Mode::Lossless(policy);
+        self
+    }
+
+    /// A new broadcast subscriber starts with up to `n` messages sent before it connected,
+    /// if still in the ring (default 0: the next message sent).
+    pub fn history(mut self, n: usize) -> Self {
+        self.history = n;
         self
     }
 
@@ -605,12 +640,14 @@ macro_rules! channel_end {
 
 #[cfg(feature = "async")]
 pub mod aio;
+mod broadcast;
 mod bytes;
 mod common;
 mod mpmc;
 mod raw;
 mod typed;
 
+pub use broadcast::{BroadcastReceiver, BroadcastSender};
 pub use bytes::{ByteReceiver, ByteSender};
 use common::*;
 pub use mpmc::{MpmcReceiver, MpmcSender};

@@ -33,6 +33,8 @@ pub struct Publisher<T: Pod> {
     evict_after: Option<std::time::Duration>,
     recovery: Option<std::sync::Arc<dyn Liveness + Send + Sync>>,
     patience: std::time::Duration,
+    /// When the liveness check was last asked (at most once per patience, and per 5 ms).
+    asked_at: Option<Instant>,
     token: u64,
     strategy: WaitStrategy,
     sleeper: crate::wait::Sleeper,
@@ -78,6 +80,7 @@ impl<T: Pod> Publisher<T> {
             evict_after,
             recovery: None,
             patience: std::time::Duration::ZERO,
+            asked_at: None,
             token,
             strategy: WaitStrategy::default(),
             sleeper: crate::wait::Sleeper::No,
@@ -90,8 +93,9 @@ impl<T: Pod> Publisher<T> {
     }
 
     /// Frees the entry of a subscriber that gates this (lossless) publisher when
-    /// `liveness` says its process is dead, checked each time the publisher finds the ring
-    /// full, at most once per `patience` per stuck subscriber.
+    /// `liveness` says its process is dead: asked when the publisher finds the ring full and
+    /// the same subscriber has held it up for `patience`, then at most once per `patience`
+    /// (and per 5 ms), so a blocked publisher does not spend its time in liveness checks.
     pub fn with_recovery(
         mut self,
         liveness: impl Liveness + Send + Sync + 'static,
@@ -261,8 +265,14 @@ impl<T: Pod> Publisher<T> {
         };
         let m = &*self.mem;
         let waited = now.saturating_duration_since(since);
-        if let Some(l) = &self.recovery {
-            if waited >= self.patience && l.is_dead(token) && m.free_entry(i, token) {
+        let ask_every = self.patience.max(std::time::Duration::from_millis(5));
+        let may_ask = waited >= self.patience
+            && self
+                .asked_at
+                .is_none_or(|t| now.saturating_duration_since(t) >= ask_every);
+        if let (Some(l), true) = (&self.recovery, may_ask) {
+            self.asked_at = Some(now);
+            if l.is_dead(token) && m.free_entry(i, token) {
                 m.reclaimed().fetch_add(1, Ordering::Relaxed);
                 self.stuck_since = None;
                 self.rescan();

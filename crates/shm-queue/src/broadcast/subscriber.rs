@@ -398,6 +398,12 @@ impl<T: Pod> Subscriber<T> {
             .saturating_sub(self.head)
     }
 
+    /// `true` if this subscriber has read everything published (reads the publisher's
+    /// position).
+    pub fn is_empty(&self) -> bool {
+        self.lag() == 0
+    }
+
     /// Elements lost to overtaking or eviction since this subscriber was made.
     pub fn missed(&self) -> u64 {
         self.missed

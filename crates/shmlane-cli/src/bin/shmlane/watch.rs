@@ -74,7 +74,8 @@ fn moved(prev: &ChannelInfo, now: &ChannelInfo, role: Role) -> Moved {
                 bytes: messages.saturating_mul(u64::from(now.elem_size)),
             }
         }
-        Some(ChannelKind::Bytes) => counted(prev, now, role),
+        // A broadcast channel's receive rate is the sum over its subscribers.
+        Some(ChannelKind::Bytes | ChannelKind::Broadcast) => counted(prev, now, role),
         None => Moved::default(),
     }
 }

@@ -1,0 +1,367 @@
+//! Broadcast channels: one [`BroadcastSender`], any number of [`BroadcastReceiver`]s (up to
+//! the channel's `subscribers`), in any processes; every receiver gets every message sent
+//! after it connected, at its own pace.
+
+use super::*;
+use shm_queue::broadcast::{self, Start, SubscriberInfo};
+
+/// The sending end of a broadcast channel (made by [`ChannelOptions::create_broadcast`]).
+///
+/// A subscriber that dies never blocks it: its entry is freed once it holds the sender up
+/// (the kernel's lock on its participant slot says it died). A live subscriber that stops
+/// reading holds a lossless channel up until it reads, or until the channel's eviction time
+/// if it has one; a lossy channel never waits. Dropping the sender closes the channel:
+/// receivers drain it, then get [`Error::Closed`].
+#[derive(Debug)]
+pub struct BroadcastSender<T: Pod> {
+    pub(super) tx: broadcast::Publisher<T>,
+    pub(super) ring: broadcast::Ring<T>,
+    pub(super) ep: Endpoint,
+}
+
+impl<T: Pod> BroadcastSender<T> {
+    endpoint_methods!();
+
+    /// If creating replaced a stale channel under the same name, what it replaced.
+    pub fn reclaimed(&self) -> Option<&Reclaimed> {
+        self.ep.reclaimed.as_ref()
+    }
+
+    /// Sends `value` if there is room (always, on a lossy channel).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] while the slowest live subscriber is a whole ring behind (a
+    /// lossless channel); [`Error::Closed`] once closed.
+    #[inline]
+    pub fn try_send(&mut self, value: T) -> Result<()> {
+        match self.tx.try_push(value) {
+            Ok(()) => {
+                self.ep.messages += 1;
+                self.ep.tick();
+                Ok(())
+            }
+            Err(e) => Err(self.error(e.into())),
+        }
+    }
+
+    #[cold]
+    fn error(&mut self, e: shm_queue::Error) -> Error {
+        if self.tx.is_closed() {
+            return closed(&self.ep);
+        }
+        ring_error(&self.ep, e, Duration::ZERO)
+    }
+
+    /// Sends `value`, waiting for room (see [`BroadcastSender::send_deadline`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`BroadcastSender::send_deadline`].
+    pub fn send(&mut self, value: T) -> Result<()> {
+        self.send_deadline(value, None)
+    }
+
+    /// Sends `value`, waiting until `deadline` (`None`: no limit) while a live subscriber
+    /// holds a lossless channel up.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] at the deadline, [`Error::Closed`].
+    pub fn send_deadline(&mut self, value: T, deadline: Option<Instant>) -> Result<()> {
+        match self.try_send(value) {
+            Err(Error::WouldBlock { .. }) => {}
+            other => return other,
+        }
+        let start = Instant::now();
+        loop {
+            let slice = Instant::now() + WAIT_SLICE;
+            let until = deadline.map_or(slice, |d| d.min(slice));
+            match self.tx.push_blocking(value, Some(until)) {
+                Ok(()) => {
+                    self.ep.messages += 1;
+                    return Ok(());
+                }
+                Err(shm_queue::Error::Timeout { .. }) => {}
+                Err(e) => return Err(self.error(e)),
+            }
+            self.ep.publish_counts();
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::Timeout {
+                    name: self.ep.name.to_string(),
+                    waited: start.elapsed(),
+                });
+            }
+        }
+    }
+
+    /// Sends as many of `values` as there is room for, published together; returns how
+    /// many (0 when the channel is full).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`], or a broken ring.
+    pub fn send_partial_slice(&mut self, values: &[T]) -> Result<usize> {
+        match self.tx.push_partial_slice(values) {
+            Ok(n) => {
+                self.ep.messages += n as u64;
+                self.ep.tick();
+                if n == 0 && self.tx.is_closed() {
+                    return Err(closed(&self.ep));
+                }
+                Ok(n)
+            }
+            Err(e) => Err(self.error(e.into())),
+        }
+    }
+
+    /// The subscribers now connected: their positions, losses and states.
+    pub fn subscribers(&self) -> Vec<SubscriberInfo> {
+        self.ring.subscribers()
+    }
+
+    /// What the channel has done: messages published, evictions, dead subscribers freed.
+    pub fn stats(&self) -> broadcast::Stats {
+        self.ring.stats()
+    }
+
+    /// The subscriber holding a lossless channel up, as of the sender's last look:
+    /// `(entry, token, position)`.
+    pub fn gated_by(&self) -> Option<(usize, u64, u64)> {
+        self.tx.gated_by()
+    }
+
+    /// Closes the channel: receivers drain it, then get [`Error::Closed`].
+    pub fn close(&mut self) {
+        self.tx.close();
+    }
+}
+
+impl<T: Pod> Drop for BroadcastSender<T> {
+    fn drop(&mut self) {
+        self.tx.close();
+    }
+}
+
+/// A receiving end of a broadcast channel (made by
+/// [`ChannelOptions::connect_subscriber`]): every message sent after it connected (or some
+/// before, with [`ChannelOptions::history`]), in order, unless it falls behind: then
+/// [`Error::Lost`] says how many it lost, once, and it carries on.
+#[derive(Debug)]
+pub struct BroadcastReceiver<T: Pod> {
+    pub(super) rx: broadcast::Subscriber<T>,
+    pub(super) ep: Endpoint,
+}
+
+impl<T: Pod> PopRing for broadcast::Subscriber<T> {
+    type Item = T;
+    #[inline]
+    fn try_pop(&mut self) -> std::result::Result<T, shm_queue::TryError> {
+        self.try_recv()
+    }
+    fn is_closed(&self) -> bool {
+        broadcast::Subscriber::is_closed(self)
+    }
+    fn is_empty(&self) -> bool {
+        broadcast::Subscriber::is_empty(self)
+    }
+}
+
+impl<T: Pod> BroadcastReceiver<T> {
+    endpoint_methods!();
+
+    /// Receives a message if one is there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] when it has read everything; once the sender is gone and
+    /// everything is read, [`Error::Closed`] or [`Error::PeerGone`]; [`Error::Lost`] when
+    /// it fell behind (the next call goes on).
+    #[inline]
+    pub fn try_recv(&mut self) -> Result<T> {
+        recv_now(&mut self.rx, &mut self.ep)
+    }
+
+    /// Receives a message, waiting as long as needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`BroadcastReceiver::recv_deadline`].
+    pub fn recv(&mut self) -> Result<T> {
+        self.recv_deadline(None)
+    }
+
+    /// Receives a message, waiting until `deadline` (`None`: no limit).
+    ///
+    /// # Errors
+    ///
+    /// As [`BroadcastReceiver::try_recv`], [`Error::PeerHung`], [`Error::Timeout`].
+    pub fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<T> {
+        if let Some(v) = pop_ready(&mut self.rx, &mut self.ep) {
+            return Ok(v);
+        }
+        let rx = &mut self.rx;
+        let v = wait_loop(&mut self.ep, deadline, |d| rx.recv_blocking(Some(d)))?;
+        self.ep.messages += 1;
+        Ok(v)
+    }
+
+    /// Receives what is there, up to `out.len()`, waiting until `deadline` for at least
+    /// one message; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// As [`BroadcastReceiver::recv_deadline`].
+    pub fn recv_slice_deadline(
+        &mut self,
+        out: &mut [T],
+        deadline: Option<Instant>,
+    ) -> Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let rx = &mut self.rx;
+        let n = wait_loop(&mut self.ep, deadline, |d| {
+            rx.recv_partial_slice_blocking(out, Some(d))
+        })?;
+        self.ep.messages += n as u64;
+        Ok(n)
+    }
+
+    /// Messages this receiver lost (overtaken or evicted) since it connected.
+    pub fn missed(&self) -> u64 {
+        self.rx.missed()
+    }
+
+    /// Messages of the requested history overwritten before it could read them.
+    pub fn history_lost(&self) -> u64 {
+        self.rx.history_lost()
+    }
+
+    /// Messages published that it has not read yet.
+    pub fn lag(&self) -> u64 {
+        self.rx.lag()
+    }
+
+    /// The next message it reads, counted from the channel's first.
+    pub fn position(&self) -> u64 {
+        self.rx.position()
+    }
+}
+
+impl ChannelOptions {
+    fn broadcast_options(&self, name: &str) -> Result<broadcast::Options> {
+        if !(1..MAX_SLOTS).contains(&self.subscribers) {
+            return Err(self.bad(
+                name,
+                format!(
+                    "{} subscribers is not between 1 and {}",
+                    self.subscribers,
+                    MAX_SLOTS - 1
+                ),
+            ));
+        }
+        Ok(broadcast::Options::new(self.capacity.unwrap_or(1024))
+            .subscribers(self.subscribers)
+            .mode(self.broadcast_mode))
+    }
+
+    /// Creates broadcast channel `name` and returns its sending end; receivers connect with
+    /// [`ChannelOptions::connect_subscriber`]. The builder's [`ChannelOptions::subscribers`],
+    /// [`ChannelOptions::lossy`] and [`ChannelOptions::slow_policy`] shape it.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelOptions::create`]; [`Error::BadConfig`] for a subscriber count out of
+    /// range.
+    ///
+    /// ```
+    /// use shm_bridge::ChannelOptions;
+    /// # let name = format!("doc-broadcast-{}", std::process::id());
+    /// let opts = ChannelOptions::new().capacity(256).subscribers(4);
+    /// let mut tx = opts.create_broadcast::<u64>(&name)?;
+    /// // In other processes (here the same one, for the example):
+    /// let mut a = opts.connect_subscriber::<u64>(&name)?;
+    /// let mut b = opts.connect_subscriber::<u64>(&name)?;
+    /// tx.send(7)?;
+    /// assert_eq!((a.recv()?, b.recv()?), (7, 7));
+    /// drop(tx); // closes: receivers drain, then see Closed
+    /// assert!(a.recv().unwrap_err().is_disconnected());
+    /// # Ok::<(), shm_bridge::Error>(())
+    /// ```
+    pub fn create_broadcast<T: Pod>(&self, name: &str) -> Result<BroadcastSender<T>> {
+        let elem = self.element_of::<T>(name)?;
+        if self.type_name.is_some() {
+            return Err(self.bad(
+                name,
+                "broadcast channels name their element by its Rust type for now; drop \
+                 `type_name`"
+                    .into(),
+            ));
+        }
+        let opts = self.broadcast_options(name)?;
+        let bytes = broadcast::Ring::<T>::required_bytes_with(&opts)
+            .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+        let layout = self.element_layout(
+            &elem,
+            ChannelKind::Broadcast,
+            bytes,
+            self.subscribers as u32 + 1,
+        );
+        let (ep, ring) = Endpoint::create(name, layout, &self.common, |r| {
+            broadcast::Ring::<T>::create_with(r, opts)
+        })?;
+        let tx = ring
+            .publisher()
+            .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+        let mut tx = tx.with_recovery(SlotLiveness::new(&ep), Duration::ZERO);
+        tx.set_wait_strategy(self.wait);
+        Ok(BroadcastSender { tx, ring, ep })
+    }
+
+    /// Connects to broadcast channel `name` as a new subscriber, starting with the next
+    /// message sent (or with up to [`ChannelOptions::history`] earlier ones still in the
+    /// ring).
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelOptions::connect`]; [`Error::InUse`] when every subscriber slot is taken.
+    pub fn connect_subscriber<T: Pod>(&self, name: &str) -> Result<BroadcastReceiver<T>> {
+        let elem = self.element_of::<T>(name)?;
+        let (ep, ring) = Endpoint::connect(
+            name,
+            ChannelKind::Broadcast,
+            Role::Consumer,
+            &self.common,
+            self.timeout,
+            |layout| check_element(name, layout, &elem),
+            |region, _| {
+                let ring = broadcast::Ring::<T>::attach(region.clone())
+                    .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+                let room = region.len().saturating_sub(crate::control::CONTROL_SIZE);
+                if ring.area_size() > room {
+                    return Err(Error::Corrupt {
+                        name: name.to_owned(),
+                        path: crate::endpoint::shm_path(name).display().to_string(),
+                        reason: format!(
+                            "its ring needs {} bytes but only {room} precede the control block",
+                            ring.area_size()
+                        ),
+                    });
+                }
+                Ok(ring)
+            },
+        )?;
+        // Entries of subscribers that died free up (and give back their sleeper counts).
+        ring.reclaim_dead_subscribers(&SlotLiveness::new(&ep));
+        let start = match self.history {
+            0 => Start::Newest,
+            n => Start::History(n),
+        };
+        let mut rx = ring
+            .subscriber_with_token(start, token(&ep))
+            .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
+        rx.set_wait_strategy(self.wait);
+        Ok(BroadcastReceiver { rx, ep })
+    }
+}

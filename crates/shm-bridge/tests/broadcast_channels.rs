@@ -1,0 +1,232 @@
+//! Broadcast channels across real processes: every subscriber gets every message, a killed
+//! subscriber never blocks the sender, lossy and evicting channels report exact losses, a
+//! killed sender is reported after the subscribers drained, kinds are checked.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use common::{child_on, wait_until};
+use shm_bridge::{ChannelOptions, Error};
+use shm_queue::broadcast::SlowPolicy;
+
+mod common;
+
+fn name(tag: &str) -> String {
+    format!("test-{}-bc-{tag}", std::process::id())
+}
+
+const N: u64 = if cfg!(debug_assertions) {
+    100_000
+} else {
+    1_000_000
+};
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A subscriber child: connects, reads `0..n` in order (single and batch receives), then
+/// expects `Closed`. Exit codes: 0 ok, 1 out of order, 2 not closed, 3 other error.
+fn subscribe(name: &str, n: u64) -> i32 {
+    let Ok(mut rx) = ChannelOptions::new().connect_subscriber::<u64>(name) else {
+        return 4;
+    };
+    let deadline = Some(Instant::now() + LIMIT);
+    let mut next = 0;
+    let mut buf = [0u64; 32];
+    while next < n {
+        let got = if next % 3 == 0 {
+            rx.recv_slice_deadline(&mut buf, deadline)
+        } else {
+            rx.recv_deadline(deadline).map(|v| {
+                buf[0] = v;
+                1
+            })
+        };
+        match got {
+            Ok(k) => {
+                for &v in &buf[..k] {
+                    if v != next {
+                        return 1;
+                    }
+                    next += 1;
+                }
+            }
+            Err(_) => return 3,
+        }
+    }
+    match rx.recv_deadline(deadline) {
+        Err(Error::Closed { .. }) => 0,
+        _ => 2,
+    }
+}
+
+#[test]
+fn three_subscriber_processes_get_every_message() {
+    let n = name("three");
+    let mut tx = ChannelOptions::new()
+        .capacity(1024)
+        .subscribers(4)
+        .create_broadcast::<u64>(&n)
+        .unwrap();
+    let children: Vec<_> = (0..3).map(|_| child_on(&n, |n| subscribe(n, N))).collect();
+    assert!(wait_until(LIMIT, Duration::from_millis(1), || tx
+        .subscribers()
+        .len()
+        == 3));
+    for i in 0..N {
+        tx.send(i).unwrap();
+    }
+    drop(tx);
+    for c in children {
+        c.wait_timeout(LIMIT).unwrap();
+    }
+    assert!(!shm_bridge::shm_path(&n).exists());
+}
+
+#[test]
+fn a_killed_subscriber_never_blocks_the_sender() {
+    let n = name("killed");
+    let opts = ChannelOptions::new().capacity(64).subscribers(2);
+    let mut tx = opts.create_broadcast::<u64>(&n).unwrap();
+    // A subscriber that connects and never reads.
+    let stuck = child_on(&n, |n| {
+        let _rx = ChannelOptions::new().connect_subscriber::<u64>(n).unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+        0
+    });
+    assert!(wait_until(LIMIT, Duration::from_millis(1), || tx
+        .subscribers()
+        .len()
+        == 1));
+    let mut live = opts.connect_subscriber::<u64>(&n).unwrap();
+    let mut sent = 0u64;
+    while tx.try_send(sent).is_ok() {
+        assert_eq!(live.try_recv().unwrap(), sent);
+        sent += 1;
+    }
+    assert!(matches!(tx.try_send(sent), Err(Error::WouldBlock { .. })));
+    assert!(tx.gated_by().is_some());
+    stuck.kill().unwrap();
+    // The sender asks the kernel about the subscriber holding it up, frees its entry and
+    // goes on.
+    for i in sent..sent + 1000 {
+        tx.send_deadline(i, Some(Instant::now() + LIMIT)).unwrap();
+        assert_eq!(live.recv().unwrap(), i);
+    }
+    assert_eq!(tx.stats().reclaimed, 1);
+    assert_eq!(tx.subscribers().len(), 1);
+}
+
+#[test]
+fn lossy_and_evicting_channels_report_exact_losses() {
+    let n = name("lossy");
+    let opts = ChannelOptions::new().capacity(64).lossy();
+    let mut tx = opts.create_broadcast::<u64>(&n).unwrap();
+    let mut rx = opts.connect_subscriber::<u64>(&n).unwrap();
+    for i in 0..1000 {
+        tx.try_send(i).unwrap(); // never full
+    }
+    let Err(Error::Lost { missed, how, .. }) = rx.try_recv() else {
+        panic!("expected a loss")
+    };
+    assert_eq!(how, "overtaken");
+    assert_eq!(rx.recv().unwrap(), missed);
+    assert_eq!(rx.missed(), missed);
+    drop((tx, rx));
+
+    let n = name("evict");
+    let opts = ChannelOptions::new()
+        .capacity(64)
+        .slow_policy(SlowPolicy::Evict {
+            after: Duration::from_millis(20),
+        });
+    let mut tx = opts.create_broadcast::<u64>(&n).unwrap();
+    let mut rx = opts.connect_subscriber::<u64>(&n).unwrap();
+    let start = Instant::now();
+    for i in 0..1000 {
+        tx.send_deadline(i, Some(Instant::now() + LIMIT)).unwrap();
+    }
+    assert!(start.elapsed() >= Duration::from_millis(20));
+    assert_eq!(tx.stats().evictions, 1);
+    let Err(Error::Lost { missed, how, .. }) = rx.try_recv() else {
+        panic!("expected an eviction")
+    };
+    assert_eq!((missed, how), (1000, "evicted"));
+    tx.send(5000).unwrap();
+    assert_eq!(rx.recv().unwrap(), 5000);
+}
+
+#[test]
+fn a_dead_sender_is_reported_after_the_subscriber_drained() {
+    let n = name("dead-sender");
+    let sender = child_on(&n, |n| {
+        let mut tx = ChannelOptions::new()
+            .subscribers(2)
+            .create_broadcast::<u64>(n)
+            .unwrap();
+        while tx.subscribers().is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for i in 0..100 {
+            tx.send(i).unwrap();
+        }
+        std::thread::sleep(Duration::from_secs(60));
+        0
+    });
+    let mut rx = ChannelOptions::new().connect_subscriber::<u64>(&n).unwrap();
+    for i in 0..100 {
+        assert_eq!(rx.recv_deadline(Some(Instant::now() + LIMIT)).unwrap(), i);
+    }
+    sender.kill().unwrap();
+    assert!(matches!(
+        rx.recv_deadline(Some(Instant::now() + LIMIT)),
+        Err(Error::PeerGone { .. })
+    ));
+}
+
+#[test]
+fn history_and_kind_checks() {
+    let n = name("history");
+    let opts = ChannelOptions::new().capacity(64).subscribers(3);
+    let mut tx = opts.create_broadcast::<u64>(&n).unwrap();
+    for i in 0..10 {
+        tx.send(i).unwrap();
+    }
+    let mut late = opts
+        .clone()
+        .history(4)
+        .connect_subscriber::<u64>(&n)
+        .unwrap();
+    let mut newest = opts.connect_subscriber::<u64>(&n).unwrap();
+    tx.send(10).unwrap();
+    assert_eq!(
+        (0..5).map(|_| late.recv().unwrap()).collect::<Vec<_>>(),
+        [6, 7, 8, 9, 10]
+    );
+    assert_eq!(newest.recv().unwrap(), 10);
+    let quick = ChannelOptions::new().timeout(Duration::ZERO);
+    assert!(matches!(
+        quick.connect::<u64>(&n),
+        Err(Error::WrongKind { .. })
+    ));
+    assert!(matches!(
+        quick.connect_subscriber::<u32>(&n),
+        Err(Error::WrongKind { .. })
+    ));
+    let typed = name("typed");
+    let _t = ChannelOptions::new().create::<u64>(&typed).unwrap();
+    assert!(matches!(
+        quick.connect_subscriber::<u64>(&typed),
+        Err(Error::WrongKind { .. })
+    ));
+    assert!(matches!(
+        ChannelOptions::new()
+            .subscribers(0)
+            .create_broadcast::<u64>(&name("zero")),
+        Err(Error::BadConfig { .. })
+    ));
+    assert!(matches!(
+        ChannelOptions::new()
+            .subscribers(60)
+            .create_broadcast::<u64>(&name("sixty")),
+        Err(Error::BadConfig { .. })
+    ));
+}
