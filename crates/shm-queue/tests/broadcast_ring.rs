@@ -159,7 +159,7 @@ fn a_waiting_policy_never_evicts() {
 fn lossy_subscriber_learns_exactly_how_many_it_lost() {
     let r = ring(14, 2, Mode::Lossy);
     let cap = r.capacity() as u64;
-    let e = r.elements_per_block() as u64;
+    let e = r.horizon_step() as u64;
     let mut tx = r.publisher().unwrap();
     let mut rx = r.subscriber(Start::Newest).unwrap();
     for i in 0..5 * cap + 3 {
@@ -168,8 +168,8 @@ fn lossy_subscriber_learns_exactly_how_many_it_lost() {
     let Err(TryError::Lagged { missed }) = rx.try_recv() else {
         panic!("not lagged")
     };
-    // The horizon is at the end of the block being written: what survives is the ring
-    // below it, less the part of that block not yet written.
+    // The horizon is at the end of the step being written: what survives is the ring
+    // below it, less the part of that step not yet written.
     let horizon = r.stats().horizon;
     assert_eq!(horizon, (5 * cap + 3).div_ceil(e) * e);
     assert_eq!(missed, horizon - cap);
@@ -457,4 +457,54 @@ fn bad_options_are_refused_before_any_syscall() {
         Ring::<u64>::required_bytes_with(&Options::new(0)),
         Err(Error::BadCapacity { .. })
     ));
+}
+
+/// Writes `v` at byte `off` of `r`'s region (a peer that died mid-store, or a hostile one);
+/// returns the old value.
+fn poke(r: &Ring<u64>, off: usize, v: u64) -> u64 {
+    let base = r.region().as_ptr().as_ptr();
+    // SAFETY: `off` is an 8-aligned offset inside the ring; the test owns the region and no
+    // other thread uses it.
+    unsafe {
+        let p = base.add(off).cast::<u64>();
+        let old = p.read_volatile();
+        p.write_volatile(v);
+        old
+    }
+}
+
+#[test]
+fn a_publisher_that_died_between_block_words_is_repaired_by_the_next() {
+    let r = ring(14, 2, WAIT);
+    let mut rx = r.subscriber(Start::Newest).unwrap();
+    let mut tx = r.publisher().unwrap();
+    assert_eq!(
+        tx.push_partial_slice(&(0..10).collect::<Vec<_>>()).unwrap(),
+        10
+    );
+    drop(tx);
+    // As if it had died after storing the second block's word (they go last first), before
+    // the first block's and the tail.
+    poke(&r, 512, 0);
+    poke(&r, 256, 0);
+    let mut tx = r.publisher().unwrap();
+    assert_eq!(tx.position(), 10);
+    tx.try_push(10).unwrap();
+    assert_eq!(drain(&mut rx), (0..=10).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_hostile_horizon_never_panics_the_publisher() {
+    let horizon = 512 + 2 * 64; // right after the two blocks
+    for bad in [14, 21, u64::MAX] {
+        // A fresh ring each time: tail 0, one subscriber gating.
+        let r = ring(14, 2, WAIT);
+        let _rx = r.subscriber(Start::Newest).unwrap();
+        poke(&r, horizon, bad);
+        if let Ok(mut tx) = r.publisher() {
+            for i in 0..28 {
+                let _ = tx.try_push(i);
+            }
+        }
+    }
 }

@@ -42,6 +42,11 @@
 //! intact (writing `x` needs `horizon > x` and destroys only `x - cap`), so it resumes there
 //! and reports the exact count, since positions are element numbers.
 //!
+//! The horizon moves in steps of a sixteenth of the ring (whole blocks, at least one): its
+//! line changes once per step, so the load after each copy almost always hits the reader's
+//! cache. A lossy reader is therefore counted as overtaken up to a step before its position
+//! is actually overwritten, which is what "the oldest intact element" means here.
+//!
 //! **Lossless is lossy plus gating**: the publisher also keeps `horizon <= gate + cap`, where
 //! `gate` is the smallest cursor of the live subscribers. Each subscriber stores its cursor
 //! (the next position it will read) with `Release` after each read, in its own entry of a
@@ -325,6 +330,16 @@ impl Layout {
     pub(crate) fn capacity(&self) -> u64 {
         self.geom.capacity() as u64
     }
+
+    /// How far the publisher raises the horizon at a time: a sixteenth of the ring, in
+    /// whole blocks (at least one), so subscribers, which load the horizon after every
+    /// copy, find its line in their cache almost always, and the publisher writes it once per
+    /// step rather than per block. The cost: a lossy subscriber counts as overtaken (and
+    /// resumes) up to a step before the publisher actually overwrites its position.
+    pub(crate) fn step(&self) -> u64 {
+        let e = self.geom.elems_per_block as u64;
+        (self.capacity() / 16 / e * e).max(e)
+    }
 }
 
 fn check_subscribers(n: u64) -> Result<(), Error> {
@@ -428,9 +443,10 @@ impl<T: Element> Bcast<T> {
         (self.high_water().load(Ordering::Acquire) as usize).min(self.layout.subscribers)
     }
 
-    /// Frees entry `i` if it still holds `token`: takes back its sleeper counts and marks it
-    /// free. Returns whether it did.
-    pub(crate) fn free_entry(&self, i: usize, token: u64) -> bool {
+    /// Frees entry `i` if it still holds `token` and marks it free; a reclaimer
+    /// (`reclaim`, the holder is dead) also takes back the sleeper counts the entry
+    /// records, while a holder leaving takes its own back. Returns whether it freed it.
+    pub(crate) fn free_entry(&self, i: usize, token: u64, reclaim: bool) -> bool {
         let Some(e) = self.entry(i) else {
             return false;
         };
@@ -444,7 +460,7 @@ impl<T: Element> Bcast<T> {
         }
         e.state.store(FREE, Ordering::Release);
         let code = e.sleep.swap(0, Ordering::SeqCst);
-        if code != 0 {
+        if code != 0 && reclaim {
             self.header().data_signal().forget_sleeper(code & 3);
         }
         e.token.store(0, Ordering::Release);
@@ -462,7 +478,7 @@ impl<T: Element> Bcast<T> {
         if tail > MAX_POSITION {
             return Err(corrupted(Word::Tail, tail));
         }
-        let slack = self.layout.capacity() + self.layout.geom.elems_per_block as u64;
+        let slack = self.layout.capacity() + self.layout.step();
         if horizon > tail + slack {
             return Err(corrupted(Word::Horizon, horizon));
         }

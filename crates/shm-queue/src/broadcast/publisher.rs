@@ -24,6 +24,8 @@ pub struct Publisher<T: Pod> {
     blk: Block,
     /// The horizon as this handle last stored it.
     horizon: u64,
+    /// How far the horizon moves at a time ([`Layout::step`]).
+    step: u64,
     /// Lossless: `gate + cap` as of the last rescan; lossy: `u64::MAX`.
     limit: u64,
     /// The entry that gated the last rescan: `(index, token, cursor)`.
@@ -74,6 +76,7 @@ impl<T: Pod> Publisher<T> {
             tail,
             cursor,
             horizon,
+            step: mem.layout.step(),
             limit: u64::MAX,
             slowest: None,
             stuck_since: None,
@@ -196,8 +199,8 @@ impl<T: Pod> Publisher<T> {
     #[inline(never)]
     fn raise(&mut self, want: usize) -> Result<usize, TryError> {
         let q = self.tail;
-        let e = self.geom.elems_per_block as u64;
-        let mut target = (q + want as u64).div_ceil(e) * e;
+        let step = self.step;
+        let mut target = (q + want as u64).div_ceil(step) * step;
         if self.limit != u64::MAX {
             if target > self.limit {
                 self.rescan();
@@ -239,7 +242,7 @@ impl<T: Pod> Publisher<T> {
             }
             // Acquire: the subscriber's reads of everything below its cursor happen before
             // we overwrite any of it.
-            let c = e.cursor.load(Ordering::Acquire).clamp(floor, self.tail);
+            let c = e.cursor.load(Ordering::Acquire).max(floor).min(self.tail);
             if c < gate {
                 gate = c;
                 slowest = Some((i, token, c));
@@ -272,7 +275,7 @@ impl<T: Pod> Publisher<T> {
                 .is_none_or(|t| now.saturating_duration_since(t) >= ask_every);
         if let (Some(l), true) = (&self.recovery, may_ask) {
             self.asked_at = Some(now);
-            if l.is_dead(token) && m.free_entry(i, token) {
+            if l.is_dead(token) && m.free_entry(i, token, true) {
                 m.reclaimed().fetch_add(1, Ordering::Relaxed);
                 self.stuck_since = None;
                 self.rescan();

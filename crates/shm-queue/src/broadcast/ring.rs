@@ -253,6 +253,13 @@ impl<T: Pod> Ring<T> {
         self.mem.layout.geom.elems_per_block
     }
 
+    /// How far the publisher raises the horizon at a time, in elements (a sixteenth of the
+    /// ring in whole blocks, at least one block): a lossy subscriber counts as overtaken up
+    /// to this much before its position is overwritten.
+    pub fn horizon_step(&self) -> usize {
+        self.mem.layout.step() as usize
+    }
+
     /// Bytes the ring occupies from the start of its region.
     pub fn area_size(&self) -> usize {
         self.mem.layout.area_size()
@@ -307,7 +314,11 @@ impl<T: Pod> Ring<T> {
         for i in 0..m.scan_len() {
             let Some(e) = m.entry(i) else { break };
             let token = e.token.load(Ordering::Acquire);
-            if token != 0 && token != LEAVING && liveness.is_dead(token) && m.free_entry(i, token) {
+            if token != 0
+                && token != LEAVING
+                && liveness.is_dead(token)
+                && m.free_entry(i, token, true)
+            {
                 m.reclaimed().fetch_add(1, Ordering::Relaxed);
                 freed += 1;
             }
@@ -360,6 +371,16 @@ impl<T: Pod> Ring<T> {
             }
             tail = tail.max(p);
         }
+        // A publisher that died between its block-word stores (last block first) left
+        // earlier blocks of its batch unannounced: a subscriber there would wait for ever.
+        // Storing `tail` into every lower word is sound: everything below it was written,
+        // and a position the slot no longer holds fails the horizon check as overtaken.
+        for b in 0..m.layout.geom.block_count {
+            let w = m.storage.word(b);
+            if w.load(Ordering::Relaxed) < tail {
+                w.store(tail, Ordering::Release);
+            }
+        }
         m.header().producer.pos.store(tail, Ordering::Release);
         Ok(tail)
     }
@@ -400,8 +421,12 @@ impl<T: Pod> Ring<T> {
                 entries: m.layout.subscribers as u64,
             })?;
         m.high_water().fetch_max(index as u64 + 1, Ordering::SeqCst);
+        if let Some(e) = m.entry(index) {
+            e.missed.store(0, Ordering::Relaxed);
+            e.sleep.store(0, Ordering::Relaxed);
+        }
         let joined = register(m, index, start).inspect_err(|_| {
-            m.free_entry(index, token);
+            m.free_entry(index, token, false);
         })?;
         Ok(Subscriber::new(
             self.mem.clone(),
@@ -445,7 +470,10 @@ pub(super) fn register<T: Element>(
         Start::Newest => t1,
         Start::History(n) => t1
             .saturating_sub((n as u64).min(cap))
-            .max(horizon.saturating_sub(cap)),
+            .max(horizon.saturating_sub(cap))
+            // Never past the join: what a batch in flight overwrites from there on is
+            // counted by the reads, as a loss.
+            .min(t1),
     };
     e.joined_at.store(t1, Ordering::Relaxed);
     e.cursor.store(first, Ordering::Release);

@@ -37,6 +37,8 @@ pub struct Subscriber<T: Pod> {
     evictable: bool,
     strategy: WaitStrategy,
     sleeper: Sleeper,
+    /// `sleeper` is recorded in an entry we hold (so a reclaimer would take it back).
+    sleep_recorded: bool,
 }
 
 impl<T: Pod> fmt::Debug for Subscriber<T> {
@@ -52,10 +54,15 @@ impl<T: Pod> fmt::Debug for Subscriber<T> {
 
 impl<T: Pod> Drop for Subscriber<T> {
     fn drop(&mut self) {
-        // Our sleeper counts go with the entry (recorded in it); if a peer reclaimed the
-        // entry, it took them back already.
-        self.mem.free_entry(self.index, self.token);
-        self.sleeper = Sleeper::No;
+        // If a peer freed our entry (judging us dead), it took back the sleeper counts the
+        // entry recorded, and `sleeper` holds only what we registered since we noticed.
+        if !self.mem.free_entry(self.index, self.token, false) {
+            self.forget_registration();
+        }
+        self.mem
+            .header()
+            .data_signal()
+            .unregister(&mut self.sleeper);
         if self.lossless {
             self.mem.header().notify_space();
         }
@@ -90,14 +97,19 @@ impl<T: Pod> Subscriber<T> {
             evictable: matches!(mode, Mode::Lossless(SlowPolicy::Evict { .. })),
             strategy,
             sleeper: Sleeper::No,
+            sleep_recorded: true,
             mem,
         }
     }
 
-    /// Our entry (the index always lies inside the table: it came from a scan of it).
+    /// Our entry, if it is still ours: a peer that judged us dead may have freed it and
+    /// another subscriber taken it (the token says; same line as the cursor, so no extra
+    /// cache miss).
     #[inline(always)]
     fn entry(&self) -> Option<Entry<'_>> {
-        self.mem.entry(self.index)
+        self.mem
+            .entry(self.index)
+            .filter(|e| e.token.load(Ordering::Relaxed) == self.token)
     }
 
     /// Receives the next element.
@@ -261,13 +273,14 @@ impl<T: Pod> Subscriber<T> {
     /// if nothing was lost: we had read everything meanwhile).
     #[cold]
     fn rejoin(&mut self) -> Result<(), TryError> {
-        let m = &*self.mem;
+        let mem = self.mem.clone();
+        let m = &*mem;
         let ours = m
             .entry(self.index)
             .is_some_and(|e| e.token.load(Ordering::Acquire) == self.token);
         if !ours {
-            // The peer that freed the entry took our sleeper counts back.
-            self.sleeper = Sleeper::No;
+            // The peer that freed the entry took back the counts it recorded.
+            self.forget_registration();
             let found = (0..m.layout.subscribers).find(|&i| {
                 m.entry(i).is_some_and(|e| {
                     e.token
@@ -441,13 +454,29 @@ impl<T: Pod> Subscriber<T> {
     /// itself among the ring's sleepers (recorded in its entry, so a peer that reclaims it
     /// can take the count back), and the publisher wakes it.
     pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        if self.entry().is_none() {
+            self.forget_registration();
+        }
         let mem = self.mem.clone();
         mem.header()
             .data_signal()
             .set_strategy(&mut self.sleeper, strategy);
         self.strategy = strategy;
-        if let Some(e) = mem.entry(self.index) {
-            e.sleep.store(self.sleeper.code(), Ordering::SeqCst);
+        self.sleep_recorded = match self.entry() {
+            Some(e) => {
+                e.sleep.store(self.sleeper.code(), Ordering::SeqCst);
+                true
+            }
+            None => false,
+        };
+    }
+
+    /// Our entry was freed by a peer, which took back the sleeper counts it recorded: our
+    /// record of them is void (once: `sleep_recorded` says whether it still stands).
+    fn forget_registration(&mut self) {
+        if self.sleep_recorded {
+            self.sleeper = Sleeper::No;
+            self.sleep_recorded = false;
         }
     }
 

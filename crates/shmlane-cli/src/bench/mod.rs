@@ -12,6 +12,7 @@
 //! threads (the `shmlane` binary does).
 
 pub mod aio;
+pub mod broadcast;
 #[cfg(feature = "iceoryx2")]
 pub mod iceoryx;
 pub mod inproc;
@@ -60,10 +61,10 @@ pub fn suite(o: &Options) -> (Report, Result<(), String>) {
         if let Some(x) = o
             .only
             .as_deref()
-            .filter(|x| !["latency", "throughput", "async", "scale"].contains(x))
+            .filter(|x| !["latency", "throughput", "async", "broadcast", "scale"].contains(x))
         {
             return Err(format!(
-                "unknown part `{x}`: use latency, throughput, async or scale"
+                "unknown part `{x}`: use latency, throughput, async, broadcast or scale"
             ));
         }
         if want("latency") {
@@ -74,6 +75,9 @@ pub fn suite(o: &Options) -> (Report, Result<(), String>) {
         }
         if want("async") {
             asynchronous(&mut r, o.quick || o.smoke, o.scale())?;
+        }
+        if want("broadcast") {
+            fan_out(&mut r, o.quick || o.smoke, o.scale())?;
         }
         // Last: it leaves the process single-threaded only once its channels are closed.
         if want("scale") {
@@ -203,6 +207,47 @@ fn latency(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
     };
     let l = rings::bytes_rtt_blocking(slow, warmup / 10, sleep_at_once)?;
     r.latency("rtt/shmlane-bytes-sleeping/8B", l, Some("rtt/eventfd"));
+    Ok(())
+}
+
+/// Broadcast (issue 16): fan-out to 1, 2 and 3 subscriber processes against one producer
+/// writing the same messages into as many SPSC rings, single and batched; the publisher's
+/// round trip to one subscriber against the SPSC round trip.
+fn fan_out(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
+    let n: u64 = if quick { 2_000_000 } else { 10_000_000 } / scale;
+    let runs = if quick { 1 } else { 3 };
+    let cap = 4096;
+    for subs in [1usize, 2, 3] {
+        for (batch, tag) in [(false, "item"), (true, "batch64")] {
+            let base = format!("tput/spsc-x{subs}/u64/{tag}/yield");
+            let name = format!("tput/shmlane-broadcast-N{subs}/u64/{tag}/yield");
+            paired_rates(
+                r,
+                runs,
+                (&base, || broadcast::spsc_fan_out_rate(n, cap, subs, batch)),
+                (&name, || broadcast::broadcast_rate(n, cap, subs, batch)),
+            )?;
+        }
+    }
+    let (rounds, warmup) = if quick {
+        (20_000, 2_000)
+    } else {
+        (100_000, 10_000)
+    };
+    let (rounds, warmup) = (rounds / scale, warmup / scale);
+    let spsc = "rtt/shmlane-spsc/8B";
+    if r.value(spsc).is_none() {
+        r.latency(
+            spsc,
+            rings::spsc_rtt_of::<u64>(rounds, warmup, |i| i, |v| *v)?,
+            None,
+        );
+    }
+    r.latency(
+        "rtt/shmlane-broadcast-N1/8B",
+        broadcast::broadcast_rtt(rounds, warmup)?,
+        Some(spsc),
+    );
     Ok(())
 }
 

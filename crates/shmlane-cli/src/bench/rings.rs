@@ -33,7 +33,10 @@ fn spsc_pair<T: Pod>(capacity: usize) -> Res<(Producer<T>, Consumer<T>)> {
 /// baselines' loops are written inline: an out-of-line call per message (which rustc chose
 /// here before) halved the per-item figure and measured the call, not the ring.
 #[inline(always)]
-fn spin<R>(patience: &mut Patience, mut f: impl FnMut() -> Result<R, TryError>) -> Res<R> {
+pub(crate) fn spin<R>(
+    patience: &mut Patience,
+    mut f: impl FnMut() -> Result<R, TryError>,
+) -> Res<R> {
     loop {
         match f() {
             Ok(v) => return Ok(v),
@@ -53,7 +56,7 @@ fn spin<R>(patience: &mut Patience, mut f: impl FnMut() -> Result<R, TryError>) 
 /// (2P2C on 2 vCPUs), a handle preempted between its claim and its publish stalls the others
 /// until it runs again; yielding lets it.
 #[inline(always)]
-fn spin_yielding<R>(
+pub(crate) fn spin_yielding<R>(
     patience: &mut Patience,
     every: u32,
     mut f: impl FnMut() -> Result<R, TryError>,

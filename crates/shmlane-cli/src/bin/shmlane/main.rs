@@ -120,7 +120,7 @@ enum Command {
         quick: bool,
         /// Run only `latency`, `throughput`, `async` or `scale` (threads, idle CPU and set-up time
         /// with 10 to 1 000 channels open).
-        #[arg(long, value_parser = ["latency", "throughput", "async", "scale"])]
+        #[arg(long, value_parser = ["latency", "throughput", "async", "broadcast", "scale"])]
         only: Option<String>,
         /// Tiny sample counts, for tests of the output format (figures meaningless).
         #[arg(long, hide = true)]

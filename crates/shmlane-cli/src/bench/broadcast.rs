@@ -1,0 +1,296 @@
+//! Broadcast (issue 16): one publisher process fanning out to N subscriber processes,
+//! against the same messages written by one producer into N SPSC rings, one per consumer
+//! process; and the publisher-to-subscriber round trip against the SPSC round trip.
+//!
+//! With N + 1 spinning processes on fewer CPUs, every side's wait loop yields the CPU after
+//! 64 failed attempts in a row ([`crate::bench::run::yield_every`]), the same loop for both
+//! contenders; no process is pinned.
+
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
+use std::sync::Arc;
+use std::time::Instant;
+
+use shm_queue::broadcast::{self, Mode, SlowPolicy, Start};
+use shm_queue::spsc;
+use shm_region::Region;
+
+use crate::bench::report::Latency;
+use crate::bench::rings::{spin, spin_yielding};
+use crate::bench::run::{pingpong, spin_until, Patience, Res, DEADLINE};
+
+fn s<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// Shared words of one run: `go` (the parent's start signal), `end` (the
+/// `CLOCK_MONOTONIC` time the last reader finished) and `got` (messages read in all).
+struct Board {
+    region: Region,
+}
+
+impl Board {
+    fn new() -> Res<Self> {
+        Ok(Board {
+            region: Region::anonymous(4096).map_err(s)?,
+        })
+    }
+    fn word(&self, i: usize) -> Res<&std::sync::atomic::AtomicU64> {
+        self.region.atomic_u64(i * 128).map_err(s)
+    }
+}
+
+/// Forks `writer` and `readers` (each told its index), says go, waits for all, and returns
+/// messages per second from go until the last reader finished; each reader must read `n`.
+fn fan_out(
+    n: u64,
+    writer: impl FnOnce(&Board) -> Res<()>,
+    readers: Vec<Box<dyn FnOnce(&Board) -> Res<u64> + '_>>,
+) -> Res<f64> {
+    let board = Board::new()?;
+    let b = &board;
+    let count = readers.len() as u64;
+    let mut kids = Vec::new();
+    for read in readers {
+        kids.push(
+            shm_bridge::fork::fork_child(move || {
+                let run = || -> Res<()> {
+                    spin_until(b.word(0)?, 1, Instant::now() + DEADLINE)?;
+                    let got = read(b)?;
+                    b.word(1)?.fetch_max(crate::stamp::now_ns(), AcqRel);
+                    b.word(2)?.fetch_add(got, AcqRel);
+                    Ok(())
+                };
+                i32::from(run().is_err())
+            })
+            .map_err(s)?,
+        );
+    }
+    kids.push(
+        shm_bridge::fork::fork_child(move || {
+            let run = || -> Res<()> {
+                spin_until(b.word(0)?, 1, Instant::now() + DEADLINE)?;
+                writer(b)
+            };
+            i32::from(run().is_err())
+        })
+        .map_err(s)?,
+    );
+    let start = crate::stamp::now_ns();
+    b.word(0)?.store(1, Release);
+    for k in kids {
+        k.wait_timeout(DEADLINE).map_err(s)?;
+    }
+    let got = b.word(2)?.load(Acquire);
+    if got != n * count {
+        return Err(format!("the readers got {got} of {} messages", n * count));
+    }
+    let secs = b.word(1)?.load(Acquire).saturating_sub(start) as f64 / 1e9;
+    if secs <= 0.0 {
+        return Err("the run ended before it started".into());
+    }
+    Ok(n as f64 / secs)
+}
+
+/// `n` `u64`s from one publisher process to `subs` subscriber processes through a lossless
+/// broadcast ring of `cap`: messages per second (each delivered to every subscriber).
+/// `batch`: pushes and receives move up to 64 at a time.
+pub fn broadcast_rate(n: u64, cap: usize, subs: usize, batch: bool) -> Res<f64> {
+    let opts = broadcast::Options::new(cap)
+        .subscribers(subs.max(1))
+        .mode(Mode::Lossless(SlowPolicy::Wait));
+    let bytes = broadcast::Ring::<u64>::required_bytes_with(&opts).map_err(s)?;
+    let region = Arc::new(Region::anonymous(bytes).map_err(s)?);
+    region.prefault().map_err(s)?;
+    let ring = broadcast::Ring::<u64>::create_with(region, opts).map_err(s)?;
+    let every = crate::bench::run::yield_every(subs + 1);
+    let mut readers: Vec<Box<dyn FnOnce(&Board) -> Res<u64>>> = Vec::new();
+    for _ in 0..subs {
+        let mut rx = ring.subscriber(Start::Newest).map_err(s)?;
+        readers.push(Box::new(move |_| {
+            let mut patience = Patience::new();
+            let mut buf = [0u64; 64];
+            let mut i = 0;
+            while i < n {
+                if batch {
+                    let k = spin_yielding(&mut patience, every, || {
+                        match rx.recv_partial_slice(&mut buf) {
+                            Ok(0) => Err(shm_queue::TryError::Empty {
+                                requested: 64,
+                                available: 0,
+                            }),
+                            r => r,
+                        }
+                    })?;
+                    for &v in &buf[..k] {
+                        if v != i {
+                            return Err(format!("message {i} carried {v}"));
+                        }
+                        i += 1;
+                    }
+                } else {
+                    let v = spin_yielding(&mut patience, every, || rx.try_recv())?;
+                    if v != i {
+                        return Err(format!("message {i} carried {v}"));
+                    }
+                    i += 1;
+                }
+            }
+            Ok(n)
+        }));
+    }
+    let mut tx = ring.publisher().map_err(s)?;
+    fan_out(
+        n,
+        move |_| {
+            let mut patience = Patience::new();
+            let mut i = 0;
+            let mut buf = [0u64; 64];
+            while i < n {
+                if batch {
+                    let k = (n - i).min(64) as usize;
+                    for (j, b) in buf[..k].iter_mut().enumerate() {
+                        *b = i + j as u64;
+                    }
+                    let sent = spin_yielding(&mut patience, every, || {
+                        match tx.push_partial_slice(&buf[..k]) {
+                            Ok(0) => Err(shm_queue::TryError::Full {
+                                requested: k,
+                                available: 0,
+                            }),
+                            r => r,
+                        }
+                    })?;
+                    i += sent as u64;
+                } else {
+                    spin_yielding(&mut patience, every, || tx.try_push(i))?;
+                    i += 1;
+                }
+            }
+            Ok(())
+        },
+        readers,
+    )
+}
+
+/// The baseline: `n` `u64`s written by one producer process into `subs` SPSC rings of
+/// `cap`, one per consumer process (each message written `subs` times, as a user without
+/// broadcast does): messages per second. `batch` as [`broadcast_rate`].
+pub fn spsc_fan_out_rate(n: u64, cap: usize, subs: usize, batch: bool) -> Res<f64> {
+    let every = crate::bench::run::yield_every(subs + 1);
+    let mut txs = Vec::new();
+    let mut readers: Vec<Box<dyn FnOnce(&Board) -> Res<u64>>> = Vec::new();
+    for _ in 0..subs {
+        let bytes = spsc::Ring::<u64>::required_bytes(cap).map_err(s)?;
+        let region = Arc::new(Region::anonymous(bytes).map_err(s)?);
+        region.prefault().map_err(s)?;
+        let (tx, mut rx) = spsc::Ring::<u64>::create(region, cap)
+            .map_err(s)?
+            .split()
+            .map_err(s)?;
+        txs.push(tx);
+        readers.push(Box::new(move |_| {
+            let mut patience = Patience::new();
+            let mut buf = [0u64; 64];
+            let mut i = 0;
+            while i < n {
+                if batch {
+                    let k = spin_yielding(&mut patience, every, || {
+                        match rx.pop_partial_slice(&mut buf) {
+                            Ok(0) => Err(shm_queue::TryError::Empty {
+                                requested: 64,
+                                available: 0,
+                            }),
+                            r => r,
+                        }
+                    })?;
+                    for &v in &buf[..k] {
+                        if v != i {
+                            return Err(format!("message {i} carried {v}"));
+                        }
+                        i += 1;
+                    }
+                } else {
+                    let v = spin_yielding(&mut patience, every, || rx.try_pop())?;
+                    if v != i {
+                        return Err(format!("message {i} carried {v}"));
+                    }
+                    i += 1;
+                }
+            }
+            Ok(n)
+        }));
+    }
+    fan_out(
+        n,
+        move |_| {
+            let mut patience = Patience::new();
+            let mut i = 0;
+            let mut buf = [0u64; 64];
+            while i < n {
+                if batch {
+                    let k = (n - i).min(64) as usize;
+                    for (j, b) in buf[..k].iter_mut().enumerate() {
+                        *b = i + j as u64;
+                    }
+                    for tx in txs.iter_mut() {
+                        let mut done = 0;
+                        while done < k {
+                            done += spin_yielding(&mut patience, every, || {
+                                match tx.push_partial_slice(&buf[done..k]) {
+                                    Ok(0) => Err(shm_queue::TryError::Full {
+                                        requested: k - done,
+                                        available: 0,
+                                    }),
+                                    r => r,
+                                }
+                            })?;
+                        }
+                    }
+                    i += k as u64;
+                } else {
+                    for tx in txs.iter_mut() {
+                        spin_yielding(&mut patience, every, || tx.try_push(i))?;
+                    }
+                    i += 1;
+                }
+            }
+            Ok(())
+        },
+        readers,
+    )
+}
+
+/// Round trip of a `u64` from a publisher to its one subscriber, echoed back over an SPSC
+/// ring: to compare with the SPSC round trip (`rtt/shmlane-spsc/8B`).
+pub fn broadcast_rtt(rounds: u64, warmup: u64) -> Res<Latency> {
+    let opts = broadcast::Options::new(1024).subscribers(1);
+    let bytes = broadcast::Ring::<u64>::required_bytes_with(&opts).map_err(s)?;
+    let region = Arc::new(Region::anonymous(bytes).map_err(s)?);
+    region.prefault().map_err(s)?;
+    let ring = broadcast::Ring::<u64>::create_with(region, opts).map_err(s)?;
+    let mut tx = ring.publisher().map_err(s)?;
+    let mut rx = ring.subscriber(Start::Newest).map_err(s)?;
+    let back = spsc::Ring::<u64>::required_bytes(1024).map_err(s)?;
+    let back = Arc::new(Region::anonymous(back).map_err(s)?);
+    let (mut etx, mut erx) = spsc::Ring::<u64>::create(back, 1024)
+        .map_err(s)?
+        .split()
+        .map_err(s)?;
+    pingpong(
+        rounds,
+        warmup,
+        move |total| {
+            let mut patience = Patience::new();
+            for _ in 0..total {
+                let v = spin(&mut patience, || rx.try_recv())?;
+                spin(&mut patience, || etx.try_push(v))?;
+            }
+            Ok(())
+        },
+        move |i| {
+            let mut patience = Patience::new();
+            spin(&mut patience, || tx.try_push(i))?;
+            spin(&mut patience, || erx.try_pop())
+        },
+    )
+}
