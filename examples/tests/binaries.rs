@@ -32,9 +32,16 @@ fn examples_dir() -> &'static Path {
         let exe = std::env::current_exe().unwrap();
         let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
         let dir = profile_dir.join("examples");
-        if !["producer", "consumer", "async_consumer", "async_pingpong"]
-            .iter()
-            .all(|b| dir.join(b).exists())
+        if ![
+            "producer",
+            "consumer",
+            "async_consumer",
+            "async_pingpong",
+            "publisher",
+            "subscriber",
+        ]
+        .iter()
+        .all(|b| dir.join(b).exists())
         {
             let mut cargo = Command::new(env!("CARGO"));
             cargo.args(["build", "-p", "shmlane-examples", "--examples"]);
@@ -624,4 +631,108 @@ fn async_pingpong_times_its_round_trips() {
         assert_code(&out, 0, "async_pingpong");
         assert!(out.stdout.contains("p50"), "{out:#?}");
     }
+}
+
+/// `received N messages, L lost (R reported), ...`: returns `(N, R)`, R being every loss
+/// the channel reported (L counts only the gaps a later message revealed).
+fn subscriber_summary(out: &Finished) -> (u64, u64) {
+    let line = out.stdout.lines().find(|l| l.starts_with("received "));
+    let line = line.unwrap_or_else(|| panic!("no summary line: {out:#?}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    (
+        words[1].parse().unwrap(),
+        words[5].trim_start_matches('(').parse().unwrap(),
+    )
+}
+
+#[test]
+fn a_publisher_and_two_subscribers_lossless_then_lossy_with_a_slow_one() {
+    let n = name("broadcast");
+    let _f = shm_file(&n);
+    let subs: Vec<_> = (0..2)
+        .map(|_| start("subscriber", &["--name", &n, "--wait", "yield"]))
+        .collect();
+    let mut publisher = start(
+        "publisher",
+        &[
+            "--name",
+            &n,
+            "--count",
+            "200000",
+            "--await-subscribers",
+            "2",
+            "--wait",
+            "yield",
+        ],
+    );
+    assert_code(&publisher.finish(LONG), 0, "publisher");
+    for mut s in subs {
+        let out = s.finish(LONG);
+        assert_code(&out, 0, "subscriber");
+        assert_eq!(subscriber_summary(&out), (200_000, 0));
+    }
+
+    // Lossy: a subscriber that pauses after each message loses some, every gap reported.
+    let n = name("broadcast-lossy");
+    let _f = shm_file(&n);
+    let mut slow = start(
+        "subscriber",
+        &["--name", &n, "--pause", "20", "--wait", "yield"],
+    );
+    let mut publisher = start(
+        "publisher",
+        &[
+            "--name",
+            &n,
+            "--count",
+            "200000",
+            "--capacity",
+            "256",
+            "--lossy",
+            "--await-subscribers",
+            "1",
+            "--rate",
+            "400000",
+        ],
+    );
+    assert_code(&publisher.finish(LONG), 0, "lossy publisher");
+    let out = slow.finish(LONG);
+    assert_code(&out, 0, "slow lossy subscriber");
+    let (got, lost) = subscriber_summary(&out);
+    assert!(lost > 0 && got > 0, "{out:#?}");
+}
+
+#[test]
+fn an_evicting_publisher_is_never_held_up_by_a_stopped_subscriber() {
+    let n = name("broadcast-evict");
+    let _f = shm_file(&n);
+    let mut stopped = start("subscriber", &["--name", &n]);
+    let mut publisher = start(
+        "publisher",
+        &[
+            "--name",
+            &n,
+            "--count",
+            "100000",
+            "--capacity",
+            "256",
+            "--slow-policy",
+            "evict:50",
+            "--await-subscribers",
+            "1",
+            "--rate",
+            "200000",
+        ],
+    );
+    // Stop the subscriber once it is connected: the publisher evicts it after 50 ms.
+    std::thread::sleep(Duration::from_millis(100));
+    stopped.signal(Signal::SIGSTOP);
+    let out = publisher.finish(LONG);
+    assert_code(&out, 0, "evicting publisher");
+    assert!(out.stdout.contains(" 1 evicted"), "{out:#?}");
+    stopped.signal(Signal::SIGCONT);
+    let out = stopped.finish(LONG);
+    assert_code(&out, 0, "evicted subscriber");
+    let (got, lost) = subscriber_summary(&out);
+    assert!(lost > 0 && got + lost <= 100_000, "{out:#?}");
 }

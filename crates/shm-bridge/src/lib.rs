@@ -55,6 +55,7 @@ pub use channel::{
 pub use control::{ChannelKind, Role};
 pub use endpoint::{shm_name, shm_path, validate_name, PeerState, Reclaimed, PREFIX};
 pub use error::{Error, Result};
+pub use shm_queue::broadcast::{SlowPolicy, SubscriberInfo};
 pub use shm_queue::wait::WaitStrategy;
 pub use shm_queue::{Element, ElementType, Raw};
 

@@ -230,3 +230,18 @@ fn history_and_kind_checks() {
         Err(Error::BadConfig { .. })
     ));
 }
+
+#[test]
+fn a_blocking_receive_reports_a_loss_rather_than_skipping_it() {
+    let n = name("lossy-blocking");
+    let opts = ChannelOptions::new().capacity(64).lossy();
+    let mut tx = opts.create_broadcast::<u64>(&n).unwrap();
+    let mut rx = opts.connect_subscriber::<u64>(&n).unwrap();
+    for i in 0..1000 {
+        tx.try_send(i).unwrap();
+    }
+    let Err(Error::Lost { missed, .. }) = rx.recv() else {
+        panic!("the loss was not reported")
+    };
+    assert_eq!(rx.recv().unwrap(), missed);
+}
