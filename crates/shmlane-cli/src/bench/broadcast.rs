@@ -39,12 +39,15 @@ impl Board {
     }
 }
 
+/// A reader process's work: reads its messages, returns how many.
+type Reader<'a> = Box<dyn FnOnce(&Board) -> Res<u64> + 'a>;
+
 /// Forks `writer` and `readers` (each told its index), says go, waits for all, and returns
 /// messages per second from go until the last reader finished; each reader must read `n`.
 fn fan_out(
     n: u64,
     writer: impl FnOnce(&Board) -> Res<()>,
-    readers: Vec<Box<dyn FnOnce(&Board) -> Res<u64> + '_>>,
+    readers: Vec<Reader<'_>>,
 ) -> Res<f64> {
     let board = Board::new()?;
     let b = &board;
@@ -103,7 +106,7 @@ pub fn broadcast_rate(n: u64, cap: usize, subs: usize, batch: bool) -> Res<f64> 
     region.prefault().map_err(s)?;
     let ring = broadcast::Ring::<u64>::create_with(region, opts).map_err(s)?;
     let every = crate::bench::run::yield_every(subs + 1);
-    let mut readers: Vec<Box<dyn FnOnce(&Board) -> Res<u64>>> = Vec::new();
+    let mut readers: Vec<Reader<'static>> = Vec::new();
     for _ in 0..subs {
         let mut rx = ring.subscriber(Start::Newest).map_err(s)?;
         readers.push(Box::new(move |_| {
@@ -178,7 +181,7 @@ pub fn broadcast_rate(n: u64, cap: usize, subs: usize, batch: bool) -> Res<f64> 
 pub fn spsc_fan_out_rate(n: u64, cap: usize, subs: usize, batch: bool) -> Res<f64> {
     let every = crate::bench::run::yield_every(subs + 1);
     let mut txs = Vec::new();
-    let mut readers: Vec<Box<dyn FnOnce(&Board) -> Res<u64>>> = Vec::new();
+    let mut readers: Vec<Reader<'static>> = Vec::new();
     for _ in 0..subs {
         let bytes = spsc::Ring::<u64>::required_bytes(cap).map_err(s)?;
         let region = Arc::new(Region::anonymous(bytes).map_err(s)?);
