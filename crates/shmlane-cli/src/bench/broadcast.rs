@@ -44,11 +44,7 @@ type Reader<'a> = Box<dyn FnOnce(&Board) -> Res<u64> + 'a>;
 
 /// Forks `writer` and `readers` (each told its index), says go, waits for all, and returns
 /// messages per second from go until the last reader finished; each reader must read `n`.
-fn fan_out(
-    n: u64,
-    writer: impl FnOnce(&Board) -> Res<()>,
-    readers: Vec<Reader<'_>>,
-) -> Res<f64> {
+fn fan_out(n: u64, writer: impl FnOnce(&Board) -> Res<()>, readers: Vec<Reader<'_>>) -> Res<f64> {
     let board = Board::new()?;
     let b = &board;
     let count = readers.len() as u64;

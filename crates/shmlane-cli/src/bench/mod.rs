@@ -236,7 +236,7 @@ fn fan_out(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
     };
     let (rounds, warmup) = (rounds / scale, warmup / scale);
     let spsc = "rtt/shmlane-spsc/8B";
-    if r.value(spsc).is_none() {
+    if r.value(&format!("{spsc}/p50")).is_none() {
         r.latency(
             spsc,
             rings::spsc_rtt_of::<u64>(rounds, warmup, |i| i, |v| *v)?,
