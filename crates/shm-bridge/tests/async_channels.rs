@@ -414,3 +414,86 @@ fn a_ready_ring_is_taken_on_the_fast_path_and_many_channels_share_one_task() {
         assert_eq!(got, (0..4000).collect());
     });
 }
+
+#[test]
+fn async_broadcast_subscribers_and_an_async_publisher_across_processes() {
+    let _s = serial();
+    // A blocking publisher process; two async subscribers in one task of this process.
+    let n = name("bcast");
+    let opts = blocking().capacity(256).subscribers(4);
+    let publisher = child_on(&n, |n| {
+        let opts = blocking().capacity(256).subscribers(4);
+        let Ok(mut tx) = opts.create_broadcast::<u64>(n) else {
+            return 1;
+        };
+        while tx.subscribers().len() < 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for i in 0..N {
+            if tx.send(i).is_err() {
+                return 2;
+            }
+        }
+        0
+    });
+    let mut a = opts.connect_subscriber::<u64>(&n).unwrap().into_async();
+    let mut b = opts.connect_subscriber::<u64>(&n).unwrap().into_async();
+    runtime(false).block_on(async {
+        for i in 0..N {
+            let (x, y) = tokio::join!(a.recv(), b.recv());
+            assert_eq!((x.unwrap(), y.unwrap()), (i, i));
+        }
+        // The publisher dropped its end: both streams end.
+        assert!(a.next().await.is_none());
+        assert!(b.next().await.is_none());
+    });
+    publisher.wait_timeout(Duration::from_secs(60)).unwrap();
+
+    // An async publisher waits (parked) for a slow blocking subscriber, losing nothing; a
+    // lossy stream reports its loss as an item and goes on.
+    let n = name("bcast-async-tx");
+    let opts = blocking().capacity(64).subscribers(2);
+    let mut tx = opts.create_broadcast::<u64>(&n).unwrap().into_async();
+    let reader = child_on(&n, |n| {
+        let Ok(mut rx) = blocking().connect_subscriber::<u64>(n) else {
+            return 1;
+        };
+        for i in 0..N {
+            if i % 10_000 == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            match rx.recv_deadline(Some(Instant::now() + Duration::from_secs(30))) {
+                Ok(v) if v == i => {}
+                _ => return 2,
+            }
+        }
+        0
+    });
+    runtime(true).block_on(async {
+        while tx.get_ref().subscribers().is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for i in 0..N {
+            tx.send(i).await.unwrap();
+        }
+        assert!(tx.stats().parks > 0, "{:?}", tx.stats());
+    });
+    reader.wait_timeout(Duration::from_secs(60)).unwrap();
+    drop(tx);
+
+    let n = name("bcast-lossy");
+    let opts = blocking().capacity(64).lossy();
+    let mut tx = opts.create_broadcast::<u64>(&n).unwrap();
+    let mut rx = opts.connect_subscriber::<u64>(&n).unwrap().into_async();
+    for i in 0..1000 {
+        tx.try_send(i).unwrap();
+    }
+    drop(tx);
+    runtime(false).block_on(async {
+        let Some(Err(Error::Lost { missed, .. })) = rx.next().await else {
+            panic!("no loss reported")
+        };
+        let rest: Vec<u64> = rx.map(|r| r.unwrap()).collect().await;
+        assert_eq!(rest, (missed..1000).collect::<Vec<_>>());
+    });
+}

@@ -480,6 +480,22 @@ impl<T: Pod> Subscriber<T> {
         }
     }
 
+    /// Announces this subscriber as a waiter for data, for a caller that sleeps outside
+    /// the blocking calls (an async runtime): as the other rings' `announce_wait`. Call it
+    /// after a `try_*` call found nothing, then try once more; if that finds nothing too,
+    /// sleep until [`AnnouncedWait::is_signalled`](crate::wait::AnnouncedWait::is_signalled)
+    /// (for example in [`wait_any`](crate::wait::wait_any)). The publisher wakes it only if
+    /// this subscriber's strategy may sleep ([`WaitStrategy::blocking`]).
+    #[cfg(not(loom))]
+    pub fn announce_wait(&self) -> crate::wait::AnnouncedWait
+    where
+        T: Send + Sync + 'static,
+    {
+        let keep = self.mem.clone();
+        let signal = keep.header().data_signal();
+        crate::wait::AnnouncedWait::new(keep.clone(), &signal)
+    }
+
     /// `true` once the publisher (or liveness code) has closed the ring.
     pub fn is_closed(&self) -> bool {
         self.mem.header().data_signal().is_closed()

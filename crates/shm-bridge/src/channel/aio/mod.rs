@@ -174,6 +174,20 @@ end_impl!([T: Element + Send] MpmcReceiver<T>, rx);
 end_impl!([T: Element + Send] MpmcSender<T>, tx);
 end_impl!([] ByteReceiver, rx);
 end_impl!([] ByteSender, tx);
+end_impl!([T: Pod + Send + Sync] BroadcastReceiver<T>, rx);
+
+impl<T: Pod + Send + Sync> End for BroadcastSender<T> {
+    fn announce(&self) -> AnnouncedWait {
+        self.tx.announce_wait()
+    }
+    /// A subscriber's death or hang is never the sender's error (a dead one's entry is
+    /// freed, a hung one holds a lossless channel up as the channel's policy says); only a
+    /// truncated file is.
+    fn peer_error(&mut self) -> Option<Error> {
+        self.ep.publish_counts();
+        truncated(&self.ep)
+    }
+}
 
 impl Waiting {
     /// Polls `attempt` (a non-blocking call whose `WouldBlock` means "not yet") on `end`
@@ -354,6 +368,43 @@ pub struct AsyncByteSender {
     pending: Option<Vec<u8>>,
 }
 
+/// The async receiving end of a broadcast channel: [`BroadcastReceiver::into_async`]. A
+/// loss ([`Error::Lost`]) is an item and the stream goes on.
+#[derive(Debug)]
+pub struct AsyncBroadcastReceiver<T: Pod> {
+    inner: BroadcastReceiver<T>,
+    w: Waiting,
+    /// The `Stream` has ended (closed, or a publisher death or corruption reported once).
+    ended: bool,
+}
+
+/// The async sending end of a broadcast channel: [`BroadcastSender::into_async`]; it waits
+/// only while a live subscriber holds a lossless channel up.
+#[derive(Debug)]
+pub struct AsyncBroadcastSender<T: Pod> {
+    inner: BroadcastSender<T>,
+    w: Waiting,
+    /// An item accepted by the `Sink` and not sent yet.
+    pending: Option<T>,
+}
+
+impl<T: Pod> Unpin for AsyncBroadcastReceiver<T> {}
+impl<T: Pod> Unpin for AsyncBroadcastSender<T> {}
+
+into_async!([T: Pod + Send + Sync] BroadcastReceiver<T>, rx => AsyncBroadcastReceiver<T>);
+
+impl<T: Pod + Send + Sync> BroadcastSender<T> {
+    /// This end as an async end ([`crate::aio`]); see [`Sender::into_async`].
+    pub fn into_async(mut self) -> AsyncBroadcastSender<T> {
+        self.tx.set_wait_strategy(WaitStrategy::blocking());
+        AsyncBroadcastSender {
+            inner: self,
+            w: Waiting::default(),
+            pending: None,
+        }
+    }
+}
+
 into_async!([T: Pod + Send] Receiver<T>, rx => AsyncReceiver<T>);
 into_async!([T: Pod + Send] MpmcReceiver<T>, rx => AsyncMpmcReceiver<T>);
 into_async!([] ByteReceiver, rx => AsyncByteReceiver);
@@ -405,8 +456,8 @@ impl ByteSender {
 
 /// `recv`, `poll_recv`, `try_recv` and the `Stream` of a typed or MPMC async receiver.
 macro_rules! typed_receiver {
-    ($ty:ident, $inner:ident) => {
-        impl<T: Pod + Send> $ty<T> {
+    ($ty:ident, $inner:ident $(; $extra:ident)?) => {
+        impl<T: Pod + Send $(+ $extra)?> $ty<T> {
             /// Receives the next element, waiting as the module docs say.
             ///
             /// Cancellation safe: a future dropped before it completed took nothing.
@@ -436,7 +487,7 @@ macro_rules! typed_receiver {
             async_common!($inner<T>);
         }
 
-        impl<T: Pod + Send> Stream for $ty<T> {
+        impl<T: Pod + Send $(+ $extra)?> Stream for $ty<T> {
             type Item = Result<T>;
 
             /// The next element; `None` once the channel is closed and drained. Errors are
@@ -452,7 +503,7 @@ macro_rules! typed_receiver {
             }
         }
 
-        impl<T: Pod + Send> FusedStream for $ty<T> {
+        impl<T: Pod + Send $(+ $extra)?> FusedStream for $ty<T> {
             fn is_terminated(&self) -> bool {
                 self.ended
             }
@@ -461,11 +512,12 @@ macro_rules! typed_receiver {
 }
 typed_receiver!(AsyncReceiver, Receiver);
 typed_receiver!(AsyncMpmcReceiver, MpmcReceiver);
+typed_receiver!(AsyncBroadcastReceiver, BroadcastReceiver; Sync);
 
 /// `send`, `poll_send`, `try_send` and the `Sink` of a typed or MPMC async sender.
 macro_rules! typed_sender {
-    ($ty:ident, $inner:ident) => {
-        impl<T: Pod + Send> $ty<T> {
+    ($ty:ident, $inner:ident $(; $extra:ident)?) => {
+        impl<T: Pod + Send $(+ $extra)?> $ty<T> {
             /// Sends `value`, waiting for room as the module docs say.
             ///
             /// Cancellation safe: a future dropped before it completed sent nothing.
@@ -498,7 +550,7 @@ macro_rules! typed_sender {
         /// Items accepted by `start_send` are sent by `poll_flush` (or the next
         /// `poll_ready`); `poll_close` flushes, then closes the channel. An item still
         /// pending when the sink is dropped is lost: flush or close it first.
-        impl<T: Pod + Send> Sink<T> for $ty<T> {
+        impl<T: Pod + Send $(+ $extra)?> Sink<T> for $ty<T> {
             type Error = Error;
 
             fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -545,6 +597,7 @@ macro_rules! typed_sender {
 }
 typed_sender!(AsyncSender, Sender);
 typed_sender!(AsyncMpmcSender, MpmcSender);
+typed_sender!(AsyncBroadcastSender, BroadcastSender; Sync);
 
 impl AsyncByteReceiver {
     /// Receives the next message into `buf`, waiting as the module docs say; returns its
@@ -666,7 +719,9 @@ fn stream_item<R>(ended: &mut bool, r: Poll<Result<R>>) -> Poll<Option<Result<R>
             Poll::Ready(None)
         }
         Poll::Ready(Err(e)) => {
-            *ended = !matches!(e, Error::PeerHung { .. });
+            // A hung peer may recover, and a broadcast subscriber's loss is reported once
+            // before it reads on: the stream goes on after either.
+            *ended = !matches!(e, Error::PeerHung { .. } | Error::Lost { .. });
             Poll::Ready(Some(Err(e)))
         }
     }
