@@ -508,3 +508,64 @@ fn a_hostile_horizon_never_panics_the_publisher() {
         }
     }
 }
+
+/// A hostile peer scribbles over every word of the ring (block words, the tail, the
+/// horizon, the shared line, the subscriber entries) between the calls of a publisher and
+/// two subscribers: no call may panic, hang or touch memory outside the ring; errors and
+/// garbage elements are fine.
+#[test]
+fn scribbled_words_never_panic_or_hang() {
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    let mut rand = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for mode in [
+        WAIT,
+        Mode::Lossy,
+        Mode::Lossless(SlowPolicy::Evict {
+            after: Duration::ZERO,
+        }),
+    ] {
+        for round in 0..150 {
+            let r = ring(14, 3, mode);
+            let words = r.area_size() / 8;
+            let mut a = r.subscriber(Start::Newest).unwrap();
+            let mut b = r.subscriber(Start::History(5)).unwrap();
+            b.set_wait_strategy(WaitStrategy::blocking());
+            let mut tx = r.publisher().ok();
+            let mut buf = [0u64; 9];
+            for step in 0..60u64 {
+                if rand() % 3 == 0 {
+                    // Past the header's configuration line: the words peers write.
+                    let w = 16 + (rand() as usize % (words - 16));
+                    let v = match rand() % 4 {
+                        0 => rand(),
+                        1 => rand() % 64,
+                        2 => u64::MAX - rand() % 4,
+                        _ => (1 << 62) + rand() % 8,
+                    };
+                    poke(&r, w * 8, v);
+                }
+                if let Some(tx) = tx.as_mut() {
+                    let _ = tx.try_push(step);
+                    let _ = tx.push_partial_slice(&[step; 5]);
+                }
+                let _ = a.try_recv();
+                let _ = b.recv_partial_slice(&mut buf);
+                if step % 10 == 0 {
+                    let soon = Some(Instant::now() + Duration::from_millis(1));
+                    let _ = b.recv_blocking(soon);
+                }
+                let _ = (a.lag(), b.is_empty(), r.stats(), r.subscribers());
+                if step % 20 == 0 {
+                    let _ = r.reclaim_dead_subscribers(&|t: u64| t % 2 == 0);
+                    tx = r.publisher().ok().or(tx);
+                    let _ = r.subscriber(Start::History(round));
+                }
+            }
+        }
+    }
+}
