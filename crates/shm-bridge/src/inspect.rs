@@ -91,6 +91,8 @@ pub struct ChannelInfo {
     pub participants: Vec<Participant>,
     /// The ring's header fields, if the segment is long enough to hold one.
     pub ring: Option<shm_queue::header::Snapshot>,
+    /// A broadcast channel's mode, counters and subscribers (positions, losses, states).
+    pub broadcast: Option<shm_queue::broadcast::Inspection>,
     /// Bytes of the segment resident in memory (`mincore`, at most `size`).
     pub resident_bytes: Option<u64>,
     /// Whether some process holds a participant or creation lock.
@@ -218,6 +220,7 @@ fn blank(name: &str) -> ChannelInfo {
         created_unix_ms: 0,
         participants: Vec::new(),
         ring: None,
+        broadcast: None,
         resident_bytes: None,
         held: false,
     }
@@ -330,6 +333,8 @@ fn fill_from_region(info: &mut ChannelInfo, region: &Region) {
     if let Err(e) = shm_queue::header::check(region, layout.ring_bytes) {
         info.ring_problem = Some(e.to_string());
         info.problem = Some(format!("ring: {e}"));
+    } else if layout.kind == ChannelKind::Broadcast {
+        info.broadcast = shm_queue::broadcast::inspect(region, layout.ring_bytes).ok();
     }
     if let Some(s) = &info.ring {
         let want = match layout.kind {
@@ -345,7 +350,11 @@ fn fill_from_region(info: &mut ChannelInfo, region: &Region) {
             ));
         }
         info.capacity = s.capacity;
-        info.fill = fill_of(s, layout.kind);
+        info.fill = match &info.broadcast {
+            // What the slowest live subscriber has not read.
+            Some(b) => Some(b.slowest_lag().unwrap_or(0)),
+            None => fill_of(s, layout.kind),
+        };
         info.closed = s.closed != 0;
     }
 }

@@ -561,7 +561,7 @@ fn scribbled_words_never_panic_or_hang() {
                 }
                 let _ = (a.lag(), b.is_empty(), r.stats(), r.subscribers());
                 if step % 20 == 0 {
-                    let _ = r.reclaim_dead_subscribers(&|t: u64| t % 2 == 0);
+                    let _ = r.reclaim_dead_subscribers(&|t: u64| t.is_multiple_of(2));
                     tx = r.publisher().ok().or(tx);
                     let _ = r.subscriber(Start::History(round));
                 }

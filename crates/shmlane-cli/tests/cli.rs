@@ -760,3 +760,33 @@ fn tools_survive_a_file_truncated_and_regrown_under_them() {
     churn.join().unwrap();
     assert!(killed.is_empty(), "killed by a signal: {killed:?}");
 }
+
+#[test]
+fn inspect_shows_each_broadcast_subscriber() {
+    let n = name("inspect-bc");
+    let _c = Cleanup(vec![n.clone()]);
+    let opts = ChannelOptions::new().capacity(64).subscribers(4).lossy();
+    let mut tx = opts.create_broadcast::<u64>(&n).unwrap();
+    let mut fast = opts.connect_subscriber::<u64>(&n).unwrap();
+    let _slow = opts.connect_subscriber::<u64>(&n).unwrap();
+    for i in 0..10 {
+        tx.send(i).unwrap();
+    }
+    for _ in 0..10 {
+        fast.recv().unwrap();
+    }
+    let c = json(&["inspect", &n]);
+    assert_eq!(c["kind"], "broadcast");
+    assert_eq!(c["fill"], 10);
+    let b = &c["broadcast"];
+    assert_eq!(b["mode"], "lossy");
+    assert_eq!(b["published"], 10);
+    assert_eq!(b["slowest_lag"], 10);
+    let subs = b["subscribers"].as_array().unwrap();
+    assert_eq!(subs.len(), 2);
+    let lags: Vec<u64> = subs.iter().map(|s| s["lag"].as_u64().unwrap()).collect();
+    assert_eq!(lags, [0, 10]);
+    assert!(subs
+        .iter()
+        .all(|s| s["state"] == "live" && s["slot"].as_u64().is_some()));
+}

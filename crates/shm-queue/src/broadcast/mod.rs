@@ -537,6 +537,94 @@ pub(crate) fn check_recorded(region: &Region, ring_len: u64) -> Result<(), Error
     Ok(())
 }
 
+/// What a broadcast ring's shared words say, read without attaching (no element type
+/// needed): for tools such as `shmlane inspect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    /// The delivery mode recorded.
+    pub mode: Mode,
+    /// Capacity in elements.
+    pub capacity: u64,
+    /// Entries in the subscriber table.
+    pub max_subscribers: usize,
+    /// The ring's counters and positions.
+    pub stats: Stats,
+    /// The taken entries.
+    pub subscribers: Vec<SubscriberInfo>,
+}
+
+impl Inspection {
+    /// The publisher's position less the smallest live cursor (what the slowest live
+    /// subscriber has not read), if any subscriber is live.
+    pub fn slowest_lag(&self) -> Option<u64> {
+        self.subscribers
+            .iter()
+            .filter(|s| s.state == SubscriberState::Live)
+            .map(|s| self.stats.tail.saturating_sub(s.cursor))
+            .max()
+    }
+}
+
+/// Reads the broadcast ring at the start of `region` (which may use `ring_len` bytes)
+/// without attaching: checks the configuration as an attach would (the element type
+/// aside), then reads its counters and subscriber table. Values written by peers are shown
+/// as read (an unknown state as [`SubscriberState::Unknown`]).
+///
+/// # Errors
+///
+/// What [`crate::header::check`] returns for a header that is not a broadcast ring's.
+#[cfg(not(loom))]
+pub fn inspect(region: &Region, ring_len: u64) -> Result<Inspection, Error> {
+    let h = crate::mem::header_of(region)?;
+    let layout = h.validate_broadcast(None, ring_len.min(region.len() as u64))?;
+    let r = Ordering::Relaxed;
+    let word = |off: usize| -> Result<u64, Error> {
+        region
+            .atomic_u64(off)
+            .map(|w| w.load(r))
+            .map_err(|_| Error::RegionTooSmall {
+                len: region.len() as u64,
+                need: layout.area_size() as u64,
+            })
+    };
+    let stats = Stats {
+        tail: h.producer.pos.load(r),
+        horizon: word(layout.horizon_offset())?,
+        evictions: word(layout.shared_offset() + 8)?,
+        reclaimed: word(layout.shared_offset() + 16)?,
+    };
+    let scan = (word(layout.shared_offset())? as usize).min(layout.subscribers);
+    let mut subscribers = Vec::new();
+    for index in 0..scan {
+        let at = layout.entries_offset() + index * ENTRY_BYTES;
+        let token = word(at)?;
+        let state = match word(at + 8)? {
+            FREE => continue,
+            LIVE => SubscriberState::Live,
+            EVICTED => SubscriberState::Evicted,
+            x => SubscriberState::Unknown(x),
+        };
+        if token == 0 || token == LEAVING {
+            continue;
+        }
+        subscribers.push(SubscriberInfo {
+            index,
+            token,
+            state,
+            cursor: word(at + 16)?,
+            missed: word(at + 24)?,
+            joined_at: word(at + 40)?,
+        });
+    }
+    Ok(Inspection {
+        mode: layout.mode,
+        capacity: layout.capacity(),
+        max_subscribers: layout.subscribers,
+        stats,
+        subscribers,
+    })
+}
+
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

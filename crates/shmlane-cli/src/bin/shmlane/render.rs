@@ -414,7 +414,44 @@ pub(crate) fn inspect_json(c: &ChannelInfo, mappers: &[Mapper]) -> Value {
         .as_ref()
         .map_or(Value::Null, |s| ring_json(s, c.ring_problem.as_deref()));
     v["mappers"] = mappers.iter().map(mapper_json).collect();
+    v["broadcast"] = c.broadcast.as_ref().map_or(Value::Null, broadcast_json);
     v
+}
+
+/// A broadcast subscriber's participant slot, from its token (`(slot + 1) << 32 |
+/// generation`, as the bridge registers it).
+fn subscriber_slot(token: u64) -> Option<u64> {
+    (token >> 32).checked_sub(1)
+}
+
+fn subscriber_state(s: &shm_queue::broadcast::SubscriberState) -> String {
+    match s {
+        shm_queue::broadcast::SubscriberState::Live => "live".into(),
+        shm_queue::broadcast::SubscriberState::Evicted => "evicted".into(),
+        shm_queue::broadcast::SubscriberState::Unknown(x) => format!("unknown ({x})"),
+    }
+}
+
+fn broadcast_json(b: &shm_queue::broadcast::Inspection) -> Value {
+    json!({
+        "mode": b.mode.to_string(),
+        "capacity": b.capacity,
+        "max_subscribers": b.max_subscribers,
+        "published": b.stats.tail,
+        "horizon": b.stats.horizon,
+        "evictions": b.stats.evictions,
+        "reclaimed": b.stats.reclaimed,
+        "slowest_lag": b.slowest_lag(),
+        "subscribers": b.subscribers.iter().map(|s| json!({
+            "entry": s.index,
+            "slot": subscriber_slot(s.token),
+            "state": subscriber_state(&s.state),
+            "position": s.cursor,
+            "lag": b.stats.tail.saturating_sub(s.cursor),
+            "missed": s.missed,
+            "joined_at": s.joined_at,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// The `shmlane inspect` text.
@@ -509,6 +546,43 @@ pub(crate) fn inspect_text(c: &ChannelInfo, mappers: &[Mapper]) -> String {
         }
         let fill = s.fill().map_or("implausible".into(), |f| f.to_string());
         out.push_str(&format!("  {:<20}{fill}\n", "tail - head"));
+    }
+    if let Some(b) = &c.broadcast {
+        out.push_str(&format!(
+            "\nbroadcast\n  mode                {}\n  published           {}\n  evictions           {}\n  dead freed          {}\n",
+            b.mode, b.stats.tail, b.stats.evictions, b.stats.reclaimed
+        ));
+        let rows: Vec<Vec<String>> = b
+            .subscribers
+            .iter()
+            .map(|s| {
+                vec![
+                    s.index.to_string(),
+                    subscriber_slot(s.token).map_or("-".into(), |x| x.to_string()),
+                    subscriber_state(&s.state),
+                    s.cursor.to_string(),
+                    b.stats.tail.saturating_sub(s.cursor).to_string(),
+                    s.missed.to_string(),
+                    s.joined_at.to_string(),
+                ]
+            })
+            .collect();
+        out.push_str("\nsubscribers\n");
+        let t = table(
+            &[
+                "ENTRY",
+                "SLOT",
+                "STATE",
+                "POSITION",
+                "LAG",
+                "MISSED",
+                "JOINED AT",
+            ],
+            &rows,
+        );
+        for l in t.lines() {
+            out.push_str(&format!("  {l}\n"));
+        }
     }
     if !c.participants.is_empty() {
         out.push_str("\nparticipants\n");

@@ -216,6 +216,7 @@ mod tests {
                 head,
                 ..Default::default()
             }),
+            broadcast: None,
             resident_bytes: None,
             held: true,
         };
