@@ -11,6 +11,11 @@
 //! `SIGKILL`); then `futex-check N --replace NAME` releases the dead consumer's claim, takes
 //! over with a busy-polling consumer and receives N messages from a forked producer, for
 //! `strace` to count: 0 futex calls.
+//!
+//! `futex-check N --broadcast K` publishes N `u64`s through a lossless broadcast ring to K
+//! busy-polling subscriber processes: 0 futex calls, whatever K (one publish never makes a
+//! system call while no subscriber sleeps). With `--sleepy-consumer` too, the subscribers
+//! use the blocking strategy.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -38,18 +43,29 @@ fn run() -> Result<u64, Box<dyn std::error::Error>> {
     let mut n: u64 = 1_000_000;
     let mut sleepy = false;
     let (mut victim, mut replace) = (None, None);
+    let mut broadcast = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--sleepy-consumer" => sleepy = true,
             "--victim" => victim = Some(args.next().ok_or("--victim needs a name")?),
             "--replace" => replace = Some(args.next().ok_or("--replace needs a name")?),
+            "--broadcast" => {
+                broadcast = Some(
+                    args.next()
+                        .and_then(|k| k.parse::<usize>().ok())
+                        .ok_or("--broadcast needs a number of subscribers")?,
+                )
+            }
             s => {
                 n = s.parse().map_err(|_| {
                     format!("expected a count, --sleepy-consumer, --victim NAME or --replace NAME, got {s:?}")
                 })?
             }
         }
+    }
+    if let Some(k) = broadcast {
+        return fan_out(n, k, sleepy);
     }
     let len = bytes::Ring::required_bytes(1 << 20)?;
     if let Some(name) = victim {
@@ -118,6 +134,43 @@ fn run() -> Result<u64, Box<dyn std::error::Error>> {
     child.wait_timeout(Duration::from_secs(60))?;
     if let Some(name) = replace {
         shm_region::shm_unlink(&name)?;
+    }
+    Ok(n)
+}
+
+/// `n` `u64`s from this process to `k` subscriber processes through a lossless broadcast
+/// ring; every subscriber checks the sequence.
+fn fan_out(n: u64, k: usize, sleepy: bool) -> Result<u64, Box<dyn std::error::Error>> {
+    use shm_queue::broadcast::{Options as BOptions, Ring, Start};
+    let opts = BOptions::new(1 << 14).subscribers(k.max(1));
+    let region = Region::anonymous(Ring::<u64>::required_bytes_with(&opts)?)?;
+    let ring = Ring::<u64>::create_with(region, opts)?;
+    let mut children = Vec::new();
+    for _ in 0..k {
+        let mut rx = ring.subscriber(Start::Newest)?;
+        rx.set_wait_strategy(if sleepy {
+            WaitStrategy::blocking()
+        } else {
+            WaitStrategy::BusySpin
+        });
+        children.push(shm_bridge::fork::fork_child(move || {
+            let deadline = Some(Instant::now() + Duration::from_secs(120));
+            for i in 0..n {
+                match rx.recv_blocking(deadline) {
+                    Ok(v) if v == i => {}
+                    _ => return 1,
+                }
+            }
+            0
+        })?);
+    }
+    let mut tx = ring.publisher()?;
+    let deadline = Some(Instant::now() + Duration::from_secs(120));
+    for i in 0..n {
+        tx.push_blocking(i, deadline)?;
+    }
+    for c in children {
+        c.wait_timeout(Duration::from_secs(120))?;
     }
     Ok(n)
 }
