@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytemuck::Pod;
 use shm_queue::broadcast::{self, Mode, SlowPolicy, Start};
 use shm_queue::spsc;
 use shm_region::Region;
@@ -94,20 +95,33 @@ fn fan_out(n: u64, writer: impl FnOnce(&Board) -> Res<()>, readers: Vec<Reader<'
 /// broadcast ring of `cap`: messages per second (each delivered to every subscriber).
 /// `batch`: pushes and receives move up to 64 at a time.
 pub fn broadcast_rate(n: u64, cap: usize, subs: usize, batch: bool) -> Res<f64> {
+    broadcast_rate_of::<u64>(n, cap, subs, batch, |i| i, |v| *v)
+}
+
+/// [`broadcast_rate`] for elements of `T` (`make(i)` builds element `i`, `seq` reads its
+/// number back).
+pub fn broadcast_rate_of<T: Pod + Send>(
+    n: u64,
+    cap: usize,
+    subs: usize,
+    batch: bool,
+    make: fn(u64) -> T,
+    seq: fn(&T) -> u64,
+) -> Res<f64> {
     let opts = broadcast::Options::new(cap)
         .subscribers(subs.max(1))
         .mode(Mode::Lossless(SlowPolicy::Wait));
-    let bytes = broadcast::Ring::<u64>::required_bytes_with(&opts).map_err(s)?;
+    let bytes = broadcast::Ring::<T>::required_bytes_with(&opts).map_err(s)?;
     let region = Arc::new(Region::anonymous(bytes).map_err(s)?);
     region.prefault().map_err(s)?;
-    let ring = broadcast::Ring::<u64>::create_with(region, opts).map_err(s)?;
+    let ring = broadcast::Ring::<T>::create_with(region, opts).map_err(s)?;
     let every = crate::bench::run::yield_every(subs + 1);
     let mut readers: Vec<Reader<'static>> = Vec::new();
     for _ in 0..subs {
         let mut rx = ring.subscriber(Start::Newest).map_err(s)?;
         readers.push(Box::new(move |_| {
             let mut patience = Patience::new();
-            let mut buf = [0u64; 64];
+            let mut buf = [T::zeroed(); 64];
             let mut i = 0;
             while i < n {
                 if batch {
@@ -120,14 +134,15 @@ pub fn broadcast_rate(n: u64, cap: usize, subs: usize, batch: bool) -> Res<f64> 
                             r => r,
                         }
                     })?;
-                    for &v in &buf[..k] {
+                    for v in &buf[..k] {
+                        let v = seq(v);
                         if v != i {
                             return Err(format!("message {i} carried {v}"));
                         }
                         i += 1;
                     }
                 } else {
-                    let v = spin_yielding(&mut patience, every, || rx.try_recv())?;
+                    let v = seq(&spin_yielding(&mut patience, every, || rx.try_recv())?);
                     if v != i {
                         return Err(format!("message {i} carried {v}"));
                     }
@@ -143,12 +158,12 @@ pub fn broadcast_rate(n: u64, cap: usize, subs: usize, batch: bool) -> Res<f64> 
         move |_| {
             let mut patience = Patience::new();
             let mut i = 0;
-            let mut buf = [0u64; 64];
+            let mut buf = [T::zeroed(); 64];
             while i < n {
                 if batch {
                     let k = (n - i).min(64) as usize;
                     for (j, b) in buf[..k].iter_mut().enumerate() {
-                        *b = i + j as u64;
+                        *b = make(i + j as u64);
                     }
                     let sent = spin_yielding(&mut patience, every, || {
                         match tx.push_partial_slice(&buf[..k]) {
@@ -161,7 +176,8 @@ pub fn broadcast_rate(n: u64, cap: usize, subs: usize, batch: bool) -> Res<f64> 
                     })?;
                     i += sent as u64;
                 } else {
-                    spin_yielding(&mut patience, every, || tx.try_push(i))?;
+                    let v = make(i);
+                    spin_yielding(&mut patience, every, || tx.try_push(v))?;
                     i += 1;
                 }
             }
@@ -175,21 +191,33 @@ pub fn broadcast_rate(n: u64, cap: usize, subs: usize, batch: bool) -> Res<f64> 
 /// `cap`, one per consumer process (each message written `subs` times, as a user without
 /// broadcast does): messages per second. `batch` as [`broadcast_rate`].
 pub fn spsc_fan_out_rate(n: u64, cap: usize, subs: usize, batch: bool) -> Res<f64> {
+    spsc_fan_out_rate_of::<u64>(n, cap, subs, batch, |i| i, |v| *v)
+}
+
+/// [`spsc_fan_out_rate`] for elements of `T` (as [`broadcast_rate_of`]).
+pub fn spsc_fan_out_rate_of<T: Pod + Send>(
+    n: u64,
+    cap: usize,
+    subs: usize,
+    batch: bool,
+    make: fn(u64) -> T,
+    seq: fn(&T) -> u64,
+) -> Res<f64> {
     let every = crate::bench::run::yield_every(subs + 1);
     let mut txs = Vec::new();
     let mut readers: Vec<Reader<'static>> = Vec::new();
     for _ in 0..subs {
-        let bytes = spsc::Ring::<u64>::required_bytes(cap).map_err(s)?;
+        let bytes = spsc::Ring::<T>::required_bytes(cap).map_err(s)?;
         let region = Arc::new(Region::anonymous(bytes).map_err(s)?);
         region.prefault().map_err(s)?;
-        let (tx, mut rx) = spsc::Ring::<u64>::create(region, cap)
+        let (tx, mut rx) = spsc::Ring::<T>::create(region, cap)
             .map_err(s)?
             .split()
             .map_err(s)?;
         txs.push(tx);
         readers.push(Box::new(move |_| {
             let mut patience = Patience::new();
-            let mut buf = [0u64; 64];
+            let mut buf = [T::zeroed(); 64];
             let mut i = 0;
             while i < n {
                 if batch {
@@ -202,14 +230,15 @@ pub fn spsc_fan_out_rate(n: u64, cap: usize, subs: usize, batch: bool) -> Res<f6
                             r => r,
                         }
                     })?;
-                    for &v in &buf[..k] {
+                    for v in &buf[..k] {
+                        let v = seq(v);
                         if v != i {
                             return Err(format!("message {i} carried {v}"));
                         }
                         i += 1;
                     }
                 } else {
-                    let v = spin_yielding(&mut patience, every, || rx.try_pop())?;
+                    let v = seq(&spin_yielding(&mut patience, every, || rx.try_pop())?);
                     if v != i {
                         return Err(format!("message {i} carried {v}"));
                     }
@@ -224,12 +253,12 @@ pub fn spsc_fan_out_rate(n: u64, cap: usize, subs: usize, batch: bool) -> Res<f6
         move |_| {
             let mut patience = Patience::new();
             let mut i = 0;
-            let mut buf = [0u64; 64];
+            let mut buf = [T::zeroed(); 64];
             while i < n {
                 if batch {
                     let k = (n - i).min(64) as usize;
                     for (j, b) in buf[..k].iter_mut().enumerate() {
-                        *b = i + j as u64;
+                        *b = make(i + j as u64);
                     }
                     for tx in txs.iter_mut() {
                         let mut done = 0;
@@ -247,8 +276,9 @@ pub fn spsc_fan_out_rate(n: u64, cap: usize, subs: usize, batch: bool) -> Res<f6
                     }
                     i += k as u64;
                 } else {
+                    let v = make(i);
                     for tx in txs.iter_mut() {
-                        spin_yielding(&mut patience, every, || tx.try_push(i))?;
+                        spin_yielding(&mut patience, every, || tx.try_push(v))?;
                     }
                     i += 1;
                 }

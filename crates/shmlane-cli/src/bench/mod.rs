@@ -229,6 +229,23 @@ fn fan_out(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
             )?;
         }
     }
+    // 1 KiB messages, one at a time: where the writer's copies (N of them into N rings)
+    // weigh more.
+    let n_kib = n / 20;
+    for subs in [2usize, 3] {
+        let base = format!("tput/spsc-x{subs}/1KiB/item/yield");
+        let name = format!("tput/shmlane-broadcast-N{subs}/1KiB/item/yield");
+        paired_rates(
+            r,
+            runs,
+            (&base, || {
+                broadcast::spsc_fan_out_rate_of(n_kib, 1024, subs, false, kib, |a| a[0])
+            }),
+            (&name, || {
+                broadcast::broadcast_rate_of(n_kib, 1024, subs, false, kib, |a| a[0])
+            }),
+        )?;
+    }
     let (rounds, warmup) = if quick {
         (20_000, 2_000)
     } else {
