@@ -118,7 +118,7 @@ enum Command {
         /// Fewer samples, for a first look (under 15 s).
         #[arg(long)]
         quick: bool,
-        /// Run only `latency`, `throughput`, `async` or `scale` (threads, idle CPU and set-up time
+        /// Run only `latency`, `throughput`, `async`, `broadcast` or `scale` (threads, idle CPU and set-up time
         /// with 10 to 1 000 channels open).
         #[arg(long, value_parser = ["latency", "throughput", "async", "broadcast", "scale"])]
         only: Option<String>,
