@@ -569,3 +569,55 @@ fn scribbled_words_never_panic_or_hang() {
         }
     }
 }
+
+#[test]
+fn raw_and_typed_ends_share_a_ring_under_an_agreed_name() {
+    use shm_queue::{ElementType, Raw};
+    let elem = ElementType::named("test.Pair/1", 16, 8).unwrap();
+    let options = Options::new(32).subscribers(3).mode(Mode::Lossy);
+    let region = Arc::new(
+        Region::anonymous(Ring::<Raw>::required_bytes_as(&elem, &options).unwrap()).unwrap(),
+    );
+    let typed = Ring::<[u64; 2]>::create_as(region.clone(), &elem, options).unwrap();
+    let raw = Ring::<Raw>::attach_as(region.clone(), &elem).unwrap();
+    // The Rust type's own name is refused: the ring records the agreed one.
+    assert!(matches!(
+        Ring::<[u64; 2]>::attach(region.clone()),
+        Err(Error::TypeMismatch { .. })
+    ));
+    let mut raw_rx = raw.subscriber(Start::Newest).unwrap();
+    let mut typed_rx = typed.subscriber(Start::Newest).unwrap();
+    let mut tx = raw.publisher().unwrap();
+    let bytes: Vec<u8> = [[1u64, 2], [3, 4]]
+        .iter()
+        .flat_map(|p| p.iter().flat_map(|w| w.to_ne_bytes()))
+        .collect();
+    assert_eq!(tx.push_partial_bytes(&bytes).unwrap(), 2);
+    assert!(matches!(
+        tx.push_partial_bytes(&bytes[..5]),
+        Err(TryError::NotWholeElements { .. })
+    ));
+    assert_eq!(typed_rx.try_recv().unwrap(), [1, 2]);
+    assert_eq!(typed_rx.try_recv().unwrap(), [3, 4]);
+    let mut out = [0u8; 40]; // room for two whole elements
+    assert_eq!(raw_rx.recv_partial_into(&mut out).unwrap(), 2);
+    assert_eq!(&out[..32], &bytes[..]);
+    assert!(matches!(
+        raw_rx.recv_partial_into(&mut out[..8]),
+        Err(TryError::NotWholeElements { .. })
+    ));
+    drop(tx);
+    // A typed publisher to a raw subscriber, through the blocking calls.
+    let mut tx = typed.publisher().unwrap();
+    tx.try_push([5, 6]).unwrap();
+    tx.close();
+    assert_eq!(raw_rx.recv_into_blocking(&mut out, None).unwrap(), 1);
+    assert_eq!(
+        &out[..16],
+        &[5u64.to_ne_bytes(), 6u64.to_ne_bytes()].concat()[..]
+    );
+    assert!(matches!(
+        raw_rx.recv_into_blocking(&mut out, None),
+        Err(Error::Closed { .. })
+    ));
+}

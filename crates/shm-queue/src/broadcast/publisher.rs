@@ -3,8 +3,9 @@
 use std::time::Instant;
 
 use super::*;
+use crate::element::Raw;
 use crate::mpmc::Liveness;
-use crate::spsc::storage::Block;
+use crate::spsc::storage::{Block, Storage};
 use crate::spsc::{runs, Cursor};
 use crate::sync::{fence, Arc};
 use crate::wait::blocking::handle_controls;
@@ -14,7 +15,7 @@ use crate::wait::WaitStrategy;
 ///
 /// Made by [`Ring::publisher`]; frees its claim when dropped. Dropping it does not close the
 /// ring: call [`Publisher::close`] so subscribers learn the stream ended.
-pub struct Publisher<T: Pod> {
+pub struct Publisher<T: Element> {
     mem: Arc<Bcast<T>>,
     geom: Geometry,
     cap: u64,
@@ -42,7 +43,7 @@ pub struct Publisher<T: Pod> {
     sleeper: crate::wait::Sleeper,
 }
 
-impl<T: Pod> fmt::Debug for Publisher<T> {
+impl<T: Element> fmt::Debug for Publisher<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("broadcast::Publisher")
             .field("tail", &self.tail)
@@ -52,7 +53,7 @@ impl<T: Pod> fmt::Debug for Publisher<T> {
     }
 }
 
-impl<T: Pod> Drop for Publisher<T> {
+impl<T: Element> Drop for Publisher<T> {
     fn drop(&mut self) {
         let header = self.mem.header();
         header.space_signal().unregister(&mut self.sleeper);
@@ -60,7 +61,7 @@ impl<T: Pod> Drop for Publisher<T> {
     }
 }
 
-impl<T: Pod> Publisher<T> {
+impl<T: Element> Publisher<T> {
     pub(super) fn new(mem: Arc<Bcast<T>>, tail: u64, token: u64) -> Result<Self, Error> {
         let geom = mem.layout.geom;
         let (_, horizon) = mem.positions()?;
@@ -109,54 +110,16 @@ impl<T: Pod> Publisher<T> {
         self
     }
 
-    /// Pushes one element.
-    ///
-    /// # Errors
-    ///
-    /// [`TryError::Full`] (lossless only) while the slowest live subscriber is a whole ring
-    /// behind; [`TryError::Truncated`] if the shared object was truncated.
-    #[inline(always)]
-    pub fn try_push(&mut self, value: T) -> Result<(), TryError> {
-        let q = self.tail;
-        if q >= self.horizon {
-            self.raise(1)?;
-        }
-        let index = self.cursor.index;
-        // SAFETY: `blk` is the storage's block of `cursor`, index < elems_per_block (Cursor
-        // invariant); q < horizon, so readers validate against this write.
-        unsafe {
-            self.mem
-                .storage
-                .write_run_racy_in(self.blk, index, core::slice::from_ref(&value))
-        };
-        self.tail = q + 1;
-        // SAFETY: `blk` was made by this storage.
-        unsafe { self.mem.storage.word_in(self.blk) }.store(q + 1, Ordering::Release);
-        self.mem
-            .header()
-            .producer
-            .pos
-            .store(q + 1, Ordering::Release);
-        self.cursor.index = index + 1;
-        if self.cursor.index == self.geom.elems_per_block {
-            self.cursor.index = 0;
-            self.cursor.block = (self.cursor.block + 1) & (self.geom.block_count - 1);
-            self.blk = self.mem.storage.block(self.cursor.block);
-        }
-        self.mem.header().notify_data(false);
-        self.mem.storage.check_intact()
-    }
-
-    /// Pushes as many elements from the front of `src` as there is room for (all of them
-    /// in lossy mode, at most a ring's worth per call), published with one position per
-    /// block; returns how many.
-    ///
-    /// # Errors
-    ///
-    /// As [`Publisher::try_push`], except that a full ring returns `Ok(0)`.
-    #[must_use = "the call may do only part of the work: check how many it did"]
-    pub fn push_partial_slice(&mut self, src: &[T]) -> Result<usize, TryError> {
-        let want = src.len().min(self.cap as usize);
+    /// Writes up to `want` elements (at most a ring's worth) after `tail` with `write(storage,
+    /// block, index, range)` (`range`: the run's place among them) and publishes them;
+    /// returns how many (0 when a lossless ring is full).
+    #[inline]
+    fn push_with(
+        &mut self,
+        want: usize,
+        mut write: impl FnMut(&Storage<T>, Block, usize, core::ops::Range<usize>),
+    ) -> Result<usize, TryError> {
+        let want = want.min(self.cap as usize);
         if want == 0 {
             return Ok(0);
         }
@@ -172,9 +135,7 @@ impl<T: Pod> Publisher<T> {
         };
         let storage = &self.mem.storage;
         runs(self.cursor, n, &self.geom, |block, index, range| {
-            // SAFETY: the run lies in one block (runs); every position written is below the
-            // horizon just stored.
-            unsafe { storage.write_run_racy_in(storage.block(block), index, &src[range]) }
+            write(storage, storage.block(block), index, range)
         });
         let end = q + n as u64;
         let touched = (self.cursor.index + n - 1) / self.geom.elems_per_block + 1;
@@ -311,6 +272,62 @@ impl<T: Pod> Publisher<T> {
     pub fn capacity(&self) -> usize {
         self.cap as usize
     }
+}
+
+impl<T: Pod> Publisher<T> {
+    /// Pushes one element.
+    ///
+    /// # Errors
+    ///
+    /// [`TryError::Full`] (lossless only) while the slowest live subscriber is a whole ring
+    /// behind; [`TryError::Truncated`] if the shared object was truncated.
+    #[inline(always)]
+    pub fn try_push(&mut self, value: T) -> Result<(), TryError> {
+        let q = self.tail;
+        if q >= self.horizon {
+            self.raise(1)?;
+        }
+        let index = self.cursor.index;
+        // SAFETY: `blk` is the storage's block of `cursor`, index < elems_per_block (Cursor
+        // invariant); q < horizon, so readers validate against this write.
+        unsafe {
+            self.mem
+                .storage
+                .write_run_racy_in(self.blk, index, core::slice::from_ref(&value))
+        };
+        self.tail = q + 1;
+        // SAFETY: `blk` was made by this storage.
+        unsafe { self.mem.storage.word_in(self.blk) }.store(q + 1, Ordering::Release);
+        self.mem
+            .header()
+            .producer
+            .pos
+            .store(q + 1, Ordering::Release);
+        self.cursor.index = index + 1;
+        if self.cursor.index == self.geom.elems_per_block {
+            self.cursor.index = 0;
+            self.cursor.block = (self.cursor.block + 1) & (self.geom.block_count - 1);
+            self.blk = self.mem.storage.block(self.cursor.block);
+        }
+        self.mem.header().notify_data(false);
+        self.mem.storage.check_intact()
+    }
+
+    /// Pushes as many elements from the front of `src` as there is room for (all of them
+    /// in lossy mode, at most a ring's worth per call), published with one position per
+    /// block; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::try_push`], except that a full ring returns `Ok(0)`.
+    #[must_use = "the call may do only part of the work: check how many it did"]
+    pub fn push_partial_slice(&mut self, src: &[T]) -> Result<usize, TryError> {
+        self.push_with(src.len(), |storage, blk, index, range| {
+            // SAFETY: the run lies in one block (runs); every position written is below the
+            // horizon just raised.
+            unsafe { storage.write_run_racy_in(blk, index, &src[range]) }
+        })
+    }
 
     /// [`Publisher::try_push`] until there is room, waiting as this handle's
     /// [`WaitStrategy`] says, until `deadline` (`None`: no limit). A lossy publisher never
@@ -352,4 +369,57 @@ impl<T: Pod> Publisher<T> {
     }
 }
 
-handle_controls!([T: Pod] Publisher<T>, Bcast<T>, Space, mem, strategy, sleeper);
+impl Publisher<Raw> {
+    /// Pushes as many whole elements from the front of `src` (bytes, a whole number of
+    /// elements of the ring's element size) as there is room for; returns how many
+    /// elements.
+    ///
+    /// # Errors
+    ///
+    /// [`TryError::NotWholeElements`] if `src` is not a whole number of elements (nothing is
+    /// pushed); as the typed `push_partial_slice` otherwise.
+    #[must_use = "the call may do only part of the work: check how many it did"]
+    pub fn push_partial_bytes(&mut self, src: &[u8]) -> Result<usize, TryError> {
+        let size = self.mem.storage.elem_size();
+        if !src.len().is_multiple_of(size) {
+            return Err(TryError::NotWholeElements {
+                len: src.len(),
+                elem_size: size,
+            });
+        }
+        self.push_with(src.len() / size, |storage, blk, index, range| {
+            let bytes = &src[range.start * size..range.end * size];
+            // SAFETY: the run lies in one block (runs) and is whole elements; every position
+            // written is below the horizon just raised.
+            unsafe { storage.write_bytes_racy_in(blk, index, bytes) }
+        })
+    }
+
+    /// Pushes every element of `src` (bytes), in batches as room appears, waiting as the
+    /// typed `push_blocking` does.
+    ///
+    /// # Errors
+    ///
+    /// `(pushed, error)`: how many elements were pushed before the error stopped it.
+    pub fn push_bytes_blocking(
+        &mut self,
+        src: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), (usize, Error)> {
+        let size = self.mem.storage.elem_size();
+        let mut done = 0;
+        crate::wait::blocking::block_on(self, deadline, "room in the broadcast ring", |s| {
+            while done * size < src.len() {
+                match s.push_partial_bytes(&src[done * size..]) {
+                    Ok(0) => return Ok(None),
+                    Ok(k) => done += k,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(Some(()))
+        })
+        .map_err(|e| (done, e))
+    }
+}
+
+handle_controls!([T: Element] Publisher<T>, Bcast<T>, Space, mem, strategy, sleeper);

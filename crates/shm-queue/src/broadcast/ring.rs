@@ -79,11 +79,11 @@ impl Options {
 /// assert_eq!(rx.try_recv()?, missed);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Ring<T: Pod> {
+pub struct Ring<T: Element> {
     pub(super) mem: Arc<Bcast<T>>,
 }
 
-impl<T: Pod> Clone for Ring<T> {
+impl<T: Element> Clone for Ring<T> {
     fn clone(&self) -> Self {
         Ring {
             mem: self.mem.clone(),
@@ -91,7 +91,7 @@ impl<T: Pod> Clone for Ring<T> {
     }
 }
 
-impl<T: Pod> fmt::Debug for Ring<T> {
+impl<T: Element> fmt::Debug for Ring<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("broadcast::Ring")
             .field("element", &core::any::type_name::<T>())
@@ -126,9 +126,7 @@ impl<T: Pod> Ring<T> {
     }
 
     fn layout_for(options: &Options) -> Result<Layout, Error> {
-        let shape = BlockShape::of_element(&ElementType::of::<T>())?;
-        let geom = Geometry::for_capacity(shape, options.capacity)?;
-        Layout::new(geom, options.subscribers, options.mode)
+        layout_as(&ElementType::of::<T>(), options)
     }
 
     /// Creates a lossless ring of at least `capacity` elements at the start of `region`.
@@ -148,9 +146,7 @@ impl<T: Pod> Ring<T> {
     /// [`Options::reinitialize`]); [`Error::RegionTooSmall`] if it is shorter than
     /// [`Ring::required_bytes_with`]; those of [`Ring::required_bytes_with`].
     pub fn create_with(region: impl Into<Arc<Region>>, options: Options) -> Result<Self, Error> {
-        let layout = Self::layout_for(&options)?;
-        let storage = Storage::in_region_len(region.into(), layout.geom, layout.area_size())?;
-        Self::initialise(Bcast::new(storage, layout)?, options)
+        Self::create_as(region, &ElementType::of::<T>(), options)
     }
 
     /// Attaches to the broadcast ring at the start of `region`, checking every header field
@@ -162,18 +158,68 @@ impl<T: Pod> Ring<T> {
     /// [`Error::LayoutMismatch`], ...), [`Error::BadSubscriberCount`] for an impossible
     /// table, and [`Error::Corrupted`] for impossible positions.
     pub fn attach(region: impl Into<Arc<Region>>) -> Result<Self, Error> {
+        Self::attach_as(region, &ElementType::of::<T>())
+    }
+}
+
+/// The layout of a ring of `elem` made with `options`.
+#[cfg(not(loom))]
+fn layout_as(elem: &ElementType, options: &Options) -> Result<Layout, Error> {
+    let geom = Geometry::for_capacity(BlockShape::of_element(elem)?, options.capacity)?;
+    Layout::new(geom, options.subscribers, options.mode)
+}
+
+/// Rings of elements named at run time (see [`crate::element`]): how a
+/// [`Ring<Raw>`](crate::Raw) is made, and how a Rust `Pod` type shares a ring with a C or
+/// Python peer under an agreed name.
+#[cfg(not(loom))]
+impl<T: Element> Ring<T> {
+    /// The region the ring lives in.
+    pub fn region(&self) -> &Arc<Region> {
+        self.mem.storage.region()
+    }
+
+    /// Bytes a region needs for a ring of `elem` made with `options`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ring::required_bytes_with`].
+    pub fn required_bytes_as(elem: &ElementType, options: &Options) -> Result<usize, Error> {
+        Ok(layout_as(elem, options)?.area_size())
+    }
+
+    /// Creates a ring of elements of type `elem` (its name's fingerprint is recorded).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TypeMismatch`] if `T` is a `Pod` type of another size or alignment than
+    /// `elem`; otherwise as [`Ring::create_with`].
+    pub fn create_as(
+        region: impl Into<Arc<Region>>,
+        elem: &ElementType,
+        options: Options,
+    ) -> Result<Self, Error> {
+        elem.check_fits::<T>()?;
+        let layout = layout_as(elem, &options)?;
+        let storage = Storage::in_region_len(region.into(), layout.geom, layout.area_size())?;
+        Self::initialise(Bcast::new(storage, layout)?, options)
+    }
+
+    /// Attaches to the broadcast ring at the start of `region`, which must hold elements of
+    /// type `elem`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ring::attach`].
+    pub fn attach_as(region: impl Into<Arc<Region>>, elem: &ElementType) -> Result<Self, Error> {
+        elem.check_fits::<T>()?;
         let region = region.into();
-        let layout = crate::mem::header_of(&region)?
-            .validate_broadcast(Some(&ElementType::of::<T>()), region.len() as u64)?;
+        let layout =
+            crate::mem::header_of(&region)?.validate_broadcast(Some(elem), region.len() as u64)?;
         let storage = Storage::in_region_len(region, layout.geom, layout.area_size())?;
         let mem = Bcast::new(storage, layout)?;
         mem.positions()?;
         Ok(Ring { mem: Arc::new(mem) })
-    }
-
-    /// The region the ring lives in.
-    pub fn region(&self) -> &Arc<Region> {
-        self.mem.storage.region()
     }
 }
 
@@ -202,7 +248,7 @@ impl<T: Pod> Ring<T> {
     }
 }
 
-impl<T: Pod> Ring<T> {
+impl<T: Element> Ring<T> {
     fn initialise(mem: Bcast<T>, options: Options) -> Result<Self, Error> {
         let header = mem.header();
         let layout = mem.layout;

@@ -4,7 +4,8 @@ use std::time::Instant;
 
 use super::ring::{register, Joined};
 use super::*;
-use crate::spsc::storage::Block;
+use crate::element::Raw;
+use crate::spsc::storage::{Block, Storage};
 use crate::spsc::{runs, Cursor};
 use crate::sync::{fence, Arc};
 use crate::wait::{Sleeper, WaitStrategy};
@@ -14,7 +15,7 @@ use crate::wait::{Sleeper, WaitStrategy};
 /// ([`Ring::max_subscribers`]).
 ///
 /// Made by [`Ring::subscriber`]; frees its table entry when dropped.
-pub struct Subscriber<T: Pod> {
+pub struct Subscriber<T: Element> {
     mem: Arc<Bcast<T>>,
     geom: Geometry,
     cap: u64,
@@ -41,7 +42,7 @@ pub struct Subscriber<T: Pod> {
     sleep_recorded: bool,
 }
 
-impl<T: Pod> fmt::Debug for Subscriber<T> {
+impl<T: Element> fmt::Debug for Subscriber<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("broadcast::Subscriber")
             .field("index", &self.index)
@@ -52,7 +53,7 @@ impl<T: Pod> fmt::Debug for Subscriber<T> {
     }
 }
 
-impl<T: Pod> Drop for Subscriber<T> {
+impl<T: Element> Drop for Subscriber<T> {
     fn drop(&mut self) {
         // If a peer freed our entry (judging us dead), it took back the sleeper counts the
         // entry recorded, and `sleeper` holds only what we registered since we noticed.
@@ -69,7 +70,7 @@ impl<T: Pod> Drop for Subscriber<T> {
     }
 }
 
-impl<T: Pod> Subscriber<T> {
+impl<T: Element> Subscriber<T> {
     pub(super) fn new(
         mem: Arc<Bcast<T>>,
         index: usize,
@@ -124,7 +125,10 @@ impl<T: Pod> Subscriber<T> {
     /// - [`TryError::SubscribersFull`] if its entry was freed by a peer and no other is free;
     /// - [`TryError::Corrupted`], [`TryError::Truncated`] for a broken ring.
     #[inline(always)]
-    pub fn try_recv(&mut self) -> Result<T, TryError> {
+    pub fn try_recv(&mut self) -> Result<T, TryError>
+    where
+        T: Pod,
+    {
         if self.evictable {
             self.check_state()?;
         }
@@ -140,7 +144,10 @@ impl<T: Pod> Subscriber<T> {
     /// Copies the element at `head` (after loading a block word if needed), then the
     /// horizon that validates it.
     #[inline(always)]
-    fn read_head(&mut self) -> Result<(T, u64), TryError> {
+    fn read_head(&mut self) -> Result<(T, u64), TryError>
+    where
+        T: Pod,
+    {
         if self.head == self.known {
             self.refresh()?;
         }
@@ -217,7 +224,10 @@ impl<T: Pod> Subscriber<T> {
     /// `try_recv` after the copy at `head` failed validation.
     #[cold]
     #[inline(never)]
-    fn recv_overtaken(&mut self, mut horizon: u64) -> Result<T, TryError> {
+    fn recv_overtaken(&mut self, mut horizon: u64) -> Result<T, TryError>
+    where
+        T: Pod,
+    {
         loop {
             self.overtaken(horizon)?;
             let (value, h) = self.read_head()?;
@@ -318,8 +328,26 @@ impl<T: Pod> Subscriber<T> {
     ///
     /// As [`Subscriber::try_recv`], except that an empty ring gives `Ok(0)`.
     #[must_use = "the call may do only part of the work: check how many it did"]
-    pub fn recv_partial_slice(&mut self, dst: &mut [T]) -> Result<usize, TryError> {
-        if dst.is_empty() {
+    pub fn recv_partial_slice(&mut self, dst: &mut [T]) -> Result<usize, TryError>
+    where
+        T: Pod,
+    {
+        self.recv_with(dst.len(), |storage, blk, index, range| {
+            // SAFETY: the run lies in one block (runs); racing writes are rejected by the
+            // horizon check that follows.
+            unsafe { storage.read_run_racy_in(blk, index, &mut dst[range]) }
+        })
+    }
+
+    /// Copies up to `max` ready elements with `read(storage, block, index, range)`
+    /// (`range`: the run's place among them), validates the whole run once and moves past
+    /// it; returns how many (0 when none is ready).
+    fn recv_with(
+        &mut self,
+        max: usize,
+        mut read: impl FnMut(&Storage<T>, Block, usize, core::ops::Range<usize>),
+    ) -> Result<usize, TryError> {
+        if max == 0 {
             return Ok(0);
         }
         if self.evictable {
@@ -327,7 +355,7 @@ impl<T: Pod> Subscriber<T> {
         }
         loop {
             let h = self.head;
-            if ((self.known - h) as usize) < dst.len() {
+            if ((self.known - h) as usize) < max {
                 // The publisher's `tail` (stored after every push) says everything below it
                 // is published: one load for a whole batch, in place of the block words.
                 let tail = self.mem.header().producer.pos.load(Ordering::Acquire);
@@ -339,12 +367,10 @@ impl<T: Pod> Subscriber<T> {
             if h == self.known {
                 return Ok(0);
             }
-            let n = ((self.known - h) as usize).min(dst.len());
+            let n = ((self.known - h) as usize).min(max);
             let storage = &self.mem.storage;
             runs(self.cursor, n, &self.geom, |block, index, range| {
-                // SAFETY: the run lies in one block (runs); racing writes are rejected by
-                // the horizon check below.
-                unsafe { storage.read_run_racy_in(storage.block(block), index, &mut dst[range]) }
+                read(storage, storage.block(block), index, range)
             });
             fence(Ordering::Acquire);
             // The run is valid if its first element is: later ones are overwritten later.
@@ -366,7 +392,10 @@ impl<T: Pod> Subscriber<T> {
     /// [`Error::Timeout`] at the deadline; [`Error::Closed`] once the publisher closed the
     /// ring and everything before that was read; [`Error::Lagged`] and [`Error::Evicted`]
     /// (the next call goes on); what [`Subscriber::try_recv`] returns otherwise.
-    pub fn recv_blocking(&mut self, deadline: Option<Instant>) -> Result<T, Error> {
+    pub fn recv_blocking(&mut self, deadline: Option<Instant>) -> Result<T, Error>
+    where
+        T: Pod,
+    {
         crate::wait::blocking::block_on(self, deadline, "an element", |s| {
             crate::wait::pending(s.try_recv())
         })
@@ -383,7 +412,10 @@ impl<T: Pod> Subscriber<T> {
         &mut self,
         dst: &mut [T],
         deadline: Option<Instant>,
-    ) -> Result<usize, Error> {
+    ) -> Result<usize, Error>
+    where
+        T: Pod,
+    {
         if dst.is_empty() {
             return Ok(0);
         }
@@ -502,7 +534,7 @@ impl<T: Pod> Subscriber<T> {
     }
 }
 
-impl<T: Pod> crate::wait::blocking::Waiter for Subscriber<T> {
+impl<T: Element> crate::wait::blocking::Waiter for Subscriber<T> {
     type Keep = Arc<Bcast<T>>;
     const SIDE: crate::wait::blocking::Side = crate::wait::blocking::Side::Data;
     fn keep(&self) -> Self::Keep {
@@ -513,5 +545,52 @@ impl<T: Pod> crate::wait::blocking::Waiter for Subscriber<T> {
     }
     fn strategy(&self) -> WaitStrategy {
         self.strategy
+    }
+}
+
+impl Subscriber<Raw> {
+    /// Receives as many ready elements as fit whole in `dst` (bytes), validated as one run;
+    /// returns how many elements (0 when none is ready).
+    ///
+    /// # Errors
+    ///
+    /// [`TryError::NotWholeElements`] if `dst` cannot hold one element; as the typed
+    /// `recv_partial_slice` otherwise.
+    #[must_use = "the call may do only part of the work: check how many it did"]
+    pub fn recv_partial_into(&mut self, dst: &mut [u8]) -> Result<usize, TryError> {
+        let size = self.mem.storage.elem_size();
+        if dst.len() < size {
+            return Err(TryError::NotWholeElements {
+                len: dst.len(),
+                elem_size: size,
+            });
+        }
+        self.recv_with(dst.len() / size, |storage, blk, index, range| {
+            let bytes = &mut dst[range.start * size..range.end * size];
+            // SAFETY: the run lies in one block (runs) and is whole elements; racing writes
+            // are rejected by the horizon check that follows.
+            unsafe { storage.read_bytes_racy_in(blk, index, bytes) }
+        })
+    }
+
+    /// Waits like the typed `recv_blocking` for at least one element, then receives what is
+    /// ready and fits whole in `dst`; returns how many elements.
+    ///
+    /// # Errors
+    ///
+    /// As [`Subscriber::recv_partial_into`], [`Error::Timeout`], [`Error::Closed`].
+    #[must_use = "the call may do only part of the work: check how many it did"]
+    pub fn recv_into_blocking(
+        &mut self,
+        dst: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, Error> {
+        crate::wait::blocking::block_on(self, deadline, "elements", |s| {
+            match s.recv_partial_into(dst) {
+                Ok(0) => Ok(None),
+                Ok(n) => Ok(Some(n)),
+                Err(e) => Err(e.into()),
+            }
+        })
     }
 }

@@ -318,6 +318,37 @@ impl<T: Pod> Storage<T> {
 }
 
 impl Storage<Raw> {
+    /// [`Storage::read_bytes_in`] while the writer may be overwriting the slots (the
+    /// broadcast ring's seqlock read: the caller validates afterwards).
+    ///
+    /// # Safety
+    ///
+    /// As [`Storage::read_bytes_in`], without the exclusive read access.
+    #[inline]
+    pub(crate) unsafe fn read_bytes_racy_in(&self, blk: Block, index: usize, dst: &mut [u8]) {
+        if dst.is_empty() {
+            return;
+        }
+        debug_assert!(index + dst.len() / self.elem_size() <= self.geom.elems_per_block);
+        // SAFETY: the run lies inside one block (caller's bound); races are allowed.
+        unsafe { self.mem.copy_out_racy(self.elem(blk, index), dst) }
+    }
+
+    /// [`Storage::write_bytes_in`] while readers may be copying the slots.
+    ///
+    /// # Safety
+    ///
+    /// As [`Storage::write_bytes_in`]; the caller is the only writer.
+    #[inline]
+    pub(crate) unsafe fn write_bytes_racy_in(&self, blk: Block, index: usize, src: &[u8]) {
+        if src.is_empty() {
+            return;
+        }
+        debug_assert!(index + src.len() / self.elem_size() <= self.geom.elems_per_block);
+        // SAFETY: the run lies inside one block (caller's bound); the caller is the writer.
+        unsafe { self.mem.copy_in_racy(self.elem(blk, index), src) }
+    }
+
     /// Copies the `dst.len() / elem_size` elements starting at element `index` of `blk` into
     /// `dst`, as bytes.
     ///
