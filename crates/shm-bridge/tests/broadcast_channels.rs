@@ -245,3 +245,46 @@ fn a_blocking_receive_reports_a_loss_rather_than_skipping_it() {
     };
     assert_eq!(rx.recv().unwrap(), missed);
 }
+
+#[test]
+fn raw_and_typed_ends_under_an_agreed_element_name() {
+    use shm_bridge::ElementType;
+    let n = name("raw");
+    let elem = ElementType::named("test.Tick/1", 16, 8).unwrap();
+    let opts = ChannelOptions::new()
+        .capacity(64)
+        .subscribers(3)
+        .type_name("test.Tick/1");
+    let mut tx = opts.create_broadcast_raw(&n, &elem).unwrap();
+    let mut typed = opts.connect_subscriber::<[u64; 2]>(&n).unwrap();
+    let mut raw = opts.connect_subscriber_raw(&n, &elem).unwrap();
+    // Without the agreed name, the Rust type's own is expected, and refused.
+    assert!(matches!(
+        ChannelOptions::new()
+            .timeout(Duration::ZERO)
+            .connect_subscriber::<[u64; 2]>(&n),
+        Err(Error::WrongKind { .. })
+    ));
+    let bytes: Vec<u8> = [7u64, 8, 9, 10]
+        .iter()
+        .flat_map(|w| w.to_ne_bytes())
+        .collect();
+    assert_eq!(tx.try_send_bytes(&bytes).unwrap(), 2);
+    assert_eq!(tx.send_bytes_deadline(&bytes[..16], None).unwrap(), 1);
+    assert!(tx.try_send_bytes(&bytes[..5]).is_err());
+    assert_eq!(typed.recv().unwrap(), [7, 8]);
+    assert_eq!(typed.recv().unwrap(), [9, 10]);
+    assert_eq!(typed.recv().unwrap(), [7, 8]);
+    let mut out = [0u8; 64];
+    assert_eq!(raw.recv_bytes_into_deadline(&mut out, None).unwrap(), 3);
+    assert_eq!(&out[..32], &bytes[..]);
+    assert!(matches!(
+        raw.try_recv_bytes_into(&mut out),
+        Err(Error::WouldBlock { .. })
+    ));
+    drop(tx);
+    assert!(matches!(
+        raw.try_recv_bytes_into(&mut out),
+        Err(Error::Closed { .. })
+    ));
+}

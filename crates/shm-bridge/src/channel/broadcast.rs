@@ -13,13 +13,13 @@ use shm_queue::broadcast::{self, Start, SubscriberInfo};
 /// if it has one; a lossy channel never waits. Dropping the sender closes the channel:
 /// receivers drain it, then get [`Error::Closed`].
 #[derive(Debug)]
-pub struct BroadcastSender<T: Pod> {
+pub struct BroadcastSender<T: Element> {
     pub(super) tx: broadcast::Publisher<T>,
     pub(super) ring: broadcast::Ring<T>,
     pub(super) ep: Endpoint,
 }
 
-impl<T: Pod> BroadcastSender<T> {
+impl<T: Element> BroadcastSender<T> {
     endpoint_methods!();
 
     /// If creating replaced a stale channel under the same name, what it replaced.
@@ -27,6 +27,37 @@ impl<T: Pod> BroadcastSender<T> {
         self.ep.reclaimed.as_ref()
     }
 
+    #[cold]
+    fn error(&mut self, e: shm_queue::Error) -> Error {
+        if self.tx.is_closed() {
+            return closed(&self.ep);
+        }
+        ring_error(&self.ep, e, Duration::ZERO)
+    }
+
+    /// The subscribers now connected: their positions, losses and states.
+    pub fn subscribers(&self) -> Vec<SubscriberInfo> {
+        self.ring.subscribers()
+    }
+
+    /// What the channel has done: messages published, evictions, dead subscribers freed.
+    pub fn stats(&self) -> broadcast::Stats {
+        self.ring.stats()
+    }
+
+    /// The subscriber holding a lossless channel up, as of the sender's last look:
+    /// `(entry, token, position)`.
+    pub fn gated_by(&self) -> Option<(usize, u64, u64)> {
+        self.tx.gated_by()
+    }
+
+    /// Closes the channel: receivers drain it, then get [`Error::Closed`].
+    pub fn close(&mut self) {
+        self.tx.close();
+    }
+}
+
+impl<T: Pod> BroadcastSender<T> {
     /// Sends `value` if there is room (always, on a lossy channel).
     ///
     /// # Errors
@@ -43,14 +74,6 @@ impl<T: Pod> BroadcastSender<T> {
             }
             Err(e) => Err(self.error(e.into())),
         }
-    }
-
-    #[cold]
-    fn error(&mut self, e: shm_queue::Error) -> Error {
-        if self.tx.is_closed() {
-            return closed(&self.ep);
-        }
-        ring_error(&self.ep, e, Duration::ZERO)
     }
 
     /// Sends `value`, waiting for room (see [`BroadcastSender::send_deadline`]).
@@ -114,30 +137,73 @@ impl<T: Pod> BroadcastSender<T> {
             Err(e) => Err(self.error(e.into())),
         }
     }
+}
 
-    /// The subscribers now connected: their positions, losses and states.
-    pub fn subscribers(&self) -> Vec<SubscriberInfo> {
-        self.ring.subscribers()
+impl BroadcastSender<Raw> {
+    /// Sends as many whole elements of `bytes` as there is room for, published together;
+    /// returns how many elements.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Queue`] with `NotWholeElements` for a partial element; [`Error::Closed`].
+    pub fn try_send_bytes(&mut self, bytes: &[u8]) -> Result<usize> {
+        match self.tx.push_partial_bytes(bytes) {
+            Ok(n) => {
+                self.ep.messages += n as u64;
+                self.ep.tick();
+                if n == 0 && self.tx.is_closed() {
+                    return Err(closed(&self.ep));
+                }
+                Ok(n)
+            }
+            Err(e) => Err(self.error(e.into())),
+        }
     }
 
-    /// What the channel has done: messages published, evictions, dead subscribers freed.
-    pub fn stats(&self) -> broadcast::Stats {
-        self.ring.stats()
-    }
-
-    /// The subscriber holding a lossless channel up, as of the sender's last look:
-    /// `(entry, token, position)`.
-    pub fn gated_by(&self) -> Option<(usize, u64, u64)> {
-        self.tx.gated_by()
-    }
-
-    /// Closes the channel: receivers drain it, then get [`Error::Closed`].
-    pub fn close(&mut self) {
-        self.tx.close();
+    /// Sends every element of `bytes`, waiting for room until `deadline`; returns how many
+    /// elements went, also when an error stopped it (`(sent, error)`).
+    ///
+    /// # Errors
+    ///
+    /// `(sent, error)` with [`Error::Timeout`], [`Error::Closed`] or a bad length.
+    pub fn send_bytes_deadline(
+        &mut self,
+        bytes: &[u8],
+        deadline: Option<Instant>,
+    ) -> std::result::Result<usize, (usize, Error)> {
+        let size = self.ring.element_size();
+        let start = Instant::now();
+        let mut sent = 0;
+        loop {
+            let slice = Instant::now() + WAIT_SLICE;
+            let until = deadline.map_or(slice, |d| d.min(slice));
+            match self
+                .tx
+                .push_bytes_blocking(&bytes[sent * size..], Some(until))
+            {
+                Ok(()) => {
+                    sent = bytes.len() / size.max(1);
+                    self.ep.messages += sent as u64;
+                    return Ok(sent);
+                }
+                Err((k, shm_queue::Error::Timeout { .. })) => sent += k,
+                Err((k, e)) => return Err((sent + k, self.error(e))),
+            }
+            self.ep.publish_counts();
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err((
+                    sent,
+                    Error::Timeout {
+                        name: self.ep.name.to_string(),
+                        waited: start.elapsed(),
+                    },
+                ));
+            }
+        }
     }
 }
 
-impl<T: Pod> Drop for BroadcastSender<T> {
+impl<T: Element> Drop for BroadcastSender<T> {
     fn drop(&mut self) {
         self.tx.close();
     }
@@ -148,7 +214,7 @@ impl<T: Pod> Drop for BroadcastSender<T> {
 /// before, with [`ChannelOptions::history`]), in order, unless it falls behind: then
 /// [`Error::Lost`] says how many it lost, once, and it carries on.
 #[derive(Debug)]
-pub struct BroadcastReceiver<T: Pod> {
+pub struct BroadcastReceiver<T: Element> {
     pub(super) rx: broadcast::Subscriber<T>,
     pub(super) ep: Endpoint,
 }
@@ -167,9 +233,31 @@ impl<T: Pod> PopRing for broadcast::Subscriber<T> {
     }
 }
 
-impl<T: Pod> BroadcastReceiver<T> {
+impl<T: Element> BroadcastReceiver<T> {
     endpoint_methods!();
 
+    /// Messages this receiver lost (overtaken or evicted) since it connected.
+    pub fn missed(&self) -> u64 {
+        self.rx.missed()
+    }
+
+    /// Messages of the requested history overwritten before it could read them.
+    pub fn history_lost(&self) -> u64 {
+        self.rx.history_lost()
+    }
+
+    /// Messages published that it has not read yet.
+    pub fn lag(&self) -> u64 {
+        self.rx.lag()
+    }
+
+    /// The next message it reads, counted from the channel's first.
+    pub fn position(&self) -> u64 {
+        self.rx.position()
+    }
+}
+
+impl<T: Pod> BroadcastReceiver<T> {
     /// Receives a message if one is there.
     ///
     /// # Errors
@@ -234,25 +322,54 @@ impl<T: Pod> BroadcastReceiver<T> {
         self.ep.messages += n as u64;
         Ok(n)
     }
+}
 
-    /// Messages this receiver lost (overtaken or evicted) since it connected.
-    pub fn missed(&self) -> u64 {
-        self.rx.missed()
+impl BroadcastReceiver<Raw> {
+    /// Receives as many ready elements as fit whole in `out`; returns how many elements.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] when it has read everything, [`Error::Lost`], and as
+    /// [`BroadcastReceiver::try_recv`].
+    pub fn try_recv_bytes_into(&mut self, out: &mut [u8]) -> Result<usize> {
+        match self.rx.recv_partial_into(out) {
+            Ok(0) => {
+                let closed_now = self.rx.is_closed();
+                let empty = shm_queue::TryError::Empty {
+                    requested: 1,
+                    available: 0,
+                };
+                let rx = &self.rx;
+                Err(recv_error(&mut self.ep, empty.into(), closed_now, || {
+                    !rx.is_empty()
+                }))
+            }
+            Ok(n) => {
+                self.ep.messages += n as u64;
+                self.ep.tick();
+                Ok(n)
+            }
+            Err(e) => Err(ring_error(&self.ep, e.into(), Duration::ZERO)),
+        }
     }
 
-    /// Messages of the requested history overwritten before it could read them.
-    pub fn history_lost(&self) -> u64 {
-        self.rx.history_lost()
-    }
-
-    /// Messages published that it has not read yet.
-    pub fn lag(&self) -> u64 {
-        self.rx.lag()
-    }
-
-    /// The next message it reads, counted from the channel's first.
-    pub fn position(&self) -> u64 {
-        self.rx.position()
+    /// Waits until `deadline` for at least one element, then receives what is ready and
+    /// fits whole in `out`; returns how many elements.
+    ///
+    /// # Errors
+    ///
+    /// As [`BroadcastReceiver::recv_deadline`].
+    pub fn recv_bytes_into_deadline(
+        &mut self,
+        out: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize> {
+        let rx = &mut self.rx;
+        let n = wait_loop(&mut self.ep, deadline, |d| {
+            rx.recv_into_blocking(out, Some(d))
+        })?;
+        self.ep.messages += n as u64;
+        Ok(n)
     }
 }
 
@@ -297,26 +414,39 @@ impl ChannelOptions {
     /// # Ok::<(), shm_bridge::Error>(())
     /// ```
     pub fn create_broadcast<T: Pod>(&self, name: &str) -> Result<BroadcastSender<T>> {
-        let elem = self.element_of::<T>(name)?;
-        if self.type_name.is_some() {
-            return Err(self.bad(
-                name,
-                "broadcast channels name their element by its Rust type for now; drop \
-                 `type_name`"
-                    .into(),
-            ));
-        }
+        self.create_broadcast_elem(name, &self.element_of::<T>(name)?)
+    }
+
+    /// Creates broadcast channel `name` of elements of type `elem` given at run time; the
+    /// sending end sends whole elements as bytes (see [`ChannelOptions::create_raw`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelOptions::create_broadcast`].
+    pub fn create_broadcast_raw(
+        &self,
+        name: &str,
+        elem: &ElementType,
+    ) -> Result<BroadcastSender<Raw>> {
+        self.create_broadcast_elem(name, elem)
+    }
+
+    fn create_broadcast_elem<T: Element>(
+        &self,
+        name: &str,
+        elem: &ElementType,
+    ) -> Result<BroadcastSender<T>> {
         let opts = self.broadcast_options(name)?;
-        let bytes = broadcast::Ring::<T>::required_bytes_with(&opts)
+        let bytes = broadcast::Ring::<T>::required_bytes_as(elem, &opts)
             .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
         let layout = self.element_layout(
-            &elem,
+            elem,
             ChannelKind::Broadcast,
             bytes,
             self.subscribers as u32 + 1,
         );
         let (ep, ring) = Endpoint::create(name, layout, &self.common, |r| {
-            broadcast::Ring::<T>::create_with(r, opts)
+            broadcast::Ring::<T>::create_as(r, elem, opts)
         })?;
         let tx = ring
             .publisher()
@@ -334,16 +464,37 @@ impl ChannelOptions {
     ///
     /// As [`ChannelOptions::connect`]; [`Error::InUse`] when every subscriber slot is taken.
     pub fn connect_subscriber<T: Pod>(&self, name: &str) -> Result<BroadcastReceiver<T>> {
-        let elem = self.element_of::<T>(name)?;
+        self.connect_subscriber_elem(name, &self.element_of::<T>(name)?)
+    }
+
+    /// Connects to broadcast channel `name`, whose elements must be of type `elem`, as a new
+    /// subscriber receiving whole elements as bytes.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelOptions::connect_subscriber`].
+    pub fn connect_subscriber_raw(
+        &self,
+        name: &str,
+        elem: &ElementType,
+    ) -> Result<BroadcastReceiver<Raw>> {
+        self.connect_subscriber_elem(name, elem)
+    }
+
+    fn connect_subscriber_elem<T: Element>(
+        &self,
+        name: &str,
+        elem: &ElementType,
+    ) -> Result<BroadcastReceiver<T>> {
         let (ep, ring) = Endpoint::connect(
             name,
             ChannelKind::Broadcast,
             Role::Consumer,
             &self.common,
             self.timeout,
-            |layout| check_element(name, layout, &elem),
+            |layout| check_element(name, layout, elem),
             |region, _| {
-                let ring = broadcast::Ring::<T>::attach(region.clone())
+                let ring = broadcast::Ring::<T>::attach_as(region.clone(), elem)
                     .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
                 let room = region.len().saturating_sub(crate::control::CONTROL_SIZE);
                 if ring.area_size() > room {

@@ -294,6 +294,11 @@ impl<T: Element> Ring<T> {
         self.mem.layout.subscribers
     }
 
+    /// Bytes per element.
+    pub fn element_size(&self) -> usize {
+        self.mem.storage.elem_size()
+    }
+
     /// Elements per block (per 64-byte line for elements of up to 56 bytes).
     pub fn elements_per_block(&self) -> usize {
         self.mem.layout.geom.elems_per_block
