@@ -32,6 +32,12 @@
 #define SHMLANE_WAIT_BLOCKING 2
 
 /*
+ [`shmlane_broadcast_sender_create`]'s `flags`: a lossy channel (the sender never waits;
+ a receiver that falls a ring behind loses the oldest messages and learns how many).
+ */
+#define SHMLANE_BROADCAST_LOSSY 1
+
+/*
  What a call did. Every function of the ABI returns one.
  */
 typedef enum {
@@ -96,6 +102,12 @@ typedef enum {
    alignment) than the caller's.
    */
   SHMLANE_STATUS_WRONG_TYPE = 13,
+  /*
+   A broadcast receiver lost messages (it fell a ring behind a lossy channel, or was
+   evicted from a lossless one); the next call goes on. How many:
+   [`shmlane_last_error`] says, and `shmlane_typed_receiver_missed` counts them all.
+   */
+  SHMLANE_STATUS_LOST = 14,
 } shmlane_status;
 
 /*
@@ -435,6 +447,52 @@ shmlane_status shmlane_mpmc_receiver_connect(const char *name,
                                              shmlane_typed_receiver **out);
 
 /*
+ Creates broadcast channel `name` of elements `elem` for up to `subscribers` receivers
+ (1 to 59; 0: 8), and stores its sending end (a `shmlane_typed_sender`) in `*out`.
+ Every receiver ([`shmlane_broadcast_receiver_connect`]) gets every element sent after
+ it connected. `flags`: 0 (lossless: the slowest live receiver holds the sender up) or
+ [`SHMLANE_BROADCAST_LOSSY`]; a lossless channel with `evict_after_ms > 0` evicts a
+ receiver that holds it up that long.
+
+ # Safety
+
+ As [`shmlane_typed_sender_create`].
+ */
+shmlane_status shmlane_broadcast_sender_create(const char *name,
+                                               const shmlane_element *elem,
+                                               const shmlane_options *opts,
+                                               uint32_t subscribers,
+                                               uint32_t flags,
+                                               uint32_t evict_after_ms,
+                                               shmlane_typed_sender **out);
+
+/*
+ Connects to broadcast channel `name` of elements `elem` as a new receiver (a
+ `shmlane_typed_receiver`), starting with the next element sent, or with up to `history`
+ earlier ones still in the channel. Its receives return `SHMLANE_STATUS_LOST` once per
+ loss, then go on.
+
+ # Safety
+
+ As [`shmlane_typed_sender_create`].
+ */
+shmlane_status shmlane_broadcast_receiver_connect(const char *name,
+                                                  const shmlane_element *elem,
+                                                  const shmlane_options *opts,
+                                                  uint64_t history,
+                                                  shmlane_typed_receiver **out);
+
+/*
+ Elements a broadcast receiver lost since it connected (0 for other kinds and for a
+ null handle).
+
+ # Safety
+
+ `rx` is null or a live receiver handle.
+ */
+uint64_t shmlane_typed_receiver_missed(const shmlane_typed_receiver *rx);
+
+/*
  Waits up to `timeout_ms` milliseconds for a consumer to connect (negative: forever).
 
  # Safety
@@ -489,7 +547,8 @@ shmlane_status shmlane_typed_sender_close(shmlane_typed_sender *tx);
 
 /*
  Closes the channel from the receiving side (an MPMC channel for everyone): senders get
- `SHMLANE_STATUS_CLOSED`. The handle stays valid until freed.
+ `SHMLANE_STATUS_CLOSED`; a broadcast receiver closes nothing (free it to leave). The
+ handle stays valid until freed.
 
  # Safety
 

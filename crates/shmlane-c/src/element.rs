@@ -1,11 +1,14 @@
-//! Typed and MPMC channels of fixed-size elements that C describes at run time
+//! Typed, MPMC and broadcast channels of fixed-size elements that C describes at run time
 //! ([`Element`], `shmlane_element`): one sender handle and one receiver handle type serve
-//! both kinds. Elements move as whole copies; the element's name, size and alignment must
+//! all three kinds. Elements move as whole copies; the element's name, size and alignment must
 //! match what the channel records (a Rust end names its `Pod` type the same way with
 //! `ChannelOptions::type_name`), or connecting fails with `SHMLANE_STATUS_WRONG_TYPE`.
 
 use super::*;
-use shm_bridge::{ElementType, MpmcReceiver, MpmcSender, Raw, Receiver, Sender};
+use shm_bridge::{
+    BroadcastReceiver, BroadcastSender, ElementType, MpmcReceiver, MpmcSender, Raw, Receiver,
+    Sender, SlowPolicy,
+};
 
 /// An element type (`shmlane_element`): a name both ends agree on, such as
 /// `"myapp.Tick/1"`, and the C type's size and alignment (`sizeof`, `_Alignof`; the
@@ -34,11 +37,13 @@ pub struct TypedReceiverHandle {
 enum Tx {
     Spsc(Sender<Raw>),
     Mpmc(MpmcSender<Raw>),
+    Broadcast(BroadcastSender<Raw>),
 }
 
 enum Rx {
     Spsc(Receiver<Raw>),
     Mpmc(MpmcReceiver<Raw>),
+    Broadcast(BroadcastReceiver<Raw>),
 }
 
 /// `$body` with `$v` bound to the end inside a [`Tx`] or [`Rx`], whichever kind it is.
@@ -47,6 +52,7 @@ macro_rules! either {
         match $e {
             $enum::Spsc($v) => $body,
             $enum::Mpmc($v) => $body,
+            $enum::Broadcast($v) => $body,
         }
     };
 }
@@ -226,6 +232,103 @@ pub unsafe extern "C" fn shmlane_mpmc_receiver_connect(
     }
 }
 
+/// [`shmlane_broadcast_sender_create`]'s `flags`: a lossy channel (the sender never waits;
+/// a receiver that falls a ring behind loses the oldest messages and learns how many).
+pub const SHMLANE_BROADCAST_LOSSY: u32 = 1;
+
+/// Creates broadcast channel `name` of elements `elem` for up to `subscribers` receivers
+/// (1 to 59; 0: 8), and stores its sending end (a `shmlane_typed_sender`) in `*out`.
+/// Every receiver ([`shmlane_broadcast_receiver_connect`]) gets every element sent after
+/// it connected. `flags`: 0 (lossless: the slowest live receiver holds the sender up) or
+/// [`SHMLANE_BROADCAST_LOSSY`]; a lossless channel with `evict_after_ms > 0` evicts a
+/// receiver that holds it up that long.
+///
+/// # Safety
+///
+/// As [`shmlane_typed_sender_create`].
+#[no_mangle]
+pub unsafe extern "C" fn shmlane_broadcast_sender_create(
+    name: *const c_char,
+    elem: *const Element,
+    opts: *const Options,
+    subscribers: u32,
+    flags: u32,
+    evict_after_ms: u32,
+    out: *mut *mut TypedSenderHandle,
+) -> Status {
+    if flags & !SHMLANE_BROADCAST_LOSSY != 0 {
+        return invalid("unknown broadcast flags");
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        open(name, elem, opts, out, |n, e, o| {
+            let o = if subscribers == 0 {
+                o
+            } else {
+                o.subscribers(subscribers as usize)
+            };
+            let o = if flags & SHMLANE_BROADCAST_LOSSY != 0 {
+                o.lossy()
+            } else if evict_after_ms > 0 {
+                o.slow_policy(SlowPolicy::Evict {
+                    after: Duration::from_millis(evict_after_ms.into()),
+                })
+            } else {
+                o
+            };
+            o.create_broadcast_raw(n, e).map(|tx| TypedSenderHandle {
+                tx: Tx::Broadcast(tx),
+            })
+        })
+    }
+}
+
+/// Connects to broadcast channel `name` of elements `elem` as a new receiver (a
+/// `shmlane_typed_receiver`), starting with the next element sent, or with up to `history`
+/// earlier ones still in the channel. Its receives return `SHMLANE_STATUS_LOST` once per
+/// loss, then go on.
+///
+/// # Safety
+///
+/// As [`shmlane_typed_sender_create`].
+#[no_mangle]
+pub unsafe extern "C" fn shmlane_broadcast_receiver_connect(
+    name: *const c_char,
+    elem: *const Element,
+    opts: *const Options,
+    history: u64,
+    out: *mut *mut TypedReceiverHandle,
+) -> Status {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        open(name, elem, opts, out, |n, e, o| {
+            o.history(usize::try_from(history).unwrap_or(usize::MAX))
+                .connect_subscriber_raw(n, e)
+                .map(|rx| TypedReceiverHandle {
+                    rx: Rx::Broadcast(rx),
+                })
+        })
+    }
+}
+
+/// Elements a broadcast receiver lost since it connected (0 for other kinds and for a
+/// null handle).
+///
+/// # Safety
+///
+/// `rx` is null or a live receiver handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmlane_typed_receiver_missed(rx: *const TypedReceiverHandle) -> u64 {
+    if rx.is_null() {
+        return 0;
+    }
+    // SAFETY: a live handle (the caller's contract).
+    match &unsafe { &*rx }.rx {
+        Rx::Broadcast(r) => r.missed(),
+        _ => 0,
+    }
+}
+
 /// Waits up to `timeout_ms` milliseconds for a consumer to connect (negative: forever).
 ///
 /// # Safety
@@ -385,7 +488,8 @@ pub unsafe extern "C" fn shmlane_typed_sender_close(tx: *mut TypedSenderHandle) 
 }
 
 /// Closes the channel from the receiving side (an MPMC channel for everyone): senders get
-/// `SHMLANE_STATUS_CLOSED`. The handle stays valid until freed.
+/// `SHMLANE_STATUS_CLOSED`; a broadcast receiver closes nothing (free it to leave). The
+/// handle stays valid until freed.
 ///
 /// # Safety
 ///
@@ -395,7 +499,13 @@ pub unsafe extern "C" fn shmlane_typed_receiver_close(rx: *mut TypedReceiverHand
     // SAFETY: forwarded from the caller.
     unsafe {
         with_handle(rx, |h| {
-            either!(&mut h.rx, Rx, r => r.close());
+            match &mut h.rx {
+                Rx::Spsc(r) => r.close(),
+                Rx::Mpmc(r) => r.close(),
+                // A subscriber never closes a broadcast channel for the others; freeing it
+                // leaves.
+                Rx::Broadcast(_) => {}
+            }
             Status::Ok
         })
     }

@@ -84,6 +84,10 @@ pub enum Status {
     /// The channel is of another kind, or carries another element type (name, size or
     /// alignment) than the caller's.
     WrongType = 13,
+    /// A broadcast receiver lost messages (it fell a ring behind a lossy channel, or was
+    /// evicted from a lossless one); the next call goes on. How many:
+    /// [`shmlane_last_error`] says, and `shmlane_typed_receiver_missed` counts them all.
+    Lost = 14,
 }
 
 /// [`Options::wait`]: spin briefly, then yield the CPU (the default).
@@ -164,6 +168,7 @@ fn fail(e: &Error) -> Status {
             _ => Status::Error,
         },
         Error::WrongKind { .. } => Status::WrongType,
+        Error::Lost { .. } => Status::Lost,
         Error::Corrupt { .. } => Status::Corrupt,
         Error::BadName { .. } | Error::BadConfig { .. } => Status::InvalidArgument,
         _ => Status::Error,

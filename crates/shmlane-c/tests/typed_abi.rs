@@ -298,3 +298,110 @@ fn other_types_and_kinds_are_wrong_type_and_bad_descriptions_invalid() {
         shmlane_typed_sender_free(ptr::null_mut());
     }
 }
+
+#[test]
+fn broadcast_through_the_c_abi_with_rust_ends_and_a_reported_loss() {
+    // A C sender, a Rust subscriber and a C subscriber; lossless.
+    let n = name("bcast");
+    let mut tx = ptr::null_mut();
+    // SAFETY: valid name, element, options and out pointer.
+    let s = unsafe {
+        shmlane_broadcast_sender_create(n.as_ptr(), &elem(), &opts(64), 4, 0, 0, &mut tx)
+    };
+    assert_eq!(s, Status::Ok, "{}", last_error());
+    let mut rust_rx = rust_opts()
+        .connect_subscriber::<Tick>(n.to_str().unwrap())
+        .unwrap();
+    let mut c_rx = ptr::null_mut();
+    // SAFETY: as above.
+    let s =
+        unsafe { shmlane_broadcast_receiver_connect(n.as_ptr(), &elem(), &opts(0), 0, &mut c_rx) };
+    assert_eq!(s, Status::Ok, "{}", last_error());
+    let batch: Vec<Tick> = (0..10).map(t).collect();
+    let mut sent = 0;
+    // SAFETY: a live handle; 10 elements readable at `batch`.
+    let s = unsafe { shmlane_typed_sender_send(tx, batch.as_ptr().cast(), 10, &mut sent, -1) };
+    assert_eq!((s, sent), (Status::Ok, 10), "{}", last_error());
+    assert_eq!(
+        (0..10).map(|_| rust_rx.recv().unwrap()).collect::<Vec<_>>(),
+        batch
+    );
+    let mut got = vec![Tick::zeroed(); 16];
+    let mut count = 0;
+    // SAFETY: a live handle; room for 16 elements.
+    let s = unsafe {
+        shmlane_typed_receiver_recv(
+            c_rx,
+            got.as_mut_ptr().cast::<c_void>(),
+            16,
+            &mut count,
+            1000,
+        )
+    };
+    assert_eq!((s, count), (Status::Ok, 10), "{}", last_error());
+    assert_eq!(&got[..10], &batch[..]);
+    // Closing a broadcast receiver closes nothing for the others.
+    // SAFETY: a live handle.
+    assert_eq!(unsafe { shmlane_typed_receiver_close(c_rx) }, Status::Ok);
+    // SAFETY: live handles, freed once.
+    unsafe {
+        shmlane_typed_receiver_free(c_rx);
+        shmlane_typed_sender_free(tx);
+    }
+    assert!(rust_rx.recv().unwrap_err().is_disconnected());
+
+    // Lossy: a C receiver that falls behind gets LOST once, then the oldest still there.
+    let n = name("bcast-lossy");
+    let mut tx = ptr::null_mut();
+    // SAFETY: as above.
+    let s = unsafe {
+        shmlane_broadcast_sender_create(
+            n.as_ptr(),
+            &elem(),
+            &opts(16),
+            2,
+            SHMLANE_BROADCAST_LOSSY,
+            0,
+            &mut tx,
+        )
+    };
+    assert_eq!(s, Status::Ok, "{}", last_error());
+    let mut c_rx = ptr::null_mut();
+    // SAFETY: as above.
+    let s =
+        unsafe { shmlane_broadcast_receiver_connect(n.as_ptr(), &elem(), &opts(0), 0, &mut c_rx) };
+    assert_eq!(s, Status::Ok, "{}", last_error());
+    let batch: Vec<Tick> = (0..200).map(t).collect();
+    for chunk in batch.chunks(8) {
+        // SAFETY: a live handle; the chunk is readable.
+        let s = unsafe {
+            shmlane_typed_sender_send(tx, chunk.as_ptr().cast(), chunk.len(), &mut sent, -1)
+        };
+        assert_eq!(s, Status::Ok, "{}", last_error());
+    }
+    // SAFETY: a live handle; room for 16 elements.
+    let s = unsafe {
+        shmlane_typed_receiver_recv(c_rx, got.as_mut_ptr().cast::<c_void>(), 16, &mut count, 0)
+    };
+    assert_eq!(s, Status::Lost, "{}", last_error());
+    assert!(last_error().contains("lost"), "{}", last_error());
+    // SAFETY: a live handle.
+    let missed = unsafe { shmlane_typed_receiver_missed(c_rx) };
+    assert!(missed > 0);
+    // SAFETY: as above.
+    let s = unsafe {
+        shmlane_typed_receiver_recv(c_rx, got.as_mut_ptr().cast::<c_void>(), 1, &mut count, 0)
+    };
+    assert_eq!((s, count), (Status::Ok, 1), "{}", last_error());
+    assert_eq!(got[0], t(missed));
+    // SAFETY: an unknown flag is refused before anything is created.
+    let s = unsafe {
+        shmlane_broadcast_sender_create(n.as_ptr(), &elem(), &opts(16), 2, 8, 0, &mut tx)
+    };
+    assert_eq!(s, Status::InvalidArgument);
+    // SAFETY: live handles, freed once.
+    unsafe {
+        shmlane_typed_receiver_free(c_rx);
+        shmlane_typed_sender_free(tx);
+    }
+}

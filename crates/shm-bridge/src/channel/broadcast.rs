@@ -140,6 +140,11 @@ impl<T: Pod> BroadcastSender<T> {
 }
 
 impl BroadcastSender<Raw> {
+    /// Bytes per element.
+    pub fn element_size(&self) -> usize {
+        self.ring.element_size()
+    }
+
     /// Sends as many whole elements of `bytes` as there is room for, published together;
     /// returns how many elements.
     ///
@@ -160,17 +165,18 @@ impl BroadcastSender<Raw> {
         }
     }
 
-    /// Sends every element of `bytes`, waiting for room until `deadline`; returns how many
-    /// elements went, also when an error stopped it (`(sent, error)`).
+    /// Sends every element of `bytes`, waiting for room until `deadline` (`None`: no
+    /// limit).
     ///
     /// # Errors
     ///
-    /// `(sent, error)` with [`Error::Timeout`], [`Error::Closed`] or a bad length.
+    /// `(sent, error)`: how many elements went before [`Error::Timeout`],
+    /// [`Error::Closed`] or a bad length stopped it.
     pub fn send_bytes_deadline(
         &mut self,
         bytes: &[u8],
         deadline: Option<Instant>,
-    ) -> std::result::Result<usize, (usize, Error)> {
+    ) -> std::result::Result<(), (usize, Error)> {
         let size = self.ring.element_size();
         let start = Instant::now();
         let mut sent = 0;
@@ -182,9 +188,8 @@ impl BroadcastSender<Raw> {
                 .push_bytes_blocking(&bytes[sent * size..], Some(until))
             {
                 Ok(()) => {
-                    sent = bytes.len() / size.max(1);
-                    self.ep.messages += sent as u64;
-                    return Ok(sent);
+                    self.ep.messages += (bytes.len() / size.max(1) - sent) as u64;
+                    return Ok(());
                 }
                 Err((k, shm_queue::Error::Timeout { .. })) => sent += k,
                 Err((k, e)) => return Err((sent + k, self.error(e))),
@@ -325,6 +330,11 @@ impl<T: Pod> BroadcastReceiver<T> {
 }
 
 impl BroadcastReceiver<Raw> {
+    /// Bytes per element.
+    pub fn element_size(&self) -> usize {
+        self.rx.element_size()
+    }
+
     /// Receives as many ready elements as fit whole in `out`; returns how many elements.
     ///
     /// # Errors

@@ -428,6 +428,11 @@ impl<T: Element> Subscriber<T> {
         })
     }
 
+    /// Bytes per element.
+    pub fn element_size(&self) -> usize {
+        self.mem.storage.elem_size()
+    }
+
     /// The next position this subscriber reads (elements published since creation).
     pub fn position(&self) -> u64 {
         self.head
