@@ -42,6 +42,10 @@ class WrongType(Corrupt):
     """The channel is of another kind, or carries another element type (name, size or
     alignment) than asked for."""
 
+class Lost(Error):
+    """A broadcast receiver lost messages (overtaken on a lossy channel, or evicted from a
+    lossless one); the message says how many, and the next call goes on."""
+
 class ByteSender:
     """The sending end of a byte channel; closes the channel when its `with` block ends."""
 
@@ -182,6 +186,25 @@ class TypedSender:
         allow_shared_write: bool = False,
     ) -> "TypedSender":
         """Joins MPMC channel `name` as another sender."""
+    @staticmethod
+    def create_broadcast(
+        name: str,
+        dtype: DTypeLike,
+        *,
+        type_name: Optional[str] = None,
+        capacity: Optional[int] = None,
+        subscribers: int = 8,
+        lossy: bool = False,
+        evict_after: Optional[float] = None,
+        wait: Wait = "yield",
+        mode: int = 0o600,
+        allow_foreign_owner: bool = False,
+        allow_shared_write: bool = False,
+    ) -> "TypedSender":
+        """Creates broadcast channel `name` for up to `subscribers` receivers (1 to 59), each
+        getting every element; lossless unless `lossy` (then a receiver that falls a ring
+        behind raises Lost once); `evict_after` seconds evicts a receiver holding a lossless
+        channel up."""
     def wait_for_peer(self, timeout: Optional[float] = None) -> None:
         """Waits up to `timeout` seconds (None: no limit) for a receiver."""
     def send(self, items: Items, *, timeout: Optional[float] = None) -> int:
@@ -232,6 +255,23 @@ class TypedReceiver:
         allow_shared_write: bool = False,
     ) -> "TypedReceiver":
         """Joins MPMC channel `name` as a receiver."""
+    @staticmethod
+    def connect_broadcast(
+        name: str,
+        dtype: DTypeLike,
+        *,
+        type_name: Optional[str] = None,
+        history: int = 0,
+        timeout: float = 10.0,
+        wait: Wait = "yield",
+        allow_foreign_owner: bool = False,
+        allow_shared_write: bool = False,
+    ) -> "TypedReceiver":
+        """Connects to broadcast channel `name` as a new receiver (from the next element sent,
+        or with up to `history` earlier ones); a receive raises Lost once per loss."""
+    @property
+    def missed(self) -> int:
+        """Messages a broadcast receiver lost since it connected (0 for other kinds)."""
     def recv_batch(self, max: int, *, timeout: Optional[float] = None) -> Any:
         """A numpy array of 1 to `max` elements: waits up to `timeout` s for the first
         (None: no limit; 0: raise WouldBlock), then takes what is ready."""

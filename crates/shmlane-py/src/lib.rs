@@ -91,6 +91,14 @@ create_exception!(
     "Another process truncated the channel's file."
 );
 
+create_exception!(
+    shmlane,
+    Lost,
+    ShmlaneError,
+    "A broadcast receiver lost messages (overtaken on a lossy channel, or evicted from a \
+     lossless one); the message says how many, and the next call goes on."
+);
+
 /// The Python exception for `e`, with its message.
 fn py_err(e: &Error) -> PyErr {
     use shm_queue::Error as Q;
@@ -111,6 +119,7 @@ fn py_err(e: &Error) -> PyErr {
             _ => Corrupt::new_err(msg),
         },
         Error::WrongKind { .. } => WrongType::new_err(msg),
+        Error::Lost { .. } => Lost::new_err(msg),
         Error::Corrupt { .. } => Corrupt::new_err(msg),
         Error::BadName { .. } | Error::BadConfig { .. } => PyValueError::new_err(msg),
         _ => ShmlaneError::new_err(msg),
@@ -795,5 +804,6 @@ fn shmlane_py(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Corrupt", py.get_type::<Corrupt>())?;
     m.add("Truncated", py.get_type::<Truncated>())?;
     m.add("WrongType", py.get_type::<WrongType>())?;
+    m.add("Lost", py.get_type::<Lost>())?;
     Ok(())
 }

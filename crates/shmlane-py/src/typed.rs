@@ -17,7 +17,10 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::types::{PyByteArray, PyMemoryView};
 use std::sync::{Mutex, PoisonError};
 
-use shm_bridge::{ElementType, MpmcReceiver, MpmcSender, Raw, Receiver, Sender};
+use shm_bridge::{
+    BroadcastReceiver, BroadcastSender, ElementType, MpmcReceiver, MpmcSender, Raw, Receiver,
+    Sender,
+};
 
 /// The ends live in a `Mutex` so the classes are `Sync`, as PyO3 requires (an MPMC handle
 /// keeps per-handle `Cell`s). Methods that take `&mut self` reach them with `get_mut`, with
@@ -25,11 +28,13 @@ use shm_bridge::{ElementType, MpmcReceiver, MpmcSender, Raw, Receiver, Sender};
 enum Tx {
     Spsc(Sender<Raw>),
     Mpmc(MpmcSender<Raw>),
+    Broadcast(BroadcastSender<Raw>),
 }
 
 enum Rx {
     Spsc(Receiver<Raw>),
     Mpmc(MpmcReceiver<Raw>),
+    Broadcast(BroadcastReceiver<Raw>),
 }
 
 /// The end, or `Closed` once its `with` block ended (which drops it).
@@ -52,6 +57,7 @@ macro_rules! either {
         match $e {
             $enum::Spsc($v) => $body,
             $enum::Mpmc($v) => $body,
+            $enum::Broadcast($v) => $body,
         }
     };
 }
@@ -178,7 +184,7 @@ struct Opts<'a> {
     type_name: Option<String>,
     capacity: Option<usize>,
     participants: Option<usize>,
-    mpmc: bool,
+    kind: &'static str,
     timeout: f64,
     wait: &'a str,
     mode: u32,
@@ -187,8 +193,8 @@ struct Opts<'a> {
 }
 
 impl<'a> Opts<'a> {
-    /// The options of a call that joins an MPMC channel (connecting to a typed one sets
-    /// `mpmc` back to `false`).
+    /// The options of a call that joins an MPMC channel (connecting to a typed or broadcast
+    /// one sets `kind` to its own).
     fn joining(
         type_name: Option<String>,
         timeout: f64,
@@ -200,7 +206,7 @@ impl<'a> Opts<'a> {
             type_name,
             capacity: None,
             participants: None,
-            mpmc: true,
+            kind: "mpmc",
             timeout,
             wait,
             mode: 0o600,
@@ -244,7 +250,7 @@ fn open<E: Send>(
     let common = Common {
         name: name.to_owned(),
         dtype,
-        mpmc: o.mpmc,
+        kind: o.kind,
     };
     Ok((end, common))
 }
@@ -253,7 +259,8 @@ fn open<E: Send>(
 struct Common {
     name: String,
     dtype: Dtype,
-    mpmc: bool,
+    /// `spsc`, `mpmc` or `broadcast`.
+    kind: &'static str,
 }
 
 impl Common {
@@ -262,7 +269,7 @@ impl Common {
             "shmlane.{class}(name={:?}, type_name={:?}, {})",
             self.name,
             self.dtype.elem.name(),
-            if self.mpmc { "mpmc" } else { "spsc" }
+            self.kind
         )
     }
 }
@@ -311,7 +318,7 @@ impl TypedSender {
             type_name,
             capacity,
             participants: None,
-            mpmc: false,
+            kind: "spsc",
             timeout: 10.0,
             wait,
             mode,
@@ -344,7 +351,7 @@ impl TypedSender {
             type_name,
             capacity,
             participants: Some(participants),
-            mpmc: true,
+            kind: "mpmc",
             timeout: 10.0,
             wait,
             mode,
@@ -381,6 +388,61 @@ impl TypedSender {
             o.connect_mpmc_producer_raw(n, e)
         })?;
         Ok(TypedSender::new(Tx::Mpmc(tx), c))
+    }
+
+    /// Creates broadcast channel `name` of elements of `dtype` for up to `subscribers`
+    /// receivers (1 to 59) and returns its sending end; receivers connect with
+    /// `TypedReceiver.connect_broadcast` and each gets every element sent after it
+    /// connected. Lossless by default (the slowest live receiver holds the sender up;
+    /// `evict_after` seconds evicts it instead); `lossy=True` never waits, and a receiver
+    /// that falls a ring behind raises `Lost` once.
+    #[staticmethod]
+    #[pyo3(signature = (name, dtype, *, type_name=None, capacity=None, subscribers=8, lossy=false, evict_after=None, wait="yield", mode=0o600, allow_foreign_owner=false, allow_shared_write=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn create_broadcast(
+        py: Python<'_>,
+        name: &str,
+        dtype: &Bound<'_, PyAny>,
+        type_name: Option<String>,
+        capacity: Option<usize>,
+        subscribers: usize,
+        lossy: bool,
+        evict_after: Option<f64>,
+        wait: &str,
+        mode: u32,
+        allow_foreign_owner: bool,
+        allow_shared_write: bool,
+    ) -> PyResult<Self> {
+        let evict = match evict_after {
+            None => None,
+            Some(t) if t.is_finite() && t >= 0.0 && !lossy => Some(Duration::from_secs_f64(t)),
+            Some(t) => {
+                return Err(PyValueError::new_err(format!(
+                    "evict_after={t}: use a number of seconds >= 0, on a lossless channel"
+                )))
+            }
+        };
+        let o = Opts {
+            type_name,
+            capacity,
+            participants: None,
+            kind: "broadcast",
+            timeout: 10.0,
+            wait,
+            mode,
+            allow_foreign_owner,
+            allow_shared_write,
+        };
+        let (tx, c) = open(py, name, dtype, o, |o, n, e| {
+            let mut o = o.clone().subscribers(subscribers);
+            if lossy {
+                o = o.lossy();
+            } else if let Some(after) = evict {
+                o = o.slow_policy(shm_bridge::SlowPolicy::Evict { after });
+            }
+            o.create_broadcast_raw(n, e)
+        })?;
+        Ok(TypedSender::new(Tx::Broadcast(tx), c))
     }
 
     /// Waits up to `timeout` seconds (None: no limit) for a receiver to connect.
@@ -597,7 +659,7 @@ impl TypedReceiver {
             allow_foreign_owner,
             allow_shared_write,
         );
-        let o = Opts { mpmc: false, ..o };
+        let o = Opts { kind: "spsc", ..o };
         let (rx, c) = open(py, name, dtype, o, |o, n, e| o.connect_raw(n, e))?;
         Ok(TypedReceiver::new(Rx::Spsc(rx), c))
     }
@@ -627,6 +689,41 @@ impl TypedReceiver {
             o.connect_mpmc_consumer_raw(n, e)
         })?;
         Ok(TypedReceiver::new(Rx::Mpmc(rx), c))
+    }
+
+    /// Connects to broadcast channel `name` of elements of `dtype` as a new receiver,
+    /// starting with the next element sent, or with up to `history` earlier ones still in
+    /// the channel. A receive raises `Lost` once per loss (the message says how many), then
+    /// goes on.
+    #[staticmethod]
+    #[pyo3(signature = (name, dtype, *, type_name=None, history=0, timeout=10.0, wait="yield", allow_foreign_owner=false, allow_shared_write=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn connect_broadcast(
+        py: Python<'_>,
+        name: &str,
+        dtype: &Bound<'_, PyAny>,
+        type_name: Option<String>,
+        history: usize,
+        timeout: f64,
+        wait: &str,
+        allow_foreign_owner: bool,
+        allow_shared_write: bool,
+    ) -> PyResult<Self> {
+        let o = Opts::joining(
+            type_name,
+            timeout,
+            wait,
+            allow_foreign_owner,
+            allow_shared_write,
+        );
+        let o = Opts {
+            kind: "broadcast",
+            ..o
+        };
+        let (rx, c) = open(py, name, dtype, o, |o, n, e| {
+            o.clone().history(history).connect_subscriber_raw(n, e)
+        })?;
+        Ok(TypedReceiver::new(Rx::Broadcast(rx), c))
     }
 
     /// Receives up to `max` elements as a numpy array of the channel's dtype: waits up to
@@ -700,8 +797,22 @@ impl TypedReceiver {
     /// `with` block instead drops this end, which closes a typed channel and leaves an MPMC
     /// one (its last receiver out closes it).
     fn close(&mut self) -> PyResult<()> {
-        either!(end_mut(&mut self.rx)?, Rx, r => r.close());
+        match end_mut(&mut self.rx)? {
+            Rx::Spsc(r) => r.close(),
+            Rx::Mpmc(r) => r.close(),
+            // A subscriber never closes a broadcast channel for the others.
+            Rx::Broadcast(_) => {}
+        }
         Ok(())
+    }
+
+    /// Messages a broadcast receiver lost since it connected (0 for other kinds).
+    #[getter]
+    fn missed(&mut self) -> PyResult<u64> {
+        Ok(match end_mut(&mut self.rx)? {
+            Rx::Broadcast(r) => r.missed(),
+            _ => 0,
+        })
     }
 
     /// The channel's numpy dtype.

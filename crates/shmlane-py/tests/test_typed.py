@@ -208,3 +208,52 @@ def test_bad_input_raises_the_right_exception(name):
             b = rx.recv_batch(4, timeout=1)
             assert len(b) == 1
             check(b, {})
+
+
+def _child_subscribe(name, n, q):
+    got = []
+    with shmlane.TypedReceiver.connect_broadcast(name, TICK, type_name=NAME) as rx:
+        q.put("ready")
+        next_seq = {}
+        while len(got) < n:
+            batch = rx.recv_batch(256, timeout=30)
+            check(batch, next_seq)
+            got.extend(int(s) for s in batch["seq"])
+    q.put(got == list(range(n)))
+
+
+def test_broadcast_to_two_processes_and_a_lossy_receiver(name):
+    # Lossless: a Python sender, two multiprocessing subscribers, every element to both.
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    with shmlane.TypedSender.create_broadcast(name, TICK, type_name=NAME, capacity=256,
+                                              subscribers=4) as tx:
+        kids = [ctx.Process(target=_child_subscribe, args=(name, N, q)) for _ in range(2)]
+        for k in kids:
+            k.start()
+        assert [q.get(timeout=60) for _ in kids] == ["ready", "ready"]
+        for start in range(0, N, 1000):
+            assert tx.send(ticks(start, 1000), timeout=30) == 1000
+        assert [q.get(timeout=60) for _ in kids] == [True, True]
+        for k in kids:
+            k.join(timeout=60)
+            assert k.exitcode == 0
+
+    # Lossy: a receiver that fell behind raises Lost once, then reads the oldest still there.
+    lossy = name + "-lossy"
+    with shmlane.TypedSender.create_broadcast(lossy, TICK, type_name=NAME, capacity=64,
+                                              lossy=True) as tx, \
+            shmlane.TypedReceiver.connect_broadcast(lossy, TICK, type_name=NAME) as rx:
+        tx.send(ticks(0, 1000))
+        with pytest.raises(shmlane.Lost, match="lost"):
+            rx.recv(timeout=1)
+        missed = rx.missed
+        assert 0 < missed < 1000
+        assert int(rx.recv(timeout=1)["seq"]) == missed
+        # A broadcast receiver's close closes nothing for the sender.
+        rx.close()
+        assert tx.send(ticks(1000, 1)) == 1
+    with pytest.raises(ValueError):
+        shmlane.TypedSender.create_broadcast(lossy + "2", TICK, subscribers=0)
+    with pytest.raises(ValueError):
+        shmlane.TypedSender.create_broadcast(lossy + "3", TICK, lossy=True, evict_after=1.0)
