@@ -81,7 +81,7 @@
 //! # A hostile peer
 //!
 //! Every word read from the mapping is checked before use: positions against
-//! [`MAX_POSITION`](crate::header::MAX_POSITION), the horizon against what this side saw
+//! [`MAX_POSITION`], the horizon against what this side saw
 //! before, cursors clamped to what the publisher wrote, states and table sizes against their
 //! ranges. Slot addresses come from positions this side owns, masked to the ring. A hostile
 //! peer can garble elements, or make a subscriber report losses or wait until its deadline;
