@@ -506,17 +506,7 @@ impl ChannelOptions {
             |region, _| {
                 let ring = broadcast::Ring::<T>::attach_as(region.clone(), elem)
                     .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
-                let room = region.len().saturating_sub(crate::control::CONTROL_SIZE);
-                if ring.area_size() > room {
-                    return Err(Error::Corrupt {
-                        name: name.to_owned(),
-                        path: crate::endpoint::shm_path(name).display().to_string(),
-                        reason: format!(
-                            "its ring needs {} bytes but only {room} precede the control block",
-                            ring.area_size()
-                        ),
-                    });
-                }
+                fits(name, ring.region(), Ok(ring.area_size()))?;
                 Ok(ring)
             },
         )?;

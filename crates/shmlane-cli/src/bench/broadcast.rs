@@ -13,6 +13,7 @@ use std::time::Instant;
 use bytemuck::Pod;
 use shm_queue::broadcast::{self, Mode, SlowPolicy, Start};
 use shm_queue::spsc;
+use shm_queue::TryError;
 use shm_region::Region;
 
 use crate::bench::report::Latency;
@@ -91,6 +92,136 @@ fn fan_out(n: u64, writer: impl FnOnce(&Board) -> Res<()>, readers: Vec<Reader<'
     Ok(n as f64 / secs)
 }
 
+/// A reading end as the fan-out loops use it: one element, or a batch (0: none ready).
+trait ReadEnd<T> {
+    fn one(&mut self) -> Result<T, TryError>;
+    fn many(&mut self, buf: &mut [T]) -> Result<usize, TryError>;
+}
+
+/// A writing end as the fan-out loops use it: one element, or part of a batch (0: full).
+trait WriteEnd<T> {
+    fn one(&mut self, v: T) -> Result<(), TryError>;
+    fn many(&mut self, src: &[T]) -> Result<usize, TryError>;
+}
+
+impl<T: Pod> ReadEnd<T> for broadcast::Subscriber<T> {
+    fn one(&mut self) -> Result<T, TryError> {
+        self.try_recv()
+    }
+    fn many(&mut self, buf: &mut [T]) -> Result<usize, TryError> {
+        self.recv_partial_slice(buf)
+    }
+}
+
+impl<T: Pod> ReadEnd<T> for spsc::Consumer<T> {
+    fn one(&mut self) -> Result<T, TryError> {
+        self.try_pop()
+    }
+    fn many(&mut self, buf: &mut [T]) -> Result<usize, TryError> {
+        self.pop_partial_slice(buf)
+    }
+}
+
+impl<T: Pod> WriteEnd<T> for broadcast::Publisher<T> {
+    fn one(&mut self, v: T) -> Result<(), TryError> {
+        self.try_push(v)
+    }
+    fn many(&mut self, src: &[T]) -> Result<usize, TryError> {
+        self.push_partial_slice(src)
+    }
+}
+
+impl<T: Pod> WriteEnd<T> for spsc::Producer<T> {
+    fn one(&mut self, v: T) -> Result<(), TryError> {
+        self.try_push(v)
+    }
+    fn many(&mut self, src: &[T]) -> Result<usize, TryError> {
+        self.push_partial_slice(src)
+    }
+}
+
+/// "Not now" for a batch call that moved nothing, so the wait loop retries it.
+fn nothing<F: FnOnce() -> TryError>(
+    r: Result<usize, TryError>,
+    not_now: F,
+) -> Result<usize, TryError> {
+    match r {
+        Ok(0) => Err(not_now()),
+        r => r,
+    }
+}
+
+/// Reads `n` elements from `rx` (one at a time, or in batches of up to 64), checking that
+/// element `i` carries number `i`; the readers of both contenders.
+fn read_all<T: Pod, R: ReadEnd<T>>(
+    rx: &mut R,
+    n: u64,
+    batch: bool,
+    every: u32,
+    seq: fn(&T) -> u64,
+) -> Res<u64> {
+    let mut patience = Patience::new();
+    let mut buf = [T::zeroed(); 64];
+    let mut i = 0;
+    let empty = || TryError::Empty {
+        requested: 64,
+        available: 0,
+    };
+    while i < n {
+        let k = if batch {
+            spin_yielding(&mut patience, every, || nothing(rx.many(&mut buf), empty))?
+        } else {
+            buf[0] = spin_yielding(&mut patience, every, || rx.one())?;
+            1
+        };
+        for v in &buf[..k] {
+            if seq(v) != i {
+                return Err(format!("message {i} carried {}", seq(v)));
+            }
+            i += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Writes elements `0..n` (built by `make`) into every end of `txs` in turn, one at a time
+/// or in batches of up to 64; the writers of both contenders (broadcast has one end).
+fn write_all<T: Pod, W: WriteEnd<T>>(
+    txs: &mut [W],
+    n: u64,
+    batch: bool,
+    every: u32,
+    make: fn(u64) -> T,
+) -> Res<()> {
+    let mut patience = Patience::new();
+    let mut buf = [T::zeroed(); 64];
+    let mut i = 0;
+    let full = || TryError::Full {
+        requested: 64,
+        available: 0,
+    };
+    while i < n {
+        let k = if batch { (n - i).min(64) as usize } else { 1 };
+        for (j, b) in buf[..k].iter_mut().enumerate() {
+            *b = make(i + j as u64);
+        }
+        for tx in txs.iter_mut() {
+            if batch {
+                let mut done = 0;
+                while done < k {
+                    done += spin_yielding(&mut patience, every, || {
+                        nothing(tx.many(&buf[done..k]), full)
+                    })?;
+                }
+            } else {
+                spin_yielding(&mut patience, every, || tx.one(buf[0]))?;
+            }
+        }
+        i += k as u64;
+    }
+    Ok(())
+}
+
 /// `n` `u64`s from one publisher process to `subs` subscriber processes through a lossless
 /// broadcast ring of `cap`: messages per second (each delivered to every subscriber).
 /// `batch`: pushes and receives move up to 64 at a time.
@@ -119,70 +250,12 @@ pub fn broadcast_rate_of<T: Pod + Send>(
     let mut readers: Vec<Reader<'static>> = Vec::new();
     for _ in 0..subs {
         let mut rx = ring.subscriber(Start::Newest).map_err(s)?;
-        readers.push(Box::new(move |_| {
-            let mut patience = Patience::new();
-            let mut buf = [T::zeroed(); 64];
-            let mut i = 0;
-            while i < n {
-                if batch {
-                    let k = spin_yielding(&mut patience, every, || {
-                        match rx.recv_partial_slice(&mut buf) {
-                            Ok(0) => Err(shm_queue::TryError::Empty {
-                                requested: 64,
-                                available: 0,
-                            }),
-                            r => r,
-                        }
-                    })?;
-                    for v in &buf[..k] {
-                        let v = seq(v);
-                        if v != i {
-                            return Err(format!("message {i} carried {v}"));
-                        }
-                        i += 1;
-                    }
-                } else {
-                    let v = seq(&spin_yielding(&mut patience, every, || rx.try_recv())?);
-                    if v != i {
-                        return Err(format!("message {i} carried {v}"));
-                    }
-                    i += 1;
-                }
-            }
-            Ok(n)
-        }));
+        readers.push(Box::new(move |_| read_all(&mut rx, n, batch, every, seq)));
     }
-    let mut tx = ring.publisher().map_err(s)?;
+    let mut tx = [ring.publisher().map_err(s)?];
     fan_out(
         n,
-        move |_| {
-            let mut patience = Patience::new();
-            let mut i = 0;
-            let mut buf = [T::zeroed(); 64];
-            while i < n {
-                if batch {
-                    let k = (n - i).min(64) as usize;
-                    for (j, b) in buf[..k].iter_mut().enumerate() {
-                        *b = make(i + j as u64);
-                    }
-                    let sent = spin_yielding(&mut patience, every, || {
-                        match tx.push_partial_slice(&buf[..k]) {
-                            Ok(0) => Err(shm_queue::TryError::Full {
-                                requested: k,
-                                available: 0,
-                            }),
-                            r => r,
-                        }
-                    })?;
-                    i += sent as u64;
-                } else {
-                    let v = make(i);
-                    spin_yielding(&mut patience, every, || tx.try_push(v))?;
-                    i += 1;
-                }
-            }
-            Ok(())
-        },
+        move |_| write_all(&mut tx, n, batch, every, make),
         readers,
     )
 }
@@ -215,76 +288,11 @@ pub fn spsc_fan_out_rate_of<T: Pod + Send>(
             .split()
             .map_err(s)?;
         txs.push(tx);
-        readers.push(Box::new(move |_| {
-            let mut patience = Patience::new();
-            let mut buf = [T::zeroed(); 64];
-            let mut i = 0;
-            while i < n {
-                if batch {
-                    let k = spin_yielding(&mut patience, every, || {
-                        match rx.pop_partial_slice(&mut buf) {
-                            Ok(0) => Err(shm_queue::TryError::Empty {
-                                requested: 64,
-                                available: 0,
-                            }),
-                            r => r,
-                        }
-                    })?;
-                    for v in &buf[..k] {
-                        let v = seq(v);
-                        if v != i {
-                            return Err(format!("message {i} carried {v}"));
-                        }
-                        i += 1;
-                    }
-                } else {
-                    let v = seq(&spin_yielding(&mut patience, every, || rx.try_pop())?);
-                    if v != i {
-                        return Err(format!("message {i} carried {v}"));
-                    }
-                    i += 1;
-                }
-            }
-            Ok(n)
-        }));
+        readers.push(Box::new(move |_| read_all(&mut rx, n, batch, every, seq)));
     }
     fan_out(
         n,
-        move |_| {
-            let mut patience = Patience::new();
-            let mut i = 0;
-            let mut buf = [T::zeroed(); 64];
-            while i < n {
-                if batch {
-                    let k = (n - i).min(64) as usize;
-                    for (j, b) in buf[..k].iter_mut().enumerate() {
-                        *b = make(i + j as u64);
-                    }
-                    for tx in txs.iter_mut() {
-                        let mut done = 0;
-                        while done < k {
-                            done += spin_yielding(&mut patience, every, || {
-                                match tx.push_partial_slice(&buf[done..k]) {
-                                    Ok(0) => Err(shm_queue::TryError::Full {
-                                        requested: k - done,
-                                        available: 0,
-                                    }),
-                                    r => r,
-                                }
-                            })?;
-                        }
-                    }
-                    i += k as u64;
-                } else {
-                    let v = make(i);
-                    for tx in txs.iter_mut() {
-                        spin_yielding(&mut patience, every, || tx.try_push(v))?;
-                    }
-                    i += 1;
-                }
-            }
-            Ok(())
-        },
+        move |_| write_all(&mut txs, n, batch, every, make),
         readers,
     )
 }
