@@ -96,26 +96,12 @@ impl<T: Pod> BroadcastSender<T> {
             Err(Error::WouldBlock { .. }) => {}
             other => return other,
         }
-        let start = Instant::now();
-        loop {
-            let slice = Instant::now() + WAIT_SLICE;
-            let until = deadline.map_or(slice, |d| d.min(slice));
-            match self.tx.push_blocking(value, Some(until)) {
-                Ok(()) => {
-                    self.ep.messages += 1;
-                    return Ok(());
-                }
-                Err(shm_queue::Error::Timeout { .. }) => {}
-                Err(e) => return Err(self.error(e)),
-            }
-            self.ep.publish_counts();
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(Error::Timeout {
-                    name: self.ep.name.to_string(),
-                    waited: start.elapsed(),
-                });
-            }
-        }
+        let tx = &mut self.tx;
+        wait_slices(&mut self.ep, deadline, false, |d| {
+            tx.push_blocking(value, Some(d))
+        })?;
+        self.ep.messages += 1;
+        Ok(())
     }
 
     /// Sends as many of `values` as there is room for, published together; returns how
@@ -177,34 +163,23 @@ impl BroadcastSender<Raw> {
         bytes: &[u8],
         deadline: Option<Instant>,
     ) -> std::result::Result<(), (usize, Error)> {
-        let size = self.ring.element_size();
-        let start = Instant::now();
-        let mut sent = 0;
-        loop {
-            let slice = Instant::now() + WAIT_SLICE;
-            let until = deadline.map_or(slice, |d| d.min(slice));
-            match self
-                .tx
-                .push_bytes_blocking(&bytes[sent * size..], Some(until))
-            {
+        let size = self.element_size();
+        let mut done = 0;
+        let tx = &mut self.tx;
+        let r = wait_slices(&mut self.ep, deadline, false, |d| {
+            match tx.push_bytes_blocking(&bytes[done * size..], Some(d)) {
                 Ok(()) => {
-                    self.ep.messages += (bytes.len() / size.max(1) - sent) as u64;
-                    return Ok(());
+                    done = bytes.len() / size;
+                    Ok(())
                 }
-                Err((k, shm_queue::Error::Timeout { .. })) => sent += k,
-                Err((k, e)) => return Err((sent + k, self.error(e))),
+                Err((k, e)) => {
+                    done += k;
+                    Err(e)
+                }
             }
-            self.ep.publish_counts();
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err((
-                    sent,
-                    Error::Timeout {
-                        name: self.ep.name.to_string(),
-                        waited: start.elapsed(),
-                    },
-                ));
-            }
-        }
+        });
+        self.ep.messages += done as u64;
+        r.map_err(|e| (done, e))
     }
 }
 

@@ -313,6 +313,17 @@ pub(super) fn truncated(ep: &Endpoint) -> Option<Error> {
 pub(super) fn wait_loop<R>(
     ep: &mut Endpoint,
     deadline: Option<Instant>,
+    attempt: impl FnMut(Instant) -> std::result::Result<R, shm_queue::Error>,
+) -> Result<R> {
+    wait_slices(ep, deadline, true, attempt)
+}
+
+/// [`wait_loop`], looking between slices at the peer (`peer`) or only at the file (a
+/// broadcast sender: a subscriber's death or hang is never its error).
+pub(super) fn wait_slices<R>(
+    ep: &mut Endpoint,
+    deadline: Option<Instant>,
+    peer: bool,
     mut attempt: impl FnMut(Instant) -> std::result::Result<R, shm_queue::Error>,
 ) -> Result<R> {
     let start = Instant::now();
@@ -325,7 +336,8 @@ pub(super) fn wait_loop<R>(
             Err(e) => return Err(ring_error(ep, e, start.elapsed())),
         }
         ep.publish_counts();
-        if let Some(e) = ep.peer_error() {
+        let problem = if peer { ep.peer_error() } else { truncated(ep) };
+        if let Some(e) = problem {
             // One more look: anything published before the death is still delivered.
             return match attempt(Instant::now()) {
                 Ok(r) => Ok(r),
