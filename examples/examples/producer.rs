@@ -70,17 +70,7 @@ struct Args {
 type Failure = (Exit, String);
 
 fn main() -> std::process::ExitCode {
-    let args = match common::parse_args::<Args>() {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    match run(&args) {
-        Ok(()) => Exit::Ok.into(),
-        Err((code, reason)) => {
-            eprintln!("producer: {reason}");
-            code.into()
-        }
-    }
+    common::main_of::<Args>("producer", run)
 }
 
 fn run(args: &Args) -> Result<(), Failure> {

@@ -85,17 +85,7 @@ fn parse_policy(s: &str) -> Result<SlowPolicy, String> {
 type Failure = (Exit, String);
 
 fn main() -> std::process::ExitCode {
-    let args = match common::parse_args::<Args>() {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    match run(&args) {
-        Ok(()) => Exit::Ok.into(),
-        Err((code, reason)) => {
-            eprintln!("publisher: {reason}");
-            code.into()
-        }
-    }
+    common::main_of::<Args>("publisher", run)
 }
 
 /// Message `seq`, stamped with its send time.

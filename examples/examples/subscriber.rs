@@ -57,17 +57,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = match common::parse_args::<Args>() {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    match run(&args) {
-        Ok(()) => Exit::Ok.into(),
-        Err((code, reason)) => {
-            eprintln!("subscriber: {reason}");
-            code.into()
-        }
-    }
+    common::main_of::<Args>("subscriber", run)
 }
 
 fn valid(m: &[u64; 8]) -> bool {

@@ -80,6 +80,25 @@ pub fn parse_args<A: Parser>() -> Result<A, ExitCode> {
     })
 }
 
+/// The `main` of an example whose work is `run`: parses the flags (1 on bad ones), runs,
+/// and on failure prints the reason after `who: ` to stderr and exits with its code.
+pub fn main_of<A: Parser>(
+    who: &str,
+    run: impl FnOnce(&A) -> Result<(), (Exit, String)>,
+) -> ExitCode {
+    let args = match parse_args::<A>() {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    match run(&args) {
+        Ok(()) => Exit::Ok.into(),
+        Err((code, reason)) => {
+            eprintln!("{who}: {reason}");
+            code.into()
+        }
+    }
+}
+
 /// A histogram of nanoseconds, from 1 ns to an hour, to 3 significant digits.
 pub fn latency_histogram() -> Result<Histogram<u64>, String> {
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
