@@ -6,7 +6,6 @@ use crate::mpmc::Liveness;
 use crate::spsc::Cursor;
 use crate::sync::claim::{self, Role};
 use crate::sync::{fence, Arc};
-use crate::wait::WaitStrategy;
 
 #[cfg(not(loom))]
 use crate::header::BlockShape;
@@ -479,13 +478,7 @@ impl<T: Element> Ring<T> {
         let joined = register(m, index, start).inspect_err(|_| {
             m.free_entry(index, token, false);
         })?;
-        Ok(Subscriber::new(
-            self.mem.clone(),
-            index,
-            token,
-            joined,
-            WaitStrategy::default(),
-        ))
+        Ok(Subscriber::new(self.mem.clone(), index, token, joined))
     }
 }
 

@@ -71,13 +71,7 @@ impl<T: Element> Drop for Subscriber<T> {
 }
 
 impl<T: Element> Subscriber<T> {
-    pub(super) fn new(
-        mem: Arc<Bcast<T>>,
-        index: usize,
-        token: u64,
-        joined: Joined,
-        strategy: WaitStrategy,
-    ) -> Self {
+    pub(super) fn new(mem: Arc<Bcast<T>>, index: usize, token: u64, joined: Joined) -> Self {
         let geom = mem.layout.geom;
         let cursor = joined.cursor(&geom);
         let mode = mem.layout.mode;
@@ -96,7 +90,7 @@ impl<T: Element> Subscriber<T> {
             history_lost: 0,
             lossless: mode.is_lossless(),
             evictable: matches!(mode, Mode::Lossless(SlowPolicy::Evict { .. })),
-            strategy,
+            strategy: WaitStrategy::default(),
             sleeper: Sleeper::No,
             sleep_recorded: true,
             mem,
