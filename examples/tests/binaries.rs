@@ -724,8 +724,17 @@ fn an_evicting_publisher_is_never_held_up_by_a_stopped_subscriber() {
             "200000",
         ],
     );
-    // Stop the subscriber once it is connected: the publisher evicts it after 50 ms.
-    std::thread::sleep(Duration::from_millis(100));
+    // Stop the subscriber once it is connected and the stream has started (however slowly
+    // the processes start): the publisher evicts it after 50 ms.
+    let end = Instant::now() + LONG;
+    while !shm_bridge::inspect::inspect(&n)
+        .ok()
+        .and_then(|i| i.broadcast)
+        .is_some_and(|b| !b.subscribers.is_empty() && b.stats.tail > 0)
+    {
+        assert!(Instant::now() < end, "the stream never started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     stopped.signal(Signal::SIGSTOP);
     let out = publisher.finish(LONG);
     assert_code(&out, 0, "evicting publisher");
