@@ -129,7 +129,53 @@ mod subscriber;
 
 pub use publisher::Publisher;
 pub use ring::{Options, Ring};
-pub use subscriber::Subscriber;
+pub use subscriber::{MessageGuard, Subscriber};
+
+/// Bytes of a message slot's length word, before the message.
+pub const MESSAGE_HEADER: usize = 8;
+
+/// The element type of a broadcast ring of byte messages of up to `max_message` bytes
+/// (rounded up to a multiple of 8, which is what the handles' `max_message()` report):
+/// each element is a slot holding the message's length (a little-endian `u64`) and then
+/// the message, padded to 8 bytes. Create the ring with
+/// [`Ring::create_as`](Ring::create_as) and this type, attach with
+/// [`Ring::attach_as`](Ring::attach_as) and the same type (the fingerprint covers the
+/// maximum), then use [`Publisher::try_send_message`] and
+/// [`Subscriber::try_recv_message`] or [`Subscriber::try_read_message`]. Every slot is
+/// the maximum's size, whatever each message's length, as in iceoryx2's fixed-size chunks.
+///
+/// ```
+/// use std::sync::Arc;
+/// use shm_queue::broadcast::{self, Options, Ring, Start};
+/// use shm_queue::Raw;
+/// use shm_region::Region;
+///
+/// let ty = broadcast::message_type(100)?;
+/// let opts = Options::new(64);
+/// let region = Arc::new(Region::anonymous(Ring::<Raw>::required_bytes_as(&ty, &opts)?)?);
+/// let ring = Ring::<Raw>::create_as(region, &ty, opts)?;
+/// let (mut publisher, mut sub) = (ring.publisher()?, ring.subscriber(Start::Newest)?);
+/// publisher.try_send_message(b"hello")?;
+/// let mut buf = [0u8; 100];
+/// let n = sub.try_recv_message(&mut buf)?;
+/// assert_eq!(&buf[..n], b"hello");
+/// publisher.try_send_message(b"in place")?;
+/// let guard = sub.try_read_message()?;
+/// let copy = guard.to_vec();
+/// guard.release()?; // Ok: what was read is intact
+/// assert_eq!(copy, b"in place");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::UnsupportedType`] for a maximum over 2^30 - 8 bytes.
+pub fn message_type(max_message: usize) -> Result<ElementType, Error> {
+    let size = max_message
+        .checked_add(MESSAGE_HEADER + 7)
+        .map_or(usize::MAX, |n| n & !7);
+    ElementType::named("shmlane.broadcast.message", size, 8)
+}
 
 /// The most subscribers a ring may be created for.
 pub const MAX_SUBSCRIBERS: usize = 4096;

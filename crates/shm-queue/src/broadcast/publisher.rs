@@ -369,6 +369,8 @@ impl<T: Pod> Publisher<T> {
     }
 }
 
+mod messages;
+
 impl Publisher<Raw> {
     /// Pushes as many whole elements from the front of `src` (bytes, a whole number of
     /// elements of the ring's element size) as there is room for; returns how many

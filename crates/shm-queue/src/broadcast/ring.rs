@@ -236,7 +236,32 @@ impl<T: Pod> Ring<T> {
         subscribers: usize,
         mode: Mode,
     ) -> Result<Self, Error> {
-        let shape = crate::header::BlockShape::of_element(&ElementType::of::<T>())?;
+        Self::new_model_as(
+            &ElementType::of::<T>(),
+            block_count,
+            elems_per_block,
+            subscribers,
+            mode,
+        )
+    }
+}
+
+#[cfg(loom)]
+impl<T: Element> Ring<T> {
+    /// [`Ring::new_model`] with elements of type `elem` (for a `Ring<Raw>`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Ring::create_as`].
+    pub fn new_model_as(
+        elem: &ElementType,
+        block_count: usize,
+        elems_per_block: usize,
+        subscribers: usize,
+        mode: Mode,
+    ) -> Result<Self, Error> {
+        elem.check_fits::<T>()?;
+        let shape = crate::header::BlockShape::of_element(elem)?;
         let geom = Geometry::for_model(shape, block_count, elems_per_block)?;
         let layout = Layout::new(geom, subscribers, mode)?;
         let storage = Storage::on_heap_len(geom, layout.area_size())?;

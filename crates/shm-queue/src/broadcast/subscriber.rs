@@ -10,6 +10,9 @@ use crate::spsc::{runs, Cursor};
 use crate::sync::{fence, Arc};
 use crate::wait::{Sleeper, WaitStrategy};
 
+mod messages;
+pub use messages::MessageGuard;
+
 /// One reading side of a broadcast ring: reads every element published after it joined, at
 /// its own pace. Any number may exist, up to the ring's subscriber table
 /// ([`Ring::max_subscribers`]).
@@ -40,6 +43,9 @@ pub struct Subscriber<T: Element> {
     sleeper: Sleeper,
     /// `sleeper` is recorded in an entry we hold (so a reclaimer would take it back).
     sleep_recorded: bool,
+    /// A loss found when a [`MessageGuard`] was dropped unreleased: the next message call
+    /// returns it.
+    pending: Option<TryError>,
 }
 
 impl<T: Element> fmt::Debug for Subscriber<T> {
@@ -93,6 +99,7 @@ impl<T: Element> Subscriber<T> {
             strategy: WaitStrategy::default(),
             sleeper: Sleeper::No,
             sleep_recorded: true,
+            pending: None,
             mem,
         }
     }

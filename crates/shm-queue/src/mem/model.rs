@@ -111,43 +111,49 @@ impl Mem {
     }
 
     /// As the mapped `copy_out_racy`: word by word through the words' relaxed atomics, so a
-    /// racing copy is allowed and the model checks what it reads. Whole 8-byte words only.
+    /// racing copy is allowed and the model checks what it reads (a partial word is taken
+    /// from one load of the whole word).
     ///
     /// # Safety
     ///
     /// As the mapped `copy_out_racy`.
     pub(crate) unsafe fn copy_out_racy<T: Pod>(&self, at: Loc, dst: &mut [T]) {
         let dst: &mut [u8] = bytemuck::cast_slice_mut(dst);
-        assert!(
-            at.off.is_multiple_of(8) && dst.len().is_multiple_of(8),
-            "racy copies move whole words"
-        );
-        for (k, out) in dst.chunks_exact_mut(8).enumerate() {
+        let mut done = 0;
+        while done < dst.len() {
+            let off = at.off + done;
+            let (start, n) = (off % 8, (8 - off % 8).min(dst.len() - done));
             let w = self
-                .slot(at.off + 8 * k)
+                .slot(off)
                 .atom
-                .load(crate::sync::Ordering::Relaxed);
-            out.copy_from_slice(&w.to_ne_bytes());
+                .load(crate::sync::Ordering::Relaxed)
+                .to_ne_bytes();
+            dst[done..done + n].copy_from_slice(&w[start..start + n]);
+            done += n;
         }
     }
 
-    /// As the mapped `copy_in_racy` (see [`Mem::copy_out_racy`]).
+    /// As the mapped `copy_in_racy` (see [`Mem::copy_out_racy`]); a partial word is a load
+    /// and a store of the whole word (the caller is the slot's only writer).
     ///
     /// # Safety
     ///
     /// As the mapped `copy_in_racy`.
     pub(crate) unsafe fn copy_in_racy<T: Pod>(&self, at: Loc, src: &[T]) {
         let src: &[u8] = bytemuck::cast_slice(src);
-        assert!(
-            at.off.is_multiple_of(8) && src.len().is_multiple_of(8),
-            "racy copies move whole words"
-        );
-        for (k, chunk) in src.chunks_exact(8).enumerate() {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(chunk);
-            self.slot(at.off + 8 * k)
-                .atom
-                .store(u64::from_ne_bytes(w), crate::sync::Ordering::Relaxed);
+        let mut done = 0;
+        while done < src.len() {
+            let off = at.off + done;
+            let (start, n) = (off % 8, (8 - off % 8).min(src.len() - done));
+            let atom = &self.slot(off).atom;
+            let mut w = if n == 8 {
+                [0u8; 8]
+            } else {
+                atom.load(crate::sync::Ordering::Relaxed).to_ne_bytes()
+            };
+            w[start..start + n].copy_from_slice(&src[done..done + n]);
+            atom.store(u64::from_ne_bytes(w), crate::sync::Ordering::Relaxed);
+            done += n;
         }
     }
 }

@@ -349,6 +349,73 @@ impl Storage<Raw> {
         unsafe { self.mem.copy_in_racy(self.elem(blk, index), src) }
     }
 
+    /// Copies bytes `offset .. offset + dst.len()` of element `index` of `blk` into `dst`
+    /// while the writer may be overwriting them (a broadcast message slot's seqlock read:
+    /// the caller validates afterwards).
+    ///
+    /// # Safety
+    ///
+    /// `blk` was made by `self.block`, `index < elems_per_block` and
+    /// `offset + dst.len() <= elem_size`.
+    #[inline]
+    pub(crate) unsafe fn read_part_racy_in(
+        &self,
+        blk: Block,
+        index: usize,
+        offset: usize,
+        dst: &mut [u8],
+    ) {
+        if dst.is_empty() {
+            return;
+        }
+        debug_assert!(index < self.geom.elems_per_block);
+        debug_assert!(offset + dst.len() <= self.elem_size());
+        // SAFETY: the bytes lie inside element `index` (caller's bounds), which lies inside
+        // the block; bytes need no alignment; races are allowed.
+        unsafe {
+            self.mem
+                .copy_out_racy(self.elem(blk, index).add(offset), dst)
+        }
+    }
+
+    /// Copies `src` into bytes `offset .. offset + src.len()` of element `index` of `blk`
+    /// while readers may be copying them.
+    ///
+    /// # Safety
+    ///
+    /// As [`Storage::read_part_racy_in`]; the caller is the only writer of the slot.
+    #[inline]
+    pub(crate) unsafe fn write_part_racy_in(
+        &self,
+        blk: Block,
+        index: usize,
+        offset: usize,
+        src: &[u8],
+    ) {
+        if src.is_empty() {
+            return;
+        }
+        debug_assert!(index < self.geom.elems_per_block);
+        debug_assert!(offset + src.len() <= self.elem_size());
+        // SAFETY: inside element `index` (caller's bounds); the caller is the writer.
+        unsafe {
+            self.mem
+                .copy_in_racy(self.elem(blk, index).add(offset), src)
+        }
+    }
+
+    /// Address of byte `offset` of element `index` of `blk`, for a zero-copy view.
+    ///
+    /// # Safety
+    ///
+    /// `blk` was made by `self.block`, `index < elems_per_block`, `offset <= elem_size`.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) unsafe fn part_ptr(&self, blk: Block, index: usize, offset: usize) -> *const u8 {
+        // SAFETY: inside (or one past) element `index` (caller's bounds).
+        crate::mem::Mem::ptr(unsafe { self.elem(blk, index).add(offset) })
+    }
+
     /// Copies the `dst.len() / elem_size` elements starting at element `index` of `blk` into
     /// `dst`, as bytes.
     ///
