@@ -288,3 +288,125 @@ fn raw_and_typed_ends_under_an_agreed_element_name() {
         Err(Error::Closed { .. })
     ));
 }
+
+/// Byte message `i`: a length from 0 to 200 that varies with `i`, bytes derived from `i`.
+fn bytes_message(i: u64) -> Vec<u8> {
+    let len = (i.wrapping_mul(53) % 201) as usize;
+    (0..len)
+        .map(|k| (i as usize ^ k.wrapping_mul(13)) as u8)
+        .collect()
+}
+
+#[test]
+fn byte_message_channels_across_processes() {
+    let n = name("bytes");
+    let opts = ChannelOptions::new()
+        .capacity(256)
+        .max_message(200)
+        .subscribers(3);
+    let mut tx = opts.create_broadcast_bytes(&n).unwrap();
+    assert_eq!(tx.max_message(), 200);
+    let count = N / 4;
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            child_on(&n, move |n| {
+                let Ok(mut rx) = ChannelOptions::new().connect_subscriber_bytes(n) else {
+                    return 4;
+                };
+                let deadline = Some(Instant::now() + LIMIT);
+                let mut buf = Vec::new();
+                for i in 0..count {
+                    let ok = if i % 2 == 0 {
+                        rx.recv_message_vec(&mut buf, deadline).is_ok() && buf == bytes_message(i)
+                    } else {
+                        match rx.read_message_deadline(deadline) {
+                            Ok(g) => {
+                                let v = g.to_vec();
+                                g.release().is_ok() && v == bytes_message(i)
+                            }
+                            Err(_) => false,
+                        }
+                    };
+                    if !ok {
+                        return 1;
+                    }
+                }
+                match rx.recv_message_vec(&mut buf, deadline) {
+                    Err(Error::Closed { .. }) => 0,
+                    _ => 2,
+                }
+            })
+        })
+        .collect();
+    assert!(wait_until(LIMIT, Duration::from_millis(1), || tx
+        .subscribers()
+        .len()
+        == 2));
+    assert!(matches!(
+        tx.try_send_message(&[0; 201]),
+        Err(Error::Queue { .. })
+    ));
+    for i in 0..count {
+        tx.send_message_deadline(&bytes_message(i), Some(Instant::now() + LIMIT))
+            .unwrap();
+    }
+    drop(tx);
+    for c in children {
+        c.wait_timeout(LIMIT).unwrap();
+    }
+    assert!(!shm_bridge::shm_path(&n).exists());
+}
+
+#[test]
+fn byte_message_channels_report_losses_and_check_kinds() {
+    let n = name("bytes-lossy");
+    let opts = ChannelOptions::new().capacity(64).max_message(64).lossy();
+    let mut tx = opts.create_broadcast_bytes(&n).unwrap();
+    let mut rx = opts.connect_subscriber_bytes(&n).unwrap();
+    // A typed subscriber cannot read a byte-message channel.
+    assert!(matches!(
+        opts.connect_subscriber::<u64>(&n),
+        Err(Error::WrongKind { .. })
+    ));
+    for i in 0..1000u64 {
+        tx.try_send_message(&i.to_le_bytes()).unwrap(); // never full
+    }
+    let mut buf = [0u8; 64];
+    let Err(Error::Lost { missed, .. }) = rx.try_recv_message(&mut buf) else {
+        panic!("expected a loss")
+    };
+    let k = rx.recv_message_deadline(&mut buf, None).unwrap();
+    assert_eq!(&buf[..k], &missed.to_le_bytes());
+    // Read up (the horizon moves a step at a time, so a lapped reader can lag again).
+    loop {
+        match rx.try_recv_message(&mut buf) {
+            Ok(k) => assert_eq!(k, 8),
+            Err(Error::Lost { .. }) => {}
+            Err(Error::WouldBlock { .. }) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // A BufferTooSmall leaves the message for the next call.
+    tx.try_send_message(&[9; 40]).unwrap();
+    let mut small = [0u8; 8];
+    assert!(matches!(
+        rx.try_recv_message(&mut small),
+        Err(Error::Queue { .. })
+    ));
+    assert_eq!(rx.try_recv_message(&mut buf).unwrap(), 40);
+    drop((tx, rx));
+
+    // A byte-message subscriber cannot read a typed channel.
+    let n = name("bytes-kind");
+    let _typed = ChannelOptions::new().create_broadcast::<u64>(&n).unwrap();
+    assert!(matches!(
+        ChannelOptions::new().connect_subscriber_bytes(&n),
+        Err(Error::WrongKind { .. })
+    ));
+    assert!(matches!(
+        ChannelOptions::new()
+            .max_message(1 << 30)
+            .create_broadcast_bytes(&name("bytes-huge")),
+        Err(Error::BadConfig { .. })
+    ));
+}

@@ -28,7 +28,7 @@ impl<T: Element> BroadcastSender<T> {
     }
 
     #[cold]
-    fn error(&mut self, e: shm_queue::Error) -> Error {
+    pub(super) fn error(&mut self, e: shm_queue::Error) -> Error {
         if self.tx.is_closed() {
             return closed(&self.ep);
         }
@@ -416,7 +416,7 @@ impl ChannelOptions {
         self.create_broadcast_elem(name, elem)
     }
 
-    fn create_broadcast_elem<T: Element>(
+    pub(super) fn create_broadcast_elem<T: Element>(
         &self,
         name: &str,
         elem: &ElementType,
@@ -471,15 +471,30 @@ impl ChannelOptions {
         name: &str,
         elem: &ElementType,
     ) -> Result<BroadcastReceiver<T>> {
+        self.connect_subscriber_with(
+            name,
+            |layout| check_element(name, layout, elem),
+            |_| Ok(elem.clone()),
+        )
+    }
+
+    /// Connects a subscriber to a channel whose layout `expect` accepts, attaching its
+    /// ring with the element type `elem_of` gives for that layout.
+    pub(super) fn connect_subscriber_with<T: Element>(
+        &self,
+        name: &str,
+        expect: impl Fn(&Layout) -> Result<()>,
+        elem_of: impl Fn(&Layout) -> Result<ElementType>,
+    ) -> Result<BroadcastReceiver<T>> {
         let (ep, ring) = Endpoint::connect(
             name,
             ChannelKind::Broadcast,
             Role::Consumer,
             &self.common,
             self.timeout,
-            |layout| check_element(name, layout, elem),
-            |region, _| {
-                let ring = broadcast::Ring::<T>::attach_as(region.clone(), elem)
+            expect,
+            |region, layout| {
+                let ring = broadcast::Ring::<T>::attach_as(region.clone(), &elem_of(layout)?)
                     .map_err(|e| Error::queue(name, e, Duration::ZERO))?;
                 fits(name, ring.region(), Ok(ring.area_size()))?;
                 Ok(ring)

@@ -641,6 +641,7 @@ macro_rules! channel_end {
 #[cfg(feature = "async")]
 pub mod aio;
 mod broadcast;
+mod broadcast_bytes;
 mod bytes;
 mod common;
 mod mpmc;

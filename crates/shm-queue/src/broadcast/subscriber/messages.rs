@@ -128,6 +128,18 @@ impl Subscriber<Raw> {
         })
     }
 
+    /// Waits, as [`Subscriber::recv_message_blocking`] does, until a message is ready
+    /// (then [`Subscriber::try_read_message`] returns it) or a loss is to be reported.
+    ///
+    /// # Errors
+    ///
+    /// As [`Subscriber::recv_message_blocking`].
+    pub fn wait_for_message(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+        crate::wait::blocking::block_on(self, deadline, "a message", |s| {
+            crate::wait::pending(s.message_len().map(drop))
+        })
+    }
+
     /// [`Subscriber::try_read_message`] once a message is ready, waiting as
     /// [`Subscriber::recv_message_blocking`] does.
     ///
@@ -138,9 +150,7 @@ impl Subscriber<Raw> {
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<MessageGuard<'_>, Error> {
-        crate::wait::blocking::block_on(self, deadline, "a message", |s| {
-            crate::wait::pending(s.message_len())
-        })?;
+        self.wait_for_message(deadline)?;
         Ok(self.try_read_message()?)
     }
 }
