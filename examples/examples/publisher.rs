@@ -1,13 +1,15 @@
-//! Publishes self-checking 64-byte messages on a named broadcast channel, for any number of
-//! `subscriber` examples to read at their own pace, and prints one summary line.
+//! Publishes self-checking messages (`--size` bytes, 64 by default) on a named byte-message
+//! broadcast channel, for any number of `subscriber` examples to read at their own pace,
+//! and prints one summary line.
 //!
 //! ```text
 //! cargo run --release --example publisher -- --name feed --count 1000000 --subscribers 4 --await-subscribers 2
 //! cargo run --release --example subscriber -- --name feed    # in two other terminals
 //! ```
 //!
-//! Each message is `[seq, sent_ns, check, 5 pattern words]` (eight `u64`): the subscriber
-//! checks the pattern, the sequence (a gap must be exactly a reported loss) and the latency.
+//! Each message is stamped as the `producer` example's are (sequence, send time, checksum,
+//! filler; see `shmlane_cli::stamp`): the subscriber checks the bytes, the sequence (a gap
+//! must be exactly a reported loss) and the latency.
 //! A lossless channel (the default) waits for its slowest subscriber, or evicts it after
 //! `--slow-policy evict:MS`; `--lossy` never waits. Exit codes are listed in `--help`.
 
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use common::{Exit, Wait};
 use shm_bridge::SlowPolicy;
-use shm_bridge::{BroadcastSender, ChannelOptions, Error};
+use shm_bridge::{BroadcastSender, ChannelOptions, Error, Raw};
 use shmlane_cli::stamp;
 
 const AFTER_HELP: &str = "\
@@ -42,12 +44,17 @@ struct Args {
     /// Messages to send; 0: until Ctrl-C.
     #[arg(long, default_value_t = 1_000_000)]
     count: u64,
+    /// Bytes per message, 8 to 1048576 (1 MiB).
+    #[arg(long, default_value_t = 64, value_name = "BYTES",
+          value_parser = clap::value_parser!(u32).range(8..=1_048_576))]
+    size: u32,
     /// Messages per second (0: as fast as the slowest subscriber allows).
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// Ring capacity in messages.
-    #[arg(long, default_value_t = 4096)]
-    capacity: usize,
+    /// Ring capacity in messages (default: 4096, or fewer for large messages so that the
+    /// ring stays near 64 MiB, at least 16).
+    #[arg(long)]
+    capacity: Option<usize>,
     /// Most subscribers at once (1 to 59).
     #[arg(long, default_value_t = 8)]
     subscribers: usize,
@@ -88,26 +95,15 @@ fn main() -> std::process::ExitCode {
     common::main_of::<Args>("publisher", run)
 }
 
-/// Message `seq`, stamped with its send time.
-pub fn message(seq: u64, sent_ns: u64) -> [u64; 8] {
-    let mut m = [0u64; 8];
-    m[0] = seq;
-    m[1] = sent_ns;
-    m[2] = seq.rotate_left(17) ^ sent_ns ^ 0x5eed_5eed_5eed_5eed;
-    for (k, w) in m[3..].iter_mut().enumerate() {
-        *w = seq
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-            .wrapping_add(k as u64);
-    }
-    m
-}
-
 fn run(args: &Args) -> Result<(), Failure> {
     let stop =
         common::stop_on_signal().map_err(|e| (Exit::Setup, format!("blocking signals: {e}")))?;
     let mut opts = ChannelOptions::new()
-        .capacity(args.capacity)
+        .capacity(args.capacity.unwrap_or_else(|| {
+            ((64 << 20) / args.size as usize).clamp(16, 4096).next_power_of_two()
+        }))
         .subscribers(args.subscribers)
+        .max_message(args.size as usize)
         .wait_strategy(args.wait.strategy());
     opts = if args.lossy {
         opts.lossy()
@@ -115,7 +111,7 @@ fn run(args: &Args) -> Result<(), Failure> {
         opts.slow_policy(args.slow_policy)
     };
     let mut tx = opts
-        .create_broadcast::<[u64; 8]>(&args.name)
+        .create_broadcast_bytes(&args.name)
         .map_err(|e| (Exit::Setup, e.to_string()))?;
     let limit = Duration::from_secs(args.timeout);
     let start = Instant::now();
@@ -144,8 +140,8 @@ fn run(args: &Args) -> Result<(), Failure> {
     let stats = tx.stats();
     println!(
         "sent {sent} messages, {} bytes in {secs:.2} s: {}; {} evicted, {} dead subscribers freed",
-        sent * 64,
-        common::rates(sent, sent * 64, secs),
+        sent * u64::from(args.size),
+        common::rates(sent, sent * u64::from(args.size), secs),
         stats.evictions,
         stats.reclaimed
     );
@@ -153,13 +149,14 @@ fn run(args: &Args) -> Result<(), Failure> {
 }
 
 fn send_all(
-    tx: &mut BroadcastSender<[u64; 8]>,
+    tx: &mut BroadcastSender<Raw>,
     args: &Args,
     stop: &AtomicBool,
 ) -> (u64, Result<(), Failure>) {
     let limit = Duration::from_secs(args.timeout);
     let start = Instant::now();
     let mut seq = 0u64;
+    let mut msg = vec![0u8; args.size as usize];
     while args.count == 0 || seq < args.count {
         if stop.load(Ordering::Relaxed) {
             let code = if args.count == 0 {
@@ -175,7 +172,10 @@ fn send_all(
                 std::thread::sleep(d);
             }
         }
-        match tx.send_deadline(message(seq, stamp::now_ns()), Some(Instant::now() + limit)) {
+        if let Err(e) = stamp::write(&mut msg, seq, stamp::now_ns()) {
+            return (seq, Err((Exit::Setup, e.to_string())));
+        }
+        match tx.send_message_deadline(&msg, Some(Instant::now() + limit)) {
             Ok(()) => seq += 1,
             Err(Error::Timeout { .. }) => {
                 return (

@@ -60,14 +60,13 @@ fn main() -> std::process::ExitCode {
     common::main_of::<Args>("subscriber", run)
 }
 
-fn valid(m: &[u64; 8]) -> bool {
-    let (seq, sent) = (m[0], m[1]);
-    m[2] == seq.rotate_left(17) ^ sent ^ 0x5eed_5eed_5eed_5eed
-        && m[3..].iter().enumerate().all(|(k, w)| {
-            *w == seq
-                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                .wrapping_add(k as u64)
-        })
+/// The full sequence number of a checked message: short messages carry only its low 32
+/// bits, taken as the nearest at or after `next`.
+fn sequence(s: &stamp::Stamp, next: Option<u64>) -> u64 {
+    match next {
+        Some(n) if s.short => n + (s.seq.wrapping_sub(n) & 0xffff_ffff),
+        _ => s.seq,
+    }
 }
 
 fn run(args: &Args) -> Result<(), (Exit, String)> {
@@ -77,12 +76,14 @@ fn run(args: &Args) -> Result<(), (Exit, String)> {
         .wait_strategy(args.wait.strategy())
         .history(args.history)
         .timeout(Duration::from_secs(args.timeout))
-        .connect_subscriber::<[u64; 8]>(&args.name)
+        .connect_subscriber_bytes(&args.name)
         .map_err(|e| (Exit::Setup, e.to_string()))?;
     let mut hist = common::latency_histogram().map_err(|e| (Exit::Setup, e))?;
     let limit = Duration::from_secs(args.timeout);
     let (mut received, mut lost, mut reported) = (0u64, 0u64, 0u64);
     let mut next: Option<u64> = None;
+    let mut buf = vec![0u8; rx.max_message()];
+    let mut bytes = 0u64;
     let start = Instant::now();
     let result = loop {
         if args.count > 0 && received + lost >= args.count {
@@ -95,12 +96,17 @@ fn run(args: &Args) -> Result<(), (Exit, String)> {
                 Err((Exit::Interrupted, "stopped by a signal".into()))
             };
         }
-        match rx.recv_deadline(Some(Instant::now() + limit)) {
-            Ok(m) => {
-                if !valid(&m) {
-                    break Err((Exit::Corrupt, format!("message {} failed its check", m[0])));
-                }
-                let seq = m[0];
+        match rx.recv_message_deadline(&mut buf, Some(Instant::now() + limit)) {
+            Ok(len) => {
+                let s = match stamp::check(&buf[..len]) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let at = next.map_or("the first".into(), |n| format!("message {n} or after"));
+                        break Err((Exit::Corrupt, format!("{at} failed its check: {e}")));
+                    }
+                };
+                let seq = sequence(&s, next);
+                bytes += len as u64;
                 match next {
                     Some(n) if seq < n => {
                         break Err((Exit::Corrupt, format!("message {seq} again (expected {n})")))
@@ -130,7 +136,7 @@ fn run(args: &Args) -> Result<(), (Exit, String)> {
                 reported = 0;
                 next = Some(seq + 1);
                 received += 1;
-                hist.saturating_record(stamp::now_ns().saturating_sub(m[1]).max(1));
+                hist.saturating_record(s.latency_ns(stamp::now_ns()).max(1));
                 if args.pause > 0 {
                     std::thread::sleep(Duration::from_micros(args.pause));
                 }
@@ -151,7 +157,7 @@ fn run(args: &Args) -> Result<(), (Exit, String)> {
         "received {received} messages, {lost} lost ({} reported), {} errors in {secs:.2} s: {}, latency {}",
         rx.missed(),
         u8::from(result.is_err()),
-        common::rates(received, received * 64, secs),
+        common::rates(received, bytes, secs),
         common::percentiles(&hist)
     );
     result

@@ -458,6 +458,7 @@ fn bad_flags_exit_1_with_a_message() {
     for (example, args, expect) in [
         ("producer", &["--size", "4"][..], "--size"),
         ("producer", &["--size", "1048577"][..], "--size"),
+        ("publisher", &["--size", "7"][..], "--size"),
         ("consumer", &["--wait", "sometimes"][..], "--wait"),
         (
             "consumer",
@@ -659,6 +660,8 @@ fn a_publisher_and_two_subscribers_lossless_then_lossy_with_a_slow_one() {
             &n,
             "--count",
             "200000",
+            "--size",
+            "1000",
             "--await-subscribers",
             "2",
             "--wait",
@@ -672,7 +675,8 @@ fn a_publisher_and_two_subscribers_lossless_then_lossy_with_a_slow_one() {
         assert_eq!(subscriber_summary(&out), (200_000, 0));
     }
 
-    // Lossy: a subscriber that pauses after each message loses some, every gap reported.
+    // Lossy: a subscriber that pauses after each message loses some, every gap reported
+    // (16-byte messages: the short stamp, whose gaps are read from 32-bit sequences).
     let n = name("broadcast-lossy");
     let _f = shm_file(&n);
     let mut slow = start(
@@ -688,6 +692,8 @@ fn a_publisher_and_two_subscribers_lossless_then_lossy_with_a_slow_one() {
             "200000",
             "--capacity",
             "256",
+            "--size",
+            "16",
             "--lossy",
             "--await-subscribers",
             "1",
