@@ -100,7 +100,9 @@ fn run(args: &Args) -> Result<(), Failure> {
         common::stop_on_signal().map_err(|e| (Exit::Setup, format!("blocking signals: {e}")))?;
     let mut opts = ChannelOptions::new()
         .capacity(args.capacity.unwrap_or_else(|| {
-            ((64 << 20) / args.size as usize).clamp(16, 4096).next_power_of_two()
+            ((64 << 20) / args.size as usize)
+                .clamp(16, 4096)
+                .next_power_of_two()
         }))
         .subscribers(args.subscribers)
         .max_message(args.size as usize)

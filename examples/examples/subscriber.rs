@@ -101,7 +101,8 @@ fn run(args: &Args) -> Result<(), (Exit, String)> {
                 let s = match stamp::check(&buf[..len]) {
                     Ok(s) => s,
                     Err(e) => {
-                        let at = next.map_or("the first".into(), |n| format!("message {n} or after"));
+                        let at =
+                            next.map_or("the first".into(), |n| format!("message {n} or after"));
                         break Err((Exit::Corrupt, format!("{at} failed its check: {e}")));
                     }
                 };

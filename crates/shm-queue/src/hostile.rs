@@ -253,3 +253,168 @@ pub fn mpmc(data: &[u8]) {
         }
     });
 }
+
+/// The broadcast ring's delivery mode for a script: its first byte picks one.
+fn broadcast_mode(data: &[u8]) -> crate::broadcast::Mode {
+    use crate::broadcast::{Mode, SlowPolicy};
+    match data.first().map_or(0, |b| b % 3) {
+        0 => Mode::Lossless(SlowPolicy::Wait),
+        1 => Mode::Lossless(SlowPolicy::Evict {
+            after: std::time::Duration::ZERO,
+        }),
+        _ => Mode::Lossy,
+    }
+}
+
+/// The calls that read a broadcast ring without a handle, and the ring-level recovery,
+/// with a liveness answer taken from `arg`.
+fn broadcast_ring_calls<T: crate::Element>(
+    ring: &crate::broadcast::Ring<T>,
+    region: &Region,
+    arg: u8,
+) {
+    let _ = crate::broadcast::inspect(region, region.len() as u64);
+    let _ = (ring.stats(), ring.subscribers(), ring.publisher_holder());
+    let _ = ring.reclaim_dead_subscribers(&|token: u64| token % 3 == u64::from(arg % 3));
+}
+
+/// Broadcast ring of `u64`, capacity 16, 3 subscriber entries: a publisher and two
+/// subscribers (the first script byte picks the mode).
+pub fn broadcast(data: &[u8]) {
+    use crate::broadcast::{Options, Ring, Start};
+    let opts = Options::new(16).subscribers(3).mode(broadcast_mode(data));
+    let Some(len) = Ring::<u64>::required_bytes_with(&opts).ok() else {
+        return;
+    };
+    let Some(region) = region(len) else { return };
+    let Ok(ring) = Ring::<u64>::create_with(region.clone(), opts) else {
+        return;
+    };
+    let take = |r: &Ring<u64>| {
+        Some((
+            r.publisher().ok()?,
+            r.subscriber(Start::Newest).ok()?,
+            r.subscriber(Start::History(8)).ok()?,
+        ))
+    };
+    let mut ring = Some(ring);
+    let mut handles = ring.as_ref().and_then(take);
+    let mut s = Script { data, at: 0 };
+    let mut buf = [0u64; 20];
+    s.run(&region, |step| match step {
+        Step::Reattach => {
+            drop(handles.take());
+            ring = Ring::<u64>::attach(region.clone()).ok();
+            handles = ring.as_ref().and_then(take);
+        }
+        Step::Op(op, arg) => {
+            let (Some(r), Some((tx, a, b))) = (ring.as_ref(), handles.as_mut()) else {
+                return;
+            };
+            let rx = if arg & 1 == 0 { a } else { b };
+            let n = usize::from(arg % 20);
+            let past = Some(Instant::now());
+            let _ = match op {
+                2 => tx.try_push(u64::from(arg)).map_err(drop),
+                3 => rx.try_recv().map(drop).map_err(drop),
+                4 => tx.push_partial_slice(&buf[..n]).map(drop).map_err(drop),
+                5 => rx.recv_partial_slice(&mut buf[..n]).map(drop).map_err(drop),
+                6 => tx.push_blocking(3, past).map_err(drop),
+                _ => match arg % 4 {
+                    0 => rx.recv_blocking(past).map(drop).map_err(drop),
+                    1 => {
+                        broadcast_ring_calls(r, &region, arg);
+                        Ok(())
+                    }
+                    2 => {
+                        let _ = (rx.lag(), rx.is_empty(), tx.gated_by(), rx.position());
+                        Ok(())
+                    }
+                    _ => match r.subscriber(Start::History(usize::from(arg))) {
+                        Ok(new) => {
+                            *rx = new;
+                            Ok(())
+                        }
+                        Err(_) => Err(()),
+                    },
+                },
+            };
+        }
+    });
+}
+
+/// Broadcast ring of byte messages up to 24 bytes, capacity 16, 3 subscriber entries: a
+/// publisher and two subscribers reading by copy and in place (the first script byte picks
+/// the mode).
+pub fn broadcast_messages(data: &[u8]) {
+    use crate::broadcast::{message_type, Options, Ring, Start};
+    use crate::Raw;
+    let opts = Options::new(16).subscribers(3).mode(broadcast_mode(data));
+    let Ok(ty) = message_type(24) else { return };
+    let Some(len) = Ring::<Raw>::required_bytes_as(&ty, &opts).ok() else {
+        return;
+    };
+    let Some(region) = region(len) else { return };
+    let Ok(ring) = Ring::<Raw>::create_as(region.clone(), &ty, opts) else {
+        return;
+    };
+    let take = |r: &Ring<Raw>| {
+        Some((
+            r.publisher().ok()?,
+            r.subscriber(Start::Newest).ok()?,
+            r.subscriber(Start::History(8)).ok()?,
+        ))
+    };
+    let mut ring = Some(ring);
+    let mut handles = ring.as_ref().and_then(take);
+    let mut s = Script { data, at: 0 };
+    let mut buf = [0u8; 40];
+    s.run(&region, |step| match step {
+        Step::Reattach => {
+            drop(handles.take());
+            ring = Ring::<Raw>::attach_as(region.clone(), &ty).ok();
+            handles = ring.as_ref().and_then(take);
+        }
+        Step::Op(op, arg) => {
+            let (Some(r), Some((tx, a, b))) = (ring.as_ref(), handles.as_mut()) else {
+                return;
+            };
+            let rx = if arg & 1 == 0 { a } else { b };
+            let n = usize::from(arg % 40);
+            let past = Some(Instant::now());
+            let _ = match op {
+                2 => tx.try_send_message(&buf[..n]).map_err(drop),
+                3 => rx.try_recv_message(&mut buf[..n]).map(drop).map_err(drop),
+                4 => match rx.try_read_message() {
+                    Ok(g) => {
+                        let mut d = [0u8; 8];
+                        let _ = (g.len(), g.to_vec(), g.read_at(n % 30, &mut d));
+                        if arg & 2 == 0 {
+                            g.release().map_err(drop)
+                        } else {
+                            drop(g);
+                            Ok(())
+                        }
+                    }
+                    Err(_) => Err(()),
+                },
+                5 => tx.send_message_blocking(&buf[..n], past).map_err(drop),
+                6 => rx
+                    .recv_message_blocking(&mut buf, past)
+                    .map(drop)
+                    .map_err(drop),
+                _ => match arg % 3 {
+                    0 => rx.wait_for_message(past).map_err(drop),
+                    1 => {
+                        broadcast_ring_calls(r, &region, arg);
+                        Ok(())
+                    }
+                    _ => tx
+                        .push_partial_bytes(&buf[..n - n % 32])
+                        .map(drop)
+                        .map_err(drop),
+                },
+            };
+        }
+    });
+}

@@ -41,10 +41,22 @@ proptest! {
     }
 
     #[test]
+    fn broadcast_survives_any_script(s in script()) {
+        shm_queue::hostile::broadcast(&s);
+    }
+
+    #[test]
+    fn broadcast_messages_survive_any_script(s in script()) {
+        shm_queue::hostile::broadcast_messages(&s);
+    }
+
+    #[test]
     fn raw_bytes_never_panic(s in prop::collection::vec(any::<u8>(), 0..600)) {
         shm_queue::hostile::spsc(&s);
         shm_queue::hostile::bytes(&s);
         shm_queue::hostile::mpmc(&s);
+        shm_queue::hostile::broadcast(&s);
+        shm_queue::hostile::broadcast_messages(&s);
     }
 }
 
@@ -59,6 +71,8 @@ fn fuzz_regressions() {
         shm_queue::hostile::spsc(&data);
         shm_queue::hostile::bytes(&data);
         shm_queue::hostile::mpmc(&data);
+        shm_queue::hostile::broadcast(&data);
+        shm_queue::hostile::broadcast_messages(&data);
         n += 1;
     }
     assert!(n > 0, "no regression inputs in {}", dir.display());

@@ -1,0 +1,6 @@
+//! Fuzz target: a broadcast ring of byte messages whose bytes the input rewrites between
+//! calls of every method (see `shm_queue::hostile`). Run:
+//! `cargo +nightly fuzz run hostile_broadcast_messages` from `fuzz/`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| shm_queue::hostile::broadcast_messages(data));
