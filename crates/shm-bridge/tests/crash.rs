@@ -1,9 +1,11 @@
-//! The crash matrix: `SIGKILL` a producer, a consumer or an MPMC participant at a random
-//! moment (often inside a claim/commit), then check what the survivor saw:
+//! The crash matrix: `SIGKILL` a producer, a consumer, an MPMC participant, a broadcast
+//! publisher or a broadcast subscriber at a random moment (often inside a claim/commit, a
+//! send or an in-place read), then check what the survivor saw:
 //!
 //! - every message it received is valid (checksum, contiguous sequence from 0, nothing
 //!   invented);
-//! - it learns of the death (`PeerGone`) within its deadline;
+//! - it learns of the death (`PeerGone`) within its deadline, or (a broadcast publisher)
+//!   is never held up by a dead subscriber, whose live peers lose nothing;
 //! - the channel is reclaimed by the next create and works again.
 //!
 //! `SHMLANE_CRASH_KILLS` sets the kills per channel kind and victim (default 20, as in CI;
@@ -300,5 +302,203 @@ fn mpmc_participant_killed() {
                 "round {round}: ring wedged (ours {ours}, theirs {theirs})"
             );
         }
+    }
+}
+
+/// Checks a broadcast receiver's stream of stamped messages (24 bytes or more, so the full
+/// sequence is in each): every message valid, and every gap exactly a loss the channel
+/// reported (none on a lossless channel).
+struct Tally {
+    expect: u64,
+    reported: u64,
+    lossless: bool,
+}
+
+impl Tally {
+    fn take(&mut self, msg: &[u8], round: usize) {
+        let s = stamp::check(msg).unwrap_or_else(|e| panic!("round {round}: torn message: {e}"));
+        let gap = s.seq.checked_sub(self.expect);
+        let gap = gap.unwrap_or_else(|| panic!("round {round}: {} again", s.seq));
+        assert!(
+            gap == self.reported && (gap == 0 || !self.lossless),
+            "round {round}: gap of {gap} before {}, {} reported",
+            s.seq,
+            self.reported
+        );
+        self.reported = 0;
+        self.expect = s.seq + 1;
+    }
+}
+
+/// Receives one message as `Tally` checks it, copying or (every other time) reading in
+/// place; `Err` is the channel's error, `Ok(false)` a timeout.
+fn broadcast_recv(
+    rx: &mut shm_bridge::BroadcastReceiver<shm_bridge::Raw>,
+    tally: &mut Tally,
+    buf: &mut [u8],
+    in_place: bool,
+    round: usize,
+) -> Result<bool, Error> {
+    let soon = Some(Instant::now() + Duration::from_millis(5));
+    let got = if in_place {
+        rx.read_message_deadline(soon).map(|g| {
+            let v = g.to_vec();
+            (v, g.release())
+        })
+    } else {
+        rx.recv_message_deadline(buf, soon)
+            .map(|n| (buf[..n].to_vec(), Ok(())))
+    };
+    match got {
+        Ok((v, Ok(()))) => tally.take(&v, round),
+        Ok((_, Err(shm_queue::TryError::Lagged { missed }))) if !tally.lossless => {
+            tally.reported += missed
+        }
+        Ok((_, Err(e))) => panic!("round {round}: release: {e}"),
+        Err(Error::Lost { missed, .. }) if !tally.lossless => tally.reported += missed,
+        Err(Error::Timeout { .. } | Error::PeerHung { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    Ok(true)
+}
+
+/// A stamped message of 24 to 512 bytes.
+fn stamped(msg: &mut [u8], r: &mut Rng, seq: u64) -> usize {
+    let len = 24 + r.below(489) as usize;
+    let _ = stamp::write(&mut msg[..len], seq, stamp::now_ns());
+    len
+}
+
+/// Broadcast channel, publisher killed at a random moment (often inside a send): the
+/// subscriber gets valid messages only, every one up to the death on a lossless channel
+/// (every gap reported on a lossy one, every other round), then `PeerGone` in time; the
+/// next create reclaims the name.
+#[test]
+fn broadcast_publisher_killed() {
+    let mut rng = Rng::new(4);
+    let name = format!("crash-{}-bcast-p", std::process::id());
+    for round in 0..kills() {
+        let lossless = round % 2 == 0;
+        let seed = rng.next();
+        let kid = child_on(&name, move |n| {
+            let mut r = Rng(seed | 1);
+            let o = opts().capacity(256).max_message(512).subscribers(2);
+            let o = if lossless { o } else { o.lossy() };
+            let Ok(mut tx) = o.create_broadcast_bytes(n) else {
+                return 10;
+            };
+            let start = Instant::now();
+            while tx.subscribers().is_empty() {
+                if start.elapsed() > Duration::from_secs(5) {
+                    return 11;
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            let mut msg = vec![0u8; 512];
+            send_forever(|seq| {
+                let len = stamped(&mut msg, &mut r, seq);
+                tx.send_message(&msg[..len])
+            })
+        });
+        let mut rx = opts().connect_subscriber_bytes(&name).unwrap();
+        let kill_after = Duration::from_micros(200 + rng.below(20_000));
+        let start = Instant::now();
+        let mut kid = Some(kid);
+        let mut kill_time = None;
+        let mut tally = Tally {
+            expect: 0,
+            reported: 0,
+            lossless,
+        };
+        let mut buf = vec![0u8; rx.max_message()];
+        loop {
+            if kill_time.is_none() && start.elapsed() >= kill_after {
+                kid.take().unwrap().kill().unwrap();
+                kill_time = Some(Instant::now());
+            }
+            let in_place = rng.below(2) == 0;
+            match broadcast_recv(&mut rx, &mut tally, &mut buf, in_place, round) {
+                Ok(_) => {}
+                Err(Error::PeerGone { .. }) => {
+                    let t = kill_time.expect("PeerGone only after the kill");
+                    assert!(t.elapsed() < DEADLINE, "round {round}: late PeerGone");
+                    break;
+                }
+                Err(e) => panic!("round {round}: unexpected {e:?}"),
+            }
+            if let Some(t) = kill_time {
+                assert!(t.elapsed() < DEADLINE, "round {round}: no PeerGone in time");
+            }
+        }
+    }
+    // The name the dead publishers left is reclaimed by the next create.
+    let tx = opts().create_broadcast_bytes(&name).unwrap();
+    drop(tx);
+    assert!(!shm_bridge::shm_path(&name).exists());
+}
+
+/// Broadcast channel, one of two subscriber processes killed at a random moment (often
+/// holding a lossless publisher up, or inside an in-place read): the publisher is never
+/// blocked for good (the dead subscriber's entry is freed), and the surviving subscriber
+/// gets every message, valid and in order, then `Closed`.
+#[test]
+fn broadcast_subscriber_killed() {
+    let mut rng = Rng::new(5);
+    const M: u64 = 20_000;
+    for round in 0..kills() {
+        let name = format!("crash-{}-bcast-s-{round}", std::process::id());
+        let o = opts().capacity(64).max_message(512).subscribers(3);
+        let mut tx = o.create_broadcast_bytes(&name).unwrap();
+        let kids: Vec<Child> = (0..2)
+            .map(|k| {
+                let seed = rng.next();
+                child_on(&name, move |n| {
+                    let mut r = Rng(seed | 1);
+                    let Ok(mut rx) = opts().connect_subscriber_bytes(n) else {
+                        return 10;
+                    };
+                    let mut tally = Tally {
+                        expect: 0,
+                        reported: 0,
+                        lossless: true,
+                    };
+                    let mut buf = vec![0u8; rx.max_message()];
+                    loop {
+                        let in_place = r.below(2) == 0;
+                        match broadcast_recv(&mut rx, &mut tally, &mut buf, in_place, k) {
+                            Ok(_) => {}
+                            Err(Error::Closed { .. }) if tally.expect == M => return 0,
+                            Err(_) => return 12,
+                        }
+                    }
+                })
+            })
+            .collect();
+        let start = Instant::now();
+        while tx.subscribers().len() < 2 {
+            assert!(start.elapsed() < Duration::from_secs(10), "round {round}");
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        let mut kids = kids.into_iter();
+        let (mut victim, survivor) = (kids.next(), kids.next().unwrap());
+        let kill_after = Duration::from_micros(200 + rng.below(20_000));
+        let start = Instant::now();
+        let mut msg = vec![0u8; 512];
+        let mut r = Rng(rng.next() | 1);
+        for seq in 0..M {
+            if victim.is_some() && start.elapsed() >= kill_after {
+                victim.take().unwrap().kill().unwrap();
+            }
+            let len = stamped(&mut msg, &mut r, seq);
+            tx.send_message_deadline(&msg[..len], Some(Instant::now() + Duration::from_secs(10)))
+                .unwrap_or_else(|e| panic!("round {round}: send {seq}: {e}"));
+        }
+        if let Some(v) = victim {
+            v.kill().unwrap();
+        }
+        drop(tx);
+        survivor
+            .wait_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("round {round}: survivor: {e}"));
     }
 }
