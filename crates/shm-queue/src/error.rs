@@ -369,6 +369,18 @@ pub enum Error {
         entries: u64,
     },
 
+    /// A broadcast subscriber entry index outside the ring's table.
+    #[error(
+        "broadcast subscriber entry {index} does not exist: the ring's table has {entries} \
+         entries; pass the index() of a subscriber of this ring"
+    )]
+    NoSuchSubscriber {
+        /// The index given.
+        index: u64,
+        /// Entries in the table.
+        entries: u64,
+    },
+
     /// The requested or recorded number of broadcast subscribers is unusable.
     #[error(
         "a broadcast ring of {subscribers} subscribers is invalid: ask for 1 to {max} (or \

@@ -240,3 +240,34 @@ fn lossy_zero_copy_read_is_validated_at_release() {
         assert_eq!(delivered + lost, 3);
     });
 }
+
+/// A subscriber arms its readiness descriptor while the publisher publishes: either the
+/// arming sees the element, or the publisher consumes the arming and signals that
+/// subscriber's descriptor, once. A second subscriber, never armed, is never signalled.
+#[test]
+fn readiness_arming_is_never_missed() {
+    model(|| {
+        let ring = Ring::<[u64; 2]>::new_model(2, 1, 2, Mode::Lossy).unwrap();
+        let mut a = ring.subscriber(Start::Newest).unwrap();
+        let b = ring.subscriber(Start::Newest).unwrap();
+        let mut tx = ring.publisher().unwrap();
+        // Any descriptor will do: under loom the publisher only counts its signals.
+        for s in [&a, &b] {
+            let fd = std::fs::File::open("/dev/null").unwrap();
+            tx.set_readiness_fd(s.index(), s.token(), Some(fd.into()))
+                .unwrap();
+        }
+        let t = thread::spawn(move || {
+            tx.try_push(enc(0)).unwrap();
+            tx.readiness_signals()
+        });
+        let saw_data = a.arm_readiness();
+        let signals = t.join().unwrap();
+        assert!(
+            saw_data || signals == 1,
+            "arming missed: no element seen and no signal sent"
+        );
+        assert!(signals <= 1, "{signals} signals for one arming");
+        drop(b);
+    });
+}

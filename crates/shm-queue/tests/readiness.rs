@@ -81,3 +81,78 @@ fn arming_with_data_present_says_so_and_byte_rings_signal_too() {
     tx.try_push(b"quiet").unwrap();
     assert!(!readable(fd.as_fd(), 0));
 }
+
+/// Broadcast: each subscriber's descriptor is signalled for its own arming only, once per
+/// arming; across `fork()`, a subscriber that waits only in `poll(2)` gets every element.
+#[test]
+fn broadcast_subscribers_wait_in_poll_on_their_own_descriptors() {
+    use shm_queue::broadcast::{Mode, Options, Ring as Bcast, SlowPolicy, Start};
+    let opts = Options::new(64)
+        .subscribers(4)
+        .mode(Mode::Lossless(SlowPolicy::Wait));
+    let region = Region::anonymous(Bcast::<u64>::required_bytes_with(&opts).unwrap()).unwrap();
+    let ring = Bcast::<u64>::create_with(region, opts).unwrap();
+    let mut tx = ring.publisher().unwrap();
+    let (mut a, mut b) = (
+        ring.subscriber(Start::Newest).unwrap(),
+        ring.subscriber(Start::Newest).unwrap(),
+    );
+    let (fa, fb) = (readiness_fd().unwrap(), readiness_fd().unwrap());
+    tx.set_readiness_fd(a.index(), a.token(), Some(fa.try_clone().unwrap()))
+        .unwrap();
+    tx.set_readiness_fd(b.index(), b.token(), Some(fb.try_clone().unwrap()))
+        .unwrap();
+    assert!(tx.set_readiness_fd(4, 1, None).is_err());
+
+    // One process: `a` armed, `b` not.
+    assert!(!a.arm_readiness());
+    for v in 0..3 {
+        tx.try_push(v).unwrap();
+    }
+    assert!(readable(fa.as_fd(), 0));
+    assert_eq!(clear_readiness(fa.as_fd()), 1, "one signal per arming");
+    assert!(!readable(fb.as_fd(), 0), "b never armed");
+    assert_eq!(tx.readiness_signals(), 1);
+    for v in 0..3 {
+        assert_eq!(a.try_recv().unwrap(), v);
+        assert_eq!(b.try_recv().unwrap(), v);
+    }
+    // Armed with data already there: says so, and the caller drains.
+    tx.try_push(3).unwrap();
+    assert!(b.arm_readiness());
+    drop(b);
+    let _ = clear_readiness(fb.as_fd());
+
+    // Across fork: the child waits only in poll, the parent pauses now and then so the
+    // child runs dry and arms.
+    const N: u64 = 3000;
+    let child = in_child(move || {
+        let mut next = 3;
+        while next < N {
+            if !a.arm_readiness() {
+                if !readable(fa.as_fd(), 5000) {
+                    return 3;
+                }
+                let _ = clear_readiness(fa.as_fd());
+            }
+            loop {
+                match a.try_recv() {
+                    Ok(v) if v == next => next += 1,
+                    Ok(_) => return 1,
+                    Err(shm_queue::TryError::Empty { .. }) => break,
+                    Err(_) => return 2,
+                }
+            }
+        }
+        0
+    });
+    for v in 4..N {
+        tx.push_blocking(v, Some(Instant::now() + Duration::from_secs(30)))
+            .unwrap();
+        if v % 300 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    assert_eq!(exit_code(child, Duration::from_secs(30)), 0);
+    assert!(tx.readiness_signals() > 1);
+}

@@ -413,6 +413,9 @@ pub(crate) struct Entry<'a> {
     pub sleep: &'a AtomicU64,
     /// The publisher's position when the holder joined (informative).
     pub joined_at: &'a AtomicU64,
+    /// Non-zero while the holder's readiness descriptor is armed
+    /// ([`Subscriber::arm_readiness`]); the publisher swaps it to 0 when it signals.
+    pub armed: &'a AtomicU64,
 }
 
 /// A broadcast ring's memory: the SPSC storage of its elements plus the broadcast words.
@@ -481,6 +484,7 @@ impl<T: Element> Bcast<T> {
             missed: self.word(at + 24),
             sleep: self.word(at + 32),
             joined_at: self.word(at + 40),
+            armed: self.word(at + 48),
         })
     }
 
@@ -505,6 +509,7 @@ impl<T: Element> Bcast<T> {
             return false;
         }
         e.state.store(FREE, Ordering::Release);
+        e.armed.store(0, Ordering::Relaxed);
         let code = e.sleep.swap(0, Ordering::SeqCst);
         if code != 0 && reclaim {
             self.header().data_signal().forget_sleeper(code & 3);

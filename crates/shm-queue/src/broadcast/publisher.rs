@@ -9,7 +9,7 @@ use crate::spsc::storage::{Block, Storage};
 use crate::spsc::{runs, Cursor};
 use crate::sync::{fence, Arc};
 use crate::wait::blocking::handle_controls;
-use crate::wait::WaitStrategy;
+use crate::wait::{ReadinessFd, WaitStrategy};
 
 /// The writing side of a broadcast ring; exactly one exists per ring at a time.
 ///
@@ -41,6 +41,10 @@ pub struct Publisher<T: Element> {
     token: u64,
     strategy: WaitStrategy,
     sleeper: crate::wait::Sleeper,
+    /// Subscribers' readiness descriptors by entry: `(token, descriptor)`.
+    readiness: Vec<Option<(u64, ReadinessFd)>>,
+    /// Signals sent by descriptors since removed.
+    readiness_past: u64,
 }
 
 impl<T: Element> fmt::Debug for Publisher<T> {
@@ -88,6 +92,8 @@ impl<T: Element> Publisher<T> {
             token,
             strategy: WaitStrategy::default(),
             sleeper: crate::wait::Sleeper::No,
+            readiness: Vec::new(),
+            readiness_past: 0,
             mem,
         };
         if p.mem.layout.mode.is_lossless() {
@@ -148,7 +154,9 @@ impl<T: Element> Publisher<T> {
         self.tail = end;
         self.cursor = self.cursor.offset(n, &self.geom);
         self.blk = storage.block(self.cursor.block);
-        self.mem.header().notify_data(false);
+        if self.mem.header().notify_data(!self.readiness.is_empty()) {
+            self.signal_armed();
+        }
         self.mem.storage.check_intact()?;
         Ok(n)
     }
@@ -256,6 +264,75 @@ impl<T: Element> Publisher<T> {
             }
         }
     }
+    /// Installs (or with `None` removes) the readiness descriptor of the subscriber in entry
+    /// `index` holding `token` ([`Subscriber::index`], [`Subscriber::token`]; see
+    /// [`crate::wait::readiness_fd`]): after that subscriber arms it
+    /// ([`Subscriber::arm_readiness`]), the next publication writes to it, once. Give the
+    /// descriptor to the publisher before the subscriber first arms it: an arming the
+    /// publisher holds no descriptor for is consumed without a signal.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchSubscriber`] if `index` is outside the subscriber table.
+    pub fn set_readiness_fd(
+        &mut self,
+        index: usize,
+        token: u64,
+        fd: Option<std::os::fd::OwnedFd>,
+    ) -> Result<(), Error> {
+        let entries = self.mem.layout.subscribers;
+        if index >= entries {
+            return Err(Error::NoSuchSubscriber {
+                index: index as u64,
+                entries: entries as u64,
+            });
+        }
+        if self.readiness.len() <= index {
+            self.readiness.resize_with(index + 1, || None);
+        }
+        if let Some((_, old)) = self.readiness[index].take() {
+            self.readiness_past += old.signals();
+        }
+        self.readiness[index] = fd.map(|fd| {
+            let mut r = ReadinessFd::default();
+            r.set(Some(fd));
+            (token, r)
+        });
+        while self.readiness.last().is_some_and(Option::is_none) {
+            self.readiness.pop();
+        }
+        Ok(())
+    }
+
+    /// How many times this handle has written to subscribers' readiness descriptors: once
+    /// per arming it consumed for a subscriber whose descriptor it holds.
+    pub fn readiness_signals(&self) -> u64 {
+        self.readiness_past
+            + self
+                .readiness
+                .iter()
+                .flatten()
+                .map(|(_, r)| r.signals())
+                .sum::<u64>()
+    }
+
+    /// A publication consumed the ring's "someone armed" flag: signals every armed
+    /// subscriber whose descriptor this handle holds (the entry's token must still be the
+    /// one the descriptor was given for), disarming each.
+    #[cold]
+    #[inline(never)]
+    fn signal_armed(&mut self) {
+        for i in 0..self.mem.scan_len() {
+            let Some(e) = self.mem.entry(i) else { break };
+            if e.armed.load(Ordering::Relaxed) == 0 || e.armed.swap(0, Ordering::AcqRel) == 0 {
+                continue;
+            }
+            let token = e.token.load(Ordering::Relaxed);
+            if let Some(Some((t, r))) = self.readiness.get_mut(i) {
+                r.fire(*t == token);
+            }
+        }
+    }
 
     /// The subscriber that holds a lossless publisher back, as of its last look at the
     /// table: `(entry index, token, cursor)`; `None` when no subscriber is behind.
@@ -309,7 +386,9 @@ impl<T: Pod> Publisher<T> {
             self.cursor.block = (self.cursor.block + 1) & (self.geom.block_count - 1);
             self.blk = self.mem.storage.block(self.cursor.block);
         }
-        self.mem.header().notify_data(false);
+        if self.mem.header().notify_data(!self.readiness.is_empty()) {
+            self.signal_armed();
+        }
         self.mem.storage.check_intact()
     }
 

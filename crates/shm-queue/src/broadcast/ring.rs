@@ -295,7 +295,15 @@ impl<T: Element> Ring<T> {
             w.store(0, r);
         }
         for e in (0..layout.subscribers).filter_map(|i| mem.entry(i)) {
-            for w in [e.token, e.state, e.cursor, e.missed, e.sleep, e.joined_at] {
+            for w in [
+                e.token,
+                e.state,
+                e.cursor,
+                e.missed,
+                e.sleep,
+                e.joined_at,
+                e.armed,
+            ] {
                 w.store(0, r);
             }
         }

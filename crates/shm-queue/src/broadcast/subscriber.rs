@@ -534,6 +534,35 @@ impl<T: Element> Subscriber<T> {
         crate::wait::AnnouncedWait::new(keep.clone(), &signal)
     }
 
+    /// Arms this subscriber's readiness descriptor, for a caller that waits in `epoll`,
+    /// `poll` or an async runtime instead of a blocking call. The descriptor is one the
+    /// subscriber made with [`crate::wait::readiness_fd`] and gave the publisher's process
+    /// (inherited across `fork()`, or sent with `shm_region::send_fd`), installed there with
+    /// [`Publisher::set_readiness_fd`] under this subscriber's [`Subscriber::index`] and
+    /// [`Subscriber::token`]. Returns `true` if there is already something to receive (an
+    /// element, a loss, an eviction, or the close): call the `try_*` calls now. Otherwise
+    /// wait until the descriptor is readable, read it with
+    /// [`crate::wait::clear_readiness`], drain with the `try_*` calls, and arm again. The
+    /// publisher writes to the descriptor on its first publication after an arming, so
+    /// each subscriber's descriptor wakes only that subscriber, and a publication costs no
+    /// system call while nobody is armed.
+    ///
+    /// The handshake is the blocking sleep's: the entry's `armed` word, the ring's armed
+    /// flag, `fence(SeqCst)`, then the re-check; the publisher, holding descriptors,
+    /// publishes, `fence(SeqCst)`, then reads the flag. Either the re-check sees the
+    /// publication or the publisher sees the arming.
+    pub fn arm_readiness(&mut self) -> bool {
+        let Some(e) = self.entry() else {
+            return true; // freed by a peer: the next call rejoins and reports it
+        };
+        e.armed.store(1, Ordering::Relaxed);
+        self.mem.header().data_signal().arm();
+        let state_changed = self
+            .entry()
+            .is_none_or(|e| e.state.load(Ordering::Acquire) != LIVE);
+        !self.is_empty() || self.pending.is_some() || state_changed || self.is_closed()
+    }
+
     /// `true` once the publisher (or liveness code) has closed the ring.
     pub fn is_closed(&self) -> bool {
         self.mem.header().data_signal().is_closed()
