@@ -25,8 +25,10 @@ fn s<E: std::fmt::Display>(e: E) -> String {
 }
 
 /// Shared words of one run: `go` (the parent's start signal), `end` (the
-/// `CLOCK_MONOTONIC` time the last reader finished) and `got` (messages read in all).
-struct Board {
+/// `CLOCK_MONOTONIC` time the last reader finished), `got` (messages read in all), and, for
+/// contenders that connect after the start signal, `ready` (readers connected) and `begin`
+/// (when the writer started writing; 0: at the start signal).
+pub(crate) struct Board {
     region: Region,
 }
 
@@ -36,17 +38,22 @@ impl Board {
             region: Region::anonymous(4096).map_err(s)?,
         })
     }
-    fn word(&self, i: usize) -> Res<&std::sync::atomic::AtomicU64> {
+    /// Word `i`: 0 `go`, 1 `end`, 2 `got`, 3 `ready`, 4 `begin`.
+    pub(crate) fn word(&self, i: usize) -> Res<&std::sync::atomic::AtomicU64> {
         self.region.atomic_u64(i * 128).map_err(s)
     }
 }
 
 /// A reader process's work: reads its messages, returns how many.
-type Reader<'a> = Box<dyn FnOnce(&Board) -> Res<u64> + 'a>;
+pub(crate) type Reader<'a> = Box<dyn FnOnce(&Board) -> Res<u64> + 'a>;
 
 /// Forks `writer` and `readers` (each told its index), says go, waits for all, and returns
 /// messages per second from go until the last reader finished; each reader must read `n`.
-fn fan_out(n: u64, writer: impl FnOnce(&Board) -> Res<()>, readers: Vec<Reader<'_>>) -> Res<f64> {
+pub(crate) fn fan_out(
+    n: u64,
+    writer: impl FnOnce(&Board) -> Res<()>,
+    readers: Vec<Reader<'_>>,
+) -> Res<f64> {
     let board = Board::new()?;
     let b = &board;
     let count = readers.len() as u64;
@@ -61,7 +68,7 @@ fn fan_out(n: u64, writer: impl FnOnce(&Board) -> Res<()>, readers: Vec<Reader<'
                     b.word(2)?.fetch_add(got, AcqRel);
                     Ok(())
                 };
-                i32::from(run().is_err())
+                report_failure(run())
             })
             .map_err(s)?,
         );
@@ -72,7 +79,7 @@ fn fan_out(n: u64, writer: impl FnOnce(&Board) -> Res<()>, readers: Vec<Reader<'
                 spin_until(b.word(0)?, 1, Instant::now() + DEADLINE)?;
                 writer(b)
             };
-            i32::from(run().is_err())
+            report_failure(run())
         })
         .map_err(s)?,
     );
@@ -85,11 +92,24 @@ fn fan_out(n: u64, writer: impl FnOnce(&Board) -> Res<()>, readers: Vec<Reader<'
     if got != n * count {
         return Err(format!("the readers got {got} of {} messages", n * count));
     }
+    let start = start.max(b.word(4)?.load(Acquire));
     let secs = b.word(1)?.load(Acquire).saturating_sub(start) as f64 / 1e9;
     if secs <= 0.0 {
         return Err("the run ended before it started".into());
     }
     Ok(n as f64 / secs)
+}
+
+/// A child's exit code: 0, or 1 after saying on stderr why it failed (the parent reports
+/// only the code).
+fn report_failure(r: Res<()>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("benchmark child {}: {e}", std::process::id());
+            1
+        }
+    }
 }
 
 /// A reading end as the fan-out loops use it: one element, or a batch (0: none ready).

@@ -100,3 +100,123 @@ pub fn rtt(rounds: u64, warmup: u64) -> Res<Latency> {
         },
     )
 }
+
+/// The fan-out's connection marker (never a message number).
+const MARK: u64 = u64::MAX - 1;
+
+/// `n` `u64`s from one iceoryx2 publisher process to `subs` subscriber processes, lossless
+/// (no safe overflow; the publisher retries until every subscriber has room), each
+/// subscriber's buffer `cap` samples: messages per second, timed from the first send (the
+/// processes connect first). Every side waits as the shmlane contenders do: spin, yield
+/// every `yield_every` failed attempts; iceoryx2's own retry on a full buffer is its own.
+pub fn fan_out_rate(n: u64, cap: usize, subs: usize) -> Res<f64> {
+    use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
+
+    use crate::bench::broadcast::{fan_out, Reader};
+    use crate::bench::rings::spin_yielding;
+    use crate::bench::run::Patience;
+
+    // A fresh service per run: one left by an earlier run (its ports still being torn
+    // down) would have other limits.
+    let name = format!(
+        "shmlane-bench/{}/fan-out-{subs}-{}",
+        std::process::id(),
+        crate::stamp::now_ns()
+    );
+    let every = crate::bench::run::yield_every(subs + 1);
+    let service = move |node: &Node<ipc::Service>| {
+        let name: ServiceName = name.as_str().try_into().map_err(s)?;
+        node.service_builder(&name)
+            .publish_subscribe::<u64>()
+            .enable_safe_overflow(false)
+            .subscriber_max_buffer_size(cap)
+            .max_subscribers(subs)
+            .max_publishers(1)
+            .history_size(0)
+            .open_or_create()
+            .map_err(s)
+    };
+    let mut readers: Vec<Reader<'_>> = Vec::new();
+    for _ in 0..subs {
+        let service = service.clone();
+        readers.push(Box::new(move |b| {
+            let node = NodeBuilder::new().create::<ipc::Service>().map_err(s)?;
+            let sub = service(&node)?
+                .subscriber_builder()
+                .buffer_size(cap)
+                .create()
+                .map_err(s)?;
+            let mut patience = Patience::new();
+            let empty = || shm_queue::TryError::Empty {
+                requested: 1,
+                available: 0,
+            };
+            let mut next = || {
+                spin_yielding(&mut patience, every, || match sub.receive() {
+                    Ok(Some(sample)) => Ok(*sample),
+                    Ok(None) => Err(empty()),
+                    // Any receive error ends the run (reported as a wrong message).
+                    Err(_) => Ok(u64::MAX),
+                })
+            };
+            // The connection handshake: markers until the first one arrives, then say so;
+            // the stream starts once every subscriber has.
+            let mut v = next()?;
+            if v == MARK {
+                b.word(3)?.fetch_add(1, AcqRel);
+            }
+            while v == MARK {
+                v = next()?;
+            }
+            for i in 0..n {
+                if i > 0 {
+                    v = next()?;
+                }
+                if v != i {
+                    return Err(format!("iceoryx2: message {i} carried {v}"));
+                }
+            }
+            Ok(n)
+        }));
+    }
+    fan_out(
+        n,
+        move |b| {
+            let node = NodeBuilder::new().create::<ipc::Service>().map_err(s)?;
+            let publisher = service(&node)?
+                .publisher_builder()
+                .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+                .create()
+                .map_err(s)?;
+            // A sample sent before a subscriber's side of the connection is up can be
+            // dropped (its buffer counts as full and unconnected), so the stream starts only
+            // after every subscriber received a marker.
+            let deadline = Instant::now() + DEADLINE;
+            while b.word(3)?.load(Acquire) < subs as u64 {
+                if Instant::now() > deadline {
+                    return Err("iceoryx2: the subscribers never connected".into());
+                }
+                iceoryx2::port::update_connections::UpdateConnections::update_connections(
+                    &publisher,
+                )
+                .map_err(s)?;
+                publisher.send_copy(MARK).map_err(s)?;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            b.word(4)?.store(crate::stamp::now_ns(), Release);
+            for i in 0..n {
+                publisher.send_copy(i).map_err(s)?;
+            }
+            // Keep the publisher (whose memory holds the samples) until every subscriber
+            // has read everything.
+            while b.word(2)?.load(Acquire) < n * subs as u64 {
+                if Instant::now() > deadline {
+                    return Err("iceoryx2: the subscribers never finished".into());
+                }
+                std::thread::yield_now();
+            }
+            Ok(())
+        },
+        readers,
+    )
+}

@@ -229,6 +229,19 @@ fn fan_out(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
             )?;
         }
     }
+    // The peer: iceoryx2's lossless publish/subscribe with the same N, alternated with
+    // shmlane's broadcast (target: 4x iceoryx2's rate).
+    #[cfg(feature = "iceoryx2")]
+    for subs in [1usize, 2, 3] {
+        let base = format!("tput/iceoryx2-pubsub-N{subs}/u64/item/yield");
+        let name = format!("tput/shmlane-broadcast-N{subs}/u64/item/vs-iceoryx2");
+        paired_rates(
+            r,
+            runs,
+            (&base, || iceoryx::fan_out_rate(n / 4, cap, subs)),
+            (&name, || broadcast::broadcast_rate(n / 4, cap, subs, false)),
+        )?;
+    }
     // 1 KiB messages, one at a time: where the writer's copies (N of them into N rings)
     // weigh more.
     let n_kib = n / 20;
@@ -264,6 +277,14 @@ fn fan_out(r: &mut Report, quick: bool, scale: u64) -> Res<()> {
         "rtt/shmlane-broadcast-N1/8B",
         broadcast::broadcast_rtt(rounds, warmup)?,
         Some(spsc),
+    );
+    // iceoryx2's publish/subscribe round trip against the broadcast one (target: 4x, that
+    // is shmlane at most a quarter of iceoryx2's).
+    #[cfg(feature = "iceoryx2")]
+    r.latency(
+        "rtt/iceoryx2-pubsub-vs-broadcast/8B",
+        iceoryx::rtt(rounds, warmup)?,
+        Some("rtt/shmlane-broadcast-N1/8B"),
     );
     Ok(())
 }
