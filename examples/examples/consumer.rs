@@ -33,7 +33,8 @@ use shmlane_cli::stamp;
 const AFTER_HELP: &str = "\
 Exit codes:
   0  every message arrived valid and in sequence (--count of them, or all of them until the
-     producer closed the channel)
+     producer closed the channel); with --reconnect, gaps across reconnections are
+     reported as lost, not errors
   1  set-up error: bad flags, the channel could not be opened (not a channel, the wrong
      kind, another owner, ...), no producer (or only a channel left over from an earlier
      run) within --timeout, or a live producer sent nothing for --timeout
@@ -52,7 +53,8 @@ struct Args {
     /// Channel name (`/dev/shm/shmlane.NAME`).
     #[arg(long, default_value = "demo")]
     name: String,
-    /// Messages to receive; 0: until the producer closes the channel.
+    /// Messages to receive (with --reconnect, counting those lost across reconnections);
+    /// 0: until the producer closes the channel.
     #[arg(long, default_value_t = 0)]
     count: u64,
     /// How to wait for the next message.
@@ -61,6 +63,12 @@ struct Args {
     /// Seconds to wait for the channel to appear, and the longest silence accepted.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     timeout: u64,
+    /// When the producer dies or closes the channel before --count messages, connect again
+    /// (within --timeout) to the channel a new producer creates under the name, such as a
+    /// restarted zenoh bridge; the messages missing across the reconnection are reported
+    /// as lost, not as errors.
+    #[arg(long)]
+    reconnect: bool,
     #[command(flatten)]
     trust: common::Trust,
 }
@@ -80,13 +88,14 @@ fn main() -> std::process::ExitCode {
             return Exit::Setup.into();
         }
     };
-    let (mut rx, mut tally) = match connect(&args).and_then(|rx| Ok((rx, Tally::new()?))) {
+    let (rx, mut tally) = match connect(&args).and_then(|rx| Ok((rx, Tally::new()?))) {
         Ok(both) => both,
         Err(reason) => {
             eprintln!("consumer: {reason}");
             return Exit::Setup.into();
         }
     };
+    let mut rx = Some(rx);
     let ended = receive(&mut rx, &args, &mut tally, &stop);
     // Closing tells the producer at once (it sees `Closed`), also after a signal.
     drop(rx);
@@ -128,28 +137,47 @@ fn connect(args: &Args) -> Result<ByteReceiver, String> {
 /// Receives until `--count` messages or the producer closes; the error says why it stopped
 /// otherwise.
 fn receive(
-    rx: &mut ByteReceiver,
+    slot: &mut Option<ByteReceiver>,
     args: &Args,
     tally: &mut Tally,
     stop: &AtomicBool,
 ) -> Result<(), Failure> {
+    let Some(mut rx) = slot.take() else {
+        return Err((Exit::Setup, "no channel".into()));
+    };
     let mut buf = vec![0u8; rx.max_message()];
     let silence = Duration::from_secs(args.timeout);
-    while args.count == 0 || tally.received < args.count {
+    let result = loop {
+        // Messages lost across a reconnection count towards --count: they will not come.
+        if args.count > 0 && tally.received + tally.lost_across >= args.count {
+            break Ok(());
+        }
         let got = match rx.try_recv(&mut buf) {
-            Err(Error::WouldBlock { .. }) => match wait(rx, &mut buf, silence, stop) {
-                None => return stopped(args, tally.received),
+            Err(Error::WouldBlock { .. }) => match wait(&mut rx, &mut buf, silence, stop) {
+                None => break stopped(args, tally.received),
                 Some(got) => got,
             },
             other => other,
         };
         match got {
             Ok(n) => tally.take(&buf[..n], stamp::now_ns()),
-            Err(Error::Closed { .. }) if args.count == 0 => return Ok(()),
-            Err(e) => return Err(ended(rx, e, args, tally.received)),
+            Err(Error::Closed { .. }) if args.count == 0 => break Ok(()),
+            Err(Error::Closed { .. } | Error::PeerGone { .. }) if args.reconnect => {
+                // Let go of the old channel first: the new producer cannot create the name
+                // while we hold it.
+                drop(rx);
+                rx = match connect(args) {
+                    Ok(r) => r,
+                    Err(why) => return Err((Exit::Peer, format!("reconnecting: {why}"))),
+                };
+                buf.resize(rx.max_message(), 0);
+                tally.reconnected();
+            }
+            Err(e) => break Err(ended(&rx, e, args, tally.received)),
         }
-    }
-    Ok(())
+    };
+    *slot = Some(rx);
+    result
 }
 
 /// How a run stopped by Ctrl-C or SIGTERM ends: normally with `--count 0`, else exit 4.
@@ -247,6 +275,11 @@ struct Tally {
     /// When the first message was sent and the last one received (`CLOCK_MONOTONIC` ns).
     first_sent_ns: Option<u64>,
     last_ns: u64,
+    /// Reconnections (`--reconnect`), and the messages missing across them.
+    reconnects: u64,
+    lost_across: u64,
+    /// The next message follows a reconnection: a gap before it is a reported loss.
+    after_reconnect: bool,
 }
 
 impl Tally {
@@ -260,7 +293,16 @@ impl Tally {
             latency: common::latency_histogram()?,
             first_sent_ns: None,
             last_ns: 0,
+            reconnects: 0,
+            lost_across: 0,
+            after_reconnect: false,
         })
+    }
+
+    /// A reconnection happened: the next message may follow a gap.
+    fn reconnected(&mut self) {
+        self.reconnects += 1;
+        self.after_reconnect = true;
     }
 
     /// Checks one message received at `now_ns`.
@@ -286,7 +328,11 @@ impl Tally {
         } else {
             self.expected
         };
+        let after_reconnect = std::mem::take(&mut self.after_reconnect);
         if stamp::is_next(&s, self.expected) {
+            self.latency.saturating_record(latency);
+        } else if after_reconnect && s.seq > want {
+            self.lost_across += s.seq - want;
             self.latency.saturating_record(latency);
         } else {
             let what = if s.seq < want { "a duplicate" } else { "a gap" };
@@ -307,8 +353,16 @@ impl Tally {
     fn summary(&self) -> String {
         let first = self.first_sent_ns.unwrap_or(self.last_ns);
         let secs = self.last_ns.saturating_sub(first) as f64 / 1e9;
+        let reconnects = if self.reconnects > 0 {
+            format!(
+                ", {} lost across {} reconnection(s)",
+                self.lost_across, self.reconnects
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "received {} messages, {} bytes, {} errors in {secs:.2} s: {}, latency {}",
+            "received {} messages, {} bytes, {} errors{reconnects} in {secs:.2} s: {}, latency {}",
             self.received,
             self.bytes,
             self.errors,

@@ -25,7 +25,8 @@
 //! A slot (64 bytes): `state` u32 (0 absent, 1 attached, 2 left cleanly), `role` u32
 //! (1 producer, 2 consumer), `pid` u32 (informative only), `heartbeat_interval_ms` u32,
 //! `generation` u64, `heartbeat_ms` u64 (`CLOCK_MONOTONIC`), `messages` u64, `bytes` u64,
-//! `attached_unix_ms` u64. SPSC channels use slot 0 for the producer and slot 1 for the
+//! `attached_unix_ms` u64, `lost` u64 (messages the participant knows were lost before they
+//! reached it, such as a zenoh bridge's gaps and drops). SPSC channels use slot 0 for the producer and slot 1 for the
 //! consumer; MPMC participants take any free slot.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -76,6 +77,7 @@ mod slot_at {
     pub const MESSAGES: usize = 32;
     pub const BYTES: usize = 40;
     pub const ATTACHED_MS: usize = 48;
+    pub const LOST: usize = 56;
 }
 
 /// Slot states.
@@ -396,6 +398,7 @@ impl Control {
         );
         self.set64(region, Self::slot_field(i, slot_at::MESSAGES), 0);
         self.set64(region, Self::slot_field(i, slot_at::BYTES), 0);
+        self.set64(region, Self::slot_field(i, slot_at::LOST), 0);
         self.set64(region, Self::slot_field(i, slot_at::ATTACHED_MS), unix_ms());
         self.set32(region, Self::slot_field(i, slot_at::STATE), ATTACHED);
         generation
@@ -413,9 +416,10 @@ impl Control {
         );
     }
 
-    pub(crate) fn count(&self, region: &Region, i: usize, messages: u64, bytes: u64) {
+    pub(crate) fn count(&self, region: &Region, i: usize, messages: u64, bytes: u64, lost: u64) {
         self.set64(region, Self::slot_field(i, slot_at::MESSAGES), messages);
         self.set64(region, Self::slot_field(i, slot_at::BYTES), bytes);
+        self.set64(region, Self::slot_field(i, slot_at::LOST), lost);
     }
 
     /// Everything recorded in slot `i`.
@@ -431,6 +435,7 @@ impl Control {
             messages: self.u64(region, f(slot_at::MESSAGES)),
             bytes: self.u64(region, f(slot_at::BYTES)),
             attached_unix_ms: self.u64(region, f(slot_at::ATTACHED_MS)),
+            lost: self.u64(region, f(slot_at::LOST)),
         }
     }
 }
@@ -447,6 +452,7 @@ pub(crate) struct SlotRecord {
     pub messages: u64,
     pub bytes: u64,
     pub attached_unix_ms: u64,
+    pub lost: u64,
 }
 
 impl SlotRecord {

@@ -184,6 +184,8 @@ pub(crate) struct Endpoint {
     last_check_ms: u64,
     pub messages: u64,
     pub bytes: u64,
+    /// Messages this participant reported lost upstream of it (`note_lost`).
+    pub lost: u64,
 }
 
 fn fd_of(region: &Region) -> Result<BorrowedFd<'_>> {
@@ -270,6 +272,7 @@ impl Endpoint {
             last_check_ms: monotonic_ms(),
             messages: 0,
             bytes: 0,
+            lost: 0,
         })
     }
 
@@ -555,8 +558,13 @@ impl Endpoint {
     }
 
     pub(crate) fn publish_counts(&self) {
-        self.ctl
-            .count(&self.region, self.slot, self.messages, self.bytes);
+        self.ctl.count(
+            &self.region,
+            self.slot,
+            self.messages,
+            self.bytes,
+            self.lost,
+        );
     }
 
     /// `true` if no slot's lock is held by anyone (we released ours).

@@ -29,6 +29,9 @@ pub struct Participant {
     pub messages: u64,
     /// Payload bytes it sent or received.
     pub bytes: u64,
+    /// Messages it reported lost before they reached it (a bridge's gaps and drops; see
+    /// `note_lost` on the channel ends).
+    pub lost: u64,
     /// Milliseconds since its last heartbeat (`None` if it runs none).
     pub heartbeat_age_ms: Option<u64>,
     /// Its heartbeat period in milliseconds (0: it runs no heartbeat).
@@ -321,6 +324,7 @@ fn fill_from_region(info: &mut ChannelInfo, region: &Region) {
             pid: rec.pid,
             messages: rec.messages,
             bytes: rec.bytes,
+            lost: rec.lost,
             heartbeat_age_ms: (rec.heartbeat_interval_ms > 0)
                 .then(|| now.saturating_sub(rec.heartbeat_ms)),
             heartbeat_interval_ms: rec.heartbeat_interval_ms,

@@ -573,6 +573,20 @@ macro_rules! endpoint_methods {
             &self.ep.name
         }
 
+        /// Records that `n` messages were lost before they reached this end (a bridge
+        /// that found a gap in a stream, or dropped messages it could not deliver):
+        /// published in this end's participant slot with its other counters, for
+        /// `shmlane inspect` to show.
+        pub fn note_lost(&mut self, n: u64) {
+            self.ep.lost = self.ep.lost.saturating_add(n);
+            self.ep.publish_counts();
+        }
+
+        /// Messages recorded with `note_lost` since this end attached.
+        pub fn noted_lost(&self) -> u64 {
+            self.ep.lost
+        }
+
         /// What the other side is doing (alive, hung, dead, left, or not there yet).
         pub fn peer_state(&self) -> PeerState {
             self.ep.peer_state()

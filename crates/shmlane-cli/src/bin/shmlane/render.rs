@@ -251,6 +251,7 @@ fn participant_json(p: &Participant) -> Value {
         "state": inspect::state_word(&p.state),
         "messages": p.messages,
         "bytes": p.bytes,
+        "lost": p.lost,
         "heartbeat_interval_ms": p.heartbeat_interval_ms,
         "heartbeat_age_ms": p.heartbeat_age_ms,
         "generation": p.generation,
@@ -596,6 +597,7 @@ pub(crate) fn inspect_text(c: &ChannelInfo, mappers: &[Mapper]) -> String {
                     state(&p.state),
                     p.messages.to_string(),
                     size(p.bytes),
+                    p.lost.to_string(),
                     match p.heartbeat_age_ms {
                         Some(age) => format!("{age} ms ago (every {} ms)", p.heartbeat_interval_ms),
                         None => "none".into(),
@@ -612,6 +614,7 @@ pub(crate) fn inspect_text(c: &ChannelInfo, mappers: &[Mapper]) -> String {
                 "STATE",
                 "MESSAGES",
                 "BYTES",
+                "LOST",
                 "HEARTBEAT",
                 "GEN",
                 "ATTACHED",

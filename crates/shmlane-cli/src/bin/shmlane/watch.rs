@@ -232,6 +232,7 @@ mod tests {
                 pid: 1,
                 messages,
                 bytes,
+                lost: 0,
                 heartbeat_age_ms: None,
                 heartbeat_interval_ms: 0,
                 generation,

@@ -1,0 +1,346 @@
+//! What a bridge puts on zenoh: each zenoh message carries a batch of one or more channel
+//! messages as its payload, and a [`Header`] as its attachment.
+//!
+//! ```text
+//! attachment (little-endian):
+//!   0  4  magic "SLZ1"
+//!   4  1  flags: bit 0 = end of stream (no messages: the out side's channel closed)
+//!   5  1  format: 1 elements, 2 byte messages
+//!   6  2  type-name length (bytes after the header)
+//!   8  4  element size (0 for byte messages)
+//!  12  4  messages in this batch
+//!  16  8  type fingerprint (shm_queue::element::fingerprint_of; byte messages: of "bytes", 0, 1)
+//!  24  8  stream: a random number per `out` run
+//!  32  8  sequence number of the batch's first message (counted from 0 in the stream,
+//!         including messages the out side lost locally, so the far side sees them as gaps)
+//!  40  8  reserved (0)
+//!  48  .. type name (UTF-8)
+//! payload:
+//!   elements:      count * element size bytes
+//!   byte messages: count records of a u32 length, then that many bytes
+//! ```
+//!
+//! Everything from the network is untrusted: [`Header::decode`] and [`split`] check every
+//! length against what arrived and refuse what does not add up, without panicking.
+
+use shm_queue::element::fingerprint_of;
+
+/// The attachment's magic number.
+pub const MAGIC: [u8; 4] = *b"SLZ1";
+/// Bytes of the fixed header (the type name follows).
+pub const HEADER_LEN: usize = 48;
+/// The longest type name carried.
+pub const MAX_NAME: usize = 128;
+
+/// What the messages of a stream are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Format {
+    /// Fixed-size elements of a named type.
+    Elements {
+        /// The element type's name, as the channel records it.
+        name: String,
+        /// Bytes per element.
+        size: u32,
+        /// The type fingerprint (name, size and alignment).
+        fingerprint: u64,
+    },
+    /// Variable-length byte messages.
+    Bytes,
+}
+
+impl Format {
+    /// The elements of `elem`.
+    pub fn of(elem: &shm_queue::ElementType) -> Self {
+        Format::Elements {
+            name: elem.name().to_owned(),
+            size: elem.size() as u32,
+            fingerprint: elem.fingerprint(),
+        }
+    }
+
+    /// The fingerprint on the wire.
+    pub fn fingerprint(&self) -> u64 {
+        match self {
+            Format::Elements { fingerprint, .. } => *fingerprint,
+            Format::Bytes => fingerprint_of("bytes", 0, 1),
+        }
+    }
+
+    fn code(&self) -> u8 {
+        match self {
+            Format::Elements { .. } => 1,
+            Format::Bytes => 2,
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Format::Elements { name, .. } => name,
+            Format::Bytes => "bytes",
+        }
+    }
+
+    /// Whether a stream of `self` may be delivered into a channel of `other`.
+    pub fn matches(&self, other: &Format) -> bool {
+        match (self, other) {
+            (Format::Bytes, Format::Bytes) => true,
+            (
+                Format::Elements {
+                    size: a,
+                    fingerprint: fa,
+                    ..
+                },
+                Format::Elements {
+                    size: b,
+                    fingerprint: fb,
+                    ..
+                },
+            ) => a == b && fa == fb,
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Format::Elements {
+                name,
+                size,
+                fingerprint,
+            } => write!(
+                f,
+                "elements `{name}` of {size} bytes (fingerprint {fingerprint:#018x})"
+            ),
+            Format::Bytes => f.write_str("byte messages"),
+        }
+    }
+}
+
+/// A zenoh message's attachment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// What the messages are.
+    pub format: Format,
+    /// The `out` run that sent it.
+    pub stream: u64,
+    /// The first message's sequence number.
+    pub seq: u64,
+    /// Messages in the batch.
+    pub count: u32,
+    /// The out side's channel closed: the stream ends here.
+    pub end: bool,
+}
+
+/// Why a zenoh message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Not a shmlane bridge message.
+    #[error("not a shmlane bridge message: {0}")]
+    Foreign(&'static str),
+    /// The payload does not hold what the header says.
+    #[error("malformed batch: {0}")]
+    Malformed(&'static str),
+}
+
+impl Header {
+    /// The attachment bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let name = self.format.name().as_bytes();
+        let name = &name[..name.len().min(MAX_NAME)];
+        let mut v = Vec::with_capacity(HEADER_LEN + name.len());
+        v.extend_from_slice(&MAGIC);
+        v.push(u8::from(self.end));
+        v.push(self.format.code());
+        v.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        let size = match &self.format {
+            Format::Elements { size, .. } => *size,
+            Format::Bytes => 0,
+        };
+        v.extend_from_slice(&size.to_le_bytes());
+        v.extend_from_slice(&self.count.to_le_bytes());
+        v.extend_from_slice(&self.format.fingerprint().to_le_bytes());
+        v.extend_from_slice(&self.stream.to_le_bytes());
+        v.extend_from_slice(&self.seq.to_le_bytes());
+        v.extend_from_slice(&0u64.to_le_bytes());
+        v.extend_from_slice(name);
+        v
+    }
+
+    /// Reads an attachment.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError::Foreign`] for anything that is not a header this version wrote.
+    pub fn decode(b: &[u8]) -> Result<Header, WireError> {
+        if b.len() < HEADER_LEN {
+            return Err(WireError::Foreign("attachment shorter than the header"));
+        }
+        if b[..4] != MAGIC {
+            return Err(WireError::Foreign("bad magic"));
+        }
+        let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let u64_at = |o: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[o..o + 8]);
+            u64::from_le_bytes(w)
+        };
+        let name_len = usize::from(u16::from_le_bytes([b[6], b[7]]));
+        if name_len > MAX_NAME || b.len() != HEADER_LEN + name_len {
+            return Err(WireError::Foreign("type name length does not match"));
+        }
+        let name = std::str::from_utf8(&b[HEADER_LEN..])
+            .map_err(|_| WireError::Foreign("type name is not UTF-8"))?;
+        let fingerprint = u64_at(16);
+        let format = match b[5] {
+            1 => Format::Elements {
+                name: name.to_owned(),
+                size: u32_at(8),
+                fingerprint,
+            },
+            2 if fingerprint == Format::Bytes.fingerprint() => Format::Bytes,
+            _ => return Err(WireError::Foreign("unknown message format")),
+        };
+        if let Format::Elements { size: 0, .. } = format {
+            return Err(WireError::Foreign("zero-sized elements"));
+        }
+        Ok(Header {
+            format,
+            stream: u64_at(24),
+            seq: u64_at(32),
+            count: u32_at(12),
+            end: b[4] & 1 != 0,
+        })
+    }
+}
+
+/// A batch being filled: the payload of one zenoh message.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The payload bytes.
+    pub buf: Vec<u8>,
+    /// Messages in it.
+    pub count: u32,
+}
+
+impl Batch {
+    /// Appends a byte message (its length, then its bytes).
+    pub fn push_message(&mut self, msg: &[u8]) {
+        self.buf
+            .extend_from_slice(&(msg.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(msg);
+        self.count += 1;
+    }
+
+    /// Empties it for reuse.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.count = 0;
+    }
+}
+
+/// The messages of a payload, checked against the header: each element, or each byte
+/// message, as a slice of `payload`.
+///
+/// # Errors
+///
+/// [`WireError::Malformed`] if the payload does not hold exactly `count` messages.
+pub fn split<'a>(h: &Header, payload: &'a [u8]) -> Result<Vec<&'a [u8]>, WireError> {
+    let count = h.count as usize;
+    match &h.format {
+        Format::Elements { size, .. } => {
+            let size = *size as usize;
+            if Some(payload.len()) != count.checked_mul(size) {
+                return Err(WireError::Malformed("payload is not count whole elements"));
+            }
+            Ok(payload.chunks_exact(size).collect())
+        }
+        Format::Bytes => {
+            let mut out = Vec::with_capacity(count.min(payload.len() / 4));
+            let mut rest = payload;
+            for _ in 0..count {
+                let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+                    return Err(WireError::Malformed("record length cut short"));
+                };
+                let len = u32::from_le_bytes(*len) as usize;
+                if len > tail.len() {
+                    return Err(WireError::Malformed("record longer than the payload"));
+                }
+                let (msg, tail) = tail.split_at(len);
+                out.push(msg);
+                rest = tail;
+            }
+            if !rest.is_empty() {
+                return Err(WireError::Malformed("bytes after the last record"));
+            }
+            Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn header(format: Format, count: u32) -> Header {
+        Header {
+            format,
+            stream: 7,
+            seq: 41,
+            count,
+            end: false,
+        }
+    }
+
+    #[test]
+    fn headers_round_trip_and_garbage_is_refused() {
+        let elems = Format::of(&shm_queue::ElementType::of::<u64>());
+        for h in [header(Format::Bytes, 3), header(elems.clone(), 9)] {
+            let b = h.encode();
+            assert_eq!(Header::decode(&b).unwrap(), h);
+            for cut in 0..b.len() {
+                assert!(Header::decode(&b[..cut]).is_err(), "cut at {cut}");
+            }
+            let mut bad = b.clone();
+            bad[5] = 9;
+            assert!(Header::decode(&bad).is_err());
+        }
+        // Every single-byte corruption either decodes to something or is refused: no panic.
+        let b = header(elems, 2).encode();
+        for i in 0..b.len() {
+            for v in [0u8, 1, 0x7f, 0xff] {
+                let mut c = b.clone();
+                c[i] = v;
+                let _ = Header::decode(&c);
+            }
+        }
+    }
+
+    #[test]
+    fn batches_split_exactly_or_not_at_all() {
+        let mut batch = Batch::default();
+        for m in [&b"a"[..], b"", b"hello"] {
+            batch.push_message(m);
+        }
+        let h = header(Format::Bytes, batch.count);
+        assert_eq!(split(&h, &batch.buf).unwrap(), [&b"a"[..], b"", b"hello"]);
+        for cut in 0..batch.buf.len() {
+            assert!(split(&h, &batch.buf[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = batch.buf.clone();
+        long.push(0);
+        assert!(split(&h, &long).is_err());
+        let mut huge = batch.buf.clone();
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(split(&h, &huge).is_err());
+        let e = header(Format::of(&shm_queue::ElementType::of::<u64>()), 2);
+        assert_eq!(split(&e, &[0; 16]).unwrap().len(), 2);
+        assert!(split(&e, &[0; 15]).is_err());
+        let lying = Header {
+            count: u32::MAX,
+            ..e
+        };
+        assert!(split(&lying, &[0; 16]).is_err());
+    }
+}
