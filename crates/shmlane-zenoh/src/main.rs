@@ -17,6 +17,8 @@ use shmlane_zenoh::local::{Full, Sink, SinkKind, Source};
 use shmlane_zenoh::{in_, out, Error, InOptions, OutOptions};
 use zenoh::Wait;
 
+mod bench;
+
 const AFTER_HELP: &str = "\
 Exit codes:
   0  done: the stream ended (its channel closed) and everything was passed on, or the
@@ -71,6 +73,27 @@ enum Reliability {
 
 #[derive(Subcommand, Debug)]
 enum Side {
+    /// End to end through both bridges against plain zenoh publish/subscribe between two
+    /// processes on TCP 127.0.0.1: throughput and round trip, 64 B and 64 KiB.
+    Bench {
+        /// Fewer messages and one run per figure (a smoke run).
+        #[arg(long)]
+        quick: bool,
+    },
+    /// One side of a benchmark (run by `bench`).
+    #[command(hide = true)]
+    BenchSide {
+        #[arg(value_enum)]
+        role: bench::Role,
+        #[arg(long, value_enum)]
+        path: bench::Path,
+        #[arg(long)]
+        size: usize,
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        port: u16,
+    },
     /// Reads a local channel (any kind; a broadcast channel gets a new subscriber) and
     /// publishes its messages on a key expression.
     Out {
@@ -208,7 +231,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(line) => {
-            println!("{line}");
+            if !line.is_empty() {
+                println!("{line}");
+            }
             ExitCode::SUCCESS
         }
         Err((code, msg)) => {
@@ -220,8 +245,26 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<String, (u8, String)> {
     let setup = |e: String| (1u8, e);
+    match cli.side {
+        Side::Bench { quick } => {
+            bench::run(quick).map_err(setup)?;
+            return Ok(String::new());
+        }
+        Side::BenchSide {
+            role,
+            path,
+            size,
+            count,
+            port,
+        } => {
+            bench::side(role, path, size.max(8), count, port).map_err(setup)?;
+            return Ok(String::new());
+        }
+        _ => {}
+    }
     let stop = stop_on_signal().map_err(setup)?;
     match cli.side {
+        Side::Bench { .. } | Side::BenchSide { .. } => Ok(String::new()),
         Side::Out {
             name,
             key,

@@ -406,3 +406,111 @@ fn drops_of_a_full_channel_are_counted_where_inspect_shows_them() {
         "the slot's count is the bridge's: {recorded} vs {i:#?}"
     );
 }
+
+/// Liveness on both local sides: the `out` side's producer killed mid-stream ends the stream
+/// (the `in` side closes its channel, whose consumer has everything up to the death, valid);
+/// the `in` side's consumer killed makes the `in` bridge stop with exit 3 (the channel's
+/// other side died), and its configuration came from a file.
+#[test]
+fn a_dead_local_producer_ends_the_stream_and_a_dead_consumer_stops_the_in_bridge() {
+    let (a, b) = (name("dead-a"), name("dead-b"));
+    let key = format!("shmlane-test/{}/dead", std::process::id());
+    let port = free_port();
+    let ep = format!("tcp/127.0.0.1:{port}");
+    let config = std::env::temp_dir().join(format!("{b}.json5"));
+    std::fs::write(
+        &config,
+        format!(
+            "{{ mode: \"peer\", listen: {{ endpoints: [\"{ep}\"] }}, \
+             scouting: {{ multicast: {{ enabled: false }}, gossip: {{ enabled: false }} }} }}"
+        ),
+    )
+    .unwrap();
+    let config_s = config.to_str().unwrap();
+    let mut inb = bridge(&[
+        "in",
+        "--name",
+        &b,
+        "--key",
+        &key,
+        "--max-message",
+        "64",
+        "--config",
+        config_s,
+    ]);
+    let mut consumer = example("consumer", &["--name", &b, "--timeout", "60"]);
+    let mut producer = example(
+        "producer",
+        &[
+            "--name",
+            &a,
+            "--count",
+            "0",
+            "--size",
+            "64",
+            "--rate",
+            "50000",
+            "--timeout",
+            "60",
+        ],
+    );
+    let mut out = bridge(&out_args(&a, &key, &ep, &["--timeout", "60"]));
+    let flowing = Instant::now();
+    while shm_bridge::inspect::inspect(&b)
+        .map(|i| i.participants.iter().all(|p| p.messages < 5_000))
+        .unwrap_or(true)
+    {
+        assert!(flowing.elapsed() < LONG, "the stream never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    producer.signal(Signal::SIGKILL);
+    let o = out.finish(LONG);
+    assert_code(&o, 0, "out after its producer died");
+    assert!(o.stdout.contains("channel ended"), "{o:#?}");
+    let i = inb.finish(LONG);
+    assert_code(&i, 0, "in after the stream ended");
+    let c = consumer.finish(LONG);
+    assert_code(&c, 0, "consumer: everything until the end, valid");
+    let (received, errors) = consumer_summary(&c);
+    assert!(received >= 5_000 && errors == 0, "{c:#?}");
+
+    // Now the consumer of the `in` side dies.
+    let (a, b) = (name("dead2-a"), name("dead2-b"));
+    let port = free_port();
+    let ep = format!("tcp/127.0.0.1:{port}");
+    let mut inb = bridge(&in_args(&b, &key, &ep, &["--max-message", "64"]));
+    let mut consumer = example("consumer", &["--name", &b, "--timeout", "60"]);
+    let mut producer = example(
+        "producer",
+        &[
+            "--name",
+            &a,
+            "--count",
+            "0",
+            "--size",
+            "64",
+            "--rate",
+            "50000",
+            "--timeout",
+            "60",
+        ],
+    );
+    let mut out = bridge(&out_args(&a, &key, &ep, &["--timeout", "60"]));
+    let flowing = Instant::now();
+    while shm_bridge::inspect::inspect(&b)
+        .map(|i| i.participants.iter().all(|p| p.messages < 5_000))
+        .unwrap_or(true)
+    {
+        assert!(flowing.elapsed() < LONG, "the stream never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    consumer.signal(Signal::SIGKILL);
+    let i = inb.finish(LONG);
+    assert_code(&i, 3, "in after its consumer died");
+    assert!(i.stderr.contains(&b), "names the channel: {i:#?}");
+    producer.signal(Signal::SIGTERM);
+    let _ = producer.finish(LONG);
+    let o = out.finish(LONG);
+    assert_code(&o, 0, "out after its producer stopped");
+    let _ = std::fs::remove_file(config);
+}
