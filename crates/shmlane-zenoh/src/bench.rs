@@ -269,11 +269,8 @@ pub fn side(role: Role, path: Path, size: usize, count: u64, port: u16) -> Resul
                 .congestion_control(zenoh::qos::CongestionControl::Block)
                 .wait()
                 .map_err(s)?;
-            loop {
-                match sub.recv_timeout(Duration::from_secs(2)).map_err(s)? {
-                    Some(sample) => p.put(sample.payload().clone()).wait().map_err(s)?,
-                    None => break,
-                }
+            while let Some(sample) = sub.recv_timeout(Duration::from_secs(2)).map_err(s)? {
+                p.put(sample.payload().clone()).wait().map_err(s)?;
             }
         }
         (Role::Ping, Path::Bridged) => {

@@ -81,8 +81,8 @@ enum Side {
         quick: bool,
     },
     /// One side of a benchmark (run by `bench`).
-    #[command(hide = true)]
-    BenchSide {
+    #[command(hide = true, name = "bench-side")]
+    BenchPart {
         #[arg(value_enum)]
         role: bench::Role,
         #[arg(long, value_enum)]
@@ -250,7 +250,7 @@ fn run(cli: Cli) -> Result<String, (u8, String)> {
             bench::run(quick).map_err(setup)?;
             return Ok(String::new());
         }
-        Side::BenchSide {
+        Side::BenchPart {
             role,
             path,
             size,
@@ -264,7 +264,7 @@ fn run(cli: Cli) -> Result<String, (u8, String)> {
     }
     let stop = stop_on_signal().map_err(setup)?;
     match cli.side {
-        Side::Bench { .. } | Side::BenchSide { .. } => Ok(String::new()),
+        Side::Bench { .. } | Side::BenchPart { .. } => Ok(String::new()),
         Side::Out {
             name,
             key,

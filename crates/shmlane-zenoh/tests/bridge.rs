@@ -439,7 +439,7 @@ fn a_dead_local_producer_ends_the_stream_and_a_dead_consumer_stops_the_in_bridge
         config_s,
     ]);
     let mut consumer = example("consumer", &["--name", &b, "--timeout", "60"]);
-    let mut producer = example(
+    let producer = example(
         "producer",
         &[
             "--name",
@@ -479,7 +479,7 @@ fn a_dead_local_producer_ends_the_stream_and_a_dead_consumer_stops_the_in_bridge
     let port = free_port();
     let ep = format!("tcp/127.0.0.1:{port}");
     let mut inb = bridge(&in_args(&b, &key, &ep, &["--max-message", "64"]));
-    let mut consumer = example("consumer", &["--name", &b, "--timeout", "60"]);
+    let consumer = example("consumer", &["--name", &b, "--timeout", "60"]);
     let mut producer = example(
         "producer",
         &[
