@@ -123,9 +123,11 @@ impl Bridged {
         send_key: Option<&str>,
         recv_key: Option<&str>,
     ) -> Result<Bridged, String> {
+        // Every thread sleeps while it waits, as the plain zenoh side's do.
         let opts = ChannelOptions::new()
             .capacity((size * 64).max(1 << 20).next_power_of_two())
-            .max_message(size);
+            .max_message(size)
+            .wait_strategy(shm_bridge::WaitStrategy::blocking());
         let stop = Arc::new(AtomicBool::new(false));
         let mut b = Bridged {
             tx: None,

@@ -385,63 +385,106 @@ pub struct InReport {
 /// [`Error::Channel`] when the local channel fails (its consumer gone, for example);
 /// [`Error::Zenoh`] when subscribing fails.
 pub fn in_(
-    mut sink: Sink,
+    sink: Sink,
     session: &zenoh::Session,
     key: &str,
     opts: &InOptions,
 ) -> Result<InReport, Error> {
+    // zenoh calls back on its receiving thread, which writes straight into the channel (no
+    // hand-off to another thread); a full channel holds that thread, and so the stream, up.
+    let state = Arc::new(std::sync::Mutex::new(InState {
+        sink,
+        report: InReport::default(),
+        current: None,
+        failed: None,
+        done: false,
+    }));
+    let shared = state.clone();
+    let (key_owned, opts_cb) = (key.to_owned(), opts.clone());
     let subscriber = session
         .declare_subscriber(key.to_owned())
+        .callback(move |sample| {
+            let Ok(mut st) = shared.lock() else { return };
+            if st.done || st.failed.is_some() {
+                return;
+            }
+            st.take(&sample, &key_owned, &opts_cb);
+        })
         .wait()
         .map_err(zenoh_err("declaring the subscriber", key))?;
-    let event = |e: Event| {
-        if let Some(f) = &opts.on_event {
-            f(&e);
+    loop {
+        {
+            let Ok(mut st) = state.lock() else { break };
+            if let Some(e) = st.failed.take() {
+                return Err(e);
+            }
+            if st.done || opts.stop.load(Ordering::Relaxed) {
+                st.done = true;
+                break;
+            }
         }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(subscriber);
+    let report = match state.lock() {
+        Ok(st) => st.report.clone(),
+        Err(_) => InReport::default(),
     };
-    let mut report = InReport::default();
-    // (stream, next expected sequence number)
-    let mut current: Option<(u64, u64)> = None;
-    while !opts.stop.load(Ordering::Relaxed) {
-        let sample = match subscriber.recv_timeout(Duration::from_millis(100)) {
-            Ok(Some(s)) => s,
-            Ok(None) => continue,
-            Err(e) => return Err(zenoh_err("receiving", key)(e)),
+    Ok(report)
+}
+
+/// An `in` bridge's state, shared with zenoh's callback.
+struct InState {
+    sink: Sink,
+    report: InReport,
+    /// (stream, next expected sequence number)
+    current: Option<(u64, u64)>,
+    /// Why the bridge must stop.
+    failed: Option<Error>,
+    /// The stream ended (with `exit_on_end`) or the bridge was stopped.
+    done: bool,
+}
+
+impl InState {
+    /// Handles one zenoh message.
+    fn take(&mut self, sample: &zenoh::sample::Sample, key: &str, opts: &InOptions) {
+        let event = |e: Event| {
+            if let Some(f) = &opts.on_event {
+                f(&e);
+            }
         };
         let header = match sample.attachment().map(|a| Header::decode(&a.to_bytes())) {
             Some(Ok(h)) => h,
             Some(Err(e)) => {
-                report.malformed += 1;
-                event(Event::Malformed(e.to_string()));
-                continue;
+                self.report.malformed += 1;
+                return event(Event::Malformed(e.to_string()));
             }
             None => {
-                report.malformed += 1;
-                event(Event::Malformed("no attachment".into()));
-                continue;
+                self.report.malformed += 1;
+                return event(Event::Malformed("no attachment".into()));
             }
         };
-        if !header.format.matches(sink.format()) {
-            return Err(Error::WrongType {
+        if !header.format.matches(self.sink.format()) {
+            self.failed = Some(Error::WrongType {
                 key: key.to_owned(),
-                name: sink.name().to_owned(),
-                expected: sink.format().to_string(),
+                name: self.sink.name().to_owned(),
+                expected: self.sink.format().to_string(),
                 found: header.format.to_string(),
             });
+            return;
         }
         let payload = sample.payload().to_bytes();
         let messages = match wire::split(&header, &payload) {
             Ok(m) => m,
             Err(e) => {
-                report.malformed += 1;
-                event(Event::Malformed(e.to_string()));
-                continue;
+                self.report.malformed += 1;
+                return event(Event::Malformed(e.to_string()));
             }
         };
-        let expected = match current {
+        let expected = match self.current {
             Some((s, next)) if s == header.stream => next,
             _ => {
-                report.streams += 1;
+                self.report.streams += 1;
                 event(Event::Joined {
                     stream: header.stream,
                     at: header.seq,
@@ -450,34 +493,40 @@ pub fn in_(
             }
         };
         if header.seq < expected {
-            report.duplicates += u64::from(header.count);
-            continue;
+            self.report.duplicates += u64::from(header.count);
+            return;
         }
         if header.seq > expected {
             let missing = header.seq - expected;
-            report.gaps += missing;
-            sink.note_lost(missing);
+            self.report.gaps += missing;
+            self.sink.note_lost(missing);
             event(Event::Gap {
                 stream: header.stream,
                 expected,
                 got: header.seq,
             });
         }
-        current = Some((header.stream, header.seq + u64::from(header.count)));
-        report.batches += 1;
-        let dropped = sink.write(&messages, opts.full)?;
-        report.dropped += dropped;
-        report.messages += messages.len() as u64 - dropped;
-        report.bytes += messages.iter().map(|m| m.len() as u64).sum::<u64>();
+        self.current = Some((header.stream, header.seq + u64::from(header.count)));
+        self.report.batches += 1;
+        match self.sink.write(&messages, opts.full, &opts.stop) {
+            Ok(dropped) => {
+                self.report.dropped += dropped;
+                self.report.messages += messages.len() as u64 - dropped;
+                self.report.bytes += messages.iter().map(|m| m.len() as u64).sum::<u64>();
+            }
+            Err(e) => {
+                self.failed = Some(e.into());
+                return;
+            }
+        }
         if header.end {
-            report.ended = true;
+            self.report.ended = true;
             event(Event::Ended {
                 stream: header.stream,
             });
             if opts.exit_on_end {
-                break;
+                self.done = true;
             }
         }
     }
-    Ok(report)
 }

@@ -164,17 +164,23 @@ impl Source {
         let size = self.max_message();
         match &mut self.end {
             SourceEnd::Bytes(rx) => {
-                let n = rx.recv_deadline(scratch, Some(deadline))?;
-                batch.push_message(&scratch[..n]);
+                // Each message is copied once, from the ring into the batch (read in place).
+                let take = |rx: &mut ByteReceiver, batch: &mut Batch, until: Instant| {
+                    let g = rx.read_deadline(Some(until))?;
+                    batch
+                        .push_message_with(g.len(), |dst| g.copy_to(dst))
+                        .map_err(|e| Error::BadConfig {
+                            name: String::new(),
+                            reason: e.to_string(),
+                        })
+                };
+                take(rx, batch, deadline)?;
                 read.messages += 1;
                 while !full(batch, &read) {
-                    match rx.try_recv(scratch) {
-                        Ok(n) => {
-                            batch.push_message(&scratch[..n]);
-                            read.messages += 1;
-                        }
-                        Err(_) => break,
+                    if take(rx, batch, Instant::now()).is_err() {
+                        break;
                     }
+                    read.messages += 1;
                 }
             }
             SourceEnd::BroadcastBytes(rx) => {
@@ -337,41 +343,63 @@ impl Sink {
         &self.format
     }
 
-    /// Writes `messages` (each a whole message or element), waiting as `full` says;
-    /// returns how many were dropped.
+    /// Writes `messages` (each a whole message or element), waiting as `full` says (until
+    /// `stop` is set); returns how many were dropped.
     ///
     /// # Errors
     ///
     /// The channel's errors other than "full" (a byte message over the channel's maximum is
     /// one: the far side's maximum is larger than this channel's).
-    pub fn write(&mut self, messages: &[&[u8]], full: Full) -> Result<u64, Error> {
+    pub fn write(
+        &mut self,
+        messages: &[&[u8]],
+        full: Full,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<u64, Error> {
         let mut dropped = 0;
-        let wait = full == Full::Wait;
         for m in messages {
-            let r = match &mut self.end {
-                SinkEnd::Bytes(tx) if wait => tx.send(m),
-                SinkEnd::Bytes(tx) => tx.try_send(m),
-                SinkEnd::BroadcastBytes(tx) if wait => tx.send_message(m),
-                SinkEnd::BroadcastBytes(tx) => tx.try_send_message(m),
-                SinkEnd::Typed(tx) if wait => tx.send_bytes_deadline(m, None).map_err(|(_, e)| e),
-                SinkEnd::Typed(tx) => tx.try_send_bytes(m).map(drop),
-                SinkEnd::Mpmc(tx) if wait => tx.send_bytes_deadline(m, None).map_err(|(_, e)| e),
-                SinkEnd::Mpmc(tx) => tx.try_send_bytes(m).map(drop),
-                SinkEnd::Broadcast(tx) if wait => {
-                    tx.send_bytes_deadline(m, None).map_err(|(_, e)| e)
+            loop {
+                match self.write_one(m, full) {
+                    // A slice of waiting ran out: look at the stop flag, then wait again.
+                    Err(Error::Timeout { .. } | Error::PeerHung { .. })
+                        if !stop.load(std::sync::atomic::Ordering::Relaxed) => {}
+                    Err(Error::Timeout { .. } | Error::PeerHung { .. }) => return Ok(dropped),
+                    Err(Error::WouldBlock { .. }) if full == Full::Drop => {
+                        dropped += 1;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                    Ok(()) => break,
                 }
-                SinkEnd::Broadcast(tx) => tx.try_send_bytes(m).map(drop),
-            };
-            match r {
-                Ok(()) => {}
-                Err(Error::WouldBlock { .. }) if !wait => dropped += 1,
-                Err(e) => return Err(e),
             }
         }
         if dropped > 0 {
             self.note_lost(dropped);
         }
         Ok(dropped)
+    }
+
+    /// One message or element, waiting up to 100 ms for room (`Full::Wait`) or not at all.
+    fn write_one(&mut self, m: &[u8], full: Full) -> Result<(), Error> {
+        let wait = full == Full::Wait;
+        let soon = Some(Instant::now() + std::time::Duration::from_millis(100));
+        {
+            let r = match &mut self.end {
+                SinkEnd::Bytes(tx) if wait => tx.send_deadline(m, soon),
+                SinkEnd::Bytes(tx) => tx.try_send(m),
+                SinkEnd::BroadcastBytes(tx) if wait => tx.send_message_deadline(m, soon),
+                SinkEnd::BroadcastBytes(tx) => tx.try_send_message(m),
+                SinkEnd::Typed(tx) if wait => tx.send_bytes_deadline(m, soon).map_err(|(_, e)| e),
+                SinkEnd::Typed(tx) => tx.try_send_bytes(m).map(drop),
+                SinkEnd::Mpmc(tx) if wait => tx.send_bytes_deadline(m, soon).map_err(|(_, e)| e),
+                SinkEnd::Mpmc(tx) => tx.try_send_bytes(m).map(drop),
+                SinkEnd::Broadcast(tx) if wait => {
+                    tx.send_bytes_deadline(m, soon).map_err(|(_, e)| e)
+                }
+                SinkEnd::Broadcast(tx) => tx.try_send_bytes(m).map(drop),
+            };
+            r
+        }
     }
 
     /// Records `n` lost messages in the channel's participant slot (`shmlane inspect`).

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use shm_bridge::{ChannelOptions, ElementType};
+use shm_bridge::{ChannelOptions, ElementType, WaitStrategy};
 use shmlane_zenoh::local::{Full, Sink, SinkKind, Source};
 use shmlane_zenoh::{in_, out, Error, InOptions, OutOptions};
 use zenoh::Wait;
@@ -315,7 +315,7 @@ fn run(cli: Cli) -> Result<String, (u8, String)> {
             zenoh,
         } => {
             let config = zenoh_config(&zenoh).map_err(setup)?;
-            let mut copts = ChannelOptions::new();
+            let mut copts = ChannelOptions::new().wait_strategy(WaitStrategy::blocking());
             if let Some(c) = capacity {
                 copts = copts.capacity(c);
             }

@@ -232,6 +232,27 @@ impl Batch {
         self.count += 1;
     }
 
+    /// Appends a byte message of `len` bytes that `fill` writes in place.
+    pub fn push_message_with<E>(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&(len as u32).to_le_bytes());
+        self.buf.resize(at + 4 + len, 0);
+        match fill(&mut self.buf[at + 4..]) {
+            Ok(()) => {
+                self.count += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.buf.truncate(at);
+                Err(e)
+            }
+        }
+    }
+
     /// Empties it for reuse.
     pub fn clear(&mut self) {
         self.buf.clear();
