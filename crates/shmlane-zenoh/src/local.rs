@@ -360,16 +360,18 @@ impl Sink {
         for m in messages {
             loop {
                 match self.write_one(m, full) {
-                    // A slice of waiting ran out: look at the stop flag, then wait again.
-                    Err(Error::Timeout { .. } | Error::PeerHung { .. })
-                        if !stop.load(std::sync::atomic::Ordering::Relaxed) => {}
-                    Err(Error::Timeout { .. } | Error::PeerHung { .. }) => return Ok(dropped),
-                    Err(Error::WouldBlock { .. }) if full == Full::Drop => {
+                    Ok(true) => break,
+                    Ok(false) if full == Full::Drop => {
                         dropped += 1;
                         break;
                     }
+                    // A slice of waiting ran out: look at the stop flag, then wait again.
+                    Ok(false) | Err(Error::Timeout { .. } | Error::PeerHung { .. })
+                        if !stop.load(std::sync::atomic::Ordering::Relaxed) => {}
+                    Ok(false) | Err(Error::Timeout { .. } | Error::PeerHung { .. }) => {
+                        return Ok(dropped)
+                    }
                     Err(e) => return Err(e),
-                    Ok(()) => break,
                 }
             }
         }
@@ -379,26 +381,36 @@ impl Sink {
         Ok(dropped)
     }
 
-    /// One message or element, waiting up to 100 ms for room (`Full::Wait`) or not at all.
-    fn write_one(&mut self, m: &[u8], full: Full) -> Result<(), Error> {
+    /// One message or element, waiting up to 100 ms for room (`Full::Wait`) or not at all;
+    /// `Ok(false)`: no room now.
+    fn write_one(&mut self, m: &[u8], full: Full) -> Result<bool, Error> {
         let wait = full == Full::Wait;
         let soon = Some(Instant::now() + std::time::Duration::from_millis(100));
-        {
-            let r = match &mut self.end {
-                SinkEnd::Bytes(tx) if wait => tx.send_deadline(m, soon),
-                SinkEnd::Bytes(tx) => tx.try_send(m),
-                SinkEnd::BroadcastBytes(tx) if wait => tx.send_message_deadline(m, soon),
-                SinkEnd::BroadcastBytes(tx) => tx.try_send_message(m),
-                SinkEnd::Typed(tx) if wait => tx.send_bytes_deadline(m, soon).map_err(|(_, e)| e),
-                SinkEnd::Typed(tx) => tx.try_send_bytes(m).map(drop),
-                SinkEnd::Mpmc(tx) if wait => tx.send_bytes_deadline(m, soon).map_err(|(_, e)| e),
-                SinkEnd::Mpmc(tx) => tx.try_send_bytes(m).map(drop),
-                SinkEnd::Broadcast(tx) if wait => {
-                    tx.send_bytes_deadline(m, soon).map_err(|(_, e)| e)
-                }
-                SinkEnd::Broadcast(tx) => tx.try_send_bytes(m).map(drop),
-            };
-            r
+        let r = match &mut self.end {
+            SinkEnd::Bytes(tx) if wait => tx.send_deadline(m, soon).map(|()| true),
+            SinkEnd::Bytes(tx) => tx.try_send(m).map(|()| true),
+            SinkEnd::BroadcastBytes(tx) if wait => tx.send_message_deadline(m, soon).map(|()| true),
+            SinkEnd::BroadcastBytes(tx) => tx.try_send_message(m).map(|()| true),
+            SinkEnd::Typed(tx) if wait => tx
+                .send_bytes_deadline(m, soon)
+                .map(|()| true)
+                .map_err(|(_, e)| e),
+            SinkEnd::Typed(tx) => tx.try_send_bytes(m).map(|n| n > 0),
+            SinkEnd::Mpmc(tx) if wait => tx
+                .send_bytes_deadline(m, soon)
+                .map(|()| true)
+                .map_err(|(_, e)| e),
+            SinkEnd::Mpmc(tx) => tx.try_send_bytes(m).map(|n| n > 0),
+            SinkEnd::Broadcast(tx) if wait => tx
+                .send_bytes_deadline(m, soon)
+                .map(|()| true)
+                .map_err(|(_, e)| e),
+            // A full lossless broadcast channel gives Ok(0).
+            SinkEnd::Broadcast(tx) => tx.try_send_bytes(m).map(|n| n > 0),
+        };
+        match r {
+            Err(Error::WouldBlock { .. }) => Ok(false),
+            other => other,
         }
     }
 

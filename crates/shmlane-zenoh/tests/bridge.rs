@@ -514,3 +514,71 @@ fn a_dead_local_producer_ends_the_stream_and_a_dead_consumer_stops_the_in_bridge
     assert_code(&o, 0, "out after its producer stopped");
     let _ = std::fs::remove_file(config);
 }
+
+/// Element channels of every source kind: a typed SPSC channel and a broadcast channel's
+/// subscriber on the `out` side, typed and broadcast channels created by the `in` side;
+/// every `u64` arrives, in order.
+#[test]
+fn element_streams_from_spsc_and_broadcast_sources() {
+    for (tag, source_kind, in_kind) in [
+        ("typed", "typed", "typed"),
+        ("bc", "broadcast", "broadcast"),
+    ] {
+        let (a, b) = (name(&format!("{tag}-ea")), name(&format!("{tag}-eb")));
+        let key = format!("shmlane-test/{}/{tag}", std::process::id());
+        let port = free_port();
+        let ep = format!("tcp/127.0.0.1:{port}");
+        let mut inb = bridge(&in_args(
+            &b,
+            &key,
+            &ep,
+            &["--kind", in_kind, "--type", "u64:8:8", "--capacity", "4096"],
+        ));
+        // Connect to the `in` side's channel first: a broadcast subscriber gets what is
+        // sent after it joined.
+        let copts = ChannelOptions::new().timeout(Duration::from_secs(60));
+        let mut typed_rx = None;
+        let mut bc_rx = None;
+        if in_kind == "typed" {
+            typed_rx = Some(copts.connect::<u64>(&b).unwrap());
+        } else {
+            bc_rx = Some(copts.connect_subscriber::<u64>(&b).unwrap());
+        }
+        let opts = ChannelOptions::new().capacity(4096);
+        const N: u64 = 50_000;
+        let sender = std::thread::spawn({
+            let a = a.clone();
+            move || -> Result<(), shm_bridge::Error> {
+                if source_kind == "typed" {
+                    let mut tx = opts.create::<u64>(&a)?;
+                    for i in 0..N {
+                        tx.send(i)?;
+                    }
+                } else {
+                    let mut tx = opts.create_broadcast::<u64>(&a)?;
+                    // The out bridge is this channel's subscriber: wait for it.
+                    while tx.subscribers().is_empty() {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    for i in 0..N {
+                        tx.send(i)?;
+                    }
+                }
+                Ok(())
+            }
+        });
+        let mut out = bridge(&out_args(&a, &key, &ep, &["--timeout", "60"]));
+        let got: Vec<u64> = match (typed_rx.as_mut(), bc_rx.as_mut()) {
+            (Some(rx), _) => (0..N).map(|_| rx.recv().unwrap()).collect(),
+            (_, Some(rx)) => (0..N).map(|_| rx.recv().unwrap()).collect(),
+            _ => unreachable!(),
+        };
+        assert!(
+            got.iter().copied().eq(0..N),
+            "{tag}: out of order or missing"
+        );
+        sender.join().unwrap().unwrap();
+        assert_code(&out.finish(LONG), 0, "out");
+        assert_code(&inb.finish(LONG), 0, "in");
+    }
+}
