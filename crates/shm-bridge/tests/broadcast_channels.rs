@@ -394,6 +394,18 @@ fn byte_message_channels_report_losses_and_check_kinds() {
         Err(Error::Queue { .. })
     ));
     assert_eq!(rx.try_recv_message(&mut buf).unwrap(), 40);
+    // A batch read: what is ready, packed, with the lengths.
+    for i in 0..5u8 {
+        tx.try_send_message(&vec![i; usize::from(i) * 3]).unwrap();
+    }
+    let mut lens = [0usize; 8];
+    let n = rx.try_recv_messages(&mut buf, &mut lens).unwrap();
+    assert_eq!(n, 1, "a buffer of one maximum holds one message");
+    let mut big = vec![0u8; 64 * 8];
+    let n = rx.try_recv_messages(&mut big, &mut lens).unwrap();
+    assert_eq!(&lens[..n], &[3, 6, 9, 12]);
+    assert_eq!(&big[..3], &[1, 1, 1]);
+    assert_eq!(rx.try_recv_messages(&mut big, &mut lens).unwrap(), 0);
     drop((tx, rx));
 
     // A byte-message subscriber cannot read a typed channel.

@@ -305,3 +305,55 @@ fn two_subscriber_processes_get_every_message() {
         assert_eq!(exit_code(c, Duration::from_secs(120)), 0);
     }
 }
+
+#[test]
+fn batch_reads_pack_messages_and_report_losses() {
+    let r = ring(16, Mode::Lossy);
+    let mut tx = r.publisher().unwrap();
+    let mut rx = r.subscriber(Start::Newest).unwrap();
+    for p in 0..10 {
+        tx.try_send_message(&message(p)).unwrap();
+    }
+    let mut buf = vec![0u8; MAX * 4];
+    let mut lens = [0usize; 8];
+    assert!(matches!(
+        rx.try_recv_messages(&mut buf[..MAX - 1], &mut lens),
+        Err(TryError::BufferTooSmall { .. })
+    ));
+    let mut p = 0;
+    while p < 10 {
+        let n = rx.try_recv_messages(&mut buf, &mut lens).unwrap();
+        assert!((1..=4).contains(&n), "at most dst / max messages: {n}");
+        let mut off = 0;
+        for &len in &lens[..n] {
+            assert_eq!(&buf[off..off + len], &message(p)[..], "message {p}");
+            off += len;
+            p += 1;
+        }
+    }
+    assert_eq!(rx.try_recv_messages(&mut buf, &mut lens).unwrap(), 0);
+    // Lapped: the loss first, exactly, then intact messages.
+    for q in 10..60 {
+        tx.try_send_message(&message(q)).unwrap();
+    }
+    let at = rx.position();
+    let missed = match rx.try_recv_messages(&mut buf, &mut lens) {
+        Err(TryError::Lagged { missed }) => missed,
+        other => panic!("expected a loss: {other:?}"),
+    };
+    assert_eq!(rx.position(), at + missed);
+    let mut p = at + missed;
+    loop {
+        let n = rx.try_recv_messages(&mut buf, &mut lens).unwrap();
+        if n == 0 {
+            break;
+        }
+        let mut off = 0;
+        for &len in &lens[..n] {
+            assert_eq!(&buf[off..off + len], &message(p)[..], "message {p}");
+            off += len;
+            p += 1;
+        }
+    }
+    assert_eq!(p, 60);
+}

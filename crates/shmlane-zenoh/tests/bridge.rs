@@ -413,11 +413,9 @@ fn drops_of_a_full_channel_are_counted_where_inspect_shows_them() {
 /// other side died), and its configuration came from a file.
 #[test]
 fn a_dead_local_producer_ends_the_stream_and_a_dead_consumer_stops_the_in_bridge() {
-    let (a, b) = (name("dead-a"), name("dead-b"));
     let key = format!("shmlane-test/{}/dead", std::process::id());
-    let port = free_port();
-    let ep = format!("tcp/127.0.0.1:{port}");
-    let config = std::env::temp_dir().join(format!("{b}.json5"));
+    let ep = format!("tcp/127.0.0.1:{}", free_port());
+    let config = std::env::temp_dir().join(format!("{}.json5", name("dead")));
     std::fs::write(
         &config,
         format!(
@@ -427,43 +425,14 @@ fn a_dead_local_producer_ends_the_stream_and_a_dead_consumer_stops_the_in_bridge
     )
     .unwrap();
     let config_s = config.to_str().unwrap();
-    let mut inb = bridge(&[
-        "in",
-        "--name",
-        &b,
-        "--key",
-        &key,
-        "--max-message",
-        "64",
-        "--config",
-        config_s,
-    ]);
-    let mut consumer = example("consumer", &["--name", &b, "--timeout", "60"]);
-    let producer = example(
-        "producer",
-        &[
-            "--name",
-            &a,
-            "--count",
-            "0",
-            "--size",
-            "64",
-            "--rate",
-            "50000",
-            "--timeout",
-            "60",
-        ],
-    );
-    let mut out = bridge(&out_args(&a, &key, &ep, &["--timeout", "60"]));
-    let flowing = Instant::now();
-    while shm_bridge::inspect::inspect(&b)
-        .map(|i| i.participants.iter().all(|p| p.messages < 5_000))
-        .unwrap_or(true)
-    {
-        assert!(flowing.elapsed() < LONG, "the stream never started");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    producer.signal(Signal::SIGKILL);
+    let s = Stream::start("dead", &key, &ep, &["--config", config_s]);
+    s.producer.signal(Signal::SIGKILL);
+    let Stream {
+        mut inb,
+        mut consumer,
+        mut out,
+        ..
+    } = s;
     let o = out.finish(LONG);
     assert_code(&o, 0, "out after its producer died");
     assert!(o.stdout.contains("channel ended"), "{o:#?}");
@@ -473,38 +442,19 @@ fn a_dead_local_producer_ends_the_stream_and_a_dead_consumer_stops_the_in_bridge
     assert_code(&c, 0, "consumer: everything until the end, valid");
     let (received, errors) = consumer_summary(&c);
     assert!(received >= 5_000 && errors == 0, "{c:#?}");
+    let _ = std::fs::remove_file(config);
 
     // Now the consumer of the `in` side dies.
-    let (a, b) = (name("dead2-a"), name("dead2-b"));
-    let port = free_port();
-    let ep = format!("tcp/127.0.0.1:{port}");
-    let mut inb = bridge(&in_args(&b, &key, &ep, &["--max-message", "64"]));
-    let consumer = example("consumer", &["--name", &b, "--timeout", "60"]);
-    let mut producer = example(
-        "producer",
-        &[
-            "--name",
-            &a,
-            "--count",
-            "0",
-            "--size",
-            "64",
-            "--rate",
-            "50000",
-            "--timeout",
-            "60",
-        ],
-    );
-    let mut out = bridge(&out_args(&a, &key, &ep, &["--timeout", "60"]));
-    let flowing = Instant::now();
-    while shm_bridge::inspect::inspect(&b)
-        .map(|i| i.participants.iter().all(|p| p.messages < 5_000))
-        .unwrap_or(true)
-    {
-        assert!(flowing.elapsed() < LONG, "the stream never started");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    consumer.signal(Signal::SIGKILL);
+    let ep = format!("tcp/127.0.0.1:{}", free_port());
+    let s = Stream::start("dead2", &key, &ep, &["--listen", &ep, "--no-scouting"]);
+    s.consumer.signal(Signal::SIGKILL);
+    let Stream {
+        mut inb,
+        mut producer,
+        mut out,
+        b,
+        ..
+    } = s;
     let i = inb.finish(LONG);
     assert_code(&i, 3, "in after its consumer died");
     assert!(i.stderr.contains(&b), "names the channel: {i:#?}");
@@ -512,7 +462,57 @@ fn a_dead_local_producer_ends_the_stream_and_a_dead_consumer_stops_the_in_bridge
     let _ = producer.finish(LONG);
     let o = out.finish(LONG);
     assert_code(&o, 0, "out after its producer stopped");
-    let _ = std::fs::remove_file(config);
+}
+
+/// A running producer -> out -> in -> consumer stream (the producer paced at 50 000
+/// messages/s, until stopped), once 5 000 messages went through.
+struct Stream {
+    inb: Proc,
+    consumer: Proc,
+    producer: Proc,
+    out: Proc,
+    b: String,
+}
+
+impl Stream {
+    fn start(tag: &str, key: &str, ep: &str, in_zenoh: &[&str]) -> Stream {
+        let (a, b) = (name(&format!("{tag}-a")), name(&format!("{tag}-b")));
+        let mut args = vec!["in", "--name", &b, "--key", key, "--max-message", "64"];
+        args.extend_from_slice(in_zenoh);
+        let inb = bridge(&args);
+        let consumer = example("consumer", &["--name", &b, "--timeout", "60"]);
+        let producer = example(
+            "producer",
+            &[
+                "--name",
+                &a,
+                "--count",
+                "0",
+                "--size",
+                "64",
+                "--rate",
+                "50000",
+                "--timeout",
+                "60",
+            ],
+        );
+        let out = bridge(&out_args(&a, key, ep, &["--timeout", "60"]));
+        let flowing = Instant::now();
+        while shm_bridge::inspect::inspect(&b)
+            .map(|i| i.participants.iter().all(|p| p.messages < 5_000))
+            .unwrap_or(true)
+        {
+            assert!(flowing.elapsed() < LONG, "the stream never started");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Stream {
+            inb,
+            consumer,
+            producer,
+            out,
+            b,
+        }
+    }
 }
 
 /// Element channels of every source kind: a typed SPSC channel and a broadcast channel's

@@ -99,6 +99,41 @@ impl BroadcastReceiver<Raw> {
         }
     }
 
+    /// Receives the ready messages at once (up to `lens.len()`, and `buf.len() /
+    /// max_message`), packed one after another into `buf` with their lengths in `lens`;
+    /// returns how many (0 when none is ready).
+    ///
+    /// # Errors
+    ///
+    /// As [`BroadcastReceiver::try_recv_message`], except that nothing ready is `Ok(0)`;
+    /// [`Error::Queue`] with `BufferTooSmall` if `buf` cannot hold one message of the
+    /// channel's maximum.
+    pub fn try_recv_messages(&mut self, buf: &mut [u8], lens: &mut [usize]) -> Result<usize> {
+        match self.rx.try_recv_messages(buf, lens) {
+            Ok(0) => {
+                // Nothing ready: as an empty `try_recv_message`, but "would block" is Ok(0).
+                let empty = shm_queue::TryError::Empty {
+                    requested: 1,
+                    available: 0,
+                };
+                let rx = &self.rx;
+                match recv_error(&mut self.ep, empty.into(), rx.is_closed(), || {
+                    !rx.is_empty()
+                }) {
+                    Error::WouldBlock { .. } => Ok(0),
+                    e => Err(e),
+                }
+            }
+            Ok(n) => {
+                self.ep.messages += n as u64;
+                self.ep.bytes += lens[..n].iter().sum::<usize>() as u64;
+                self.ep.tick();
+                Ok(n)
+            }
+            Err(e) => Err(ring_error(&self.ep, e.into(), Duration::ZERO)),
+        }
+    }
+
     /// Receives the next message into `buf`, waiting until `deadline` (`None`: no limit);
     /// returns its length.
     ///

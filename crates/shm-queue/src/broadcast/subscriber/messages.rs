@@ -93,6 +93,66 @@ impl Subscriber<Raw> {
         Ok(false)
     }
 
+    /// Receives up to `lens.len()` ready messages at once, validated as one run: message
+    /// `i` is copied to `dst` right after message `i - 1` and its length stored in
+    /// `lens[i]`; returns how many (0 when none is ready). Takes at most
+    /// `dst.len() / max_message` messages, so every one fits.
+    ///
+    /// # Errors
+    ///
+    /// [`TryError::BufferTooSmall`] if `dst` is shorter than [`Subscriber::max_message`];
+    /// [`TryError::Corrupted`] naming [`Word::RecordLength`] if a validated slot holds a
+    /// length over the maximum; as [`Subscriber::try_recv_message`] otherwise.
+    #[must_use = "the call may do only part of the work: check how many it did"]
+    pub fn try_recv_messages(
+        &mut self,
+        dst: &mut [u8],
+        lens: &mut [usize],
+    ) -> Result<usize, TryError> {
+        if let Some(e) = self.pending.take() {
+            return Err(e);
+        }
+        let max = self.max_message();
+        if dst.len() < max.max(1) {
+            return Err(TryError::BufferTooSmall {
+                needed: max,
+                len: dst.len(),
+            });
+        }
+        let room = lens.len().min(dst.len() / max.max(1));
+        let (mut off, mut bad) = (0usize, None);
+        let n = self.recv_with(room, |storage, blk, index, range| {
+            if range.start == 0 {
+                // A new attempt (after an overtaking, the run is read again).
+                (off, bad) = (0, None);
+            }
+            for (k, at) in range.clone().zip(index..) {
+                let mut word = [0u8; MESSAGE_HEADER];
+                // SAFETY: `at` indexes an element of `blk` (runs keeps a run inside one
+                // block); the length word and `len <= max` bytes after it lie inside the
+                // element. Racing writes are rejected by the run's validation.
+                unsafe { storage.read_part_racy_in(blk, at, 0, &mut word) };
+                let len = u64::from_le_bytes(word);
+                let len = if len > max as u64 {
+                    bad.get_or_insert(len);
+                    0
+                } else {
+                    len as usize
+                };
+                // SAFETY: as above; `off + len <= room * max <= dst.len()`.
+                unsafe {
+                    storage.read_part_racy_in(blk, at, MESSAGE_HEADER, &mut dst[off..off + len])
+                };
+                lens[k] = len;
+                off += len;
+            }
+        })?;
+        if let Some(len) = bad.filter(|_| n > 0) {
+            return Err(corrupted(Word::RecordLength, len));
+        }
+        Ok(n)
+    }
+
     /// The next message, in place: read it through the guard, then
     /// [`MessageGuard::release`] it, which says whether what was read was intact. Until
     /// then the subscriber stays on it, so on a lossless ring the publisher cannot
