@@ -582,3 +582,121 @@ fn element_streams_from_spsc_and_broadcast_sources() {
         assert_code(&inb.finish(LONG), 0, "in");
     }
 }
+
+/// Two "hosts": network namespaces joined by a veth pair this test makes (and deletes),
+/// the `out` bridge in one, the `in` bridge in the other, the stream over 10.77.x.0/24.
+/// Needs root and `ip` (CI has both); elsewhere it says why it is skipped.
+#[test]
+fn two_hosts_in_network_namespaces() {
+    if !nix::unistd::Uid::effective().is_root() || Command::new("ip").arg("-V").output().is_err() {
+        eprintln!("skipped: needs root and the `ip` command to make network namespaces");
+        return;
+    }
+    let tag = std::process::id() % 100_000;
+    let subnet = 1 + tag % 250;
+    let (ns_a, ns_b) = (format!("shlz-a-{tag}"), format!("shlz-b-{tag}"));
+    let (va, vb) = (format!("shlza{tag}"), format!("shlzb{tag}"));
+    let (ip_a, ip_b) = (format!("10.77.{subnet}.1"), format!("10.77.{subnet}.2"));
+    struct Cleanup(Vec<String>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for ns in &self.0 {
+                let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            }
+        }
+    }
+    let _cleanup = Cleanup(vec![ns_a.clone(), ns_b.clone()]);
+    let ip = |args: &[&str]| {
+        let st = Command::new("ip").args(args).status().unwrap();
+        assert!(st.success(), "ip {}", args.join(" "));
+    };
+    ip(&["netns", "add", &ns_a]);
+    ip(&["netns", "add", &ns_b]);
+    ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb]);
+    ip(&["link", "set", &va, "netns", &ns_a]);
+    ip(&["link", "set", &vb, "netns", &ns_b]);
+    ip(&[
+        "-n",
+        &ns_a,
+        "addr",
+        "add",
+        &format!("{ip_a}/24"),
+        "dev",
+        &va,
+    ]);
+    ip(&[
+        "-n",
+        &ns_b,
+        "addr",
+        "add",
+        &format!("{ip_b}/24"),
+        "dev",
+        &vb,
+    ]);
+    for (ns, dev) in [(&ns_a, &va), (&ns_b, &vb)] {
+        ip(&["-n", ns, "link", "set", dev, "up"]);
+        ip(&["-n", ns, "link", "set", "lo", "up"]);
+    }
+    let exe = env!("CARGO_BIN_EXE_shmlane-zenoh");
+    let in_ns = |ns: &str, args: &[&str]| {
+        let mut v = vec!["netns", "exec", ns, exe];
+        v.extend_from_slice(args);
+        spawn(Path::new("ip"), &v)
+    };
+    let (a, b) = (name("netns-a"), name("netns-b"));
+    let key = format!("shmlane-test/{}/netns", std::process::id());
+    let listen = format!("tcp/{ip_b}:7447");
+    let mut inb = in_ns(
+        &ns_b,
+        &[
+            "in",
+            "--name",
+            &b,
+            "--key",
+            &key,
+            "--max-message",
+            "64",
+            "--listen",
+            &listen,
+            "--no-scouting",
+        ],
+    );
+    let mut consumer = example(
+        "consumer",
+        &["--name", &b, "--count", "100000", "--timeout", "60"],
+    );
+    let mut producer = example(
+        "producer",
+        &[
+            "--name",
+            &a,
+            "--count",
+            "100000",
+            "--size",
+            "64",
+            "--timeout",
+            "60",
+        ],
+    );
+    let mut out = in_ns(
+        &ns_a,
+        &[
+            "out",
+            "--name",
+            &a,
+            "--key",
+            &key,
+            "--connect",
+            &listen,
+            "--no-scouting",
+            "--timeout",
+            "60",
+        ],
+    );
+    assert_code(&producer.finish(LONG), 0, "producer");
+    assert_code(&out.finish(LONG), 0, "out in namespace A");
+    let c = consumer.finish(LONG);
+    assert_code(&c, 0, "consumer");
+    assert_eq!(consumer_summary(&c), (100_000, 0), "{c:#?}");
+    assert_code(&inb.finish(LONG), 0, "in in namespace B");
+}
