@@ -278,6 +278,24 @@ fn broadcast_ring_calls<T: crate::Element>(
     let _ = ring.reclaim_dead_subscribers(&|token: u64| token % 3 == u64::from(arg % 3));
 }
 
+/// A broadcast driver's handles: the publisher, a subscriber from the newest element and
+/// one with history.
+#[allow(clippy::type_complexity)]
+fn broadcast_handles<T: crate::Element>(
+    r: &crate::broadcast::Ring<T>,
+) -> Option<(
+    crate::broadcast::Publisher<T>,
+    crate::broadcast::Subscriber<T>,
+    crate::broadcast::Subscriber<T>,
+)> {
+    use crate::broadcast::Start;
+    Some((
+        r.publisher().ok()?,
+        r.subscriber(Start::Newest).ok()?,
+        r.subscriber(Start::History(8)).ok()?,
+    ))
+}
+
 /// Broadcast ring of `u64`, capacity 16, 3 subscriber entries: a publisher and two
 /// subscribers (the first script byte picks the mode).
 pub fn broadcast(data: &[u8]) {
@@ -290,22 +308,15 @@ pub fn broadcast(data: &[u8]) {
     let Ok(ring) = Ring::<u64>::create_with(region.clone(), opts) else {
         return;
     };
-    let take = |r: &Ring<u64>| {
-        Some((
-            r.publisher().ok()?,
-            r.subscriber(Start::Newest).ok()?,
-            r.subscriber(Start::History(8)).ok()?,
-        ))
-    };
     let mut ring = Some(ring);
-    let mut handles = ring.as_ref().and_then(take);
+    let mut handles = ring.as_ref().and_then(broadcast_handles);
     let mut s = Script { data, at: 0 };
     let mut buf = [0u64; 20];
     s.run(&region, |step| match step {
         Step::Reattach => {
             drop(handles.take());
             ring = Ring::<u64>::attach(region.clone()).ok();
-            handles = ring.as_ref().and_then(take);
+            handles = ring.as_ref().and_then(broadcast_handles);
         }
         Step::Op(op, arg) => {
             let (Some(r), Some((tx, a, b))) = (ring.as_ref(), handles.as_mut()) else {
@@ -347,7 +358,7 @@ pub fn broadcast(data: &[u8]) {
 /// publisher and two subscribers reading by copy and in place (the first script byte picks
 /// the mode).
 pub fn broadcast_messages(data: &[u8]) {
-    use crate::broadcast::{message_type, Options, Ring, Start};
+    use crate::broadcast::{message_type, Options, Ring};
     use crate::Raw;
     let opts = Options::new(16).subscribers(3).mode(broadcast_mode(data));
     let Ok(ty) = message_type(24) else { return };
@@ -358,22 +369,15 @@ pub fn broadcast_messages(data: &[u8]) {
     let Ok(ring) = Ring::<Raw>::create_as(region.clone(), &ty, opts) else {
         return;
     };
-    let take = |r: &Ring<Raw>| {
-        Some((
-            r.publisher().ok()?,
-            r.subscriber(Start::Newest).ok()?,
-            r.subscriber(Start::History(8)).ok()?,
-        ))
-    };
     let mut ring = Some(ring);
-    let mut handles = ring.as_ref().and_then(take);
+    let mut handles = ring.as_ref().and_then(broadcast_handles);
     let mut s = Script { data, at: 0 };
     let mut buf = [0u8; 40];
     s.run(&region, |step| match step {
         Step::Reattach => {
             drop(handles.take());
             ring = Ring::<Raw>::attach_as(region.clone(), &ty).ok();
-            handles = ring.as_ref().and_then(take);
+            handles = ring.as_ref().and_then(broadcast_handles);
         }
         Step::Op(op, arg) => {
             let (Some(r), Some((tx, a, b))) = (ring.as_ref(), handles.as_mut()) else {

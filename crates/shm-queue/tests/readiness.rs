@@ -153,6 +153,8 @@ fn broadcast_subscribers_wait_in_poll_on_their_own_descriptors() {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
+    // The child waited only in poll: had any arming gone unsignalled it would have timed
+    // out (exit 3). How many armings there were depends on the scheduler.
     assert_eq!(exit_code(child, Duration::from_secs(30)), 0);
-    assert!(tx.readiness_signals() > 1);
+    assert!(tx.readiness_signals() >= 1);
 }

@@ -11,13 +11,6 @@ use shm_bridge::{
 
 use crate::wire::{Batch, Format};
 
-/// The element name byte-message broadcast channels record.
-fn broadcast_message_name() -> String {
-    shm_queue::broadcast::message_type(0)
-        .map(|t| t.name().to_owned())
-        .unwrap_or_default()
-}
-
 /// A channel end the `out` side reads, and what its messages are.
 #[derive(Debug)]
 pub struct Source {
@@ -102,10 +95,12 @@ impl Source {
         };
         let (end, format) = match kind {
             ChannelKind::Bytes => (SourceEnd::Bytes(opts.connect_bytes(name)?), Format::Bytes),
-            ChannelKind::Broadcast if info.type_name == broadcast_message_name() => (
-                SourceEnd::BroadcastBytes(opts.connect_subscriber_bytes(name)?),
-                Format::Bytes,
-            ),
+            ChannelKind::Broadcast if info.type_name == shm_queue::broadcast::MESSAGE_TYPE_NAME => {
+                (
+                    SourceEnd::BroadcastBytes(opts.connect_subscriber_bytes(name)?),
+                    Format::Bytes,
+                )
+            }
             ChannelKind::Typed => {
                 let e = elem()?;
                 (

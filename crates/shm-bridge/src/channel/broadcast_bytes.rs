@@ -4,14 +4,7 @@
 //! is written once, and each receiver copies it out or reads it in place.
 
 use super::*;
-use shm_queue::broadcast::{message_type, MessageGuard, MESSAGE_HEADER};
-
-/// The element name byte-message broadcast channels record.
-fn message_name() -> String {
-    message_type(0)
-        .map(|t| t.name().to_owned())
-        .unwrap_or_default()
-}
+use shm_queue::broadcast::{message_type, MessageGuard, MESSAGE_HEADER, MESSAGE_TYPE_NAME};
 
 impl BroadcastSender<Raw> {
     /// The largest message a byte-message channel carries.
@@ -244,7 +237,6 @@ impl ChannelOptions {
     /// As [`ChannelOptions::connect_subscriber`]; [`Error::WrongKind`] for a broadcast
     /// channel of typed elements.
     pub fn connect_subscriber_bytes(&self, name: &str) -> Result<BroadcastReceiver<Raw>> {
-        let wanted = message_name();
         let elem_of = |layout: &Layout| {
             let max = (layout.elem_size as usize).saturating_sub(MESSAGE_HEADER);
             message_type(max).map_err(|e| Error::queue(name, e, Duration::ZERO))
@@ -252,7 +244,7 @@ impl ChannelOptions {
         self.connect_subscriber_with(
             name,
             |layout| {
-                let ok = layout.type_name == wanted
+                let ok = layout.type_name == MESSAGE_TYPE_NAME
                     && elem_of(layout).is_ok_and(|t| {
                         t.size() == layout.elem_size as usize
                             && t.align() == layout.elem_align as usize

@@ -134,6 +134,10 @@ pub use subscriber::{MessageGuard, Subscriber};
 /// Bytes of a message slot's length word, before the message.
 pub const MESSAGE_HEADER: usize = 8;
 
+/// The element name of [`message_type`]: what a channel of byte messages records, so a
+/// tool or a bridge can tell it from a channel of elements.
+pub const MESSAGE_TYPE_NAME: &str = "shmlane.broadcast.message";
+
 /// The element type of a broadcast ring of byte messages of up to `max_message` bytes
 /// (rounded up to a multiple of 8, which is what the handles' `max_message()` report):
 /// each element is a slot holding the message's length (a little-endian `u64`) and then
@@ -174,7 +178,7 @@ pub fn message_type(max_message: usize) -> Result<ElementType, Error> {
     let size = max_message
         .checked_add(MESSAGE_HEADER + 7)
         .map_or(usize::MAX, |n| n & !7);
-    ElementType::named("shmlane.broadcast.message", size, 8)
+    ElementType::named(MESSAGE_TYPE_NAME, size, 8)
 }
 
 /// The most subscribers a ring may be created for.
