@@ -61,6 +61,23 @@ class ByteSender:
         allow_shared_write: bool = False,
     ) -> "ByteSender":
         """Creates channel `name` (/dev/shm/shmlane.NAME), replacing one left by dead processes."""
+    @staticmethod
+    def create_broadcast(
+        name: str,
+        *,
+        capacity: Optional[int] = None,
+        max_message: Optional[int] = None,
+        subscribers: int = 8,
+        lossy: bool = False,
+        evict_after: Optional[float] = None,
+        wait: Wait = "yield",
+        mode: int = 0o600,
+        allow_foreign_owner: bool = False,
+        allow_shared_write: bool = False,
+    ) -> "ByteSender":
+        """Creates byte-message broadcast channel `name` for up to `subscribers` receivers;
+        `capacity` counts messages (default 1024) of up to `max_message` bytes (default 1024).
+        Lossless unless `lossy`; `evict_after` seconds evicts a receiver that holds it up."""
     def wait_for_peer(self, timeout: Optional[float] = None) -> None:
         """Waits up to `timeout` seconds (None: no limit) for a receiver to connect."""
     def send(self, data: Buffer, *, timeout: Optional[float] = None) -> None:
@@ -111,6 +128,21 @@ class ByteReceiver:
         allow_shared_write: bool = False,
     ) -> "ByteReceiver":
         """Connects to channel `name`, waiting up to `timeout` seconds for it to appear."""
+    @staticmethod
+    def connect_broadcast(
+        name: str,
+        *,
+        history: int = 0,
+        timeout: float = 10.0,
+        wait: Wait = "yield",
+        allow_foreign_owner: bool = False,
+        allow_shared_write: bool = False,
+    ) -> "ByteReceiver":
+        """Joins byte-message broadcast channel `name` as a new receiver (with up to `history`
+        earlier messages); a receive raises Lost once per loss, then goes on."""
+    @property
+    def missed(self) -> int:
+        """Messages a broadcast receiver lost since it connected (0 for a byte channel)."""
     def recv(self, *, timeout: Optional[float] = None) -> bytes:
         """The next message; waits up to `timeout` s (None: no limit; 0: raise WouldBlock)."""
     def recv_many(self, max: int, *, timeout: Optional[float] = None) -> List[bytes]:
@@ -118,9 +150,12 @@ class ByteReceiver:
     def recv_into(self, buffer: Buffer, *, timeout: Optional[float] = None) -> int:
         """Receives the next message into a writable buffer; returns its length."""
     def read(self, *, timeout: Optional[float] = None) -> Message:
-        """The next message in place (zero-copy), held until its `with` block ends."""
+        """The next message in place (zero-copy), held until its `with` block ends. On a lossy
+        or evicting broadcast channel, leaving the block raises Lost if the sender overwrote
+        the message meanwhile: discard what was read of it."""
     def close(self) -> None:
-        """Closes the channel: the sender's next send raises Closed."""
+        """Closes the channel: the sender's next send raises Closed (a broadcast receiver
+        closes nothing; leaving its `with` block leaves the channel)."""
     @property
     def max_message(self) -> int: ...
     @property

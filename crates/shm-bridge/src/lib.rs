@@ -49,8 +49,8 @@ mod lock;
 #[cfg(feature = "async")]
 pub use channel::aio;
 pub use channel::{
-    BroadcastReceiver, BroadcastSender, ByteReceiver, ByteSender, ChannelOptions, MpmcReceiver,
-    MpmcSender, Receiver, Sender,
+    AnyByteReceiver, AnyByteSender, BroadcastReceiver, BroadcastSender, ByteReceiver, ByteSender,
+    ChannelOptions, MpmcReceiver, MpmcSender, Receiver, Sender,
 };
 pub use control::{ChannelKind, Role};
 pub use endpoint::{shm_name, shm_path, validate_name, PeerState, Reclaimed, PREFIX};

@@ -20,7 +20,7 @@ use pyo3::exceptions::{PyBufferError, PyException, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use shm_bridge::{ChannelOptions, Error};
+use shm_bridge::{AnyByteReceiver, AnyByteSender, ChannelOptions, Error};
 use shm_queue::wait::WaitStrategy;
 
 mod typed;
@@ -222,7 +222,7 @@ impl Drop for InBuf {
 /// ```
 #[pyclass(module = "shmlane")]
 struct ByteSender {
-    tx: shm_bridge::ByteSender,
+    tx: AnyByteSender,
 }
 
 #[pymethods]
@@ -254,7 +254,68 @@ impl ByteSender {
             o = o.max_message(m);
         }
         let tx = py.detach(|| o.create_bytes(name)).map_err(|e| py_err(&e))?;
-        Ok(ByteSender { tx })
+        Ok(ByteSender {
+            tx: AnyByteSender::Bytes(tx),
+        })
+    }
+
+    /// Creates byte-message broadcast channel `name` for up to `subscribers` receivers (1
+    /// to 59) and returns its sending end: each message is written once, and every
+    /// receiver (`ByteReceiver.connect_broadcast`) gets every message sent after it
+    /// connected. `capacity` counts messages (default 1024), each of up to `max_message`
+    /// bytes (default 1024). Lossless by default (the slowest live receiver holds the
+    /// sender up; `evict_after` seconds evicts it instead); `lossy=True` never waits, and
+    /// a receiver that falls a ring behind raises `Lost` once.
+    ///
+    /// ```python
+    /// with shmlane.ByteSender.create_broadcast("ticks", max_message=256) as tx:
+    ///     tx.wait_for_peer(timeout=10)
+    ///     tx.send(b"tick 1")
+    /// ```
+    #[staticmethod]
+    #[pyo3(signature = (name, *, capacity=None, max_message=None, subscribers=8, lossy=false, evict_after=None, wait="yield", mode=0o600, allow_foreign_owner=false, allow_shared_write=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn create_broadcast(
+        py: Python<'_>,
+        name: &str,
+        capacity: Option<usize>,
+        max_message: Option<usize>,
+        subscribers: usize,
+        lossy: bool,
+        evict_after: Option<f64>,
+        wait: &str,
+        mode: u32,
+        allow_foreign_owner: bool,
+        allow_shared_write: bool,
+    ) -> PyResult<Self> {
+        let mut o = ChannelOptions::new()
+            .wait_strategy(strategy(wait)?)
+            .mode(mode)
+            .allow_foreign_owner(allow_foreign_owner)
+            .allow_shared_write(allow_shared_write)
+            .subscribers(subscribers)
+            .capacity(capacity.unwrap_or(1024))
+            .max_message(max_message.unwrap_or(1024));
+        match evict_after {
+            _ if lossy && evict_after.is_none() => o = o.lossy(),
+            None => {}
+            Some(t) if t.is_finite() && t >= 0.0 && !lossy => {
+                o = o.slow_policy(shm_bridge::SlowPolicy::Evict {
+                    after: Duration::from_secs_f64(t),
+                });
+            }
+            Some(t) => {
+                return Err(PyValueError::new_err(format!(
+                    "evict_after={t}: use a number of seconds >= 0, on a lossless channel"
+                )))
+            }
+        }
+        let tx = py
+            .detach(|| o.create_broadcast_bytes(name))
+            .map_err(|e| py_err(&e))?;
+        Ok(ByteSender {
+            tx: AnyByteSender::Broadcast(tx),
+        })
     }
 
     /// Waits up to `timeout` seconds (None: no limit) for a receiver to connect.
@@ -366,8 +427,8 @@ impl ByteSender {
     }
 }
 
-/// The receiving end of a byte channel. Iterating yields each message as `bytes` until the
-/// sender closes the channel.
+/// The receiving end of a byte channel, or a receiver of a byte-message broadcast channel.
+/// Iterating yields each message as `bytes` until the sender closes the channel.
 ///
 /// ```python
 /// with shmlane.ByteReceiver.connect("orders") as rx:
@@ -376,16 +437,113 @@ impl ByteSender {
 /// ```
 #[pyclass(module = "shmlane")]
 struct ByteReceiver {
-    rx: shm_bridge::ByteReceiver,
+    rx: RxEnd,
     /// Where `recv` and `recv_into` receive to with the GIL released (max_message bytes).
     buf: Vec<u8>,
     /// Whether a [`Message`] from `read` still holds the next message.
     held: bool,
+    /// A broadcast receiver's `with` block ended while a message was held: it leaves the
+    /// channel when the message is released.
+    leave_after_release: bool,
+    /// A loss `recv_many` found after it had taken messages: raised by the next call.
+    pending: Option<Error>,
+}
+
+/// The end behind a [`ByteReceiver`]: open, or left (a broadcast receiver whose `with`
+/// block ended, which dropped it).
+// One per receiver, kept for its life: the open end stays unboxed.
+#[allow(clippy::large_enum_variant)]
+enum RxEnd {
+    Open(AnyByteReceiver),
+    /// The channel's name, and the messages it had lost.
+    Left(String, u64),
+}
+
+impl RxEnd {
+    fn end(&mut self) -> Result<&mut AnyByteReceiver, Error> {
+        match self {
+            RxEnd::Open(r) => Ok(r),
+            RxEnd::Left(name, _) => Err(Error::Closed {
+                name: name.clone(),
+                by: "this receiver, which left the broadcast channel when its `with` block \
+                     ended"
+                    .to_owned(),
+            }),
+        }
+    }
+
+    fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        self.end()?.try_recv(buf)
+    }
+
+    fn recv_deadline(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize, Error> {
+        self.end()?.recv_deadline(buf, deadline)
+    }
+
+    /// [`AnyByteReceiver::hold`], the address as a number (it leaves the GIL-free closure).
+    fn hold(&mut self, deadline: Option<Instant>) -> Result<(usize, usize), Error> {
+        let (p, n) = self.end()?.hold(deadline)?;
+        Ok((p as usize, n))
+    }
+
+    fn copy_held(&mut self, dst: &mut [u8]) -> Result<(), Error> {
+        self.end()?.copy_held(dst)
+    }
+
+    fn release_held(&mut self) -> Result<(), Error> {
+        self.end()?.release_held()
+    }
+
+    fn close(&mut self) {
+        if let RxEnd::Open(r) = self {
+            r.close();
+        }
+    }
+
+    /// What leaving a `with` block does: closes a byte channel, leaves a broadcast one.
+    fn leave(&mut self) {
+        match self {
+            RxEnd::Open(AnyByteReceiver::Broadcast(r)) => {
+                *self = RxEnd::Left(r.name().to_owned(), r.missed());
+            }
+            RxEnd::Open(r) => r.close(),
+            RxEnd::Left(..) => {}
+        }
+    }
+
+    fn max_message(&self) -> usize {
+        match self {
+            RxEnd::Open(r) => r.max_message(),
+            RxEnd::Left(..) => 0,
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            RxEnd::Open(r) => r.name(),
+            RxEnd::Left(n, _) => n,
+        }
+    }
 }
 
 impl ByteReceiver {
-    /// Refuses a receive while a zero-copy message is held.
-    fn check_not_held(&self) -> PyResult<()> {
+    fn new(rx: RxEnd) -> Self {
+        let buf = vec![0; rx.max_message()];
+        ByteReceiver {
+            rx,
+            buf,
+            held: false,
+            leave_after_release: false,
+            pending: None,
+        }
+    }
+
+    /// Refuses a receive while a zero-copy message is held, and raises a loss that
+    /// `recv_many` found after it had taken messages.
+    fn check_not_held(&mut self) -> PyResult<()> {
+        if let Some(e) = self.pending.take() {
+            return Err(py_err(&e));
+        }
         if self.held {
             return Err(PyBufferError::new_err(
                 "a message from read() is still held: leave its `with` block (or call its \
@@ -401,26 +559,14 @@ impl ByteReceiver {
     fn hold_next(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<(usize, usize)> {
         self.check_not_held()?;
         let end = deadline(timeout)?;
-        let take = |rx: &mut shm_bridge::ByteReceiver, d: Option<Instant>| {
-            rx.read_deadline(d).map(|g| {
-                // SAFETY: the record is committed and ours until released; it is read only
-                // through a read-only buffer or a bounded copy.
-                let s = unsafe { g.as_slice() };
-                let at = (s.as_ptr() as usize, s.len());
-                // Keep the message held: the guard owns nothing else, and a release reads
-                // the same record again.
-                std::mem::forget(g);
-                at
-            })
-        };
         let rx = &mut self.rx;
         if timeout == Some(0.0) {
-            return take(rx, Some(Instant::now())).map_err(|e| match e {
+            return rx.hold(Some(Instant::now())).map_err(|e| match e {
                 Error::Timeout { .. } => WouldBlock::new_err("no message is ready"),
                 e => py_err(&e),
             });
         }
-        blocking(py, end, |d| take(rx, Some(d)))
+        blocking(py, end, |d| rx.hold(Some(d)))
     }
 
     /// Receives the next message into `self.buf`; its length.
@@ -464,12 +610,56 @@ impl ByteReceiver {
         let rx = py
             .detach(|| o.connect_bytes(name))
             .map_err(|e| py_err(&e))?;
-        let buf = vec![0; rx.max_message()];
-        Ok(ByteReceiver {
+        Ok(ByteReceiver::new(RxEnd::Open(AnyByteReceiver::Bytes(rx))))
+    }
+
+    /// Connects to byte-message broadcast channel `name` as a new receiver, starting with
+    /// the next message sent, or with up to `history` earlier ones still in the channel.
+    /// A receive raises `Lost` once per loss (the message says how many), then goes on.
+    /// Leaving the `with` block leaves the channel (it stays open for the others).
+    ///
+    /// ```python
+    /// with shmlane.ByteReceiver.connect_broadcast("ticks", history=16) as rx:
+    ///     for msg in rx:
+    ///         handle(msg)
+    /// ```
+    #[staticmethod]
+    #[pyo3(signature = (name, *, history=0, timeout=10.0, wait="yield", allow_foreign_owner=false, allow_shared_write=false))]
+    fn connect_broadcast(
+        py: Python<'_>,
+        name: &str,
+        history: usize,
+        timeout: f64,
+        wait: &str,
+        allow_foreign_owner: bool,
+        allow_shared_write: bool,
+    ) -> PyResult<Self> {
+        if !(timeout.is_finite() && timeout >= 0.0) {
+            return Err(PyValueError::new_err(format!(
+                "timeout={timeout}: use a number of seconds >= 0"
+            )));
+        }
+        let o = ChannelOptions::new()
+            .wait_strategy(strategy(wait)?)
+            .timeout(Duration::from_secs_f64(timeout))
+            .allow_foreign_owner(allow_foreign_owner)
+            .allow_shared_write(allow_shared_write)
+            .history(history);
+        let rx = py
+            .detach(|| o.connect_subscriber_bytes(name))
+            .map_err(|e| py_err(&e))?;
+        Ok(ByteReceiver::new(RxEnd::Open(AnyByteReceiver::Broadcast(
             rx,
-            buf,
-            held: false,
-        })
+        ))))
+    }
+
+    /// Messages a broadcast receiver lost since it connected (0 for a byte channel).
+    #[getter]
+    fn missed(&self) -> u64 {
+        match &self.rx {
+            RxEnd::Open(r) => r.missed(),
+            RxEnd::Left(_, missed) => *missed,
+        }
     }
 
     /// Receives the next message as `bytes`, waiting up to `timeout` seconds (None: no
@@ -505,6 +695,11 @@ impl ByteReceiver {
         while out.len() < max {
             match self.rx.try_recv(&mut self.buf) {
                 Ok(n) => out.push(PyBytes::new(py, &self.buf[..n])),
+                // A broadcast loss is found once: the next call raises it.
+                Err(e @ Error::Lost { .. }) => {
+                    self.pending = Some(e);
+                    break;
+                }
                 // Empty, closed, or gone: what was taken is returned; the next call says.
                 Err(_) => break,
             }
@@ -536,36 +731,26 @@ impl ByteReceiver {
         let cap = usize::try_from(out.0.len).unwrap_or(0);
         // Wait with the GIL released, then copy with the GIL held (a Python thread could
         // write the caller's buffer otherwise), straight into the caller's buffer.
-        self.hold_next(py, timeout)?;
-        let name = self.rx.name().to_owned();
-        let g = self.rx.ring().read().map_err(|e| {
-            py_err(&Error::Queue {
-                name: name.clone(),
-                source: e.into(),
-            })
-        })?;
-        let len = g.len();
+        let (_, len) = self.hold_next(py, timeout)?;
         if len > cap {
-            let needed = len;
-            // Keep it in the channel for a larger buffer.
-            std::mem::forget(g);
+            // It stays held, at the head of the channel, for a larger buffer.
             return Err(BufferTooSmall::new_err(format!(
-                "channel `{name}`: the message has {needed} bytes, the buffer {cap}; it stays in \
-                 the channel"
+                "channel `{}`: the message has {len} bytes, the buffer {cap}; it stays in the \
+                 channel",
+                self.rx.name()
             )));
         }
         if len > 0 {
             // SAFETY: a writable buffer of `cap >= len` bytes, held until `out` drops, written
             // with the GIL held so no Python thread writes it meanwhile.
             let dst = unsafe { std::slice::from_raw_parts_mut(out.0.buf.cast::<u8>(), len) };
-            g.read_at(0, dst).map_err(|e| {
-                py_err(&Error::Queue {
-                    name,
-                    source: e.into(),
-                })
-            })?;
+            if let Err(e) = self.rx.copy_held(dst) {
+                // Whatever failed, the message is let go (a truncated or corrupt channel).
+                let _ = self.rx.release_held();
+                return Err(py_err(&e));
+            }
         }
-        g.release();
+        self.rx.release_held().map_err(|e| py_err(&e))?;
         Ok(len)
     }
 
@@ -596,9 +781,10 @@ impl ByteReceiver {
         })
     }
 
-    /// Closes the channel: the sender's next send raises `Closed`.
+    /// Closes the channel: the sender's next send raises `Closed`. A broadcast receiver
+    /// closes nothing for the others (leave its `with` block to leave the channel).
     fn close(&mut self) {
-        self.rx.ring().close();
+        self.rx.close();
     }
 
     /// The largest message the channel carries, in bytes.
@@ -619,7 +805,12 @@ impl ByteReceiver {
 
     #[pyo3(signature = (*_exc))]
     fn __exit__(&mut self, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        self.rx.ring().close();
+        if self.held {
+            // The held message's memory stays mapped until it is released.
+            self.leave_after_release = true;
+        } else {
+            self.rx.leave();
+        }
         false
     }
 
@@ -683,14 +874,11 @@ impl Message {
         me.released = true;
         let mut owner = me.owner.bind(py).borrow_mut();
         owner.held = false;
-        let name = owner.rx.name().to_owned();
-        let released = owner.rx.ring().read().map(|g| g.release());
-        released.map_err(|e| {
-            py_err(&Error::Queue {
-                name,
-                source: e.into(),
-            })
-        })
+        let released = owner.rx.release_held();
+        if std::mem::take(&mut owner.leave_after_release) {
+            owner.rx.leave();
+        }
+        released.map_err(|e| py_err(&e))
     }
 }
 
@@ -733,10 +921,10 @@ impl Message {
         if self.released {
             return Err(PyBufferError::new_err("the message was already released"));
         }
-        // SAFETY: the message is held (not released), so `ptr..ptr + len` is the committed
-        // record in the mapping; copying it is a read of the same bytes `read_at` reads.
-        let s = unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) };
-        Ok(PyBytes::new(py, s))
+        let mut owner = self.owner.bind(py).borrow_mut();
+        PyBytes::new_with(py, self.len, |b| {
+            owner.rx.copy_held(b).map_err(|e| py_err(&e))
+        })
     }
 
     unsafe fn __getbuffer__(

@@ -27,7 +27,7 @@ def rust_examples():
     """The Rust `producer`, `consumer` and `ticks` examples (built here if missing)."""
     target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     d = target / "release" / "examples"
-    if not all((d / b).exists() for b in ("producer", "consumer", "ticks")):
+    if not all((d / b).exists() for b in ("producer", "consumer", "ticks", "publisher", "subscriber")):
         subprocess.run(
             ["cargo", "build", "--release", "-q", "-p", "shmlane-examples", "--examples"],
             cwd=ROOT,

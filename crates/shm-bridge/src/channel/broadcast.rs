@@ -235,6 +235,11 @@ impl<T: Element> BroadcastReceiver<T> {
     pub fn position(&self) -> u64 {
         self.rx.position()
     }
+
+    /// The ring's subscriber, for calls this wrapper does not offer.
+    pub fn ring(&mut self) -> &mut broadcast::Subscriber<T> {
+        &mut self.rx
+    }
 }
 
 impl<T: Pod> BroadcastReceiver<T> {

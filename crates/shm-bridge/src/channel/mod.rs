@@ -654,6 +654,7 @@ macro_rules! channel_end {
 
 #[cfg(feature = "async")]
 pub mod aio;
+mod any_bytes;
 mod broadcast;
 mod broadcast_bytes;
 mod bytes;
@@ -662,6 +663,7 @@ mod mpmc;
 mod raw;
 mod typed;
 
+pub use any_bytes::{AnyByteReceiver, AnyByteSender};
 pub use broadcast::{BroadcastReceiver, BroadcastSender};
 pub use bytes::{ByteReceiver, ByteSender};
 use common::*;

@@ -339,6 +339,15 @@ impl ReadGuard<'_> {
         unsafe { core::slice::from_raw_parts(p, self.len) }
     }
 
+    /// The address of the message's first byte in the mapping, for a binding that lends
+    /// the message to another language as a read-only buffer. Reading through it is a read
+    /// of shared memory that a hostile process could change meanwhile (see
+    /// [`ReadGuard::as_slice`]); the address is valid while the ring is mapped.
+    #[cfg(not(loom))]
+    pub fn as_ptr(&self) -> *const u8 {
+        self.consumer.storage.data(self.offset + RECORD_HEADER)
+    }
+
     /// Releases the message now (the same as dropping the guard).
     pub fn release(self) {}
 }

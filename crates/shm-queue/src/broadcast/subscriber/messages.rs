@@ -308,6 +308,23 @@ impl MessageGuard<'_> {
         }
     }
 
+    /// The address of the message's first byte in the mapping, for a binding that hands
+    /// the message to another language as a read-only buffer. Reading through it races
+    /// with a publisher that overwrites the message (a lossy or evicting ring): then
+    /// [`MessageGuard::release`] says so, and what was read must be discarded. The address
+    /// is valid while this subscriber's ring is mapped.
+    #[cfg(not(loom))]
+    pub fn as_ptr(&self) -> *const u8 {
+        let s = &*self.sub;
+        // SAFETY: the guard's message is element `cursor.index` of `blk`, and the offset
+        // MESSAGE_HEADER lies inside the element (message elements are longer than it).
+        unsafe {
+            s.mem
+                .storage
+                .part_ptr(s.blk, s.cursor.index, MESSAGE_HEADER)
+        }
+    }
+
     /// Moves past the message and says whether what was read through the guard was
     /// intact.
     ///
