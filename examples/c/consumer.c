@@ -3,8 +3,12 @@
  * a sequence contiguous from 0), flags and exit codes.
  *
  *   consumer [--name NAME] [--count N] [--timeout SECS] [--wait spin|yield|block] [--copy]
+ *            [--broadcast]
  *
  * Messages are read in place (read + release) unless --copy (recv into a buffer).
+ * --broadcast joins a byte-message broadcast channel (the Rust `publisher` example's, or
+ * `producer --broadcast`) as a new receiver, from the next message sent; a loss is an
+ * error (exit 2): those senders are lossless.
  * Exit codes: 0 every message arrived valid and in sequence; 1 set-up error, no channel
  * within --timeout, or nothing sent for --timeout; 2 a bad message, a gap or duplicate, or
  * a truncated file; 3 the producer died, hung, or closed before --count messages;
@@ -26,11 +30,11 @@ int main(int argc, char **argv) {
     const char *name = "demo";
     uint64_t count = 0, timeout = 10;
     uint32_t wait = SHMLANE_WAIT_BLOCKING;
-    int copy = 0;
+    int copy = 0, broadcast = 0;
     static const struct option longs[] = {
         {"name", required_argument, 0, 'n'}, {"count", required_argument, 0, 'c'},
         {"timeout", required_argument, 0, 't'}, {"wait", required_argument, 0, 'w'},
-        {"copy", no_argument, 0, 'C'}, {0, 0, 0, 0}};
+        {"copy", no_argument, 0, 'C'}, {"broadcast", no_argument, 0, 'B'}, {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         char *end = NULL;
@@ -48,6 +52,7 @@ int main(int argc, char **argv) {
             }
             break;
         case 'C': copy = 1; break;
+        case 'B': broadcast = 1; break;
         default: return 1;
         }
         if (end && *end) {
@@ -62,7 +67,8 @@ int main(int argc, char **argv) {
     opts.wait = wait;
     opts.connect_timeout_ms = timeout * 1000;
     shmlane_byte_receiver *rx = NULL;
-    if (shmlane_byte_receiver_connect(name, &opts, &rx) != SHMLANE_STATUS_OK) {
+    if ((broadcast ? shmlane_broadcast_byte_receiver_connect(name, &opts, 0, &rx)
+                   : shmlane_byte_receiver_connect(name, &opts, &rx)) != SHMLANE_STATUS_OK) {
         fprintf(stderr, "consumer: %s\n", shmlane_last_error());
         return 1;
     }
@@ -101,7 +107,8 @@ int main(int argc, char **argv) {
             if (st == SHMLANE_STATUS_CLOSED && count == 0) break;
             fprintf(stderr, "consumer: after %" PRIu64 " messages: %s\n", received, shmlane_last_error());
             code = st == SHMLANE_STATUS_TIMEOUT ? 1
-                 : (st == SHMLANE_STATUS_TRUNCATED || st == SHMLANE_STATUS_CORRUPT) ? 2
+                 : (st == SHMLANE_STATUS_TRUNCATED || st == SHMLANE_STATUS_CORRUPT ||
+                    st == SHMLANE_STATUS_LOST) ? 2
                  : (st == SHMLANE_STATUS_CLOSED || st == SHMLANE_STATUS_PEER_GONE || st == SHMLANE_STATUS_PEER_HUNG) ? 3
                  : 1;
             break;
@@ -125,7 +132,12 @@ int main(int argc, char **argv) {
             lat_sum += lat;
             if (lat > lat_max) lat_max = lat;
         }
-        if (!copy) shmlane_byte_receiver_release(rx);
+        if (!copy && shmlane_byte_receiver_release(rx) != SHMLANE_STATUS_OK) {
+            fprintf(stderr, "consumer: message %" PRIu64 " was overwritten while read: %s\n", received,
+                    shmlane_last_error());
+            errors++;
+            code = 2;
+        }
         received++;
         bytes += len;
     }

@@ -2,9 +2,13 @@
  * examples/examples/producer.rs, with the same messages (stamp.h), flags and exit codes, so
  * either producer works with either consumer.
  *
- *   producer [--name NAME] [--count N] [--size BYTES] [--timeout SECS] [--wait spin|yield|block] [--claim]
+ *   producer [--name NAME] [--count N] [--size BYTES] [--timeout SECS] [--wait spin|yield|block]
+ *            [--claim | --broadcast]
  *
  * --claim writes each message in place (claim + commit) instead of copying it (send).
+ * --broadcast creates a byte-message broadcast channel (lossless, up to 8 receivers, 4096
+ * messages) instead, for the Rust `subscriber` example or `consumer --broadcast`; it waits
+ * for the first receiver.
  * Exit codes: 0 every message sent; 1 set-up error or no consumer within --timeout;
  * 2 corrupt ring or truncated file; 3 the consumer died, closed early, or took nothing for
  * --timeout while the ring was full. */
@@ -46,12 +50,12 @@ int main(int argc, char **argv) {
     const char *name = "demo";
     uint64_t count = 1000000, size = 64, timeout = 10;
     uint32_t wait = SHMLANE_WAIT_BLOCKING;
-    int claim = 0;
+    int claim = 0, broadcast = 0;
     static const struct option longs[] = {
         {"name", required_argument, 0, 'n'}, {"count", required_argument, 0, 'c'},
         {"size", required_argument, 0, 's'}, {"timeout", required_argument, 0, 't'},
         {"wait", required_argument, 0, 'w'}, {"claim", no_argument, 0, 'C'},
-        {0, 0, 0, 0}};
+        {"broadcast", no_argument, 0, 'B'}, {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         char *end = NULL;
@@ -67,12 +71,17 @@ int main(int argc, char **argv) {
             }
             break;
         case 'C': claim = 1; break;
+        case 'B': broadcast = 1; break;
         default: return 1;
         }
         if (end && *end) {
             fprintf(stderr, "producer: `%s` is not a number\n", optarg);
             return 1;
         }
+    }
+    if (claim && broadcast) {
+        fprintf(stderr, "producer: --claim writes in place on byte channels; --broadcast sends copies\n");
+        return 1;
     }
     if (size < 8 || size > 1048576) {
         fprintf(stderr, "producer: --size must be 8 to 1048576 bytes\n");
@@ -88,7 +97,9 @@ int main(int argc, char **argv) {
     opts.max_message = size;
     opts.wait = wait;
     shmlane_byte_sender *tx = NULL;
-    if (shmlane_byte_sender_create(name, &opts, &tx) != SHMLANE_STATUS_OK) {
+    if (broadcast) opts.capacity = 4096; /* messages, each a slot of the maximum size */
+    if ((broadcast ? shmlane_broadcast_byte_sender_create(name, &opts, 8, 0, 0, &tx)
+                   : shmlane_byte_sender_create(name, &opts, &tx)) != SHMLANE_STATUS_OK) {
         fprintf(stderr, "producer: %s\n", shmlane_last_error());
         return 1;
     }

@@ -57,6 +57,12 @@ pair 0 0 "C producer -> Rust consumer, 64 B" -- \
 pair 0 0 "Rust producer -> C consumer (zero-copy read), 64 B" -- \
     "$rust/producer" --name "$tag.2" --count $n --size 64 -- \
     "$out/consumer" --name "$tag.2" --count $n
+pair 0 0 "Rust publisher -> C broadcast receiver (zero-copy read), 64 B" -- \
+    "$rust/publisher" --name "$tag.b1" --count $n --size 64 --await-subscribers 1 -- \
+    "$out/consumer" --name "$tag.b1" --count $n --broadcast
+pair 0 0 "C broadcast sender -> Rust subscriber, 1000 B" -- \
+    "$out/producer" --name "$tag.b2" --count 200000 --size 1000 --broadcast -- \
+    "$rust/subscriber" --name "$tag.b2" --count 200000
 pair 0 0 "C producer (claim/commit) -> C consumer (copy), 16 B" -- \
     "$out/producer" --name "$tag.3" --count $n --size 16 --claim -- \
     "$out/consumer" --name "$tag.3" --count $n --copy
@@ -120,6 +126,9 @@ if command -v valgrind >/dev/null; then
     pair 0 0 "valgrind: C producer -> C consumer (copy), 8 B" -- \
         "${vg[@]}" "$out/producer" --name "$tag.8" --count 20000 --size 8 -- \
         "${vg[@]}" "$out/consumer" --name "$tag.8" --count 20000 --copy --timeout 30
+    pair 0 0 "valgrind: C broadcast sender -> C broadcast receiver (zero-copy read), 64 B" -- \
+        "${vg[@]}" "$out/producer" --name "$tag.b3" --count 20000 --size 64 --broadcast -- \
+        "${vg[@]}" "$out/consumer" --name "$tag.b3" --count 20000 --broadcast --timeout 30
     pair 0 0 "valgrind: C typed sender -> C typed receiver" -- \
         "${vg[@]}" "$out/ticks" --role send --name "$tag.9" --count 20000 --timeout 30 -- \
         "${vg[@]}" "$out/ticks" --role recv --name "$tag.9" --count 20000 --timeout 30

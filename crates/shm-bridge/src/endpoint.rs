@@ -512,6 +512,34 @@ impl Endpoint {
             .unwrap_or(PeerState::Absent)
     }
 
+    /// Waits until a peer is attached and alive (or hung) and `ready` says it can take what
+    /// is sent next, up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], or [`Error::PeerGone`] if it attached and died.
+    pub(crate) fn wait_for_peer(&self, timeout: Duration, ready: impl Fn() -> bool) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            match self.peer_state() {
+                PeerState::Alive { .. } | PeerState::Hung { .. } if ready() => return Ok(()),
+                PeerState::Dead { .. } => {
+                    if let Some(e) = self.peer_error() {
+                        return Err(e);
+                    }
+                }
+                _ => {}
+            }
+            if start.elapsed() >= timeout {
+                return Err(Error::Timeout {
+                    name: self.name.to_string(),
+                    waited: start.elapsed(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// The error to report for the peer's state, if it is one.
     pub(crate) fn peer_error(&self) -> Option<Error> {
         // A file shrunk under us outranks what the (zeroed) control block would say.

@@ -422,3 +422,30 @@ fn byte_message_channels_report_losses_and_check_kinds() {
         Err(Error::BadConfig { .. })
     ));
 }
+
+#[test]
+fn waiting_for_a_peer_waits_until_a_receiver_joined_the_ring() {
+    let n = name("peer");
+    let mut tx = ChannelOptions::new().create_broadcast::<u64>(&n).unwrap();
+    assert!(matches!(
+        tx.wait_for_peer(Duration::from_millis(20)),
+        Err(Error::Timeout { .. })
+    ));
+    // A forked receiver: once the sender's wait returns, the first message reaches it.
+    let child = child_on(&n, |name| {
+        match ChannelOptions::new()
+            .connect_subscriber::<u64>(name)
+            .and_then(|mut rx| rx.recv_deadline(Some(Instant::now() + LIMIT)))
+        {
+            Ok(0) => 0,
+            Ok(_) => 1,
+            Err(_) => 2,
+        }
+    });
+    tx.wait_for_peer(LIMIT).unwrap();
+    assert!(!tx.subscribers().is_empty());
+    tx.send(0).unwrap();
+    child
+        .wait_timeout(LIMIT)
+        .expect("the receiver got the first message (exit 1: it missed it)");
+}

@@ -111,12 +111,14 @@ typedef enum {
 } shmlane_status;
 
 /*
- A receiving end of a byte channel (`shmlane_byte_receiver`).
+ A receiving end of a byte channel or of a byte-message broadcast channel
+ (`shmlane_byte_receiver`).
  */
 typedef struct shmlane_byte_receiver shmlane_byte_receiver;
 
 /*
- A sending end of a byte channel (`shmlane_byte_sender`).
+ A sending end of a byte channel or of a byte-message broadcast channel
+ (`shmlane_byte_sender`).
  */
 typedef struct shmlane_byte_sender shmlane_byte_sender;
 
@@ -230,6 +232,51 @@ shmlane_status shmlane_byte_receiver_connect(const char *name,
                                              shmlane_byte_receiver **out);
 
 /*
+ Creates byte-message broadcast channel `name` for up to `subscribers` receivers (1 to
+ 59; 0: 8) and stores its sending end (a `shmlane_byte_sender`) in `*out`: each message
+ is written once, and every receiver ([`shmlane_broadcast_byte_receiver_connect`]) gets
+ every message sent after it connected. `opts->capacity` counts messages (0: 1024), each
+ of up to `opts->max_message` bytes (0: 1024; rounded up to a multiple of 8). `flags`
+ and `evict_after_ms` as for [`shmlane_broadcast_sender_create`]. Send with
+ [`shmlane_byte_sender_send`] (claim-commit is for byte channels).
+
+ # Safety
+
+ As [`shmlane_byte_sender_create`].
+ */
+shmlane_status shmlane_broadcast_byte_sender_create(const char *name,
+                                                    const shmlane_options *opts,
+                                                    uint32_t subscribers,
+                                                    uint32_t flags,
+                                                    uint32_t evict_after_ms,
+                                                    shmlane_byte_sender **out);
+
+/*
+ Connects to byte-message broadcast channel `name` as a new receiver (a
+ `shmlane_byte_receiver`), starting with the next message sent, or with up to `history`
+ earlier ones still in the channel. Its receives return `SHMLANE_STATUS_LOST` once per
+ loss, then go on; [`shmlane_byte_receiver_missed`] counts them all.
+
+ # Safety
+
+ As [`shmlane_byte_sender_create`].
+ */
+shmlane_status shmlane_broadcast_byte_receiver_connect(const char *name,
+                                                       const shmlane_options *opts,
+                                                       uint64_t history,
+                                                       shmlane_byte_receiver **out);
+
+/*
+ Messages a broadcast receiver lost since it connected (0 for a byte channel's receiver
+ and for a null handle).
+
+ # Safety
+
+ `rx` is null or a live receiver handle.
+ */
+uint64_t shmlane_byte_receiver_missed(const shmlane_byte_receiver *rx);
+
+/*
  Waits up to `timeout_ms` milliseconds for a consumer to connect (negative: forever).
 
  # Safety
@@ -318,7 +365,9 @@ shmlane_status shmlane_byte_receiver_recv(shmlane_byte_receiver *rx,
  held (valid, and not freed for the producer) until [`shmlane_byte_receiver_release`].
 
  The bytes are in memory another process maps: read them once (copy what you check
- before you use it), as a hostile producer could change them under you.
+ before you use it), as a hostile producer could change them under you. On a lossy or
+ evicting broadcast channel the sender may overwrite them while held: then the release
+ returns `SHMLANE_STATUS_LOST`, and what was read must be discarded.
 
  # Safety
 
@@ -332,7 +381,8 @@ shmlane_status shmlane_byte_receiver_read(shmlane_byte_receiver *rx,
 
 /*
  Releases the message held by [`shmlane_byte_receiver_read`], freeing its room for the
- producer; its pointer is invalid after.
+ producer; its pointer is invalid after. `SHMLANE_STATUS_LOST` if a broadcast sender
+ overwrote it meanwhile (discard what was read of it; the receiver goes on after it).
 
  # Safety
 
@@ -342,7 +392,8 @@ shmlane_status shmlane_byte_receiver_release(shmlane_byte_receiver *rx);
 
 /*
  Closes the channel from the receiving side: the producer's next send returns
- `SHMLANE_STATUS_CLOSED`. The handle stays valid until freed.
+ `SHMLANE_STATUS_CLOSED` (a broadcast receiver closes nothing for the others; free it to
+ leave the channel). The handle stays valid until freed.
 
  # Safety
 

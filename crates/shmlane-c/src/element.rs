@@ -256,31 +256,47 @@ pub unsafe extern "C" fn shmlane_broadcast_sender_create(
     evict_after_ms: u32,
     out: *mut *mut TypedSenderHandle,
 ) -> Status {
-    if flags & !SHMLANE_BROADCAST_LOSSY != 0 {
-        return invalid("unknown broadcast flags");
-    }
+    let policy = match broadcast_policy(flags, evict_after_ms) {
+        Ok(p) => p,
+        Err(s) => return s,
+    };
     // SAFETY: forwarded from the caller.
     unsafe {
         open(name, elem, opts, out, |n, e, o| {
-            let o = if subscribers == 0 {
-                o
-            } else {
-                o.subscribers(subscribers as usize)
-            };
-            let o = if flags & SHMLANE_BROADCAST_LOSSY != 0 {
-                o.lossy()
-            } else if evict_after_ms > 0 {
-                o.slow_policy(SlowPolicy::Evict {
-                    after: Duration::from_millis(evict_after_ms.into()),
+            policy(o, subscribers)
+                .create_broadcast_raw(n, e)
+                .map(|tx| TypedSenderHandle {
+                    tx: Tx::Broadcast(tx),
                 })
-            } else {
-                o
-            };
-            o.create_broadcast_raw(n, e).map(|tx| TypedSenderHandle {
-                tx: Tx::Broadcast(tx),
-            })
         })
     }
+}
+
+/// What a broadcast create call's `subscribers`, `flags` and `evict_after_ms` make of the
+/// options, once `flags` is checked.
+pub(crate) fn broadcast_policy(
+    flags: u32,
+    evict_after_ms: u32,
+) -> Result<impl FnOnce(ChannelOptions, u32) -> ChannelOptions, Status> {
+    if flags & !SHMLANE_BROADCAST_LOSSY != 0 {
+        return Err(invalid("unknown broadcast flags"));
+    }
+    Ok(move |o: ChannelOptions, subscribers: u32| {
+        let o = if subscribers == 0 {
+            o
+        } else {
+            o.subscribers(subscribers as usize)
+        };
+        if flags & SHMLANE_BROADCAST_LOSSY != 0 {
+            o.lossy()
+        } else if evict_after_ms > 0 {
+            o.slow_policy(SlowPolicy::Evict {
+                after: Duration::from_millis(evict_after_ms.into()),
+            })
+        } else {
+            o
+        }
+    })
 }
 
 /// Connects to broadcast channel `name` of elements `elem` as a new receiver (a

@@ -1,7 +1,9 @@
 //! The C ABI of shmlane's channels: what a C or C++ process links to exchange messages with
 //! Rust, Python or other C processes over a named channel. Byte channels carry messages of
-//! any length (`shmlane_byte_*`); typed and MPMC channels carry fixed-size elements
-//! described by a [`shmlane_element`](Element) (`shmlane_typed_*`, `shmlane_mpmc_*`).
+//! any length (`shmlane_byte_*`), to one receiver or, made by
+//! [`shmlane_broadcast_byte_sender_create`], to many; typed, MPMC and broadcast channels
+//! carry fixed-size elements described by a [`shmlane_element`](Element)
+//! (`shmlane_typed_*`, `shmlane_mpmc_*`, `shmlane_broadcast_*`).
 //!
 //! Every function returns a [`Status`] (`shmlane_status`): `SHMLANE_STATUS_OK`, or what
 //! went wrong; the message of the last failure on the calling thread, with the same context
@@ -44,7 +46,7 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use shm_bridge::{ByteReceiver, ByteSender, ChannelOptions, Error};
+use shm_bridge::{AnyByteReceiver, AnyByteSender, ChannelOptions, Error};
 use shm_queue::wait::WaitStrategy;
 
 /// What a call did. Every function of the ABI returns one.
@@ -122,16 +124,18 @@ pub struct Options {
     pub allow_shared_write: bool,
 }
 
-/// A sending end of a byte channel (`shmlane_byte_sender`).
+/// A sending end of a byte channel or of a byte-message broadcast channel
+/// (`shmlane_byte_sender`).
 pub struct ByteSenderHandle {
-    tx: ByteSender,
+    tx: AnyByteSender,
     /// Length of the message claimed by [`shmlane_byte_sender_claim`], until committed.
     claimed: Option<usize>,
 }
 
-/// A receiving end of a byte channel (`shmlane_byte_receiver`).
+/// A receiving end of a byte channel or of a byte-message broadcast channel
+/// (`shmlane_byte_receiver`).
 pub struct ByteReceiverHandle {
-    rx: ByteReceiver,
+    rx: AnyByteReceiver,
     /// Whether a message is held by [`shmlane_byte_receiver_read`], until released.
     reading: bool,
 }
@@ -294,6 +298,38 @@ pub extern "C" fn shmlane_options_default() -> Options {
     }
 }
 
+/// The common frame of the byte channels' create and connect calls: checks `out`, the
+/// name and the options, runs `open`, and stores the handle it makes.
+///
+/// # Safety
+///
+/// As [`shmlane_byte_sender_create`].
+unsafe fn open_bytes<H>(
+    name: *const c_char,
+    opts: *const Options,
+    out: *mut *mut H,
+    open: impl FnOnce(&str, ChannelOptions) -> Result<H, Error>,
+) -> Status {
+    guard(|| {
+        if out.is_null() {
+            return invalid("`out` is a null pointer");
+        }
+        // SAFETY: forwarded from the caller.
+        let (name, opts) = match unsafe { (name_of(name), options_of(opts)) } {
+            (Ok(n), Ok(o)) => (n, o),
+            (Err(s), _) | (_, Err(s)) => return s,
+        };
+        match open(name, opts) {
+            Ok(h) => {
+                // SAFETY: `out` is non-null and writable (the caller's contract).
+                unsafe { put(out, Box::into_raw(Box::new(h))) };
+                Status::Ok
+            }
+            Err(e) => fail(&e),
+        }
+    })
+}
+
 /// Creates byte channel `name` (`/dev/shm/shmlane.NAME`, replacing one left behind by dead
 /// processes) and stores its sending end in `*out`.
 ///
@@ -306,30 +342,15 @@ pub unsafe extern "C" fn shmlane_byte_sender_create(
     opts: *const Options,
     out: *mut *mut ByteSenderHandle,
 ) -> Status {
-    guard(|| {
-        if out.is_null() {
-            return invalid("`out` is a null pointer");
-        }
-        // SAFETY: forwarded from the caller.
-        let name = match unsafe { name_of(name) } {
-            Ok(n) => n,
-            Err(s) => return s,
-        };
-        // SAFETY: `opts` is null or valid (the caller's contract).
-        let opts = match unsafe { options_of(opts) } {
-            Ok(o) => o,
-            Err(s) => return s,
-        };
-        match opts.create_bytes(name) {
-            Ok(tx) => {
-                let h = Box::new(ByteSenderHandle { tx, claimed: None });
-                // SAFETY: `out` is non-null and writable (the caller's contract).
-                unsafe { put(out, Box::into_raw(h)) };
-                Status::Ok
-            }
-            Err(e) => fail(&e),
-        }
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        open_bytes(name, opts, out, |n, o| {
+            o.create_bytes(n).map(|tx| ByteSenderHandle {
+                tx: AnyByteSender::Bytes(tx),
+                claimed: None,
+            })
+        })
+    }
 }
 
 /// Connects to byte channel `name` as its consumer, waiting up to the options'
@@ -344,30 +365,95 @@ pub unsafe extern "C" fn shmlane_byte_receiver_connect(
     opts: *const Options,
     out: *mut *mut ByteReceiverHandle,
 ) -> Status {
-    guard(|| {
-        if out.is_null() {
-            return invalid("`out` is a null pointer");
-        }
-        // SAFETY: forwarded from the caller.
-        let name = match unsafe { name_of(name) } {
-            Ok(n) => n,
-            Err(s) => return s,
-        };
-        // SAFETY: `opts` is null or valid (the caller's contract).
-        let opts = match unsafe { options_of(opts) } {
-            Ok(o) => o,
-            Err(s) => return s,
-        };
-        match opts.connect_bytes(name) {
-            Ok(rx) => {
-                let h = Box::new(ByteReceiverHandle { rx, reading: false });
-                // SAFETY: `out` is non-null and writable (the caller's contract).
-                unsafe { put(out, Box::into_raw(h)) };
-                Status::Ok
-            }
-            Err(e) => fail(&e),
-        }
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        open_bytes(name, opts, out, |n, o| {
+            o.connect_bytes(n).map(|rx| ByteReceiverHandle {
+                rx: AnyByteReceiver::Bytes(rx),
+                reading: false,
+            })
+        })
+    }
+}
+
+/// Creates byte-message broadcast channel `name` for up to `subscribers` receivers (1 to
+/// 59; 0: 8) and stores its sending end (a `shmlane_byte_sender`) in `*out`: each message
+/// is written once, and every receiver ([`shmlane_broadcast_byte_receiver_connect`]) gets
+/// every message sent after it connected. `opts->capacity` counts messages (0: 1024), each
+/// of up to `opts->max_message` bytes (0: 1024; rounded up to a multiple of 8). `flags`
+/// and `evict_after_ms` as for [`shmlane_broadcast_sender_create`]. Send with
+/// [`shmlane_byte_sender_send`] (claim-commit is for byte channels).
+///
+/// # Safety
+///
+/// As [`shmlane_byte_sender_create`].
+#[no_mangle]
+pub unsafe extern "C" fn shmlane_broadcast_byte_sender_create(
+    name: *const c_char,
+    opts: *const Options,
+    subscribers: u32,
+    flags: u32,
+    evict_after_ms: u32,
+    out: *mut *mut ByteSenderHandle,
+) -> Status {
+    let policy = match element::broadcast_policy(flags, evict_after_ms) {
+        Ok(p) => p,
+        Err(s) => return s,
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        open_bytes(name, opts, out, |n, o| {
+            policy(o, subscribers)
+                .create_broadcast_bytes(n)
+                .map(|tx| ByteSenderHandle {
+                    tx: AnyByteSender::Broadcast(tx),
+                    claimed: None,
+                })
+        })
+    }
+}
+
+/// Connects to byte-message broadcast channel `name` as a new receiver (a
+/// `shmlane_byte_receiver`), starting with the next message sent, or with up to `history`
+/// earlier ones still in the channel. Its receives return `SHMLANE_STATUS_LOST` once per
+/// loss, then go on; [`shmlane_byte_receiver_missed`] counts them all.
+///
+/// # Safety
+///
+/// As [`shmlane_byte_sender_create`].
+#[no_mangle]
+pub unsafe extern "C" fn shmlane_broadcast_byte_receiver_connect(
+    name: *const c_char,
+    opts: *const Options,
+    history: u64,
+    out: *mut *mut ByteReceiverHandle,
+) -> Status {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        open_bytes(name, opts, out, |n, o| {
+            o.history(usize::try_from(history).unwrap_or(usize::MAX))
+                .connect_subscriber_bytes(n)
+                .map(|rx| ByteReceiverHandle {
+                    rx: AnyByteReceiver::Broadcast(rx),
+                    reading: false,
+                })
+        })
+    }
+}
+
+/// Messages a broadcast receiver lost since it connected (0 for a byte channel's receiver
+/// and for a null handle).
+///
+/// # Safety
+///
+/// `rx` is null or a live receiver handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmlane_byte_receiver_missed(rx: *const ByteReceiverHandle) -> u64 {
+    if rx.is_null() {
+        return 0;
+    }
+    // SAFETY: a live handle (the caller's contract).
+    unsafe { &*rx }.rx.missed()
 }
 
 /// The handle behind `h`.
@@ -526,7 +612,10 @@ pub unsafe extern "C" fn shmlane_byte_sender_claim(
             return invalid("`out` is a null pointer");
         }
         h.claimed = None;
-        match h.tx.claim(len) {
+        let AnyByteSender::Bytes(tx) = &mut h.tx else {
+            return not_in_place();
+        };
+        match tx.claim(len) {
             Ok(mut c) => {
                 // SAFETY: the claimed bytes are reserved to this producer until it
                 // commits; the C caller writes them, as a Rust caller would through
@@ -542,6 +631,14 @@ pub unsafe extern "C" fn shmlane_byte_sender_claim(
             Err(e) => fail(&e),
         }
     })
+}
+
+/// The refusal of a claim or commit on a broadcast channel's sender.
+fn not_in_place() -> Status {
+    invalid(
+        "claim-commit writes in place on byte channels only; send on a broadcast channel \
+         with shmlane_byte_sender_send",
+    )
 }
 
 /// Publishes the first `len` bytes (at most the claimed length) of the message claimed by
@@ -571,13 +668,17 @@ pub unsafe extern "C" fn shmlane_byte_sender_commit(
                 "commit of {len} bytes, more than the {claimed} claimed"
             ));
         }
+        let AnyByteSender::Bytes(tx) = &mut h.tx else {
+            return not_in_place();
+        };
+        let name = tx.name().to_owned();
         // The tail has not moved since the claim and the consumer only frees room, so
         // this claim covers the same bytes the caller wrote.
-        match h.tx.claim(claimed) {
+        match tx.claim(claimed) {
             Ok(c) => match c.commit_len(len) {
                 Ok(()) => Status::Ok,
                 Err(e) => fail(&Error::Queue {
-                    name: h.tx.name().to_owned(),
+                    name,
                     source: e.into(),
                 }),
             },
@@ -670,7 +771,9 @@ pub unsafe extern "C" fn shmlane_byte_receiver_recv(
 /// held (valid, and not freed for the producer) until [`shmlane_byte_receiver_release`].
 ///
 /// The bytes are in memory another process maps: read them once (copy what you check
-/// before you use it), as a hostile producer could change them under you.
+/// before you use it), as a hostile producer could change them under you. On a lossy or
+/// evicting broadcast channel the sender may overwrite them while held: then the release
+/// returns `SHMLANE_STATUS_LOST`, and what was read must be discarded.
 ///
 /// # Safety
 ///
@@ -696,15 +799,8 @@ pub unsafe extern "C" fn shmlane_byte_receiver_read(
         if h.reading {
             return invalid("a message is already held: release it first");
         }
-        match h.rx.read_deadline(deadline(timeout_ms)) {
-            Ok(g) => {
-                // SAFETY: the record is committed and ours until released; the C
-                // caller reads it as a Rust caller would through `read_at`.
-                let s = unsafe { g.as_slice() };
-                let (p, n) = (s.as_ptr(), s.len());
-                // Keep the message: a dropped guard would release it now. The guard
-                // owns nothing else, and release reads the same record again.
-                std::mem::forget(g);
+        match h.rx.hold(deadline(timeout_ms)) {
+            Ok((p, n)) => {
                 h.reading = true;
                 // SAFETY: non-null and writable (checked, the caller's contract).
                 unsafe { put(data, p) };
@@ -722,7 +818,8 @@ pub unsafe extern "C" fn shmlane_byte_receiver_read(
 }
 
 /// Releases the message held by [`shmlane_byte_receiver_read`], freeing its room for the
-/// producer; its pointer is invalid after.
+/// producer; its pointer is invalid after. `SHMLANE_STATUS_LOST` if a broadcast sender
+/// overwrote it meanwhile (discard what was read of it; the receiver goes on after it).
 ///
 /// # Safety
 ///
@@ -740,24 +837,16 @@ pub unsafe extern "C" fn shmlane_byte_receiver_release(rx: *mut ByteReceiverHand
             return invalid("release without a read (call shmlane_byte_receiver_read first)");
         }
         h.reading = false;
-        // The held record is still the next one: reading it again and dropping the
-        // guard releases it.
-        let name = h.rx.name().to_owned();
-        match h.rx.ring().read() {
-            Ok(g) => {
-                g.release();
-                Status::Ok
-            }
-            Err(e) => fail(&Error::Queue {
-                name,
-                source: e.into(),
-            }),
+        match h.rx.release_held() {
+            Ok(()) => Status::Ok,
+            Err(e) => fail(&e),
         }
     })
 }
 
 /// Closes the channel from the receiving side: the producer's next send returns
-/// `SHMLANE_STATUS_CLOSED`. The handle stays valid until freed.
+/// `SHMLANE_STATUS_CLOSED` (a broadcast receiver closes nothing for the others; free it to
+/// leave the channel). The handle stays valid until freed.
 ///
 /// # Safety
 ///
@@ -767,7 +856,7 @@ pub unsafe extern "C" fn shmlane_byte_receiver_close(rx: *mut ByteReceiverHandle
     // SAFETY: forwarded from the caller.
     unsafe {
         with_handle(rx, |h| {
-            h.rx.ring().close();
+            h.rx.close();
             Status::Ok
         })
     }

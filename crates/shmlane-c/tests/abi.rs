@@ -297,3 +297,196 @@ fn a_second_producer_is_refused_while_the_first_lives() {
         shmlane_byte_sender_free(a);
     }
 }
+
+/// A byte-message broadcast channel's sender and receivers through the byte handles.
+fn broadcast(
+    tag: &str,
+    opts: &Options,
+    flags: u32,
+) -> (CString, *mut ByteSenderHandle, [*mut ByteReceiverHandle; 2]) {
+    let n = name(tag);
+    let mut tx = ptr::null_mut();
+    let mut rx = [ptr::null_mut(); 2];
+    // SAFETY: valid name, options and out pointers.
+    unsafe {
+        assert_eq!(
+            shmlane_broadcast_byte_sender_create(n.as_ptr(), opts, 4, flags, 0, &mut tx),
+            Status::Ok,
+            "{}",
+            last_error()
+        );
+        for r in &mut rx {
+            assert_eq!(
+                shmlane_broadcast_byte_receiver_connect(n.as_ptr(), opts, 0, r),
+                Status::Ok,
+                "{}",
+                last_error()
+            );
+        }
+    }
+    (n, tx, rx)
+}
+
+#[test]
+fn broadcast_byte_messages_reach_every_receiver_copied_or_in_place() {
+    let mut opts = shmlane_options_default();
+    opts.capacity = 8;
+    opts.max_message = 64;
+    let (n, tx, rx) = broadcast("bcast", &opts, 0);
+    let mut buf = [0u8; 64];
+    let mut len = 0usize;
+    let mut data = ptr::null();
+    // SAFETY: live handles, valid buffers.
+    unsafe {
+        assert_eq!(shmlane_byte_sender_max_message(tx), 64);
+        assert_eq!(shmlane_byte_receiver_max_message(rx[0]), 64);
+        for m in [&b"one"[..], b"two", b""] {
+            assert_eq!(
+                shmlane_byte_sender_send(tx, m.as_ptr(), m.len(), 0),
+                Status::Ok
+            );
+        }
+        // Receiver 0 copies, receiver 1 reads in place: both get all three.
+        for want in [&b"one"[..], b"two", b""] {
+            assert_eq!(
+                shmlane_byte_receiver_recv(rx[0], buf.as_mut_ptr(), 64, &mut len, 0),
+                Status::Ok
+            );
+            assert_eq!(&buf[..len], want);
+            assert_eq!(
+                shmlane_byte_receiver_read(rx[1], &mut data, &mut len, 0),
+                Status::Ok
+            );
+            assert_eq!(std::slice::from_raw_parts(data, len), want);
+            assert_eq!(shmlane_byte_receiver_release(rx[1]), Status::Ok);
+        }
+        assert_eq!(
+            shmlane_byte_receiver_recv(rx[0], buf.as_mut_ptr(), 64, &mut len, 0),
+            Status::WouldBlock
+        );
+        // Lossless: a full ring (receiver 1 read nothing more) holds the sender up.
+        for i in 0..8u8 {
+            assert_eq!(shmlane_byte_sender_send(tx, &i, 1, 0), Status::Ok);
+        }
+        assert_eq!(
+            shmlane_byte_sender_send(tx, b"9".as_ptr(), 1, 0),
+            Status::WouldBlock
+        );
+        // Too large, too short a buffer (the message stays), and no claim on broadcast.
+        assert_eq!(
+            shmlane_byte_sender_send(tx, buf.as_ptr(), 65, 0),
+            Status::TooLarge
+        );
+        assert_eq!(
+            shmlane_byte_receiver_recv(rx[1], buf.as_mut_ptr(), 0, &mut len, 0),
+            Status::BufferTooSmall
+        );
+        assert_eq!(
+            shmlane_byte_receiver_recv(rx[1], buf.as_mut_ptr(), 64, &mut len, 0),
+            Status::Ok
+        );
+        assert_eq!(&buf[..len], [0u8]);
+        let mut p = ptr::null_mut();
+        assert_eq!(
+            shmlane_byte_sender_claim(tx, 3, &mut p),
+            Status::InvalidArgument
+        );
+        assert!(
+            last_error().contains("byte channels only"),
+            "{}",
+            last_error()
+        );
+        // Wrong kinds: a byte-channel receiver on a broadcast channel, and the reverse.
+        let mut other = ptr::null_mut();
+        assert_eq!(
+            shmlane_byte_receiver_connect(n.as_ptr(), &opts, &mut other),
+            Status::WrongType
+        );
+        assert_eq!(shmlane_byte_receiver_missed(rx[0]), 0);
+        // Leaving: a freed receiver no longer holds the sender up; the other drains, and
+        // the sender's close ends it.
+        shmlane_byte_receiver_free(rx[1]);
+        assert_eq!(
+            shmlane_byte_receiver_close(rx[0]),
+            Status::Ok,
+            "a broadcast receiver's close closes nothing"
+        );
+        for _ in 0..8 {
+            assert_eq!(
+                shmlane_byte_receiver_recv(rx[0], buf.as_mut_ptr(), 64, &mut len, 0),
+                Status::Ok
+            );
+        }
+        assert_eq!(
+            shmlane_byte_sender_send(tx, b"9".as_ptr(), 1, 0),
+            Status::Ok
+        );
+        assert_eq!(shmlane_byte_sender_close(tx), Status::Ok);
+        assert_eq!(
+            shmlane_byte_receiver_recv(rx[0], buf.as_mut_ptr(), 64, &mut len, -1),
+            Status::Ok
+        );
+        assert_eq!(
+            shmlane_byte_receiver_recv(rx[0], buf.as_mut_ptr(), 64, &mut len, -1),
+            Status::Closed
+        );
+        shmlane_byte_receiver_free(rx[0]);
+        shmlane_byte_sender_free(tx);
+        assert_eq!(
+            shmlane_broadcast_byte_sender_create(n.as_ptr(), &opts, 4, 2, 0, &mut other.cast()),
+            Status::InvalidArgument
+        );
+    }
+}
+
+#[test]
+fn a_lossy_broadcast_reports_losses_and_overwritten_in_place_reads() {
+    let mut opts = shmlane_options_default();
+    opts.capacity = 8;
+    opts.max_message = 16;
+    let (_n, tx, rx) = broadcast("bcast-lossy", &opts, SHMLANE_BROADCAST_LOSSY);
+    let mut buf = [0u8; 16];
+    let mut len = 0usize;
+    let mut data = ptr::null();
+    // SAFETY: live handles, valid buffers.
+    unsafe {
+        for i in 0..20u8 {
+            assert_eq!(shmlane_byte_sender_send(tx, &i, 1, 0), Status::Ok);
+        }
+        // Lapped: LOST once, with the count, then the oldest message still there.
+        assert_eq!(
+            shmlane_byte_receiver_recv(rx[0], buf.as_mut_ptr(), 16, &mut len, 0),
+            Status::Lost
+        );
+        let missed = shmlane_byte_receiver_missed(rx[0]);
+        assert!((1..20).contains(&missed), "{missed}");
+        assert_eq!(
+            shmlane_byte_receiver_recv(rx[0], buf.as_mut_ptr(), 16, &mut len, 0),
+            Status::Ok
+        );
+        assert_eq!(u64::from(buf[0]), missed);
+        // Receiver 1 holds a message in place while the sender laps it: the release says
+        // LOST, and the receiver goes on.
+        assert_eq!(
+            shmlane_byte_receiver_read(rx[1], &mut data, &mut len, 0),
+            Status::Lost
+        );
+        assert_eq!(
+            shmlane_byte_receiver_read(rx[1], &mut data, &mut len, 0),
+            Status::Ok
+        );
+        for i in 20..40u8 {
+            assert_eq!(shmlane_byte_sender_send(tx, &i, 1, 0), Status::Ok);
+        }
+        assert_eq!(shmlane_byte_receiver_release(rx[1]), Status::Lost);
+        assert!(last_error().contains("lost"), "{}", last_error());
+        assert_eq!(
+            shmlane_byte_receiver_recv(rx[1], buf.as_mut_ptr(), 16, &mut len, 0),
+            Status::Ok
+        );
+        assert!(buf[0] >= 32, "{}", buf[0]);
+        shmlane_byte_receiver_free(rx[0]);
+        shmlane_byte_receiver_free(rx[1]);
+        shmlane_byte_sender_free(tx);
+    }
+}

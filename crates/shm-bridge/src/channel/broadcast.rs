@@ -20,7 +20,20 @@ pub struct BroadcastSender<T: Element> {
 }
 
 impl<T: Element> BroadcastSender<T> {
-    endpoint_methods!();
+    endpoint_methods!(own wait_for_peer);
+
+    /// Waits until a receiver has joined the ring, up to `timeout`: what is sent after
+    /// `Ok` reaches it. (A receiver's process attaches to the channel a moment before it
+    /// joins the ring; waiting for the attachment alone could send messages it never
+    /// sees.)
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], or [`Error::PeerGone`] if every receiver that attached died.
+    pub fn wait_for_peer(&self, timeout: Duration) -> Result<()> {
+        self.ep
+            .wait_for_peer(timeout, || !self.ring.subscribers().is_empty())
+    }
 
     /// If creating replaced a stale channel under the same name, what it replaced.
     pub fn reclaimed(&self) -> Option<&Reclaimed> {

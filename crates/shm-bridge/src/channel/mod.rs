@@ -565,9 +565,24 @@ impl ChannelOptions {
     }
 }
 
-/// The methods every handle has, whatever its ring.
+/// The methods every handle has, whatever its ring: `endpoint_methods!()`; a handle whose
+/// peer is ready only after more than its attaching (a broadcast sender, whose subscribers
+/// must join the ring) writes its own `wait_for_peer` and uses
+/// `endpoint_methods!(own wait_for_peer)`.
 macro_rules! endpoint_methods {
     () => {
+        endpoint_methods!(own wait_for_peer);
+
+        /// Waits until a peer is attached and alive, up to `timeout`.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::Timeout`], or [`Error::PeerGone`] if it attached and died.
+        pub fn wait_for_peer(&self, timeout: Duration) -> Result<()> {
+            self.ep.wait_for_peer(timeout, || true)
+        }
+    };
+    (own wait_for_peer) => {
         /// The channel's name (without the `shmlane.` prefix).
         pub fn name(&self) -> &str {
             &self.ep.name
@@ -592,32 +607,6 @@ macro_rules! endpoint_methods {
             self.ep.peer_state()
         }
 
-        /// Waits until a peer is attached and alive, up to `timeout`.
-        ///
-        /// # Errors
-        ///
-        /// [`Error::Timeout`], or [`Error::PeerGone`] if it attached and died.
-        pub fn wait_for_peer(&self, timeout: Duration) -> Result<()> {
-            let start = Instant::now();
-            loop {
-                match self.ep.peer_state() {
-                    PeerState::Alive { .. } | PeerState::Hung { .. } => return Ok(()),
-                    PeerState::Dead { .. } => {
-                        if let Some(e) = self.ep.peer_error() {
-                            return Err(e);
-                        }
-                    }
-                    PeerState::Absent | PeerState::Left { .. } => {}
-                }
-                if start.elapsed() >= timeout {
-                    return Err(Error::Timeout {
-                        name: self.ep.name.to_string(),
-                        waited: start.elapsed(),
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
     };
 }
 
