@@ -497,3 +497,92 @@ fn async_broadcast_subscribers_and_an_async_publisher_across_processes() {
         assert_eq!(rest, (missed..1000).collect::<Vec<_>>());
     });
 }
+
+#[test]
+fn async_byte_message_broadcast_streams_reads_and_sinks() {
+    let _s = serial();
+    // A blocking byte-message publisher process; in this process one async subscriber
+    // receives copies and one reads in place, each message checked.
+    const M: u64 = 50_000;
+    let n = name("bcast-bytes");
+    let opts = blocking().capacity(128).max_message(64).subscribers(4);
+    let publisher = child_on(&n, |n| {
+        let opts = blocking().capacity(128).max_message(64).subscribers(4);
+        let Ok(mut tx) = opts.create_broadcast_bytes(n) else {
+            return 1;
+        };
+        while tx.subscribers().len() < 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for i in 0..M {
+            let len = 8 + (i % 57) as usize;
+            let mut msg = vec![(i % 251) as u8; len];
+            msg[..8].copy_from_slice(&i.to_le_bytes());
+            if tx.send_message(&msg).is_err() {
+                return 2;
+            }
+        }
+        0
+    });
+    let check = |i: u64, m: &[u8]| {
+        assert_eq!(m.len(), 8 + (i % 57) as usize, "message {i}");
+        assert_eq!(u64::from_le_bytes(m[..8].try_into().unwrap()), i);
+        assert!(m[8..].iter().all(|&b| b == (i % 251) as u8), "message {i}");
+    };
+    let mut a = opts
+        .connect_subscriber_bytes(&n)
+        .unwrap()
+        .into_async_messages();
+    let mut b = opts
+        .connect_subscriber_bytes(&n)
+        .unwrap()
+        .into_async_messages();
+    runtime(true).block_on(async {
+        let copies = async {
+            let mut buf = [0u8; 64];
+            for i in 0..M {
+                let len = a.recv_message(&mut buf).await.unwrap();
+                check(i, &buf[..len]);
+            }
+            // The publisher dropped its end: the stream ends.
+            assert!(a.next().await.is_none());
+        };
+        let in_place = async {
+            for i in 0..M {
+                let g = b.read_message().await.unwrap();
+                check(i, &g.to_vec());
+                g.release().unwrap();
+            }
+            assert!(matches!(b.read_message().await, Err(Error::Closed { .. })));
+        };
+        tokio::join!(copies, in_place);
+    });
+    publisher.wait_timeout(Duration::from_secs(60)).unwrap();
+
+    // An async publisher's Sink, a lossy channel: the stream reports the loss as an item
+    // and goes on with the oldest message still there.
+    let n = name("bcast-bytes-lossy");
+    let opts = blocking().capacity(16).max_message(16).lossy();
+    let mut tx = opts
+        .create_broadcast_bytes(&n)
+        .unwrap()
+        .into_async_messages();
+    let mut rx = opts
+        .connect_subscriber_bytes(&n)
+        .unwrap()
+        .into_async_messages();
+    runtime(false).block_on(async {
+        for i in 0..100u64 {
+            tx.feed(i.to_le_bytes()).await.unwrap();
+        }
+        SinkExt::<[u8; 8]>::close(&mut tx).await.unwrap();
+        let Some(Err(Error::Lost { missed, .. })) = rx.next().await else {
+            panic!("no loss reported")
+        };
+        let rest: Vec<u64> = rx
+            .map(|m| u64::from_le_bytes(m.unwrap()[..].try_into().unwrap()))
+            .collect()
+            .await;
+        assert_eq!(rest, (missed..100).collect::<Vec<_>>());
+    });
+}

@@ -174,9 +174,9 @@ end_impl!([T: Element + Send] MpmcReceiver<T>, rx);
 end_impl!([T: Element + Send] MpmcSender<T>, tx);
 end_impl!([] ByteReceiver, rx);
 end_impl!([] ByteSender, tx);
-end_impl!([T: Pod + Send + Sync] BroadcastReceiver<T>, rx);
+end_impl!([T: Element + Send + Sync] BroadcastReceiver<T>, rx);
 
-impl<T: Pod + Send + Sync> End for BroadcastSender<T> {
+impl<T: Element + Send + Sync> End for BroadcastSender<T> {
     fn announce(&self) -> AnnouncedWait {
         self.tx.announce_wait()
     }
@@ -687,26 +687,36 @@ fn empty(r: &mut ByteReceiver) -> Result<usize> {
     }
 }
 
-impl Stream for AsyncByteReceiver {
-    type Item = Result<Vec<u8>>;
+/// The `Stream` (messages as `Vec`s, through its `poll_recv_vec`) and `FusedStream` of a
+/// byte-message async receiver.
+macro_rules! vec_stream {
+    ($ty:ident) => {
+        impl Stream for $ty {
+            type Item = Result<Vec<u8>>;
 
-    /// The next message as a `Vec`; `None` once the channel is closed and drained.
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Vec<u8>>>> {
-        let me = self.get_mut();
-        if me.ended {
-            return Poll::Ready(None);
+            /// The next message as a `Vec`; `None` once the channel is closed and drained.
+            fn poll_next(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<Option<Result<Vec<u8>>>> {
+                let me = self.get_mut();
+                if me.ended {
+                    return Poll::Ready(None);
+                }
+                let mut v = Vec::new();
+                let r = me.poll_recv_vec(cx, &mut v).map(|r| r.map(|_| v));
+                stream_item(&mut me.ended, r)
+            }
         }
-        let mut v = Vec::new();
-        let r = me.poll_recv_vec(cx, &mut v).map(|r| r.map(|_| v));
-        stream_item(&mut me.ended, r)
-    }
-}
 
-impl FusedStream for AsyncByteReceiver {
-    fn is_terminated(&self) -> bool {
-        self.ended
-    }
+        impl FusedStream for $ty {
+            fn is_terminated(&self) -> bool {
+                self.ended
+            }
+        }
+    };
 }
+vec_stream!(AsyncByteReceiver);
 
 /// A receive's result as a stream item: `Closed` ends the stream; `PeerHung` is an item and
 /// the stream goes on; any other error is the last item.
@@ -756,48 +766,54 @@ impl AsyncByteSender {
     async_common!(ByteSender);
 }
 
-/// As the typed senders' `Sink`: the message is copied when it has to wait.
-impl<B: AsRef<[u8]>> Sink<B> for AsyncByteSender {
-    type Error = Error;
+/// The `Sink` of a byte-message async sender, sending with its `$try_send`: as the typed
+/// senders' `Sink`, except that the message is copied when it has to wait.
+macro_rules! message_sink {
+    ($ty:ident, $try_send:ident) => {
+        impl<B: AsRef<[u8]>> Sink<B> for $ty {
+            type Error = Error;
 
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        <Self as Sink<B>>::poll_flush(self, cx)
-    }
-
-    fn start_send(self: Pin<&mut Self>, item: B) -> Result<()> {
-        let me = self.get_mut();
-        match me.inner.try_send(item.as_ref()) {
-            Err(Error::WouldBlock { .. }) => {
-                me.pending = Some(item.as_ref().to_vec());
-                Ok(())
+            fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+                <Self as Sink<B>>::poll_flush(self, cx)
             }
-            other => other,
-        }
-    }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let me = self.get_mut();
-        if let Some(msg) = me.pending.take() {
-            let r = me.w.poll(cx, &mut me.inner, |t| t.try_send(&msg));
-            if r.is_pending() {
-                me.pending = Some(msg);
+            fn start_send(self: Pin<&mut Self>, item: B) -> Result<()> {
+                let me = self.get_mut();
+                match me.inner.$try_send(item.as_ref()) {
+                    Err(Error::WouldBlock { .. }) => {
+                        me.pending = Some(item.as_ref().to_vec());
+                        Ok(())
+                    }
+                    other => other,
+                }
             }
-            return r;
-        }
-        Poll::Ready(Ok(()))
-    }
 
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let me = self.get_mut();
-        match <Self as Sink<B>>::poll_flush(Pin::new(&mut *me), cx) {
-            Poll::Ready(r) => {
-                me.inner.close();
-                Poll::Ready(r)
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+                let me = self.get_mut();
+                if let Some(msg) = me.pending.take() {
+                    let r = me.w.poll(cx, &mut me.inner, |t| t.$try_send(&msg));
+                    if r.is_pending() {
+                        me.pending = Some(msg);
+                    }
+                    return r;
+                }
+                Poll::Ready(Ok(()))
             }
-            Poll::Pending => Poll::Pending,
+
+            fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+                let me = self.get_mut();
+                match <Self as Sink<B>>::poll_flush(Pin::new(&mut *me), cx) {
+                    Poll::Ready(r) => {
+                        me.inner.close();
+                        Poll::Ready(r)
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
-    }
+    };
 }
+message_sink!(AsyncByteSender, try_send);
 
 fn _assert_send() {
     fn is_send<X: Send>() {}
@@ -808,3 +824,6 @@ fn _assert_send() {
     is_send::<AsyncByteReceiver>();
     is_send::<AsyncByteSender>();
 }
+
+mod messages;
+pub use messages::{AsyncMessageReceiver, AsyncMessageSender};
