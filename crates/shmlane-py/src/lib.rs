@@ -151,6 +151,57 @@ fn deadline(timeout: Option<f64>) -> PyResult<Option<Instant>> {
     }
 }
 
+/// A broadcast channel's delivery mode from a create call's `lossy` and `evict_after`
+/// (seconds), checked: applied to the options by [`BroadcastMode::apply`].
+#[derive(Clone, Copy)]
+enum BroadcastMode {
+    Lossless,
+    Lossy,
+    Evict(Duration),
+}
+
+impl BroadcastMode {
+    fn new(lossy: bool, evict_after: Option<f64>) -> PyResult<Self> {
+        match evict_after {
+            None if lossy => Ok(BroadcastMode::Lossy),
+            None => Ok(BroadcastMode::Lossless),
+            Some(t) if t.is_finite() && t >= 0.0 && !lossy => {
+                Ok(BroadcastMode::Evict(Duration::from_secs_f64(t)))
+            }
+            Some(t) => Err(PyValueError::new_err(format!(
+                "evict_after={t}: use a number of seconds >= 0, on a lossless channel"
+            ))),
+        }
+    }
+
+    fn apply(self, o: ChannelOptions) -> ChannelOptions {
+        match self {
+            BroadcastMode::Lossless => o,
+            BroadcastMode::Lossy => o.lossy(),
+            BroadcastMode::Evict(after) => o.slow_policy(shm_bridge::SlowPolicy::Evict { after }),
+        }
+    }
+}
+
+/// The options of a call that connects to an existing channel.
+fn joining(
+    timeout: f64,
+    wait: &str,
+    allow_foreign_owner: bool,
+    allow_shared_write: bool,
+) -> PyResult<ChannelOptions> {
+    if !(timeout.is_finite() && timeout >= 0.0) {
+        return Err(PyValueError::new_err(format!(
+            "timeout={timeout}: use a number of seconds >= 0"
+        )));
+    }
+    Ok(ChannelOptions::new()
+        .wait_strategy(strategy(wait)?)
+        .timeout(Duration::from_secs_f64(timeout))
+        .allow_foreign_owner(allow_foreign_owner)
+        .allow_shared_write(allow_shared_write))
+}
+
 /// Runs `op` with the GIL released in slices of at most [`SLICE`] until it stops timing out
 /// or `deadline` passes, checking for signals between slices (so Ctrl-C raises
 /// `KeyboardInterrupt`). `op` gets the slice's deadline.
@@ -288,28 +339,16 @@ impl ByteSender {
         allow_foreign_owner: bool,
         allow_shared_write: bool,
     ) -> PyResult<Self> {
-        let mut o = ChannelOptions::new()
-            .wait_strategy(strategy(wait)?)
-            .mode(mode)
-            .allow_foreign_owner(allow_foreign_owner)
-            .allow_shared_write(allow_shared_write)
-            .subscribers(subscribers)
-            .capacity(capacity.unwrap_or(1024))
-            .max_message(max_message.unwrap_or(1024));
-        match evict_after {
-            _ if lossy && evict_after.is_none() => o = o.lossy(),
-            None => {}
-            Some(t) if t.is_finite() && t >= 0.0 && !lossy => {
-                o = o.slow_policy(shm_bridge::SlowPolicy::Evict {
-                    after: Duration::from_secs_f64(t),
-                });
-            }
-            Some(t) => {
-                return Err(PyValueError::new_err(format!(
-                    "evict_after={t}: use a number of seconds >= 0, on a lossless channel"
-                )))
-            }
-        }
+        let o = BroadcastMode::new(lossy, evict_after)?.apply(
+            ChannelOptions::new()
+                .wait_strategy(strategy(wait)?)
+                .mode(mode)
+                .allow_foreign_owner(allow_foreign_owner)
+                .allow_shared_write(allow_shared_write)
+                .subscribers(subscribers)
+                .capacity(capacity.unwrap_or(1024))
+                .max_message(max_message.unwrap_or(1024)),
+        );
         let tx = py
             .detach(|| o.create_broadcast_bytes(name))
             .map_err(|e| py_err(&e))?;
@@ -597,16 +636,7 @@ impl ByteReceiver {
         allow_foreign_owner: bool,
         allow_shared_write: bool,
     ) -> PyResult<Self> {
-        if !(timeout.is_finite() && timeout >= 0.0) {
-            return Err(PyValueError::new_err(format!(
-                "timeout={timeout}: use a number of seconds >= 0"
-            )));
-        }
-        let o = ChannelOptions::new()
-            .wait_strategy(strategy(wait)?)
-            .timeout(Duration::from_secs_f64(timeout))
-            .allow_foreign_owner(allow_foreign_owner)
-            .allow_shared_write(allow_shared_write);
+        let o = joining(timeout, wait, allow_foreign_owner, allow_shared_write)?;
         let rx = py
             .detach(|| o.connect_bytes(name))
             .map_err(|e| py_err(&e))?;
@@ -634,17 +664,7 @@ impl ByteReceiver {
         allow_foreign_owner: bool,
         allow_shared_write: bool,
     ) -> PyResult<Self> {
-        if !(timeout.is_finite() && timeout >= 0.0) {
-            return Err(PyValueError::new_err(format!(
-                "timeout={timeout}: use a number of seconds >= 0"
-            )));
-        }
-        let o = ChannelOptions::new()
-            .wait_strategy(strategy(wait)?)
-            .timeout(Duration::from_secs_f64(timeout))
-            .allow_foreign_owner(allow_foreign_owner)
-            .allow_shared_write(allow_shared_write)
-            .history(history);
+        let o = joining(timeout, wait, allow_foreign_owner, allow_shared_write)?.history(history);
         let rx = py
             .detach(|| o.connect_subscriber_bytes(name))
             .map_err(|e| py_err(&e))?;

@@ -413,15 +413,7 @@ impl TypedSender {
         allow_foreign_owner: bool,
         allow_shared_write: bool,
     ) -> PyResult<Self> {
-        let evict = match evict_after {
-            None => None,
-            Some(t) if t.is_finite() && t >= 0.0 && !lossy => Some(Duration::from_secs_f64(t)),
-            Some(t) => {
-                return Err(PyValueError::new_err(format!(
-                    "evict_after={t}: use a number of seconds >= 0, on a lossless channel"
-                )))
-            }
-        };
+        let delivery = BroadcastMode::new(lossy, evict_after)?;
         let o = Opts {
             type_name,
             capacity,
@@ -434,13 +426,9 @@ impl TypedSender {
             allow_shared_write,
         };
         let (tx, c) = open(py, name, dtype, o, |o, n, e| {
-            let mut o = o.clone().subscribers(subscribers);
-            if lossy {
-                o = o.lossy();
-            } else if let Some(after) = evict {
-                o = o.slow_policy(shm_bridge::SlowPolicy::Evict { after });
-            }
-            o.create_broadcast_raw(n, e)
+            delivery
+                .apply(o.clone().subscribers(subscribers))
+                .create_broadcast_raw(n, e)
         })?;
         Ok(TypedSender::new(Tx::Broadcast(tx), c))
     }
