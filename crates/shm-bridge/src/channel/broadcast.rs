@@ -25,7 +25,10 @@ impl<T: Element> BroadcastSender<T> {
     /// Waits until a receiver has joined the ring, up to `timeout`: what is sent after
     /// `Ok` reaches it. (A receiver's process attaches to the channel a moment before it
     /// joins the ring; waiting for the attachment alone could send messages it never
-    /// sees.)
+    /// sees.) One narrow window is left: the ring shows the receiver's entry live a few
+    /// instructions before the receiver reads the position it starts at, so a message sent
+    /// in exactly that window is not its first. A receiver that must see a given message
+    /// connects with `history`.
     ///
     /// # Errors
     ///
