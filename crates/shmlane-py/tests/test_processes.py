@@ -111,7 +111,10 @@ def test_a_killed_producer_ends_a_waiting_recv_into_with_peer_gone(name, rust_ex
 def test_ctrl_c_interrupts_a_blocked_receive(name):
     code = textwrap.dedent(
         f"""
-        import shmlane, sys
+        import shmlane, signal, sys
+        # Python keeps SIGINT ignored if it started ignored (a background job of a shell
+        # without job control, as some CI launchers are): restore Ctrl-C's usual handler.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         tx = shmlane.ByteSender.create({name!r})
         rx = shmlane.ByteReceiver.connect({name!r}, timeout=1)
         print("waiting", flush=True)
