@@ -232,51 +232,6 @@ shmlane_status shmlane_byte_receiver_connect(const char *name,
                                              shmlane_byte_receiver **out);
 
 /*
- Creates byte-message broadcast channel `name` for up to `subscribers` receivers (1 to
- 59; 0: 8) and stores its sending end (a `shmlane_byte_sender`) in `*out`: each message
- is written once, and every receiver ([`shmlane_broadcast_byte_receiver_connect`]) gets
- every message sent after it connected. `opts->capacity` counts messages (0: 1024), each
- of up to `opts->max_message` bytes (0: 1024; rounded up to a multiple of 8). `flags`
- and `evict_after_ms` as for [`shmlane_broadcast_sender_create`]. Send with
- [`shmlane_byte_sender_send`] (claim-commit is for byte channels).
-
- # Safety
-
- As [`shmlane_byte_sender_create`].
- */
-shmlane_status shmlane_broadcast_byte_sender_create(const char *name,
-                                                    const shmlane_options *opts,
-                                                    uint32_t subscribers,
-                                                    uint32_t flags,
-                                                    uint32_t evict_after_ms,
-                                                    shmlane_byte_sender **out);
-
-/*
- Connects to byte-message broadcast channel `name` as a new receiver (a
- `shmlane_byte_receiver`), starting with the next message sent, or with up to `history`
- earlier ones still in the channel. Its receives return `SHMLANE_STATUS_LOST` once per
- loss, then go on; [`shmlane_byte_receiver_missed`] counts them all.
-
- # Safety
-
- As [`shmlane_byte_sender_create`].
- */
-shmlane_status shmlane_broadcast_byte_receiver_connect(const char *name,
-                                                       const shmlane_options *opts,
-                                                       uint64_t history,
-                                                       shmlane_byte_receiver **out);
-
-/*
- Messages a broadcast receiver lost since it connected (0 for a byte channel's receiver
- and for a null handle).
-
- # Safety
-
- `rx` is null or a live receiver handle.
- */
-uint64_t shmlane_byte_receiver_missed(const shmlane_byte_receiver *rx);
-
-/*
  Waits up to `timeout_ms` milliseconds for a consumer to connect (negative: forever).
 
  # Safety
@@ -428,6 +383,51 @@ size_t shmlane_byte_sender_max_message(const shmlane_byte_sender *tx);
  `rx` is null or a live receiver handle.
  */
 size_t shmlane_byte_receiver_max_message(const shmlane_byte_receiver *rx);
+
+/*
+ Creates byte-message broadcast channel `name` for up to `subscribers` receivers (1 to
+ 59; 0: 8) and stores its sending end (a `shmlane_byte_sender`) in `*out`: each message
+ is written once, and every receiver ([`shmlane_broadcast_byte_receiver_connect`]) gets
+ every message sent after it connected. `opts->capacity` counts messages (0: 1024), each
+ of up to `opts->max_message` bytes (0: 1024; rounded up to a multiple of 8). `flags`
+ and `evict_after_ms` as for [`shmlane_broadcast_sender_create`]. Send with
+ [`shmlane_byte_sender_send`] (claim-commit is for byte channels).
+
+ # Safety
+
+ As [`shmlane_byte_sender_create`].
+ */
+shmlane_status shmlane_broadcast_byte_sender_create(const char *name,
+                                                    const shmlane_options *opts,
+                                                    uint32_t subscribers,
+                                                    uint32_t flags,
+                                                    uint32_t evict_after_ms,
+                                                    shmlane_byte_sender **out);
+
+/*
+ Connects to byte-message broadcast channel `name` as a new receiver (a
+ `shmlane_byte_receiver`), starting with the next message sent, or with up to `history`
+ earlier ones still in the channel. Its receives return `SHMLANE_STATUS_LOST` once per
+ loss, then go on; [`shmlane_byte_receiver_missed`] counts them all.
+
+ # Safety
+
+ As [`shmlane_byte_sender_create`].
+ */
+shmlane_status shmlane_broadcast_byte_receiver_connect(const char *name,
+                                                       const shmlane_options *opts,
+                                                       uint64_t history,
+                                                       shmlane_byte_receiver **out);
+
+/*
+ Messages a broadcast receiver lost since it connected (0 for a byte channel's receiver
+ and for a null handle).
+
+ # Safety
+
+ `rx` is null or a live receiver handle.
+ */
+uint64_t shmlane_byte_receiver_missed(const shmlane_byte_receiver *rx);
 
 /*
  Creates typed (single-producer, single-consumer) channel `name` of elements `elem`, and

@@ -172,9 +172,9 @@ impl AnyByteReceiver {
     ///
     /// # Errors
     ///
-    /// [`Error::Queue`] with `BufferTooSmall` if `dst` is shorter than the message,
-    /// `Truncated`, or `Empty` with nothing ready; [`Error::Lost`] if a broadcast sender
-    /// overwrote it.
+    /// [`Error::Queue`] with `BufferTooSmall` if `dst` is shorter than the message, or
+    /// `Truncated`; [`Error::WouldBlock`] with nothing ready; [`Error::Lost`] if a broadcast
+    /// sender overwrote it.
     pub fn copy_held(&mut self, dst: &mut [u8]) -> Result<()> {
         let copied = match self {
             AnyByteReceiver::Bytes(r) => r.ring().read().and_then(|g| {
@@ -203,7 +203,7 @@ impl AnyByteReceiver {
     ///
     /// [`Error::Lost`] if a broadcast sender overwrote the message while it was held: what
     /// was read of it is not the message (the receiver goes on after it);
-    /// [`Error::Queue`] if nothing is held (`Empty`) or the ring is corrupt.
+    /// [`Error::WouldBlock`] if nothing is held; [`Error::Queue`] if the ring is corrupt.
     pub fn release_held(&mut self) -> Result<()> {
         let released = match self {
             AnyByteReceiver::Bytes(r) => r.ring().read().map(ReadGuard::release),
@@ -216,23 +216,7 @@ impl AnyByteReceiver {
     }
 
     fn held_error(&self, e: shm_queue::TryError) -> Error {
-        let name = self.name().to_owned();
-        match e {
-            shm_queue::TryError::Lagged { missed } => Error::Lost {
-                name,
-                missed,
-                how: "overtaken",
-            },
-            shm_queue::TryError::Evicted { missed } => Error::Lost {
-                name,
-                missed,
-                how: "evicted",
-            },
-            e => Error::Queue {
-                name,
-                source: e.into(),
-            },
-        }
+        Error::queue(self.name(), e.into(), Duration::ZERO)
     }
 
     /// Closes a byte channel (its sender's next send gets [`Error::Closed`]); a broadcast
