@@ -141,6 +141,21 @@ fn byte_channel_round_trip_and_zero_copy() {
     let g = rx.read_deadline(None).unwrap();
     assert_eq!(g.to_vec(), b"abc");
     drop(g);
+    assert!(matches!(rx.try_read(), Err(Error::WouldBlock { .. })));
+    // Messages in parts arrive whole; too long in total is refused whole.
+    tx.try_send_parts(&[b"he", b"", b"llo"]).unwrap();
+    tx.send_parts_deadline(&[b"wor", b"ld"], None).unwrap();
+    assert_eq!(rx.try_read().unwrap().to_vec(), b"hello");
+    assert_eq!(rx.try_read().unwrap().to_vec(), b"world");
+    assert!(matches!(
+        tx.try_send_parts(&[&[0u8; 600], &[0u8; 401]]),
+        Err(Error::Queue { .. })
+    ));
+    assert!(matches!(
+        tx.send_parts_deadline(&[&[0u8; 600], &[0u8; 401]], None),
+        Err(Error::Queue { .. })
+    ));
+    assert!(matches!(rx.try_read(), Err(Error::WouldBlock { .. })));
     assert!(matches!(
         tx.try_send(&[0u8; 1001]),
         Err(Error::Queue { .. })

@@ -230,6 +230,44 @@ fn claims_commit_shorter_or_abort() {
 }
 
 #[test]
+fn a_message_in_parts_arrives_whole_across_the_wrap() {
+    let r = ring(256, 100);
+    let (mut tx, mut rx) = r.split().unwrap();
+    let mut buf = [0u8; 100];
+    for seq in 0..3000u64 {
+        let len = common::length(seq, 100);
+        common::payload(seq, len, &mut buf);
+        // Cut it in up to three parts, empty ones included.
+        let (a, b) = (
+            (seq as usize * 7) % (len + 1),
+            (seq as usize * 13) % (len + 1),
+        );
+        let (a, b) = (a.min(b), a.max(b));
+        let parts = [&buf[..a], &buf[a..b], &[][..], &buf[b..len]];
+        if seq % 2 == 0 {
+            tx.try_push_parts(&parts).unwrap();
+        } else {
+            tx.push_parts_blocking(&parts, None).unwrap();
+        }
+        let mut got = [0u8; 100];
+        let n = rx.try_pop(&mut got).unwrap();
+        assert_eq!(&got[..n], &buf[..len], "message {seq}");
+    }
+    tx.try_push_parts(&[]).unwrap();
+    assert_eq!(rx.try_pop(&mut buf).unwrap(), 0);
+    // Too long in total: refused whole, nothing sent.
+    assert!(matches!(
+        tx.try_push_parts(&[&[1u8; 60], &[2u8; 41]]),
+        Err(TryError::MessageTooLarge { len: 101, max: 100 })
+    ));
+    assert!(matches!(
+        tx.push_parts_blocking(&[&[1u8; 60], &[2u8; 41]], None),
+        Err(Error::MessageTooLarge { len: 101, max: 100 })
+    ));
+    assert!(!rx.has_message());
+}
+
+#[test]
 fn bad_input_is_an_error_and_loses_nothing() {
     let r = ring(1024, 100);
     let (mut tx, mut rx) = r.split().unwrap();

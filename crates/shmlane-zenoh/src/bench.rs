@@ -11,6 +11,11 @@
 //!   round trip crosses four bridges and four channels. The latency the bridges add, per
 //!   direction, is half the difference of the round trips' medians.
 //!
+//! - One wake-up: half the round trip of a byte between two threads sleeping in blocking
+//!   socket reads, printed beside the added latency. Each direction through the bridges
+//!   hands the message to one more sleeping thread than plain zenoh does (the application's
+//!   thread to the `out` thread), so one wake-up is the floor under the added latency.
+//!
 //! Each side is a child process (`bench-side`), started by the coordinator, which never
 //! opens zenoh itself.
 
@@ -217,15 +222,16 @@ pub fn side(role: Role, path: Path, size: usize, count: u64, port: u16) -> Resul
                 }
             };
             let (mut first, mut last) = (0, 0);
+            // Each side reads its message where it is (zenoh's sample, the channel's slot)
+            // and checks its stamp: the same work, and the cheapest each offers.
             for i in 0..count {
-                match (&sub, b.as_mut().and_then(|b| b.rx.as_mut())) {
-                    (Some(sub), _) => {
-                        let _ = sub.recv().map_err(s)?;
-                    }
-                    (None, Some(rx)) => {
-                        rx.recv_deadline(&mut msg, deadline()).map_err(s)?;
-                    }
+                let got = match (&sub, b.as_mut().and_then(|b| b.rx.as_mut())) {
+                    (Some(sub), _) => zenoh_stamp(&sub.recv().map_err(s)?)?,
+                    (None, Some(rx)) => channel_stamp(&rx.read_deadline(deadline()).map_err(s)?)?,
                     _ => return Err("no receiver".into()),
+                };
+                if got != i {
+                    return Err(format!("message {i} arrived as {got}"));
                 }
                 last = now_ns();
                 if i == 0 {
@@ -259,8 +265,11 @@ pub fn side(role: Role, path: Path, size: usize, count: u64, port: u16) -> Resul
                 stamp(&mut msg, i);
                 let t = now_ns();
                 p.put(msg.clone()).wait().map_err(s)?;
-                let _ = sub.recv().map_err(s)?;
+                let got = zenoh_stamp(&sub.recv().map_err(s)?)?;
                 rtts.push(now_ns() - t);
+                if got != i {
+                    return Err(format!("ping {i} came back as {got}"));
+                }
             }
             print_rtts(&mut rtts);
         }
@@ -280,17 +289,20 @@ pub fn side(role: Role, path: Path, size: usize, count: u64, port: u16) -> Resul
             let (Some(tx), Some(rx)) = (b.tx.as_mut(), b.rx.as_mut()) else {
                 return Err("no channels".into());
             };
-            let mut back = vec![0u8; size];
             let mut rtts = Vec::with_capacity(count as usize);
             // The first ping waits in the channel until both bridges' paths are up.
+            stamp(&mut msg, u64::MAX);
             tx.send_deadline(&msg, deadline()).map_err(s)?;
-            rx.recv_deadline(&mut back, deadline()).map_err(s)?;
+            channel_stamp(&rx.read_deadline(deadline()).map_err(s)?)?;
             for i in 0..count {
                 stamp(&mut msg, i);
                 let t = now_ns();
                 tx.send_deadline(&msg, deadline()).map_err(s)?;
-                rx.recv_deadline(&mut back, deadline()).map_err(s)?;
+                let got = channel_stamp(&rx.read_deadline(deadline()).map_err(s)?)?;
                 rtts.push(now_ns() - t);
+                if got != i {
+                    return Err(format!("ping {i} came back as {got}"));
+                }
             }
             print_rtts(&mut rtts);
         }
@@ -301,15 +313,33 @@ pub fn side(role: Role, path: Path, size: usize, count: u64, port: u16) -> Resul
             };
             loop {
                 let soon = Some(Instant::now() + Duration::from_secs(2));
-                match rx.recv_deadline(&mut msg, soon) {
-                    Ok(n) => tx.send_deadline(&msg[..n], deadline()).map_err(s)?,
-                    Err(_) => break,
-                }
+                let Ok(g) = rx.read_deadline(soon) else {
+                    break;
+                };
+                // Echoed from where it is, as the plain echo forwards its sample.
+                // SAFETY: this process's own `in` thread is the channel's only producer,
+                // and it does not write a record until the guard releases it.
+                let m = unsafe { g.as_slice() };
+                tx.send_deadline(m, deadline()).map_err(s)?;
             }
         }
     }
     let _ = std::io::stdout().flush();
     Ok(())
+}
+
+/// The stamp (first eight bytes) of a zenoh sample.
+fn zenoh_stamp(sample: &zenoh::sample::Sample) -> Result<u64, String> {
+    let mut b = [0u8; 8];
+    std::io::Read::read_exact(&mut sample.payload().reader(), &mut b).map_err(s)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// The stamp (first eight bytes) of a channel message, read in place.
+fn channel_stamp(g: &shm_queue::bytes::ReadGuard<'_>) -> Result<u64, String> {
+    let mut b = [0u8; 8];
+    g.read_at(0, &mut b).map_err(s)?;
+    Ok(u64::from_le_bytes(b))
 }
 
 fn print_rtts(rtts: &mut [u64]) {
@@ -373,6 +403,31 @@ fn pair(a: Role, b: Role, path: Path, size: usize, count: u64) -> Result<String,
     Ok(out)
 }
 
+/// Half the median round trip of one byte between two threads that sleep in a blocking
+/// `read` on a Unix socket pair: what handing a message to a sleeping thread costs here, the
+/// floor under each hand-off a bridge adds.
+fn one_wake_ns(rounds: usize) -> Result<f64, String> {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    let (mut a, mut b) = UnixStream::pair().map_err(s)?;
+    let echo = std::thread::spawn(move || {
+        let mut x = [0u8; 1];
+        while b.read_exact(&mut x).is_ok() && b.write_all(&x).is_ok() {}
+    });
+    let mut rtts = Vec::with_capacity(rounds);
+    let mut x = [0u8; 1];
+    for _ in 0..rounds {
+        let t = now_ns();
+        a.write_all(&x).map_err(s)?;
+        a.read_exact(&mut x).map_err(s)?;
+        rtts.push(now_ns() - t);
+    }
+    drop(a);
+    let _ = echo.join();
+    rtts.sort_unstable();
+    Ok(rtts[rtts.len() / 2] as f64 / 2.0)
+}
+
 /// The coordinator: every figure beside its plain-zenoh baseline.
 pub fn run(quick: bool) -> Result<(), String> {
     let runs = if quick { 1 } else { 3 };
@@ -423,10 +478,13 @@ pub fn run(quick: bool) -> Result<(), String> {
             format!("{:.1}", plain / 1e3),
             bridged / plain
         );
+        let wake = one_wake_ns(rounds as usize)?;
         println!(
-            "{:<40} {:>12}",
+            "{:<40} {:>12} {:>12} {:>7.2}x",
             format!("added latency p50, one way, {size} B (us)"),
-            format!("{:.1}", (bridged - plain) / 2e3)
+            format!("{:.1}", (bridged - plain) / 2e3),
+            format!("{:.1} wake", wake / 1e3),
+            (bridged - plain) / 2.0 / wake
         );
     }
     Ok(())

@@ -473,8 +473,10 @@ impl InState {
             });
             return;
         }
-        let payload = sample.payload().to_bytes();
-        let messages = match wire::split(&header, &payload) {
+        // The payload's fragments as they arrived: a message is copied into the channel
+        // from its pieces, not joined first.
+        let fragments: Vec<&[u8]> = sample.payload().slices().collect();
+        let messages = match wire::split(&header, &fragments) {
             Ok(m) => m,
             Err(e) => {
                 self.report.malformed += 1;
@@ -512,7 +514,7 @@ impl InState {
             Ok(dropped) => {
                 self.report.dropped += dropped;
                 self.report.messages += messages.len() as u64 - dropped;
-                self.report.bytes += messages.iter().map(|m| m.len() as u64).sum::<u64>();
+                self.report.bytes += messages.bytes();
             }
             Err(e) => {
                 self.failed = Some(e.into());

@@ -8,8 +8,9 @@ use shm_bridge::{
     BroadcastReceiver, BroadcastSender, ByteReceiver, ByteSender, ChannelKind, ChannelOptions,
     ElementType, Error, MpmcReceiver, MpmcSender, Raw, Receiver, Sender,
 };
+use shm_queue::bytes::ReadGuard;
 
-use crate::wire::{Batch, Format};
+use crate::wire::{Batch, Format, Messages};
 
 /// A channel end the `out` side reads, and what its messages are.
 #[derive(Debug)]
@@ -160,8 +161,7 @@ impl Source {
         match &mut self.end {
             SourceEnd::Bytes(rx) => {
                 // Each message is copied once, from the ring into the batch (read in place).
-                let take = |rx: &mut ByteReceiver, batch: &mut Batch, until: Instant| {
-                    let g = rx.read_deadline(Some(until))?;
+                let take = |g: ReadGuard<'_>, batch: &mut Batch| {
                     batch
                         .push_message_with(g.len(), |dst| g.copy_to(dst))
                         .map_err(|e| Error::BadConfig {
@@ -169,11 +169,13 @@ impl Source {
                             reason: e.to_string(),
                         })
                 };
-                take(rx, batch, deadline)?;
+                take(rx.read_deadline(Some(deadline))?, batch)?;
                 read.messages += 1;
+                // Then what is ready now, without waiting.
                 while !full(batch, &read) {
-                    if take(rx, batch, Instant::now()).is_err() {
-                        break;
+                    match rx.try_read() {
+                        Ok(g) => take(g, batch)?,
+                        Err(_) => break,
                     }
                     read.messages += 1;
                 }
@@ -240,6 +242,8 @@ pub struct Sink {
     end: SinkEnd,
     format: Format,
     name: String,
+    /// A message in pieces joined, for the ends that take only whole slices.
+    joined: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -325,6 +329,7 @@ impl Sink {
             end,
             format,
             name: name.to_owned(),
+            joined: Vec::new(),
         })
     }
 
@@ -338,8 +343,9 @@ impl Sink {
         &self.format
     }
 
-    /// Writes `messages` (each a whole message or element), waiting as `full` says (until
-    /// `stop` is set); returns how many were dropped.
+    /// Writes `messages` (each a whole message or element, in one or more pieces), waiting
+    /// as `full` says (until `stop` is set); returns how many were dropped. A byte channel
+    /// takes a message's pieces as they are (one copy); the other kinds get them joined.
     ///
     /// # Errors
     ///
@@ -347,12 +353,12 @@ impl Sink {
     /// one: the far side's maximum is larger than this channel's).
     pub fn write(
         &mut self,
-        messages: &[&[u8]],
+        messages: &Messages<'_>,
         full: Full,
         stop: &std::sync::atomic::AtomicBool,
     ) -> Result<u64, Error> {
         let mut dropped = 0;
-        for m in messages {
+        for m in messages.iter() {
             loop {
                 match self.write_one(m, full) {
                     Ok(true) => break,
@@ -378,12 +384,21 @@ impl Sink {
 
     /// One message or element, waiting up to 100 ms for room (`Full::Wait`) or not at all;
     /// `Ok(false)`: no room now.
-    fn write_one(&mut self, m: &[u8], full: Full) -> Result<bool, Error> {
+    fn write_one(&mut self, parts: &[&[u8]], full: Full) -> Result<bool, Error> {
         let wait = full == Full::Wait;
         let soon = Some(Instant::now() + std::time::Duration::from_millis(100));
+        let m: &[u8] = match (&self.end, parts) {
+            (SinkEnd::Bytes(_), _) | (_, []) => &[],
+            (_, [one]) => one,
+            (_, _) => {
+                self.joined.clear();
+                parts.iter().for_each(|p| self.joined.extend_from_slice(p));
+                &self.joined
+            }
+        };
         let r = match &mut self.end {
-            SinkEnd::Bytes(tx) if wait => tx.send_deadline(m, soon).map(|()| true),
-            SinkEnd::Bytes(tx) => tx.try_send(m).map(|()| true),
+            SinkEnd::Bytes(tx) if wait => tx.send_parts_deadline(parts, soon).map(|()| true),
+            SinkEnd::Bytes(tx) => tx.try_send_parts(parts).map(|()| true),
             SinkEnd::BroadcastBytes(tx) if wait => tx.send_message_deadline(m, soon).map(|()| true),
             SinkEnd::BroadcastBytes(tx) => tx.try_send_message(m).map(|()| true),
             SinkEnd::Typed(tx) if wait => tx

@@ -260,43 +260,147 @@ impl Batch {
     }
 }
 
-/// The messages of a payload, checked against the header: each element, or each byte
-/// message, as a slice of `payload`.
+/// The messages of a payload, each as the pieces of the payload's fragments it spans (a
+/// payload that zenoh reassembled from fragments is not contiguous, and joining it would
+/// cost a copy of every byte).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Messages<'a> {
+    /// Every message's pieces, in order.
+    pieces: Vec<&'a [u8]>,
+    /// Where each message's pieces end in `pieces`.
+    ends: Vec<usize>,
+    /// The messages' bytes.
+    bytes: u64,
+}
+
+impl<'a> Messages<'a> {
+    /// How many messages.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// `true` if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Their bytes (record lengths not counted).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Each message, as its pieces (none for an empty message).
+    pub fn iter(&self) -> impl Iterator<Item = &[&'a [u8]]> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(a, &b)| &self.pieces[a..b])
+    }
+}
+
+/// Reads a payload's fragments in order.
+struct Cursor<'s, 'a> {
+    /// The fragment being read, from the read position on.
+    cur: &'a [u8],
+    /// The fragments after it.
+    rest: &'s [&'a [u8]],
+}
+
+impl<'a> Cursor<'_, 'a> {
+    /// Makes the next fragment current if the current one is used up; `false` if none is
+    /// left.
+    fn refill(&mut self) -> bool {
+        while self.cur.is_empty() {
+            let Some((first, rest)) = self.rest.split_first() else {
+                return false;
+            };
+            (self.cur, self.rest) = (first, rest);
+        }
+        true
+    }
+
+    /// Appends the next `n` bytes to `out` as pieces; `false` if fewer are left.
+    fn take(&mut self, mut n: usize, out: &mut Vec<&'a [u8]>) -> bool {
+        while n > 0 {
+            if !self.refill() {
+                return false;
+            }
+            let (piece, tail) = self.cur.split_at(n.min(self.cur.len()));
+            out.push(piece);
+            self.cur = tail;
+            n -= piece.len();
+        }
+        true
+    }
+
+    /// The next four bytes as a little-endian `u32`.
+    fn u32(&mut self) -> Option<u32> {
+        let mut b = [0u8; 4];
+        let mut at = 0;
+        while at < 4 {
+            if !self.refill() {
+                return None;
+            }
+            let k = (4 - at).min(self.cur.len());
+            let (piece, tail) = self.cur.split_at(k);
+            b[at..at + k].copy_from_slice(piece);
+            self.cur = tail;
+            at += k;
+        }
+        Some(u32::from_le_bytes(b))
+    }
+
+    fn at_end(&self) -> bool {
+        self.cur.is_empty() && self.rest.iter().all(|f| f.is_empty())
+    }
+}
+
+/// The messages of a payload that arrived as `fragments`, checked against the header:
+/// each element, or each byte message, as pieces of the fragments.
 ///
 /// # Errors
 ///
 /// [`WireError::Malformed`] if the payload does not hold exactly `count` messages.
-pub fn split<'a>(h: &Header, payload: &'a [u8]) -> Result<Vec<&'a [u8]>, WireError> {
+pub fn split<'a>(h: &Header, fragments: &[&'a [u8]]) -> Result<Messages<'a>, WireError> {
     let count = h.count as usize;
-    match &h.format {
+    let total: usize = fragments.iter().map(|f| f.len()).sum();
+    let mut c = Cursor {
+        cur: &[],
+        rest: fragments,
+    };
+    let mut m = Messages {
+        // A lying count must not size the allocation: each message takes at least one
+        // byte of payload (an element) or four (a byte record).
+        pieces: Vec::with_capacity(count.min(total) + fragments.len()),
+        ends: Vec::with_capacity(count.min(total)),
+        bytes: 0,
+    };
+    let size = match &h.format {
         Format::Elements { size, .. } => {
             let size = *size as usize;
-            if Some(payload.len()) != count.checked_mul(size) {
+            if Some(total) != count.checked_mul(size) {
                 return Err(WireError::Malformed("payload is not count whole elements"));
             }
-            Ok(payload.chunks_exact(size).collect())
+            Some(size)
         }
-        Format::Bytes => {
-            let mut out = Vec::with_capacity(count.min(payload.len() / 4));
-            let mut rest = payload;
-            for _ in 0..count {
-                let Some((len, tail)) = rest.split_first_chunk::<4>() else {
-                    return Err(WireError::Malformed("record length cut short"));
-                };
-                let len = u32::from_le_bytes(*len) as usize;
-                if len > tail.len() {
-                    return Err(WireError::Malformed("record longer than the payload"));
-                }
-                let (msg, tail) = tail.split_at(len);
-                out.push(msg);
-                rest = tail;
-            }
-            if !rest.is_empty() {
-                return Err(WireError::Malformed("bytes after the last record"));
-            }
-            Ok(out)
+        Format::Bytes => None,
+    };
+    for _ in 0..count {
+        let len = match size {
+            Some(size) => size,
+            None => c
+                .u32()
+                .ok_or(WireError::Malformed("record length cut short"))?
+                as usize,
+        };
+        if !c.take(len, &mut m.pieces) {
+            return Err(WireError::Malformed("record longer than the payload"));
         }
+        m.ends.push(m.pieces.len());
+        m.bytes += len as u64;
     }
+    if !c.at_end() {
+        return Err(WireError::Malformed("bytes after the last record"));
+    }
+    Ok(m)
 }
 
 #[cfg(test)]
@@ -345,23 +449,55 @@ mod tests {
             batch.push_message(m);
         }
         let h = header(Format::Bytes, batch.count);
-        assert_eq!(split(&h, &batch.buf).unwrap(), [&b"a"[..], b"", b"hello"]);
+        let whole = |m: &Messages| m.iter().map(|p| p.concat()).collect::<Vec<_>>();
+        let got = split(&h, &[&batch.buf]).unwrap();
+        assert_eq!(whole(&got), [&b"a"[..], b"", b"hello"]);
+        assert_eq!(got.bytes(), 6);
         for cut in 0..batch.buf.len() {
-            assert!(split(&h, &batch.buf[..cut]).is_err(), "cut at {cut}");
+            assert!(split(&h, &[&batch.buf[..cut]]).is_err(), "cut at {cut}");
         }
         let mut long = batch.buf.clone();
         long.push(0);
-        assert!(split(&h, &long).is_err());
+        assert!(split(&h, &[&long]).is_err());
         let mut huge = batch.buf.clone();
         huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(split(&h, &huge).is_err());
+        assert!(split(&h, &[&huge]).is_err());
         let e = header(Format::of(&shm_queue::ElementType::of::<u64>()), 2);
-        assert_eq!(split(&e, &[0; 16]).unwrap().len(), 2);
-        assert!(split(&e, &[0; 15]).is_err());
+        assert_eq!(split(&e, &[&[0; 16]]).unwrap().len(), 2);
+        assert!(split(&e, &[&[0; 15]]).is_err());
         let lying = Header {
             count: u32::MAX,
             ..e
         };
-        assert!(split(&lying, &[0; 16]).is_err());
+        assert!(split(&lying, &[&[0; 16]]).is_err());
+    }
+
+    #[test]
+    fn a_payload_in_fragments_splits_as_if_whole() {
+        let mut batch = Batch::default();
+        for m in [&b"abcdefgh"[..], b"", b"hello", b"xy"] {
+            batch.push_message(m);
+        }
+        let h = header(Format::Bytes, batch.count);
+        let b = &batch.buf;
+        let want = split(&h, &[b]).unwrap();
+        let whole = |m: &Messages| m.iter().map(|p| p.concat()).collect::<Vec<_>>();
+        // Every way of cutting it in two and in three, empty fragments included.
+        for i in 0..=b.len() {
+            for j in i..=b.len() {
+                let got = split(&h, &[&b[..i], &b[i..j], &b[j..]]).unwrap();
+                assert_eq!(whole(&got), whole(&want), "cut at {i} and {j}");
+                assert_eq!(got.bytes(), want.bytes());
+                // A fragment short anywhere is refused.
+                if j > i {
+                    let short = split(&h, &[&b[..i], &b[i..j - 1], &b[j..]]);
+                    assert!(short.is_err(), "short at {i} and {j}");
+                }
+            }
+        }
+        let e = header(Format::of(&shm_queue::ElementType::of::<u64>()), 2);
+        let x: Vec<u8> = (0..16).collect();
+        let got = split(&e, &[&x[..5], &x[5..11], &x[11..]]).unwrap();
+        assert_eq!(whole(&got), [x[..8].to_vec(), x[8..].to_vec()]);
     }
 }

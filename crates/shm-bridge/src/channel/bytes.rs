@@ -27,13 +27,40 @@ impl ByteSender {
     /// [`Error::WouldBlock`] when full, [`Error::Queue`] with `MessageTooLarge`,
     /// [`Error::PeerGone`], [`Error::Closed`].
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        self.try_send_parts(std::slice::from_ref(&msg))
+    }
+
+    /// Sends the concatenation of `parts` as one message if there is room: a message that
+    /// arrives in pieces (a network payload in fragments, a header and a body) is copied
+    /// into the ring once, not joined first.
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteSender::try_send`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # fn main() -> Result<(), shm_bridge::Error> {
+    /// let name = format!("doc-parts-{}", std::process::id());
+    /// let opts = shm_bridge::ChannelOptions::new();
+    /// let mut tx = opts.create_bytes(&name)?;
+    /// let mut rx = opts.connect_bytes(&name)?;
+    /// tx.try_send_parts(&[b"head:", b"body"])?;
+    /// let mut buf = [0u8; 16];
+    /// let n = rx.try_recv(&mut buf)?;
+    /// assert_eq!(&buf[..n], b"head:body");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn try_send_parts(&mut self, parts: &[&[u8]]) -> Result<()> {
         if self.ep.tick() {
             self.check_peer()?;
         }
-        match self.tx.try_push(msg) {
+        match self.tx.try_push_parts(parts) {
             Ok(()) => {
                 self.ep.messages += 1;
-                self.ep.bytes += msg.len() as u64;
+                self.ep.bytes += parts.iter().map(|p| p.len() as u64).sum::<u64>();
                 Ok(())
             }
             Err(e) => Err(self.full(e.into())),
@@ -55,10 +82,25 @@ impl ByteSender {
     ///
     /// As [`ByteSender::send`], and [`Error::Timeout`].
     pub fn send_deadline(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<()> {
-        let first = self.try_send(msg);
+        self.send_parts_deadline(std::slice::from_ref(&msg), deadline)
+    }
+
+    /// Sends the concatenation of `parts` as one message, waiting for room until
+    /// `deadline` (`None`: no limit); see [`ByteSender::try_send_parts`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ByteSender::send_deadline`].
+    pub fn send_parts_deadline(
+        &mut self,
+        parts: &[&[u8]],
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        let first = self.try_send_parts(parts);
+        let len = parts.iter().map(|p| p.len() as u64).sum::<u64>();
         let tx = &mut self.tx;
-        send_or_wait(first, &mut self.ep, deadline, msg.len() as u64, |d| {
-            tx.push_blocking(msg, Some(d))
+        send_or_wait(first, &mut self.ep, deadline, len, |d| {
+            tx.push_parts_blocking(parts, Some(d))
         })
     }
 
@@ -152,6 +194,24 @@ impl ByteReceiver {
         }
         self.wait_deadline(deadline)?;
         self.try_recv(buf)
+    }
+
+    /// Returns a guard over the next message in place if there is one; the space is
+    /// released when the guard drops.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] when empty; [`Error::Queue`] for a record the producer could
+    /// not have written. Use [`ByteReceiver::try_recv`] or a waiting call to learn that
+    /// the channel closed or the peer died.
+    pub fn try_read(&mut self) -> Result<ReadGuard<'_>> {
+        let guard = self
+            .rx
+            .read()
+            .map_err(|e| ring_error(&self.ep, e.into(), Duration::ZERO))?;
+        self.ep.messages += 1;
+        self.ep.bytes += guard.len() as u64;
+        Ok(guard)
     }
 
     /// Waits for a message until `deadline` and returns a guard over it in place; the space

@@ -115,8 +115,20 @@ impl Producer {
     /// As [`Producer::claim`].
     #[inline]
     pub fn try_push(&mut self, msg: &[u8]) -> Result<(), TryError> {
-        let mut c = self.claim(msg.len())?;
-        c.write_at(0, msg)?;
+        self.try_push_parts(core::slice::from_ref(&msg))
+    }
+
+    /// Copies the concatenation of `parts` into the ring as one message (a gathering
+    /// write: a message that arrives in pieces is copied once, not joined first).
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::claim`]; [`TryError::MessageTooLarge`] also if the lengths' sum
+    /// overflows.
+    #[inline]
+    pub fn try_push_parts(&mut self, parts: &[&[u8]]) -> Result<(), TryError> {
+        let mut c = self.claim(parts_len(parts, self.storage.max_message)?)?;
+        c.write_parts(parts)?;
         c.commit();
         // The commit writes the record header and `tail`: reported if that faulted.
         self.storage.check_intact()
@@ -182,8 +194,22 @@ impl Producer {
     ///
     /// As [`Producer::claim_blocking`].
     pub fn push_blocking(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), Error> {
-        let mut c = self.claim_blocking(msg.len(), deadline)?;
-        c.write_at(0, msg)?;
+        self.push_parts_blocking(core::slice::from_ref(&msg), deadline)
+    }
+
+    /// Like [`Producer::try_push_parts`], but waits for space; see
+    /// [`Producer::claim_blocking`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::claim_blocking`].
+    pub fn push_parts_blocking(
+        &mut self,
+        parts: &[&[u8]],
+        deadline: Option<Instant>,
+    ) -> Result<(), Error> {
+        let mut c = self.claim_blocking(parts_len(parts, self.storage.max_message)?, deadline)?;
+        c.write_parts(parts)?;
         c.commit();
         Ok(())
     }
@@ -212,6 +238,18 @@ impl Producer {
     pub fn position(&self) -> u64 {
         self.tail
     }
+}
+
+/// The length of the message made of `parts`; a sum that overflows is too large.
+#[inline]
+fn parts_len(parts: &[&[u8]], max: usize) -> Result<usize, TryError> {
+    parts
+        .iter()
+        .try_fold(0usize, |n, p| n.checked_add(p.len()))
+        .ok_or(TryError::MessageTooLarge {
+            len: usize::MAX,
+            max,
+        })
 }
 
 /// Room for one message, reserved by [`Producer::claim`]: write it in place, then
@@ -268,6 +306,21 @@ impl WriteClaim<'_> {
         // Written into zero pages of a truncated object: report it, and the claim (dropped
         // without a commit) publishes nothing.
         self.producer.storage.check_intact()
+    }
+
+    /// Copies `parts` one after the other from the message's start.
+    ///
+    /// # Errors
+    ///
+    /// [`TryError::OutOfRange`] if they are longer than the message.
+    #[inline]
+    pub fn write_parts(&mut self, parts: &[&[u8]]) -> Result<(), TryError> {
+        let mut at = 0;
+        for p in parts {
+            self.write_at(at, p)?;
+            at += p.len();
+        }
+        Ok(())
     }
 
     /// The message bytes as a mutable slice, for code that must write in place (for
