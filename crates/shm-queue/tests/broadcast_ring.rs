@@ -473,6 +473,49 @@ fn poke(r: &Ring<u64>, off: usize, v: u64) -> u64 {
     }
 }
 
+/// The byte offset of the state word of the entry holding `token` (the word after it).
+fn state_word_of(r: &Ring<u64>, token: u64) -> usize {
+    let base = r.region().as_ptr().as_ptr();
+    (0..r.region().len() / 8)
+        .map(|w| w * 8)
+        // SAFETY: an 8-aligned offset inside the region, which no other thread uses now.
+        .find(|&off| unsafe { base.add(off).cast::<u64>().read_volatile() } == token)
+        .map(|off| off + 8)
+        .unwrap()
+}
+
+/// A joiner that stalls (or dies) after its entry starts gating but before it is live:
+/// it is not listed as a subscriber, a lossless publisher does not overwrite what it has
+/// not read, and the eviction policy evicts it like a live one.
+#[test]
+fn a_joiner_stalled_before_it_is_live_gates_unlisted_and_is_evicted() {
+    let evict = Mode::Lossless(SlowPolicy::Evict {
+        after: Duration::ZERO,
+    });
+    for mode in [WAIT, evict] {
+        let r = ring(14, 4, mode);
+        let cap = r.capacity() as u64;
+        let mut tx = r.publisher().unwrap();
+        let mut stalled = r.subscriber(Start::Newest).unwrap();
+        let token = r.subscribers()[0].token;
+        // Back to the joining state (1), as if it had stalled between the two stores.
+        assert_eq!(poke(&r, state_word_of(&r, token), 1), 2);
+        assert!(r.subscribers().is_empty(), "{mode:?}: listed while joining");
+        for i in 0..cap {
+            tx.try_push(i).unwrap();
+        }
+        if mode == WAIT {
+            assert!(matches!(tx.try_push(cap), Err(TryError::Full { .. })));
+            assert_eq!(poke(&r, state_word_of(&r, token), 2), 1);
+            assert_eq!(drain(&mut stalled), (0..cap).collect::<Vec<_>>());
+        } else {
+            tx.try_push(cap).unwrap();
+            assert_eq!(r.stats().evictions, 1);
+            assert!(matches!(stalled.try_recv(), Err(TryError::Evicted { .. })));
+        }
+    }
+}
+
 #[test]
 fn a_publisher_that_died_between_block_words_is_repaired_by_the_next() {
     let r = ring(14, 2, WAIT);

@@ -15,7 +15,7 @@ mod model;
 
 use loom::thread;
 use model::until_room;
-use shm_queue::broadcast::{Mode, Ring, SlowPolicy, Start, Subscriber};
+use shm_queue::broadcast::{Mode, Ring, SlowPolicy, Start, Subscriber, SubscriberState};
 use shm_queue::TryError;
 use std::time::Duration;
 
@@ -169,6 +169,35 @@ fn a_joiner_loses_nothing_from_its_join_on() {
         tx.join().unwrap();
         joiner.join().unwrap();
     });
+}
+
+/// A publisher that waits until the table shows a joiner as live (as a channel's
+/// `wait_for_peer` does) and then publishes: that element is the joiner's first, in both
+/// modes. Before the `JOINING` state, an entry turned live before the joiner read the
+/// position it starts at, so an element published in between was never its to read.
+#[test]
+fn an_element_published_once_the_join_shows_is_the_joiners_first() {
+    for mode in [Mode::Lossless(SlowPolicy::Wait), Mode::Lossy] {
+        model(move || {
+            let ring = Ring::<[u64; 2]>::new_model(2, 1, 1, mode).unwrap();
+            let mut tx = ring.publisher().unwrap();
+            let seen = ring.clone();
+            let publisher = thread::spawn(move || {
+                while !seen
+                    .subscribers()
+                    .iter()
+                    .any(|s| s.state == SubscriberState::Live)
+                {
+                    thread::yield_now();
+                }
+                until_room("push", || tx.try_push(enc(0)));
+            });
+            let mut rx = ring.subscriber(Start::Newest).unwrap();
+            assert_eq!(rx.position(), 0, "{mode:?}: joined after the element");
+            assert_eq!(read_to(&mut rx, 1, false), (1, 0));
+            publisher.join().unwrap();
+        });
+    }
 }
 
 /// Lossless with eviction after 0: the publisher never waits for the slow reader, and the

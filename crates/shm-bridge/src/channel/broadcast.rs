@@ -25,17 +25,20 @@ impl<T: Element> BroadcastSender<T> {
     /// Waits until a receiver has joined the ring, up to `timeout`: what is sent after
     /// `Ok` reaches it. (A receiver's process attaches to the channel a moment before it
     /// joins the ring; waiting for the attachment alone could send messages it never
-    /// sees.) One narrow window is left: the ring shows the receiver's entry live a few
-    /// instructions before the receiver reads the position it starts at, so a message sent
-    /// in exactly that window is not its first. A receiver that must see a given message
-    /// connects with `history`.
+    /// sees.) The ring shows a receiver as joined only once the position it starts at is
+    /// fixed, so the first message sent after `Ok` is at or after it. An evicted receiver
+    /// does not count: it re-joins at the newest message.
     ///
     /// # Errors
     ///
     /// [`Error::Timeout`], or [`Error::PeerGone`] if every receiver that attached died.
     pub fn wait_for_peer(&self, timeout: Duration) -> Result<()> {
-        self.ep
-            .wait_for_peer(timeout, || !self.ring.subscribers().is_empty())
+        self.ep.wait_for_peer(timeout, || {
+            self.ring
+                .subscribers()
+                .iter()
+                .any(|s| s.state == broadcast::SubscriberState::Live)
+        })
     }
 
     /// If creating replaced a stale channel under the same name, what it replaced.

@@ -60,11 +60,13 @@
 //! new entry, or the new subscriber's `tail` is at least the `tail` the rescan ran at, which
 //! bounds everything that rescan let the publisher overwrite. So nothing at or after the
 //! `tail` a subscriber joined at is ever overwritten under it, with no fence on the
-//! publisher's hot path.
+//! publisher's hot path. The entry's state is *joining* (it gates, but is not listed) until
+//! its start is stored; only then does it turn *live*, so a publisher that sees a
+//! subscriber live and then publishes writes something that subscriber will read.
 //!
 //! **Eviction and dead subscribers.** A lossless publisher that finds itself gated notes the
 //! gating entry and its cursor; if the same cursor still gates it after the eviction time, it
-//! moves the entry from live to evicted with a compare-and-swap, then rescans. The horizon
+//! moves the entry from joining or live to evicted with a compare-and-swap, then rescans. The horizon
 //! store and `Release` fence that follow come before any overwrite, so a subscriber that read
 //! an overwritten element also sees "evicted" (it checks its state on every call anyway). A
 //! publisher given a [`Liveness`](crate::mpmc::Liveness) check with
@@ -319,10 +321,19 @@ pub struct Stats {
 
 /// Entry state: free.
 const FREE: u64 = 0;
+/// Entry state: joining. Gates a lossless publisher like [`LIVE`] (its cursor is at most
+/// where it starts), but is not reported as a subscriber yet: where it starts is not fixed
+/// until it turns [`LIVE`].
+const JOINING: u64 = 1;
 /// Entry state: reading.
 const LIVE: u64 = 2;
 /// Entry state: evicted by the publisher.
 const EVICTED: u64 = 3;
+/// `true` for the states a lossless publisher must not overwrite unread elements of.
+fn gates(state: u64) -> bool {
+    state == LIVE || state == JOINING
+}
+
 /// Token of an entry being freed (by its holder or a reclaimer): not free, never a real
 /// token (tokens carry a pid in their high half), skipped by scans and reclaimers.
 const LEAVING: u64 = u64::MAX;
@@ -406,7 +417,7 @@ fn check_subscribers(n: u64) -> Result<(), Error> {
 pub(crate) struct Entry<'a> {
     /// 0 when free, [`LEAVING`] while being freed, else the holder's token.
     pub token: &'a AtomicU64,
-    /// [`FREE`], [`LIVE`] or [`EVICTED`].
+    /// [`FREE`], [`JOINING`], [`LIVE`] or [`EVICTED`].
     pub state: &'a AtomicU64,
     /// The next position the holder will read; stored `Release` after each read.
     pub cursor: &'a AtomicU64,
@@ -654,7 +665,7 @@ pub fn inspect(region: &Region, ring_len: u64) -> Result<Inspection, Error> {
         let at = layout.entries_offset() + index * ENTRY_BYTES;
         let token = word(at)?;
         let state = match word(at + 8)? {
-            FREE => continue,
+            FREE | JOINING => continue,
             LIVE => SubscriberState::Live,
             EVICTED => SubscriberState::Evicted,
             x => SubscriberState::Unknown(x),

@@ -206,7 +206,7 @@ impl<T: Element> Publisher<T> {
         for i in 0..m.scan_len() {
             let Some(e) = m.entry(i) else { break };
             let token = e.token.load(Ordering::Acquire);
-            if token == 0 || token == LEAVING || e.state.load(Ordering::Acquire) != LIVE {
+            if token == 0 || token == LEAVING || !gates(e.state.load(Ordering::Acquire)) {
                 continue;
             }
             // Acquire: the subscriber's reads of everything below its cursor happen before
@@ -252,10 +252,14 @@ impl<T: Element> Publisher<T> {
             }
         }
         if let (Some(after), Some(e)) = (self.evict_after, m.entry(i)) {
+            // A joiner that stalls (or dies) before it is LIVE gates too, so it is evicted
+            // the same way.
+            let state = e.state.load(Ordering::Acquire);
             if waited >= after
                 && e.token.load(Ordering::Acquire) == token
+                && gates(state)
                 && e.state
-                    .compare_exchange(LIVE, EVICTED, Ordering::AcqRel, Ordering::Relaxed)
+                    .compare_exchange(state, EVICTED, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
             {
                 m.evictions().fetch_add(1, Ordering::Relaxed);

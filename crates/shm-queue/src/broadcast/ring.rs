@@ -371,7 +371,7 @@ impl<T: Element> Ring<T> {
                     return None;
                 }
                 let state = match e.state.load(Ordering::Acquire) {
-                    FREE => return None,
+                    FREE | JOINING => return None,
                     LIVE => SubscriberState::Live,
                     EVICTED => SubscriberState::Evicted,
                     x => SubscriberState::Unknown(x),
@@ -524,8 +524,8 @@ pub(super) struct Joined {
     pub joined_at: u64,
 }
 
-/// Marks entry `index` (held by the caller) live from the publisher's position now, and
-/// computes where it starts; see "Joining" in the module docs.
+/// Marks entry `index` (held by the caller) joining from the publisher's position now,
+/// computes where it starts, then marks it live; see "Joining" in the module docs.
 pub(super) fn register<T: Element>(
     m: &Bcast<T>,
     index: usize,
@@ -537,7 +537,8 @@ pub(super) fn register<T: Element>(
     let (t0, _) = m.positions()?;
     e.cursor.store(t0, Ordering::Relaxed);
     e.joined_at.store(t0, Ordering::Relaxed);
-    e.state.store(LIVE, Ordering::Release);
+    // Joining: gating from now on, but not reported as joined until the start is fixed.
+    e.state.store(JOINING, Ordering::Release);
     // Pairs with the fence that starts the publisher's rescan: either it sees this entry,
     // or the tail read below is at least the one it scanned at.
     fence(Ordering::SeqCst);
@@ -554,6 +555,13 @@ pub(super) fn register<T: Element>(
     };
     e.joined_at.store(t1, Ordering::Relaxed);
     e.cursor.store(first, Ordering::Release);
+    // Joined. Release: whoever reads LIVE with Acquire and then publishes, publishes at or
+    // after `t1`, so that element is delivered (or counted lost, if lapped). A CAS, not a
+    // store: a publisher may have evicted the entry meanwhile (the next call re-joins), or
+    // a reclaimer freed it; neither is undone.
+    let _ = e
+        .state
+        .compare_exchange(JOINING, LIVE, Ordering::AcqRel, Ordering::Relaxed);
     Ok(Joined {
         start: first,
         joined_at: t1,
