@@ -113,39 +113,80 @@ fn lossy_overtaken_reader_is_never_torn_and_counts_exactly() {
     });
 }
 
+/// A reader thread taking batches with `recv_partial_slice` (which trusts the publisher's
+/// `tail` for a whole batch) until position `end`, checking every element; returns how many
+/// positions it delivered or was told it lost.
+fn batch_reader(mut rx: Subscriber<[u64; 2]>, end: u64) -> thread::JoinHandle<u64> {
+    thread::spawn(move || {
+        let mut buf = [[0u64; 2]; 2];
+        let mut seen = 0;
+        while rx.position() < end {
+            let at = rx.position();
+            match rx.recv_partial_slice(&mut buf) {
+                Ok(n) => {
+                    for (k, v) in buf[..n].iter().enumerate() {
+                        assert_eq!(*v, enc(at + k as u64), "element at {}", at + k as u64);
+                    }
+                    seen += n as u64;
+                    if n == 0 {
+                        thread::yield_now();
+                    }
+                }
+                Err(TryError::Lagged { missed }) => {
+                    assert_eq!(rx.position(), at + missed);
+                    seen += missed;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        seen
+    })
+}
+
 /// Lossy batch reads: a run is validated once, by its first element.
 #[test]
 fn lossy_batch_read_validates_the_whole_run() {
     model(|| {
         let ring = Ring::<[u64; 2]>::new_model(2, 1, 1, Mode::Lossy).unwrap();
-        let mut rx = ring.subscriber(Start::Newest).unwrap();
-        let reader = thread::spawn(move || {
-            let mut buf = [[0u64; 2]; 2];
-            let mut seen = 0;
-            while rx.position() < 3 {
-                let at = rx.position();
-                match rx.recv_partial_slice(&mut buf) {
-                    Ok(n) => {
-                        for (k, v) in buf[..n].iter().enumerate() {
-                            assert_eq!(*v, enc(at + k as u64));
-                        }
-                        seen += n as u64;
-                        if n == 0 {
-                            thread::yield_now();
-                        }
-                    }
-                    Err(TryError::Lagged { missed }) => {
-                        assert_eq!(rx.position(), at + missed);
-                        seen += missed;
-                    }
-                    Err(e) => panic!("{e}"),
-                }
-            }
-            seen
-        });
+        let reader = batch_reader(ring.subscriber(Start::Newest).unwrap(), 3);
         let tx = publishing(&ring, 3);
         tx.join().unwrap();
         assert_eq!(reader.join().unwrap(), 3);
+    });
+}
+
+/// Batch publishes (`push_partial_slice`, one `tail` store per batch) against a batch
+/// reader, which believes the `tail` for a whole batch: the `tail`'s `Release` is what
+/// orders the batch's elements before a reader that saw it (a gap in the broadcast
+/// mutants: weakened, the reader copied zeros that passed validation).
+#[test]
+fn batch_publishes_reach_a_batch_reader_intact() {
+    model(|| {
+        let ring = Ring::<[u64; 2]>::new_model(2, 1, 1, Mode::Lossy).unwrap();
+        let reader = batch_reader(ring.subscriber(Start::Newest).unwrap(), 3);
+        let mut tx = ring.publisher().unwrap();
+        assert_eq!(tx.push_partial_slice(&[enc(0), enc(1)]).unwrap(), 2);
+        assert_eq!(tx.push_partial_slice(&[enc(2)]).unwrap(), 1);
+        assert_eq!(reader.join().unwrap(), 3);
+    });
+}
+
+/// A publisher hand-over while a batch reader reads: the next publisher's recovery stores
+/// the `tail` again (and any block word a dead publisher left behind), and a reader that
+/// loads that store must see the first publisher's elements (another gap in the broadcast
+/// mutants: `recover_tail`'s stores).
+#[test]
+fn a_publisher_hand_over_keeps_a_batch_reader_intact() {
+    model(|| {
+        let ring = Ring::<[u64; 2]>::new_model(2, 1, 1, Mode::Lossy).unwrap();
+        let reader = batch_reader(ring.subscriber(Start::Newest).unwrap(), 2);
+        let mut a = ring.publisher().unwrap();
+        a.try_push(enc(0)).unwrap();
+        a.try_push(enc(1)).unwrap();
+        drop(a);
+        let b = ring.publisher().unwrap();
+        assert_eq!(b.position(), 2);
+        assert_eq!(reader.join().unwrap(), 2);
     });
 }
 
